@@ -1,0 +1,144 @@
+// The API gateway of the embedded default: one port, like Supabase's Kong. It verifies JWTs for
+// functions as the edge runtime's main service does, strips `/functions/v1`, and hands
+// `/realtime/v1/*` to the Realtime endpoint.
+import http from "node:http";
+import type { Duplex } from "node:stream";
+import type { FunctionConfig, RunningFunction } from "./functions.ts";
+import { verifyJwt } from "./jwt.ts";
+import type { Realtime } from "./realtime/index.ts";
+
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** A function restarting under --watch refuses connections for a moment; retry that long. */
+const RESTART_RETRY_MS = 10_000;
+
+export interface GatewayOptions {
+  jwtSecret: string;
+  realtime: Realtime;
+  /** Looked up per request so a restarted function's new port is used. */
+  functionFor(slug: string): RunningFunction | undefined;
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function unauthorized(res: http.ServerResponse, code: string, message: string): void {
+  sendJson(res, 401, { code, message, msg: message }, { "sb-error-code": code });
+}
+
+/** Mirrors the edge runtime's verify_jwt: Bearer token, else `sb-api-key`; HS256 only here. */
+async function checkJwt(req: http.IncomingMessage, secret: string): Promise<[string, string] | undefined> {
+  const auth = req.headers.authorization;
+  let token = auth?.startsWith("Bearer ") ? auth.slice(7).trim() : undefined;
+  if (!token || token.startsWith("sb_")) {
+    const apiKey = req.headers["sb-api-key"];
+    token = typeof apiKey === "string" ? apiKey : undefined;
+  }
+  if (!token) return ["UNAUTHORIZED_NO_AUTH_HEADER", "Missing authorization header"];
+  if (token.split(".").length !== 3) return ["UNAUTHORIZED_INVALID_JWT_FORMAT", "Invalid JWT"];
+  try {
+    await verifyJwt(secret, token);
+    return undefined;
+  } catch {
+    return ["UNAUTHORIZED_INVALID_JWT_FORMAT", "Invalid JWT"];
+  }
+}
+
+async function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function forward(
+  fn: RunningFunction,
+  req: http.IncomingMessage,
+  path: string,
+  body: Buffer,
+  res: http.ServerResponse,
+): Promise<"refused" | "done"> {
+  return new Promise((resolve) => {
+    const headers = { ...req.headers, host: `127.0.0.1:${fn.port}`, "content-length": String(body.length) };
+    delete headers["transfer-encoding"];
+    const upstream = http.request(
+      { host: "127.0.0.1", port: fn.port, method: req.method, path, headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+        up.on("end", () => resolve("done"));
+        up.on("error", () => (res.destroy(), resolve("done")));
+      },
+    );
+    upstream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ECONNREFUSED" && !res.headersSent) return resolve("refused");
+      if (!res.headersSent) sendJson(res, 502, { code: "FUNCTION_UNREACHABLE", message: `Function ${fn.config.slug} failed: ${err.message}` });
+      else res.destroy();
+      resolve("done");
+    });
+    res.on("close", () => upstream.destroy());
+    upstream.end(body);
+  });
+}
+
+async function handleFunction(req: http.IncomingMessage, res: http.ServerResponse, url: URL, options: GatewayOptions): Promise<void> {
+  const rest = url.pathname.slice("/functions/v1/".length);
+  const slug = rest.split("/")[0] ?? "";
+  const first = options.functionFor(slug);
+  if (!first) {
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("Function not found");
+    return;
+  }
+  if (req.method !== "OPTIONS" && first.config.verifyJwt) {
+    const failure = await checkJwt(req, options.jwtSecret);
+    if (failure) return unauthorized(res, ...failure);
+  }
+  const body = await readBody(req);
+  if (!body) return sendJson(res, 413, { code: "PAYLOAD_TOO_LARGE", message: `Request body over ${MAX_BODY_BYTES} bytes` });
+  const target = `/${rest}${url.search}`;
+  const deadline = Date.now() + RESTART_RETRY_MS;
+  for (;;) {
+    const fn = options.functionFor(slug) ?? first;
+    if ((await forward(fn, req, target, body, res)) === "done") return;
+    if (Date.now() > deadline) {
+      return sendJson(res, 503, { code: "FUNCTION_UNAVAILABLE", message: `Function ${slug} is not accepting connections; check its log.` });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function createGateway(options: GatewayOptions): http.Server {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const done = (err: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { code: "GATEWAY_ERROR", message: String(err) });
+      else res.destroy();
+    };
+    if (url.pathname.startsWith("/functions/v1/")) {
+      handleFunction(req, res, url, options).catch(done);
+    } else if (url.pathname.startsWith("/realtime/v1/")) {
+      options.realtime
+        .handleHttp(req, res)
+        .then((handled) => handled || sendJson(res, 404, { message: "no Realtime route " + url.pathname }))
+        .catch(done);
+    } else if (url.pathname === "/_internal/health") {
+      sendJson(res, 200, { message: "ok" });
+    } else {
+      sendJson(res, 404, { message: `no route ${url.pathname}; the embedded default serves /functions/v1/* and /realtime/v1/*` });
+    }
+  });
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (url.pathname === "/realtime/v1/websocket") options.realtime.handleUpgrade(req, socket, head);
+    else socket.end("HTTP/1.1 404 Not Found\r\n\r\n");
+  });
+  return server;
+}
+
+export type { FunctionConfig };

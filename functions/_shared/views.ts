@@ -1,0 +1,103 @@
+// Rows as Postgres returns them (camelCased columns) and the JSON the API answers with.
+import type { TaskStatus } from "./states.ts";
+
+export interface TaskRow {
+  id: string;
+  owner: string | null;
+  planId: string | null;
+  step: string | null;
+  command: string | null;
+  argv: string[] | null;
+  files: { path: string; content: string; encoding: "utf8" | "base64"; executable: boolean }[];
+  env: Record<string, string>;
+  stdinMode: "closed" | "pipe";
+  priority: number;
+  requiredKind: string;
+  requiredLabels: string[];
+  limits: Record<string, number>;
+  timeoutMs: number;
+  status: TaskStatus;
+  attempt: number;
+  maxAttempts: number;
+  workerId: string | null;
+  leaseExpiresAt: Date | null;
+  cancelRequestedAt: Date | null;
+  exitCode: number | null;
+  signal: string | null;
+  reason: string | null;
+  usage: Record<string, unknown> | null;
+  result: Record<string, unknown> | null;
+  outputSeq: string;
+  eventSeq: string;
+  stdinSeq: string;
+  idempotencyKey: string | null;
+  createdAt: Date;
+  claimedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface WorkerRow {
+  id: string;
+  name: string;
+  kind: string;
+  labels: string[];
+  capacity: number;
+  status: "online" | "draining" | "offline";
+  leaseMs: number;
+  version: string | null;
+  host: Record<string, unknown>;
+  lastHeartbeatAt: Date;
+  createdAt: Date;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function taskView(t: TaskRow) {
+  return {
+    id: t.id,
+    status: t.status,
+    command: t.command,
+    argv: t.argv,
+    stdin: t.stdinMode,
+    priority: t.priority,
+    requirements: { kind: t.requiredKind, labels: t.requiredLabels },
+    limits: t.limits,
+    timeoutMs: t.timeoutMs,
+    planId: t.planId,
+    step: t.step,
+    attempt: t.attempt,
+    maxAttempts: t.maxAttempts,
+    workerId: t.workerId,
+    exitCode: t.exitCode,
+    signal: t.signal,
+    reason: t.reason,
+    usage: t.usage,
+    result: t.result,
+    outputSeq: Number(t.outputSeq),
+    cancelRequested: t.cancelRequestedAt !== null,
+    idempotencyKey: t.idempotencyKey,
+    createdAt: iso(t.createdAt),
+    claimedAt: iso(t.claimedAt),
+    startedAt: iso(t.startedAt),
+    finishedAt: iso(t.finishedAt),
+  };
+}
+export type TaskView = ReturnType<typeof taskView>;
+
+export function workerView(w: WorkerRow) {
+  return {
+    id: w.id,
+    name: w.name,
+    kind: w.kind,
+    labels: w.labels,
+    capacity: w.capacity,
+    status: w.status,
+    leaseMs: w.leaseMs,
+    version: w.version,
+    host: w.host,
+    lastHeartbeatAt: iso(w.lastHeartbeatAt),
+    createdAt: iso(w.createdAt),
+  };
+}
+export type WorkerView = ReturnType<typeof workerView>;

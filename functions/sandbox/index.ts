@@ -1,0 +1,15 @@
+// COGO Sandbox API. Thin: all routes live in ../_shared/api.ts.
+import { createApi } from "../_shared/api.ts";
+import { connect } from "../_shared/db.ts";
+
+const dbUrl = Deno.env.get("SUPABASE_DB_URL");
+if (!dbUrl) throw new Error("SUPABASE_DB_URL is not set; Supabase sets it for every function");
+
+const PLATFORM_ENV = ["SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL"];
+
+Deno.serve(
+  createApi(connect(dbUrl, { max: 10 }), {
+    runtime: `deno ${Deno.version.deno}`,
+    env: Object.fromEntries(PLATFORM_ENV.map((k) => [k, Boolean(Deno.env.get(k))])),
+  }),
+);

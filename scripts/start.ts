@@ -1,0 +1,122 @@
+// `npm start`: the whole product on this machine — Postgres, migrations, edge functions in Deno,
+// the Realtime endpoint, and a worker — like `supabase start` plus our worker.
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
+
+const USAGE = `Usage: npm start -- [options]
+
+Starts COGO Sandbox on this machine: PostgreSQL 17, the edge functions (Deno), the Realtime
+endpoint and workers. Prints the URLs and keys and writes them to .env.local. Ctrl-C stops all.
+
+Options:
+  --reset           wipe the data directory first (all tasks, keys)
+  --workers N       worker processes to start (default 1; 0 for none)
+  --concurrency N   tasks per worker (default 4)
+  --verbose         show Postgres, function and worker logs
+  -h, --help        this text
+
+Environment: COGO_DATA_DIR (default /var/tmp/cogo-sandbox), COGO_DB_PORT (default 54322),
+COGO_API_PORT (default 54321).
+`;
+
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        reset: { type: "boolean" },
+        workers: { type: "string", default: "1" },
+        concurrency: { type: "string", default: "4" },
+        verbose: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const workerCount = Number(values.workers);
+if (!Number.isInteger(workerCount) || workerCount < 0 || workerCount > 64) {
+  console.error(`--workers ${values.workers}: expected 0 to 64`);
+  process.exit(2);
+}
+
+const t0 = performance.now();
+const log = values.verbose ? (l: string) => console.error(l) : () => {};
+console.error(values.reset ? "Wiping data and starting COGO Sandbox…" : "Starting COGO Sandbox…");
+let stack: Awaited<ReturnType<typeof startStack>>;
+try {
+  stack = await startStack({ reset: values.reset, log });
+} catch (err) {
+  console.error(`Could not start: ${err instanceof Error ? err.message : err}`);
+  process.exit(1);
+}
+
+const env = {
+  SUPABASE_URL: stack.apiUrl,
+  SUPABASE_ANON_KEY: stack.keys.anonKey,
+  SUPABASE_SERVICE_ROLE_KEY: stack.keys.serviceRoleKey,
+  SUPABASE_DB_URL: stack.dbUrl,
+  SUPABASE_JWT_SECRET: stack.keys.jwtSecret,
+};
+await writeFile(
+  path.join(PROJECT_ROOT, ".env.local"),
+  "# Written by npm start; points the SDK, CLI and workers at the embedded default.\n" +
+    Object.entries(env).map(([k, v]) => `${k}=${v}`).join("\n") + "\n",
+  { mode: 0o600 },
+);
+
+const workers: ChildProcess[] = [];
+for (let i = 0; i < workerCount; i++) {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--concurrency", String(values.concurrency), "--name", `local-${i + 1}`, "--grace-ms", "5000"],
+    { env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl }, stdio: ["ignore", "inherit", "inherit"] },
+  );
+  workers.push(child);
+}
+
+console.log(`
+COGO Sandbox is running (embedded default, started in ${((performance.now() - t0) / 1000).toFixed(1)} s).
+
+         API URL: ${stack.apiUrl}
+   Functions URL: ${stack.apiUrl}/functions/v1/sandbox
+    Realtime URL: ${stack.apiUrl.replace("http", "ws")}/realtime/v1
+          DB URL: ${stack.dbUrl}
+        anon key: ${stack.keys.anonKey}
+service_role key: ${stack.keys.serviceRoleKey}
+      JWT secret: ${stack.keys.jwtSecret}
+         Workers: ${workerCount} × basic, concurrency ${values.concurrency}
+        Data dir: ${stack.dataDir}
+
+Wrote .env.local. Try, in another terminal:
+  npm run cogo -- run -- 'echo hello from the sandbox; uname -a'
+  curl -s ${stack.apiUrl}/functions/v1/sandbox/health -H "Authorization: Bearer $(grep ANON .env.local | cut -d= -f2)"
+Ctrl-C stops everything.`);
+
+let stopping = false;
+const shutdown = async (sig: string) => {
+  if (stopping) return;
+  stopping = true;
+  console.error(`\n${sig}: stopping workers, functions, Realtime and Postgres…`);
+  await Promise.all(
+    workers.map((w) => new Promise((resolve) => (w.exitCode !== null ? resolve(null) : (w.once("exit", resolve), w.kill("SIGTERM"))))),
+  );
+  await stack.stop();
+  console.error("Stopped.");
+  process.exit(0);
+};
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+for (const w of workers) {
+  w.on("exit", (code) => {
+    if (!stopping) console.error(`a worker exited (code ${code}); the rest keep running. Restart with npm start.`);
+  });
+}

@@ -1,0 +1,159 @@
+// `cogo`: run a command in the sandbox and stream it live, follow a task's logs, and more.
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { createClient } from "@supabase/supabase-js";
+import WebSocket from "ws";
+import { mintUserToken } from "../embedded/keys.ts";
+import { createSandboxClient } from "./client.ts";
+import { SandboxError } from "./errors.ts";
+import type { TaskResult } from "./handle.ts";
+
+const USAGE = `Usage: npm run cogo -- <command> [options]
+
+Commands:
+  run [options] -- <cmd> [args…]   run a command in a sandbox, stream its output, exit with its code
+                                  (one argument runs via /bin/sh -c; several are an argv)
+      --stdin                     forward this terminal's stdin to the task
+      --timeout MS                wall time limit (default 600000)
+      --priority N                -1000…1000, higher runs first (default 0)
+      --kind KIND                 worker kind to run on (default basic)
+      --file PATH=LOCAL           put LOCAL into the workspace at PATH (repeatable)
+  logs <taskId> [--follow]        print a task's output; --follow streams until it ends
+  status <taskId>                 the task as JSON
+  cancel <taskId>                 cancel a task
+  workers                         the fleet as JSON
+  health                          queue and fleet health as JSON
+
+Connection (read from the environment, else .env.local written by npm start):
+  SUPABASE_URL, SUPABASE_ANON_KEY, and COGO_TOKEN (a user JWT). Without COGO_TOKEN, a token for
+  COGO_USER_ID (default ${"00000000-0000-4000-8000-000000000001"}) is minted from SUPABASE_JWT_SECRET
+  (the embedded default only; on a real project sign in with Supabase Auth and set COGO_TOKEN).
+`;
+
+const DEV_USER = "00000000-0000-4000-8000-000000000001";
+
+function fail(message: string, code = 2): never {
+  console.error(`cogo: ${message}`);
+  process.exit(code);
+}
+
+async function connect() {
+  if (!process.env.SUPABASE_URL && existsSync(".env.local")) process.loadEnvFile(".env.local");
+  const url = process.env.SUPABASE_URL;
+  const anonKey = process.env.SUPABASE_ANON_KEY;
+  if (!url || !anonKey) fail("SUPABASE_URL and SUPABASE_ANON_KEY are not set. Run `npm start` (it writes .env.local) or export them.");
+  let token = process.env.COGO_TOKEN;
+  if (!token && process.env.SUPABASE_JWT_SECRET) {
+    token = await mintUserToken(process.env.SUPABASE_JWT_SECRET, process.env.COGO_USER_ID ?? DEV_USER);
+  }
+  if (!token) fail("no COGO_TOKEN (a user's access token) and no SUPABASE_JWT_SECRET to mint one.");
+  const supabase = createClient(url, anonKey, { accessToken: async () => token, realtime: { transport: WebSocket as never } });
+  return { supabase, sandbox: createSandboxClient(supabase) };
+}
+
+function exitCodeOf(r: TaskResult): number {
+  if (r.status === "succeeded") return 0;
+  if (r.exitCode !== null) return r.exitCode;
+  if (r.status === "timed_out") return 124;
+  if (r.status === "cancelled") return 130;
+  return 1;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      stdin: { type: "boolean" },
+      timeout: { type: "string" },
+      priority: { type: "string" },
+      kind: { type: "string" },
+      file: { type: "string", multiple: true },
+    },
+  });
+  if (positionals.length === 0) fail("run needs a command: npm run cogo -- run -- 'echo hi'");
+  const { readFile } = await import("node:fs/promises");
+  const files = await Promise.all(
+    (values.file ?? []).map(async (f) => {
+      const eq = f.indexOf("=");
+      if (eq < 1) fail(`--file ${f}: expected PATH=LOCAL`);
+      return { path: f.slice(0, eq), content: (await readFile(f.slice(eq + 1))).toString("base64"), encoding: "base64" as const };
+    }),
+  );
+  const { sandbox } = await connect();
+  const handle = await sandbox.execute(
+    {
+      ...(positionals.length === 1 ? { command: positionals[0]! } : { argv: positionals }),
+      files,
+      stdin: values.stdin ? "pipe" : "closed",
+      ...(values.timeout ? { timeoutMs: Number(values.timeout) } : {}),
+      ...(values.priority ? { priority: Number(values.priority) } : {}),
+      ...(values.kind ? { requirements: { kind: values.kind } } : {}),
+    },
+    {
+      onStdout: (d) => process.stdout.write(d),
+      onStderr: (d) => process.stderr.write(d),
+      onOutput: (c) => c.stream === "system" && process.stderr.write(`[cogo] ${c.data}`),
+    },
+    { collectOutput: false },
+  );
+  let interrupted = false;
+  process.on("SIGINT", () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`\n[cogo] cancelling task ${handle.taskId}… (Ctrl-C again to leave it running)\n`);
+    void handle.cancel();
+  });
+  if (values.stdin) {
+    let chain = Promise.resolve();
+    process.stdin.on("data", (d: Buffer) => (chain = chain.then(() => handle.write(d.toString()))));
+    process.stdin.on("end", () => (chain = chain.then(() => handle.closeStdin())));
+  }
+  const result = await handle.result();
+  if (result.status !== "succeeded") process.stderr.write(`[cogo] task ${result.taskId} ${result.status}: ${result.reason}\n`);
+  return exitCodeOf(result);
+}
+
+async function logs(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { follow: { type: "boolean", short: "f" } } });
+  const id = positionals[0] ?? fail("logs needs a task id");
+  const { sandbox } = await connect();
+  const write = (c: { stream: string; data: string }) => (c.stream === "stdout" ? process.stdout : process.stderr).write(c.data);
+  const handle = sandbox.attach(id, values.follow ? { onOutput: write } : {}, { collectOutput: false });
+  if (values.follow) return exitCodeOf(await handle.result());
+  for (const c of await handle.replay()) write(c);
+  await handle.close();
+  return 0;
+}
+
+async function main(): Promise<number> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  const json = (v: unknown) => (console.log(JSON.stringify(v, null, 2)), 0);
+  switch (cmd) {
+    case "run":
+      return await run(rest);
+    case "logs":
+      return await logs(rest);
+    case "status":
+      return json(await (await connect()).sandbox.getTask(rest[0] ?? fail("status needs a task id")));
+    case "cancel":
+      return json(await (await connect()).sandbox.cancel(rest[0] ?? fail("cancel needs a task id")));
+    case "workers":
+      return json(await (await connect()).sandbox.listWorkers());
+    case "health":
+      return json(await (await connect()).sandbox.health());
+    case undefined:
+    case "-h":
+    case "--help":
+    case "help":
+      console.log(USAGE);
+      return 0;
+    default:
+      fail(`unknown command ${cmd}\n\n${USAGE}`);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => fail(err instanceof SandboxError ? `${err.message} (${err.code})` : err instanceof Error ? err.message : String(err), 1),
+);

@@ -1,0 +1,6 @@
+export { createSandboxClient, type SandboxClient, type Health } from "./client.ts";
+export { TaskHandle, type TaskCallbacks, type TaskResult, type HandleOptions } from "./handle.ts";
+export * from "./errors.ts";
+export type { ExecuteRequest, OutputChunk, OutputMessage, TaskEventMessage, Limits } from "../functions/_shared/schemas.ts";
+export type { TaskView, WorkerView } from "../functions/_shared/views.ts";
+export { TASK_STATES, FINAL_STATES, type TaskStatus } from "../functions/_shared/states.ts";

@@ -1,0 +1,100 @@
+// What every test file needs: the running stack, tokens, clients, and workers that are stopped
+// (and checked for leaks) after each file.
+import { randomUUID } from "node:crypto";
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import { afterAll, inject } from "vitest";
+import WebSocket from "ws";
+import { mintUserToken } from "../../embedded/keys.ts";
+import { signJwt } from "../../embedded/jwt.ts";
+import { connect } from "../../functions/_shared/db.ts";
+import { Worker } from "../../worker/worker.ts";
+import type { WorkerOptions } from "../../worker/config.ts";
+import { createSandboxClient } from "../../sdk/index.ts";
+
+export const stack = inject("stack");
+export const functionsUrl = `${stack.apiUrl}/functions/v1/sandbox`;
+
+export const sql = connect(stack.dbUrl, { max: 4 });
+afterAll(() => sql.end({ timeout: 5 }));
+
+export const newUserId = () => randomUUID();
+export const userToken = (userId: string, expiresInS = 3600) => mintUserToken(stack.jwtSecret, userId, expiresInS);
+export const forgedToken = (claims: Record<string, unknown>) => signJwt("not-the-project-secret-at-all-0123456789", claims);
+
+/** A fresh user with its own supabase-js client (official client, ws transport) and SDK. */
+export async function newUser() {
+  const id = newUserId();
+  const token = await userToken(id);
+  const supabase = supabaseAs(token);
+  return { id, token, supabase, sandbox: createSandboxClient(supabase) };
+}
+
+const clients: SupabaseClient[] = [];
+export function supabaseAs(token: string): SupabaseClient {
+  const client = createClient(stack.apiUrl, stack.anonKey, {
+    accessToken: async () => token,
+    realtime: { transport: WebSocket as never },
+  });
+  clients.push(client);
+  return client;
+}
+afterAll(async () => {
+  for (const c of clients.splice(0)) {
+    await c.removeAllChannels();
+    c.realtime.disconnect();
+  }
+});
+
+export async function api(method: string, route: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) {
+  const res = await fetch(functionsUrl + route, {
+    method,
+    headers: {
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+      ...(opts.body !== undefined ? { "content-type": "application/json" } : {}),
+      ...opts.headers,
+    },
+    body: opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, body: json, headers: res.headers };
+}
+
+const workers: Worker[] = [];
+/** An in-process worker of a kind no other test file uses, so files never claim each other's tasks. */
+export async function startWorker(options: Partial<WorkerOptions> = {}): Promise<Worker> {
+  const w = new Worker({
+    databaseUrl: stack.dbUrl,
+    concurrency: 4,
+    leaseMs: 3000,
+    pollIntervalMs: 500,
+    graceMs: 2000,
+    workspaceRoot: `/var/tmp/cogo-test-ws-${process.pid}`,
+    log: () => {},
+    ...options,
+  });
+  await w.start();
+  workers.push(w);
+  return w;
+}
+afterAll(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop(0)));
+});
+
+/** A worker kind unique to the calling file. */
+export const uniqueKind = (prefix = "t") => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -1,0 +1,37 @@
+// Starts one real embedded stack for the whole run and hands its endpoints to the tests.
+import { execFileSync } from "node:child_process";
+import type { TestProject } from "vitest/node";
+import type {} from "vitest";
+import { freePort } from "../../embedded/ports.ts";
+import { startStack, type Stack } from "../../embedded/stack.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    stack: { apiUrl: string; dbUrl: string; dataDir: string; anonKey: string; serviceRoleKey: string; jwtSecret: string };
+  }
+}
+
+let stack: Stack | undefined;
+
+export async function setup(project: TestProject) {
+  try {
+    execFileSync("bwrap", ["--version"], { stdio: "ignore" });
+  } catch {
+    throw new Error("bubblewrap is missing: the tests run tasks in real sandboxes. Install it: apt-get install -y bubblewrap");
+  }
+  const dataDir = `/var/tmp/cogo-test-${process.pid}`;
+  stack = await startStack({ dataDir, reset: true, dbPort: await freePort(), apiPort: 0, watch: false });
+  project.provide("stack", {
+    apiUrl: stack.apiUrl,
+    dbUrl: stack.dbUrl,
+    dataDir,
+    anonKey: stack.keys.anonKey,
+    serviceRoleKey: stack.keys.serviceRoleKey,
+    jwtSecret: stack.keys.jwtSecret,
+  });
+}
+
+export async function teardown() {
+  await stack?.stop();
+  if (stack) execFileSync("rm", ["-rf", stack.dataDir]);
+}

@@ -1,0 +1,128 @@
+// Worker options: every field documented with its default and the env var it falls back to.
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { CogoError } from "../functions/_shared/errors.ts";
+
+export class WorkerConfigError extends CogoError {}
+
+export interface WorkerOptions {
+  /** Postgres URL (the worker talks to the database only). @default env SUPABASE_DB_URL (required) */
+  databaseUrl: string;
+  /** Shown in the fleet. @default env COGO_WORKER_NAME, else `<hostname>-<pid>` */
+  name: string;
+  /** Worker kind tasks ask for (`requirements.kind`). @default env COGO_WORKER_KIND, else "basic" */
+  kind: string;
+  /** Labels tasks may require (`requirements.labels`). @default env COGO_WORKER_LABELS (comma list), else [] */
+  labels: string[];
+  /** Tasks run at once. @default env COGO_CONCURRENCY, else 4 */
+  concurrency: number;
+  /** Lease on a claimed task; heartbeats renew it every leaseMs/3. @default env COGO_LEASE_MS, else 15000 */
+  leaseMs: number;
+  /** Poll for work this often even without a NOTIFY. @default 1000 */
+  pollIntervalMs: number;
+  /** How often this worker rescues tasks of dead workers. @default 1000 */
+  rescueIntervalMs: number;
+  /** On SIGTERM, wait this long for running tasks before killing and re-queueing them. @default env COGO_GRACE_MS, else 30000 */
+  graceMs: number;
+  /** Output: at most one Realtime message per task per this many ms while output keeps coming. @default 50 */
+  flushIntervalMs: number;
+  /** Where task workspaces live. @default env COGO_WORKSPACE_ROOT, else /var/tmp/cogo-workspaces */
+  workspaceRoot: string;
+  /** Let tasks that ask for it use the network. @default env COGO_ALLOW_NETWORK=1, else false */
+  allowNetwork: boolean;
+  /** First host uid for sandboxes (one per slot) when the worker runs as root. @default 200000 */
+  sandboxUidBase: number;
+  /** Log lines. @default console.error with a timestamp */
+  log: (line: string) => void;
+}
+
+export const WORKER_DEFAULTS = {
+  kind: "basic",
+  labels: [] as string[],
+  concurrency: 4,
+  leaseMs: 15_000,
+  pollIntervalMs: 1000,
+  rescueIntervalMs: 1000,
+  graceMs: 30_000,
+  flushIntervalMs: 50,
+  workspaceRoot: "/var/tmp/cogo-workspaces",
+  allowNetwork: false,
+  sandboxUidBase: 200_000,
+} satisfies Partial<WorkerOptions>;
+
+const defaultLog = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+
+function int(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new WorkerConfigError("bad_option", `${name}=${value}: expected a whole number from ${min} to ${max}`);
+  return n;
+}
+
+export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJS.ProcessEnv = process.env): WorkerOptions {
+  const databaseUrl = partial.databaseUrl ?? env.SUPABASE_DB_URL;
+  if (!databaseUrl) {
+    throw new WorkerConfigError("missing_database_url", "SUPABASE_DB_URL is not set: point the worker at Postgres (npm start writes it to .env.local)");
+  }
+  const labelsEnv = env.COGO_WORKER_LABELS?.split(",").map((s) => s.trim()).filter(Boolean);
+  const opts: WorkerOptions = {
+    ...WORKER_DEFAULTS,
+    databaseUrl,
+    name: partial.name ?? env.COGO_WORKER_NAME ?? `${hostname()}-${process.pid}`,
+    kind: partial.kind ?? env.COGO_WORKER_KIND ?? WORKER_DEFAULTS.kind,
+    labels: partial.labels ?? labelsEnv ?? WORKER_DEFAULTS.labels,
+    concurrency: partial.concurrency ?? int("COGO_CONCURRENCY", env.COGO_CONCURRENCY, 1, 1000) ?? WORKER_DEFAULTS.concurrency,
+    leaseMs: partial.leaseMs ?? int("COGO_LEASE_MS", env.COGO_LEASE_MS, 1000, 3_600_000) ?? WORKER_DEFAULTS.leaseMs,
+    graceMs: partial.graceMs ?? int("COGO_GRACE_MS", env.COGO_GRACE_MS, 0, 3_600_000) ?? WORKER_DEFAULTS.graceMs,
+    workspaceRoot: partial.workspaceRoot ?? env.COGO_WORKSPACE_ROOT ?? WORKER_DEFAULTS.workspaceRoot,
+    allowNetwork: partial.allowNetwork ?? env.COGO_ALLOW_NETWORK === "1",
+    log: partial.log ?? defaultLog,
+  };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (opts as unknown as Record<string, unknown>)[k] = v;
+  if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new WorkerConfigError("bad_option", `concurrency must be ≥ 1, got ${opts.concurrency}`);
+  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(opts.kind)) throw new WorkerConfigError("bad_option", `kind ${JSON.stringify(opts.kind)}: lower-case letters, digits, _ or -`);
+  return opts;
+}
+
+export const WORKER_USAGE = `Usage: npm run worker -- [options]
+
+Runs tasks from the COGO queue in bubblewrap sandboxes. Needs SUPABASE_DB_URL (npm start writes
+it to .env.local; the worker reads that file when the variable is not set).
+
+Options:
+  --concurrency N     tasks at once (env COGO_CONCURRENCY, default 4)
+  --kind KIND         worker kind tasks ask for (env COGO_WORKER_KIND, default basic)
+  --labels a,b        labels tasks may require (env COGO_WORKER_LABELS)
+  --name NAME         name in the fleet (env COGO_WORKER_NAME, default <host>-<pid>)
+  --lease-ms MS       task lease; renewed every MS/3 (env COGO_LEASE_MS, default 15000)
+  --grace-ms MS       on SIGTERM wait this long for running tasks (env COGO_GRACE_MS, default 30000)
+  --allow-network     let tasks that ask for network have it (env COGO_ALLOW_NETWORK=1)
+  -h, --help          this text
+`;
+
+export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help" {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      concurrency: { type: "string" },
+      kind: { type: "string" },
+      labels: { type: "string" },
+      name: { type: "string" },
+      "lease-ms": { type: "string" },
+      "grace-ms": { type: "string" },
+      "allow-network": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) return "help";
+  return {
+    concurrency: int("--concurrency", values.concurrency, 1, 1000),
+    kind: values.kind,
+    labels: values.labels?.split(",").map((s) => s.trim()).filter(Boolean),
+    name: values.name,
+    leaseMs: int("--lease-ms", values["lease-ms"], 1000, 3_600_000),
+    graceMs: int("--grace-ms", values["grace-ms"], 0, 3_600_000),
+    allowNetwork: values["allow-network"],
+  };
+}

@@ -1,0 +1,87 @@
+// Typed calls to the queue's SQL functions (migrations/*_create_task_queue.sql). Every write a
+// worker makes about a task passes the attempt fence; a lost lease surfaces as LeaseLostError.
+import type { Sql } from "postgres";
+import { CogoError } from "../functions/_shared/errors.ts";
+import type { FinalStatus } from "../functions/_shared/states.ts";
+import type { TaskRow, WorkerRow } from "../functions/_shared/views.ts";
+import type { Chunk } from "./stream/output-batcher.ts";
+
+export class LeaseLostError extends CogoError {}
+
+/** The attempt a worker holds: what every fenced call names. */
+export interface Lease {
+  taskId: string;
+  attempt: number;
+  workerId: string;
+}
+
+function fenced<T>(p: Promise<T>): Promise<T> {
+  return p.catch((err: { code?: string; message?: string }) => {
+    if (err?.code === "CG409") throw new LeaseLostError("lease_lost", err.message ?? "lease lost");
+    throw err;
+  });
+}
+
+export class Queue {
+  constructor(readonly sql: Sql) {}
+
+  async register(w: { name: string; kind: string; labels: string[]; capacity: number; leaseMs: number; version: string; host: object }): Promise<WorkerRow> {
+    const [row] = await this.sql<WorkerRow[]>`
+      select * from cogo.register_worker(${w.name}, ${w.kind}, ${w.labels}, ${w.capacity}, ${w.leaseMs}, ${w.version}, ${this.sql.json(w.host as never)})`;
+    return row!;
+  }
+
+  claim(workerId: string, max: number): Promise<TaskRow[]> {
+    return this.sql<TaskRow[]>`select * from cogo.claim_tasks(${workerId}, ${max})`;
+  }
+
+  async heartbeat(workerId: string): Promise<{ kept: Set<string>; cancel: string[]; workerStatus: WorkerRow["status"] }> {
+    const [row] = await this.sql<{ kept: string[]; cancel: string[]; workerStatus: WorkerRow["status"] }[]>`
+      select * from cogo.heartbeat(${workerId})`;
+    return { kept: new Set(row!.kept), cancel: row!.cancel, workerStatus: row!.workerStatus };
+  }
+
+  start(l: Lease): Promise<unknown> {
+    return fenced(this.sql`select cogo.start_task(${l.taskId}, ${l.attempt}, ${l.workerId})`);
+  }
+
+  appendOutput(l: Lease, chunks: Chunk[]): Promise<unknown> {
+    return fenced(this.sql`
+      select cogo.append_output(${l.taskId}, ${l.attempt}, ${l.workerId},
+        ${chunks.map((c) => c.stream)}::public.output_stream[], ${chunks.map((c) => c.data)}::text[],
+        ${chunks.map((c) => c.at.toISOString())}::timestamptz[])`);
+  }
+
+  appendEvent(l: Lease, type: string, data: object): Promise<unknown> {
+    return fenced(this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`);
+  }
+
+  finish(l: Lease, r: { status: FinalStatus; exitCode: number | null; signal: string | null; reason: string; usage: object; result?: object }): Promise<unknown> {
+    return fenced(this.sql`
+      select cogo.finish_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${r.status}::public.task_status, ${r.exitCode},
+        ${r.signal}, ${r.reason}, ${this.sql.json(r.usage as never)}, ${r.result ? this.sql.json(r.result as never) : null})`);
+  }
+
+  release(l: Lease, reason: string): Promise<unknown> {
+    return fenced(this.sql`select cogo.release_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${reason})`);
+  }
+
+  stdinAfter(taskId: string, afterSeq: number): Promise<{ seq: string; data: string; eof: boolean }[]> {
+    return this.sql<{ seq: string; data: string; eof: boolean }[]>`
+      select seq, data, eof from public.task_stdin where task_id = ${taskId} and seq > ${afterSeq} order by seq`;
+  }
+
+  async requeueExpired(): Promise<number> {
+    const [row] = await this.sql<{ n: number }[]>`select cogo.requeue_expired() as n`;
+    return row!.n;
+  }
+
+  async markLostWorkers(): Promise<number> {
+    const [row] = await this.sql<{ n: number }[]>`select cogo.mark_lost_workers() as n`;
+    return row!.n;
+  }
+
+  async setOffline(workerId: string): Promise<void> {
+    await this.sql`select cogo.set_worker_offline(${workerId})`;
+  }
+}

@@ -1,0 +1,142 @@
+// One claimed task from start to its final status: sandbox, live output, stdin, cancel, finish.
+import type { FinalStatus } from "../functions/_shared/states.ts";
+import type { TaskRow } from "../functions/_shared/views.ts";
+import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
+import { startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
+import { OutputBatcher } from "./stream/output-batcher.ts";
+
+export interface RunningTask {
+  readonly lease: Lease;
+  /** Stop the task: a user cancel, a lost lease, or worker shutdown. */
+  stop(reason: "cancelled" | "lease_lost" | "shutdown"): void;
+  /** New stdin rows are waiting in the database. */
+  stdinReady(): void;
+  readonly done: Promise<void>;
+}
+
+function describeExit(exit: SandboxExit, task: TaskRow): { status: FinalStatus; reason: string } {
+  switch (exit.reason) {
+    case "cancelled":
+      return { status: "cancelled", reason: "cancelled while running" };
+    case "timeout":
+      return { status: "timed_out", reason: `wall time limit of ${task.limits.wallTimeMs ?? task.timeoutMs} ms reached` };
+    case "cpu_limit":
+      return { status: "failed", reason: "CPU time limit reached" };
+    case "memory_limit":
+      return { status: "failed", reason: "memory limit reached" };
+    case "output_limit":
+      return { status: "failed", reason: "output byte limit reached; output after it was dropped" };
+    case "killed":
+      return { status: "failed", reason: "killed by the worker" };
+    case "exited":
+      if (exit.exitCode === 0) return { status: "succeeded", reason: "exited with code 0" };
+      if (exit.signal) return { status: "failed", reason: `killed by ${exit.signal}` };
+      return { status: "failed", reason: `exited with code ${exit.exitCode}` };
+  }
+}
+
+export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOptions: SandboxOptions, flushIntervalMs: number, log: (l: string) => void): RunningTask {
+  const lease: Lease = { taskId: task.id, attempt: task.attempt, workerId };
+  let sandbox: SandboxProcess | undefined;
+  let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
+  let stdinSeq = 0;
+  let stdinChain: Promise<void> = Promise.resolve();
+
+  const batcher = new OutputBatcher(async (chunks) => {
+    try {
+      await queue.appendOutput(lease, chunks);
+    } catch (err) {
+      if (err instanceof LeaseLostError) {
+        stopReason ??= "lease_lost";
+        kill();
+      }
+      throw err;
+    }
+  }, flushIntervalMs);
+
+  const pumpStdin = () => {
+    stdinChain = stdinChain.then(async () => {
+      const stdin = sandbox?.stdin;
+      if (!stdin || stdin.writableEnded) return;
+      for (const row of await queue.stdinAfter(task.id, stdinSeq)) {
+        stdinSeq = Number(row.seq);
+        if (row.data) stdin.write(row.data);
+        if (row.eof) {
+          stdin.end();
+          return;
+        }
+      }
+    }).catch((err) => log(`task ${task.id}: stdin: ${err}`));
+  };
+
+  const kill = () => {
+    if (!sandbox || !stopReason) return;
+    sandbox.kill(stopReason === "cancelled" ? "cancelled" : "killed");
+  };
+
+  const done = (async () => {
+    try {
+      await queue.start(lease);
+      if (task.attempt > 1) batcher.system(`attempt ${task.attempt} of ${task.maxAttempts} starting on worker ${workerId}`);
+      sandbox = await startSandbox(
+        {
+          command: task.command ?? task.argv!,
+          files: task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 })),
+          env: task.env,
+          limits: { wallTimeMs: task.timeoutMs, ...task.limits },
+          stdin: task.stdinMode,
+        },
+        sandboxOptions,
+      );
+      kill(); // a stop that arrived while the sandbox was starting
+      sandbox.stdout.on("data", (b: Buffer) => batcher.push("stdout", b));
+      sandbox.stderr.on("data", (b: Buffer) => batcher.push("stderr", b));
+      sandbox.stdin?.on("error", () => {}); // the task may exit without reading its stdin
+      if (task.stdinMode === "pipe") pumpStdin();
+      const exit = await sandbox.exited;
+      await stdinChain;
+      const outcome = describeExit(exit, task);
+      if (stopReason === "shutdown") {
+        await batcher.close();
+        await queue.release(lease, "worker shut down before the task finished; re-queued");
+        return;
+      }
+      if (stopReason === "lease_lost") return;
+      await batcher.close();
+      await queue.finish(lease, {
+        status: outcome.status,
+        exitCode: exit.exitCode,
+        signal: exit.signal,
+        reason: outcome.reason,
+        usage: exit.usage,
+      });
+    } catch (err) {
+      if (err instanceof LeaseLostError) {
+        stopReason = "lease_lost";
+        sandbox?.kill("killed");
+        log(`task ${task.id} attempt ${task.attempt}: ${err.message}; stopped it`);
+        return;
+      }
+      // Anything else (a bad spec the API let through, a sandbox that would not start) fails the
+      // task with the reason, rather than leaving it to the lease rescuer.
+      sandbox?.kill("killed");
+      log(`task ${task.id}: ${err instanceof Error ? err.message : err}`);
+      await batcher.close().catch(() => {});
+      await queue
+        .finish(lease, { status: "failed", exitCode: null, signal: null, reason: `could not run: ${err instanceof Error ? err.message : err}`, usage: {} })
+        .catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
+    } finally {
+      await sandbox?.cleanup().catch((e) => log(`task ${task.id}: cleanup: ${e}`));
+    }
+  })();
+
+  return {
+    lease,
+    stop(reason) {
+      stopReason ??= reason;
+      kill();
+    },
+    stdinReady: pumpStdin,
+    done,
+  };
+}

@@ -1,0 +1,187 @@
+// The worker loop: register, then claim → run → finish, woken by LISTEN with a poll fallback.
+// Heartbeats renew leases; a worker that cannot heartbeat stops its tasks before their leases
+// run out, so another worker never runs the same task at the same time.
+import { hostname, cpus, totalmem } from "node:os";
+import type { Sql } from "postgres";
+import { connect } from "../functions/_shared/db.ts";
+import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
+import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
+import { Queue } from "./queue.ts";
+import { runTask, type RunningTask } from "./run-task.ts";
+import { sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
+
+export const WORKER_VERSION = "0.1.0";
+
+/** Stop running tasks once this share of the lease has passed without a successful heartbeat. */
+const LEASE_SAFETY = 0.7;
+
+interface Control {
+  action: "cancel" | "stdin" | "drain";
+  taskId?: string;
+  workerId?: string;
+}
+
+export class Worker {
+  readonly options: WorkerOptions;
+  private readonly sql: Sql;
+  private readonly queue: Queue;
+  private readonly running = new Map<string, RunningTask>();
+  private readonly sandboxOptions: SandboxOptions;
+  private rescuer: LeaseRescuer | undefined;
+  private id: string | undefined;
+  private claiming = false;
+  private claimAgain = false;
+  private stopping = false;
+  private draining = false;
+  private lastHeartbeatOk = performance.now();
+  private heartbeatInFlight = false;
+  private timers: ReturnType<typeof setInterval>[] = [];
+  private unlisten: (() => Promise<void>)[] = [];
+  private stoppedResolve!: () => void;
+  /** Resolves when the worker has stopped (SIGTERM, drain, or stop()). */
+  readonly stopped = new Promise<void>((r) => (this.stoppedResolve = r));
+
+  constructor(options: Partial<WorkerOptions>) {
+    this.options = resolveWorkerOptions(options);
+    this.sql = connect(this.options.databaseUrl, { max: Math.min(10, 2 + this.options.concurrency), idle_timeout: 0 });
+    this.queue = new Queue(this.sql);
+    this.sandboxOptions = { root: this.options.workspaceRoot, uid: this.options.sandboxUidBase, allowNetwork: this.options.allowNetwork };
+  }
+
+  get workerId(): string | undefined {
+    return this.id;
+  }
+
+  get activeTasks(): number {
+    return this.running.size;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    const facts = await sandboxFacts();
+    const row = await this.queue.register({
+      name: o.name,
+      kind: o.kind,
+      labels: o.labels,
+      capacity: o.concurrency,
+      leaseMs: o.leaseMs,
+      version: WORKER_VERSION,
+      host: { hostname: hostname(), pid: process.pid, cpus: cpus().length, memoryBytes: totalmem(), sandbox: facts },
+    });
+    this.id = row.id;
+    o.log(`worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}`);
+
+    const tasksListen = await this.sql.listen("cogo_tasks", (kind) => kind === o.kind && this.nudge(), () => this.nudge());
+    const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));
+    this.unlisten.push(tasksListen.unlisten, controlListen.unlisten);
+    this.timers.push(setInterval(() => this.nudge(), o.pollIntervalMs));
+    this.timers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(o.leaseMs / 3))));
+    this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
+    this.rescuer.start();
+    this.nudge();
+  }
+
+  /** Stop claiming; wait up to graceMs for running tasks, then stop them and hand them back. */
+  async stop(graceMs = this.options.graceMs): Promise<void> {
+    if (this.stopping) return this.stopped;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.rescuer?.stop();
+    const all = Promise.all([...this.running.values()].map((t) => t.done));
+    const graceOver = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), graceMs).unref());
+    if ((await Promise.race([all, graceOver])) === "timeout") {
+      this.options.log(`grace of ${graceMs} ms over; stopping ${this.running.size} task(s) and re-queueing them`);
+      for (const t of this.running.values()) t.stop("shutdown");
+      await all;
+    }
+    for (const u of this.unlisten) await u().catch(() => {});
+    if (this.id) await this.queue.setOffline(this.id).catch(() => {});
+    await this.sql.end({ timeout: 5 });
+    this.options.log(`worker ${this.options.name} stopped`);
+    this.stoppedResolve();
+  }
+
+  private nudge(): void {
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    void this.claimLoop();
+  }
+
+  private async claimLoop(): Promise<void> {
+    this.claiming = true;
+    try {
+      do {
+        this.claimAgain = false;
+        const free = this.options.concurrency - this.running.size;
+        if (!this.id || this.stopping || this.draining || free <= 0) break;
+        const tasks = await this.queue.claim(this.id, free);
+        tasks.sort((a, b) => b.priority - a.priority || a.createdAt.getTime() - b.createdAt.getTime());
+        for (const task of tasks) this.launch(task);
+        if (tasks.length === free) this.claimAgain = true;
+      } while (this.claimAgain);
+    } catch (err) {
+      this.options.log(`claim failed: ${err instanceof Error ? err.message : err}; retrying on the next poll`);
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  private launch(task: Parameters<typeof runTask>[0]): void {
+    const run = runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
+    this.running.set(task.id, run);
+    void run.done.finally(() => {
+      this.running.delete(task.id);
+      if (this.draining && this.running.size === 0) {
+        this.options.log("drained: no tasks left");
+        void this.stop();
+      } else this.nudge();
+    });
+  }
+
+  private onControl(payload: string): void {
+    let msg: Control;
+    try {
+      msg = JSON.parse(payload) as Control;
+    } catch {
+      return;
+    }
+    if (msg.action === "drain") {
+      if (msg.workerId !== this.id || this.draining) return;
+      this.draining = true;
+      this.options.log(`draining: no new claims; ${this.running.size} task(s) still running`);
+      if (this.running.size === 0) void this.stop();
+      return;
+    }
+    const task = msg.taskId ? this.running.get(msg.taskId) : undefined;
+    if (!task) return;
+    if (msg.action === "cancel") task.stop("cancelled");
+    else if (msg.action === "stdin") task.stdinReady();
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.id || this.stopping) return;
+    // A blackholed connection hangs rather than fails, so the clock decides, not the error.
+    const silentMs = performance.now() - this.lastHeartbeatOk;
+    if (silentMs > this.options.leaseMs * LEASE_SAFETY && this.running.size) {
+      this.options.log(`no heartbeat for ${silentMs.toFixed(0)} ms: stopping ${this.running.size} task(s) before their leases expire`);
+      for (const task of this.running.values()) task.stop("lease_lost");
+    }
+    if (this.heartbeatInFlight) return;
+    this.heartbeatInFlight = true;
+    try {
+      const beat = await this.queue.heartbeat(this.id);
+      this.lastHeartbeatOk = performance.now();
+      for (const [id, task] of this.running) {
+        if (beat.cancel.includes(id)) task.stop("cancelled");
+        else if (!beat.kept.has(id)) task.stop("lease_lost");
+      }
+      if (beat.workerStatus === "draining" && !this.draining) this.onControl(JSON.stringify({ action: "drain", workerId: this.id }));
+    } catch (err) {
+      this.options.log(`heartbeat failed: ${err instanceof Error ? err.message : err}`);
+    } finally {
+      this.heartbeatInFlight = false;
+    }
+  }
+}
