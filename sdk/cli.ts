@@ -119,7 +119,7 @@ async function logs(argv: string[]): Promise<number> {
   const id = positionals[0] ?? fail("logs needs a task id");
   const { sandbox } = await connect();
   const write = (c: { stream: string; data: string }) => (c.stream === "stdout" ? process.stdout : process.stderr).write(c.data);
-  const handle = sandbox.attach(id, values.follow ? { onOutput: write } : {}, { collectOutput: false });
+  const handle = await sandbox.attach(id, values.follow ? { onOutput: write } : {}, { collectOutput: false });
   if (values.follow) return exitCodeOf(await handle.result());
   for (const c of await handle.replay()) write(c);
   await handle.close();

@@ -21,7 +21,7 @@ export interface SandboxClient {
   /** Submits a task and follows it live; `await handle.result()` for the outcome. */
   execute(spec: ExecuteRequest, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   /** Follows an existing task (e.g. after a restart): replays its output, then streams live. */
-  attach(taskId: string, callbacks?: TaskCallbacks, options?: HandleOptions): TaskHandle;
+  attach(taskId: string, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   getTask(taskId: string): Promise<TaskView>;
   cancel(taskId: string): Promise<TaskView>;
   listWorkers(): Promise<WorkerView[]>;
@@ -36,7 +36,7 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
   return {
     async execute(spec, callbacks, options) {
       const { taskId } = await call<{ taskId: string }>(supabase, "POST", "/execute", spec);
-      return new TaskHandle(supabase, taskId, callbacks, options).start();
+      return await new TaskHandle(supabase, taskId, callbacks, options).start();
     },
     attach: (taskId, callbacks, options) => new TaskHandle(supabase, taskId, callbacks, options).start(),
     getTask: (taskId) => call<TaskView>(supabase, "GET", `/tasks/${taskId}`),

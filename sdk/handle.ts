@@ -75,7 +75,10 @@ export class TaskHandle {
   }
 
   /** Subscribes to the task's private topic and catches up from the database. */
-  start(): this {
+  async start(): Promise<this> {
+    // A fresh client sends its first join before its accessToken callback resolves, and a
+    // private join on the bare apikey is refused; resolve the token first.
+    await this.supabase.realtime.setAuth();
     this.channel = this.supabase
       .channel(this.topic, { config: { private: true } })
       .on("broadcast", { event: "realtime_output" }, ({ payload }) => this.onLiveOutput(payload as OutputMessage))

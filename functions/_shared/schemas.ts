@@ -60,11 +60,13 @@ export const ExecuteRequestSchema = z
       .refine((fs) => fs.reduce((n, f) => n + f.content.length, 0) <= MAX_FILES_BYTES, `files total more than ${MAX_FILES_BYTES} bytes`)
       .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path"),
     env: z
-      .record(
-        z.string().regex(ENV_NAME, "env names are letters, digits and _, not starting with a digit"),
-        z.string().max(32_768).refine(noNul, "env value contains a NUL byte"),
-      )
-      .refine((e) => Object.keys(e).length <= 256, "at most 256 env variables")
+      .record(z.string(), z.string().max(32_768).refine(noNul, "env value contains a NUL byte"))
+      .superRefine((e, ctx) => {
+        for (const name of Object.keys(e)) {
+          if (!ENV_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "env names are letters, digits and _, not starting with a digit" });
+        }
+        if (Object.keys(e).length > 256) ctx.addIssue({ code: "custom", message: "at most 256 env variables" });
+      })
       .default({}),
     stdin: z.enum(["closed", "pipe"]).default("closed"),
     priority: z.number().int().min(-1000).max(1000).default(0),

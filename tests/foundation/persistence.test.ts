@@ -12,7 +12,7 @@ describe("embedded Postgres", () => {
     try {
       let pg = await startPostgres({ dataDir, port });
       let sql = postgres(pg.url, { onnotice: () => {} });
-      const [v] = await sql<{ v: string }[]>`show server_version`;
+      const [v] = await sql<{ v: string }[]>`select current_setting('server_version') as v`;
       expect(v!.v).toMatch(/^17\./);
       await sql`create table kept (note text)`;
       await sql`insert into kept values ('still here')`;

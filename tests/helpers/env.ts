@@ -26,6 +26,7 @@ export async function newUser() {
   const id = newUserId();
   const token = await userToken(id);
   const supabase = supabaseAs(token);
+  await supabase.realtime.setAuth(); // so the first private join already carries the user's token
   return { id, token, supabase, sandbox: createSandboxClient(supabase) };
 }
 

@@ -1,0 +1,96 @@
+// Many tasks over two workers, and a worker killed mid-task: nothing runs twice, nothing is lost.
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { PROJECT_ROOT } from "../../embedded/stack.ts";
+import { LeaseLostError, Queue } from "../../worker/queue.ts";
+import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+
+describe("failover", () => {
+  it("2 workers × 200 tasks: each runs exactly once, both workers take part", async () => {
+    const kind = uniqueKind("pair");
+    const user = await newUser();
+    const ids: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const r = await user.supabase.functions.invoke("sandbox/execute", { body: { command: `echo ${i}`, requirements: { kind } } });
+      ids.push((r.data as { taskId: string }).taskId);
+    }
+    const [a, b] = await Promise.all([startWorker({ kind, concurrency: 8 }), startWorker({ kind, concurrency: 8 })]);
+    await waitFor(async () => {
+      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and status = 'succeeded'`;
+      return row!.n === 200;
+    }, "200 tasks to succeed", 170_000, 250);
+    const rows = await sql<{ attempt: number; workerId: string; runs: number; out: string }[]>`
+      select t.attempt, t.worker_id,
+             (select count(*)::int from public.task_events e where e.task_id = t.id and e.type = 'task_status' and e.data->>'status' = 'running') as runs,
+             (select string_agg(data, '' order by seq) from public.task_output o where o.task_id = t.id) as out
+        from public.tasks t where t.id = any(${ids})`;
+    expect(rows.every((r) => r.attempt === 1 && r.runs === 1)).toBe(true);
+    const outs = rows.map((r) => r.out).sort();
+    expect(outs).toEqual(Array.from({ length: 200 }, (_, i) => `${i}\n`).sort());
+    const perWorker = new Map<string, number>();
+    for (const r of rows) perWorker.set(r.workerId, (perWorker.get(r.workerId) ?? 0) + 1);
+    expect(perWorker.get(a.workerId!)).toBeGreaterThan(0);
+    expect(perWorker.get(b.workerId!)).toBeGreaterThan(0);
+  }, 180_000);
+
+  it("kill -9 of a worker mid-task: the lease expires, the task is re-queued and completes once; late writes are refused", async () => {
+    const kind = uniqueKind("kill9");
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", kind, "--lease-ms", "2000", "--concurrency", "1"], {
+      env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: `/var/tmp/cogo-test-ws-${process.pid}` },
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true,
+    });
+    let childLog = "";
+    child.stderr!.on("data", (d: Buffer) => (childLog += d));
+    try {
+      const user = await newUser();
+      let out = "";
+      const handle = await user.sandbox.execute(
+        { command: 'echo "attempt starting"; sleep 2; echo done', maxAttempts: 3, requirements: { kind } },
+        { onStdout: (d) => (out += d) },
+      );
+      await waitFor(() => out.includes("attempt starting"), "first attempt to start", 30_000).catch((err) => {
+        throw new Error(`${err.message}; the child worker said:\n${childLog}`);
+      });
+      const [first] = await sql<{ workerId: string; attempt: number }[]>`select worker_id, attempt from public.tasks where id = ${handle.taskId}`;
+      process.kill(-child.pid!, "SIGKILL");
+      await startWorker({ kind, leaseMs: 2000 });
+      const r = await handle.result();
+      expect(r.status).toBe("succeeded");
+      expect(r.task.attempt).toBe(2);
+      expect(r.stdout).toBe("attempt starting\nattempt starting\ndone\n");
+      const system = await sql<{ data: string }[]>`select data from public.task_output where task_id = ${handle.taskId} and stream = 'system' order by seq`;
+      expect(system[0]!.data).toMatch(/attempt 1 lost: worker .* stopped heartbeating; re-queued/);
+      const runs = await sql`select 1 from public.task_events where task_id = ${handle.taskId} and type = 'task_status' and data->>'status' = 'running'`;
+      expect(runs.length).toBe(2);
+      // The dead worker's attempt is fenced off.
+      const q = new Queue(sql);
+      const stale = { taskId: handle.taskId, attempt: first!.attempt, workerId: first!.workerId };
+      await expect(q.appendOutput(stale, [{ stream: "stdout", data: "late\n", at: new Date() }])).rejects.toBeInstanceOf(LeaseLostError);
+      await expect(q.finish(stale, { status: "failed", exitCode: 1, signal: null, reason: "late", usage: {} })).rejects.toBeInstanceOf(LeaseLostError);
+      expect((await user.sandbox.getTask(handle.taskId)).status).toBe("succeeded");
+    } finally {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+
+  it("fails a task whose attempts are used up by dying workers", async () => {
+    const kind = uniqueKind("exhaust");
+    const user = await newUser();
+    const handle = await user.sandbox.execute({ command: "sleep 30", maxAttempts: 1, requirements: { kind } });
+    // Simulate a worker that claimed it and died: claim with a registered worker that never heartbeats.
+    const q = new Queue(sql);
+    const w = await q.register({ name: "ghost", kind, labels: [], capacity: 1, leaseMs: 1000, version: "test", host: {} });
+    expect((await q.claim(w.id, 1)).map((t) => t.id)).toEqual([handle.taskId]);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await q.requeueExpired()).toBeGreaterThanOrEqual(1);
+    const r = await handle.result();
+    expect(r.status).toBe("failed");
+    expect(r.reason).toMatch(/no attempts left \(max 1\)/);
+  });
+});

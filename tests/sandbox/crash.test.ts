@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { isRoot, liveProcessesOf, useSandboxRoot } from './helpers.ts';
+
+const sb = useSandboxRoot();
+const SANDBOX = resolve(import.meta.dirname, '../../worker/sandbox/index.ts');
+
+describe('a worker that dies mid-task', () => {
+  it('takes its sandbox down with it, and the next worker reclaims the workspace', async () => {
+    const root = sb.options().root;
+    const script = join(root, 'crashing-worker.mts');
+    writeFileSync(
+      script,
+      `import { startSandbox } from ${JSON.stringify(SANDBOX)};
+       const p = await startSandbox({ command: 'sleep 100 & sleep 100' }, { root: ${JSON.stringify(root)} });
+       console.log(p.workspace);
+       setInterval(() => {}, 1000);`,
+    );
+    const worker = spawn(process.execPath, ['--import', 'tsx', script], { cwd: resolve(import.meta.dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] });
+    onTestFinished(() => {
+      worker.kill('SIGKILL');
+    });
+    let workspace = '';
+    worker.stdout.on('data', (c: Buffer) => (workspace += c.toString()));
+    for (let i = 0; i < 200 && !workspace.includes('\n'); i++) await sleep(50);
+    workspace = workspace.trim();
+    expect(workspace).toMatch(/\/ws-\d+-\d+-/);
+    const uid = isRoot ? statSync(workspace).uid : -1;
+    const sleeping = () => liveProcessesOf(uid).filter((p) => p.cmd.startsWith('sleep 100')).length;
+    for (let i = 0; i < 40 && isRoot && sleeping() < 2; i++) await sleep(50);
+    if (isRoot) expect(sleeping()).toBe(2);
+
+    worker.kill('SIGKILL');
+    await new Promise((r) => worker.once('exit', r));
+    await sleep(500);
+    if (isRoot) expect(liveProcessesOf(uid)).toEqual([]);
+    expect(existsSync(workspace)).toBe(true); // nobody cleaned up yet...
+
+    const next = await sb.run({ command: 'echo ok' }); // ...until the next worker starts on this root
+    expect(next.stdout).toBe('ok\n');
+    expect(existsSync(workspace)).toBe(false);
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(workspace);
+  });
+});

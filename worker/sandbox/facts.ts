@@ -1,0 +1,68 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { BASE_ENV, bwrapInfo, findExecutable } from './bwrap.ts';
+import { detectCgroups } from './cgroups.ts';
+
+const run = promisify(execFile);
+
+/** Tools a task is likely to want, with the flag that prints their version. */
+const TOOLS: [name: string, ...args: string[]][] = [
+  ['node', '--version'],
+  ['npm', '--version'],
+  ['python3', '--version'],
+  ['gcc', '--version'],
+  ['g++', '--version'],
+  ['make', '--version'],
+  ['git', '--version'],
+  ['java', '-version'],
+  ['go', 'version'],
+  ['rustc', '--version'],
+  ['cargo', '--version'],
+  ['deno', '--version'],
+];
+
+export interface SandboxFacts {
+  /** bwrap path and version. */
+  bwrap: string;
+  /** Cgroup hierarchy the machine mounts. */
+  cgroups: 'v2' | 'v1' | 'none';
+  /** Which mechanism enforces each limit on this machine, for a worker running with these privileges. */
+  limitsBy: string;
+  /** Versions of tools on the sandbox's PATH (the sandbox sees the host's /usr read-only). */
+  toolchain: Record<string, string>;
+}
+
+/** What the sandbox can do here; throws SandboxUnavailable if bwrap is missing. */
+export async function sandboxFacts(): Promise<SandboxFacts> {
+  const [bw, cg, toolchain] = await Promise.all([bwrapInfo(), detectCgroups(), toolVersions()]);
+  const asRoot = process.geteuid?.() === 0;
+  const v1 = (c: 'memory' | 'pids' | 'cpuacct') => c in cg.usable;
+  const limitsBy = [
+    'wall=timer',
+    `cpu=RLIMIT_CPU+${v1('cpuacct') ? 'cpuacct-cgroup' : 'proc-sampling'}`,
+    `memory=${v1('memory') ? 'memory-cgroup(oom_kill)' : 'RLIMIT_AS(heuristic)'}`,
+    `processes=${v1('pids') ? 'pids-cgroup+' : ''}RLIMIT_NPROC(${asRoot ? 'per-slot-uid' : 'shared-with-worker-uid'})`,
+    'openFiles=RLIMIT_NOFILE',
+    'fileSize=RLIMIT_FSIZE',
+    `workspace=${asRoot ? 'tmpfs(size)' : 'none(plain-dir)'}`,
+    `tmp=${bw.size ? 'bwrap-tmpfs(size)' : 'bwrap-tmpfs(unsized)'}`,
+    'output=byte-counter',
+  ].join('; ');
+  return { bwrap: `${bw.path} (${bw.version})`, cgroups: cg.version, limitsBy, toolchain };
+}
+
+async function toolVersions(): Promise<Record<string, string>> {
+  const found = await Promise.all(
+    TOOLS.map(async ([name, ...args]) => {
+      // Only SYSTEM_DIRS are searched: all visible in the sandbox, unlike e.g. ~/.cargo/bin.
+      const path = await findExecutable(name);
+      if (!path) return null;
+      const out = await run(path, args, { env: { PATH: BASE_ENV.PATH, HOME: '/nonexistent' }, timeout: 10_000 }).catch(
+        (err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
+      );
+      const line = `${out.stdout}\n${out.stderr}`.split('\n').find((l) => l.trim());
+      return line ? ([name, line.trim()] as const) : null;
+    }),
+  );
+  return Object.fromEntries(found.filter((f) => f !== null));
+}

@@ -1,0 +1,119 @@
+import { InvalidSandboxSpec } from './errors.ts';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** Hard limits of one task. All are integers > 0. */
+export interface SandboxLimits {
+  /** Wall-clock time from start; past it the tree is killed with reason 'timeout'. */
+  wallTimeMs: number;
+  /** CPU time of the whole task (user + system, all processes); reason 'cpu_limit'. */
+  cpuTimeMs: number;
+  /** RAM of the whole task, including files it writes to /workspace, /tmp and /dev/shm (tmpfs is RAM). */
+  memoryBytes: number;
+  /** Processes + threads alive at once, not counting bwrap's two helper processes. */
+  processes: number;
+  /** Open file descriptors per process (RLIMIT_NOFILE). */
+  openFiles: number;
+  /** Largest file a process may write (RLIMIT_FSIZE; the writer gets SIGXFSZ/EFBIG). */
+  fileSizeBytes: number;
+  /** Size of /workspace; /tmp and /dev/shm are each capped at the same size. */
+  workspaceBytes: number;
+  /** stdout + stderr bytes forwarded; past it output is cut and the tree killed with 'output_limit'. */
+  outputBytes: number;
+}
+
+/** Worker-level settings of startSandbox; every default lives in SANDBOX_DEFAULTS. */
+export interface SandboxOptions {
+  /** Directory holding workspaces (created 0711 if missing; must not be group/world writable). */
+  root: string;
+  /**
+   * First host uid of the slot range (slot i runs as uid + i). Only used when the worker is root;
+   * otherwise the sandbox runs as the worker's own uid.
+   * @default 200000
+   */
+  uid?: number;
+  /** First host gid of the slot range. @default the uid base */
+  gid?: number;
+  /** Number of uid slots, i.e. sandboxes that may run at once on this machine. @default 64 */
+  slots?: number;
+  /** Directory of slot lock files shared by all workers of the machine. @default '/run/cogo-sandbox/slots' */
+  slotDir?: string;
+  /** Highest limits a task may ask for; a task asking more gets these. @default SANDBOX_DEFAULTS.maxLimits */
+  maxLimits?: Partial<SandboxLimits>;
+  /** Whether a task's `network: true` is honoured. @default false */
+  allowNetwork?: boolean;
+  /** Hostname inside the sandbox. @default 'sandbox' */
+  hostname?: string;
+  /** Use cgroups when the machine lets us create them; false forces the rlimit fallback. @default true */
+  cgroups?: boolean;
+  /** How often CPU time (and, without cgroups, memory) is sampled. @default 100 */
+  pollIntervalMs?: number;
+}
+
+/** Limits a task gets for every field it does not set. */
+export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
+  /** @default 600_000 (10 min) */
+  wallTimeMs: 600_000,
+  /** @default 600_000 (10 min) */
+  cpuTimeMs: 600_000,
+  /** @default 1 GiB */
+  memoryBytes: 1 * GiB,
+  /** @default 256 */
+  processes: 256,
+  /** @default 1024 */
+  openFiles: 1024,
+  /** @default 256 MiB */
+  fileSizeBytes: 256 * MiB,
+  /** @default 1 GiB */
+  workspaceBytes: 1 * GiB,
+  /** @default 16 MiB */
+  outputBytes: 16 * MiB,
+});
+
+export const SANDBOX_DEFAULTS = Object.freeze({
+  limits: DEFAULT_LIMITS,
+  maxLimits: Object.freeze<SandboxLimits>({
+    wallTimeMs: 3_600_000,
+    cpuTimeMs: 3_600_000,
+    memoryBytes: 8 * GiB,
+    processes: 4096,
+    openFiles: 65_536,
+    fileSizeBytes: 4 * GiB,
+    workspaceBytes: 8 * GiB,
+    outputBytes: 256 * MiB,
+  }),
+  /** Below these bwrap itself cannot start, so requests are raised to them. */
+  floors: Object.freeze<Partial<SandboxLimits>>({ openFiles: 32, memoryBytes: 16 * MiB, workspaceBytes: MiB }),
+  uid: 200_000,
+  slots: 64,
+  slotDir: '/run/cogo-sandbox/slots',
+  allowNetwork: false,
+  hostname: 'sandbox',
+  cgroups: true,
+  pollIntervalMs: 100,
+});
+
+/** bwrap's monitor process and the PID-namespace init count against the process limits too. */
+export const HELPER_PROCESSES = 2;
+
+const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof SandboxLimits)[];
+
+/** Task request + defaults, clamped into [floor, worker maximum]. */
+export function resolveLimits(requested: Partial<SandboxLimits> | undefined, maxLimits?: Partial<SandboxLimits>): SandboxLimits {
+  const out = {} as SandboxLimits;
+  for (const key of LIMIT_KEYS) {
+    const max = checked(`maxLimits.${key}`, maxLimits?.[key]) ?? SANDBOX_DEFAULTS.maxLimits[key];
+    const want = checked(`limits.${key}`, requested?.[key]) ?? DEFAULT_LIMITS[key];
+    out[key] = Math.max(Math.min(want, max), SANDBOX_DEFAULTS.floors[key] ?? 1);
+  }
+  return out;
+}
+
+function checked(field: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidSandboxSpec(field, 'must be a positive integer');
+  }
+  return value;
+}

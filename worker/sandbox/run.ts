@@ -1,0 +1,313 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { isAbsolute } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bwrapArgs, bwrapInfo, findExecutable } from './bwrap.ts';
+import { TaskCgroup, detectCgroups } from './cgroups.ts';
+import { InvalidSandboxSpec, SandboxStartFailed, SandboxUnavailable } from './errors.ts';
+import { ensureEtc } from './etc.ts';
+import { LAUNCHER_ENV, STATUS_FD, launcherScript } from './launcher.ts';
+import { HELPER_PROCESSES, SANDBOX_DEFAULTS, resolveLimits, type SandboxLimits, type SandboxOptions } from './options.ts';
+import { killQuietly } from './procfs.ts';
+import { acquireSlot, type Slot } from './slots.ts';
+import { checkSpec } from './spec.ts';
+import type { SandboxExit, SandboxExitReason, SandboxProcess, SandboxSpec } from './types.ts';
+import { UsageMonitor, type UsageFigures } from './usage.ts';
+import { createWorkspace, prepareRoot, reapStaleWorkspaces, removeWorkspace, writeFiles, type Owner } from './workspace.ts';
+
+/** How long stdout/stderr may stay open after every process is gone (only a leak could hold them). */
+const STREAM_DRAIN_MS = 2000;
+
+/**
+ * Starts `spec` in a fresh bubblewrap sandbox and resolves once the command is running (bwrap
+ * reported its pid). Rejects with a CogoError subclass if the spec is invalid or the sandbox could
+ * not be set up; nothing is left behind in that case.
+ */
+export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): Promise<SandboxProcess> {
+  const checked = checkSpec(spec);
+  const o = resolveOptions(options);
+  const limits = resolveLimits(spec.limits, o.maxLimits);
+  const [bw, bash] = await Promise.all([bwrapInfo(), findExecutable('bash')]);
+  if (!bash) throw new SandboxUnavailable('bash is not installed: apt-get install bash');
+  const asRoot = process.geteuid?.() === 0;
+  await prepareRoot(o.root, asRoot);
+  await reapStaleWorkspaces(o.root);
+  const etcDir = await ensureEtc(o.root, o.hostname);
+  const support = o.cgroups ? await detectCgroups() : null;
+
+  const undo: (() => Promise<unknown>)[] = [];
+  try {
+    // Root drops to a per-slot uid; never run bwrap as root (the user namespace would map to host root).
+    const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir }) : null;
+    if (slot) undo.push(() => slot.release(true));
+    const owner: Owner | null = slot && { uid: slot.uid, gid: slot.gid };
+    // Mounting the workspace is the slowest step (a process spawn): overlap it with the cgroups.
+    const [ws, cg] = await Promise.allSettled([
+      createWorkspace(o.root, limits.workspaceBytes, owner),
+      support && Object.keys(support.usable).length > 0
+        ? TaskCgroup.create(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES }, owner)
+        : null,
+    ]);
+    if (ws.status === 'fulfilled') undo.push(() => removeWorkspace(ws.value, owner !== null));
+    if (cg.status === 'fulfilled' && cg.value) undo.push(() => cg.value!.remove());
+    if (ws.status === 'rejected') throw ws.reason;
+    if (cg.status === 'rejected') throw cg.reason;
+    const [workspace, cgroup] = [ws.value, cg.value];
+    await writeFiles(workspace, checked.files, owner, limits.workspaceBytes);
+
+    const inner = await bwrapArgs({
+      workspace,
+      etcDir,
+      hostname: o.hostname,
+      network: checked.network && o.allowNetwork,
+      tmpBytes: limits.workspaceBytes,
+      env: { ...checked.env, HOSTNAME: o.hostname },
+      argv: checked.argv,
+      statusFd: STATUS_FD,
+    });
+    const script = await launcherScript(limits, !cgroup?.controllers.includes('memory'));
+    const args = ['-c', script, 'cogo-sandbox', ...(cgroup?.procsFiles ?? []), '--', bw.path, ...inner];
+    const child = spawn(bash, args, {
+      stdio: [checked.stdin === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
+      env: LAUNCHER_ENV,
+      cwd: '/',
+      detached: true,
+      ...(owner ?? {}),
+    });
+    if (child.pid === undefined) {
+      const [err] = (await once(child, 'error')) as [Error];
+      throw new SandboxStartFailed(`cannot spawn the sandbox: ${err.message}`);
+    }
+    undo.length = 0; // from here on the Sandbox owns every resource
+    const sandbox = new Sandbox(child, child.pid, workspace, limits, o.pollIntervalMs, cgroup, slot, owner !== null);
+    await sandbox.started.catch(async (err: unknown) => {
+      await sandbox.cleanup();
+      throw err;
+    });
+    return sandbox;
+  } catch (err) {
+    for (const step of undo.reverse()) await step().catch(() => {});
+    throw err;
+  }
+}
+
+function resolveOptions(options: SandboxOptions) {
+  if (typeof options?.root !== 'string' || !isAbsolute(options.root)) throw new InvalidSandboxSpec('options.root', 'must be an absolute path');
+  const d = SANDBOX_DEFAULTS;
+  const o = {
+    root: options.root,
+    uid: options.uid ?? d.uid,
+    gid: options.gid ?? options.uid ?? d.uid,
+    slots: options.slots ?? d.slots,
+    slotDir: options.slotDir ?? d.slotDir,
+    maxLimits: options.maxLimits,
+    allowNetwork: options.allowNetwork ?? d.allowNetwork,
+    hostname: options.hostname ?? d.hostname,
+    cgroups: options.cgroups ?? d.cgroups,
+    pollIntervalMs: options.pollIntervalMs ?? d.pollIntervalMs,
+  };
+  for (const k of ['uid', 'gid', 'slots', 'pollIntervalMs'] as const) {
+    if (!Number.isSafeInteger(o[k]) || o[k] <= 0) throw new InvalidSandboxSpec(`options.${k}`, 'must be a positive integer');
+  }
+  // Slot ids must never reach system or login accounts (slots.ts also checks /etc/passwd).
+  for (const k of ['uid', 'gid'] as const) {
+    if (o[k] < 10_000 || o[k] + o.slots > 2 ** 32 - 2) throw new InvalidSandboxSpec(`options.${k}`, 'must be an unprivileged id range (10000 .. 2^32-2)');
+  }
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(o.hostname)) throw new InvalidSandboxSpec('options.hostname', 'is not a valid host name');
+  return o;
+}
+
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
+
+class Sandbox implements SandboxProcess {
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  readonly stdin: Writable | null;
+  readonly exited: Promise<SandboxExit>;
+  /** Resolves when bwrap reports the command running; rejects if the launcher died first. */
+  readonly started: Promise<void>;
+
+  private readonly startedAt = performance.now();
+  private readonly usage: UsageMonitor;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private killReason: SandboxExitReason | null = null;
+  private innerPid: number | null = null;
+  private launcherExited = false;
+  private outputBytes = 0;
+  private startupErr = '';
+  /** Last stderr bytes, for telling an out-of-memory exit apart without a memory cgroup. */
+  private stderrTail = '';
+  private removal: Promise<void> | null = null;
+
+  constructor(
+    private readonly child: ChildProcess,
+    readonly pid: number,
+    readonly workspace: string,
+    private readonly limits: SandboxLimits,
+    pollIntervalMs: number,
+    private readonly cgroup: TaskCgroup | null,
+    private readonly slot: Slot | null,
+    private readonly mounted: boolean,
+  ) {
+    this.usage = new UsageMonitor(pid, cgroup);
+    this.stdin = child.stdin;
+    // Writes after the task closed its stdin or exited (EPIPE), or a failed kill, would otherwise
+    // be unhandled 'error' events that crash the worker.
+    child.stdin?.on('error', () => {});
+    child.on('error', () => {});
+    this.forward(child.stdout!, this.stdout);
+    this.forward(child.stderr!, this.stderr);
+    this.started = this.watchStatus(child.stdio[STATUS_FD] as Readable);
+    this.started.catch(() => {});
+    this.timers.push(setTimeout(() => this.kill('timeout'), limits.wallTimeMs));
+    let polling = false;
+    this.timers.push(
+      setInterval(() => {
+        if (polling) return;
+        polling = true;
+        this.usage
+          .sample()
+          .then((cpuMs) => cpuMs >= limits.cpuTimeMs && this.kill('cpu_limit'))
+          .catch(() => {})
+          .finally(() => (polling = false));
+      }, pollIntervalMs),
+    );
+    const exit = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    this.exited = exit.then(([code, signal]) => this.finish(code, signal));
+  }
+
+  kill(reason: SandboxExitReason): void {
+    if (this.launcherExited) return;
+    this.killReason ??= reason;
+    // Killing the namespace's init makes the kernel kill every process in the namespace.
+    if (this.innerPid !== null) killQuietly(this.innerPid);
+    killQuietly(-this.pid);
+    this.child.kill('SIGKILL');
+  }
+
+  cleanup(): Promise<void> {
+    this.removal ??= this.exited.then(() => removeWorkspace(this.workspace, this.mounted));
+    return this.removal;
+  }
+
+  /** Output is read eagerly and counted; past outputBytes the rest is dropped and the tree killed. */
+  private forward(from: Readable, to: PassThrough): void {
+    from.on('data', (chunk: Buffer) => {
+      if (from === this.child.stderr) {
+        if (this.startupErr.length < 4096 && this.innerPid === null) this.startupErr += chunk.toString();
+        this.stderrTail = (this.stderrTail + chunk.toString('latin1')).slice(-2048);
+      }
+      const room = this.limits.outputBytes - this.outputBytes;
+      if (room <= 0) return;
+      this.outputBytes += Math.min(room, chunk.length);
+      to.write(chunk.length <= room ? chunk : chunk.subarray(0, room));
+      if (chunk.length > room) {
+        // Set even if the launcher already exited: output was cut either way.
+        this.killReason ??= 'output_limit';
+        this.kill('output_limit');
+      }
+    });
+  }
+
+  /** Keeps reading to the end: a closed pipe would SIGPIPE bwrap when it writes "exit-code". */
+  private watchStatus(status: Readable): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let buffered = '';
+      status.on('data', (chunk: Buffer) => {
+        if (this.innerPid !== null) return;
+        buffered += chunk.toString();
+        const m = /"child-pid"\s*:\s*(\d+)/.exec(buffered);
+        if (m) {
+          this.innerPid = Number(m[1]);
+          resolve();
+        }
+      });
+      status.on('close', () => {
+        if (this.innerPid !== null) return;
+        // bwrap's own error message may still be in flight on stderr until the exit is processed.
+        void this.exited.then(() => {
+          const stderr = this.startupErr.trim().slice(0, 4096);
+          reject(new SandboxStartFailed(`sandbox failed to start: ${stderr || 'launcher exited'}`, { stderr }));
+        });
+      });
+    });
+  }
+
+  private async finish(code: number | null, signal: NodeJS.Signals | null): Promise<SandboxExit> {
+    this.launcherExited = true;
+    const wallMs = Math.round(performance.now() - this.startedAt);
+    for (const t of this.timers) clearTimeout(t);
+    const { usage, oomKills } = await this.teardown();
+    await this.drainStreams();
+
+    let exitCode = code;
+    let sig: string | null = signal;
+    const bySignal = code !== null && code > 128 ? SIGNAL_NAMES.get(code - 128) : undefined;
+    if (bySignal) {
+      exitCode = null;
+      sig = bySignal;
+    }
+    const failed = exitCode !== 0;
+    const cpuMs = usage.cpuUserMs + usage.cpuSystemMs;
+    const reason: SandboxExitReason =
+      this.killReason ??
+      (failed && (oomKills ?? 0) > 0
+        ? 'memory_limit'
+        : sig === 'SIGXCPU' || (sig === 'SIGKILL' && cpuMs >= this.limits.cpuTimeMs)
+          ? 'cpu_limit'
+          : failed && oomKills === null && this.looksOutOfMemory(usage.maxVsizeBytes)
+            ? 'memory_limit'
+            : 'exited');
+    return {
+      exitCode,
+      signal: sig,
+      reason,
+      usage: { wallMs, cpuUserMs: Math.round(usage.cpuUserMs), cpuSystemMs: Math.round(usage.cpuSystemMs), maxRssBytes: usage.maxRssBytes },
+    };
+  }
+
+  /**
+   * bwrap's init is gone, so its namespace is being torn down: make sure nothing of the task is
+   * left, measure, then free the cgroups and the uid. Never throws: the exit must be reported.
+   */
+  private async teardown(): Promise<{ usage: UsageFigures; oomKills: number | null }> {
+    let usage: UsageFigures = { cpuUserMs: 0, cpuSystemMs: 0, maxRssBytes: 0, maxVsizeBytes: 0 };
+    let oomKills: number | null = null;
+    let cgroupEmpty = false;
+    try {
+      cgroupEmpty = (await this.cgroup?.killAll()) ?? false;
+      usage = await this.usage.final();
+      oomKills = (await this.cgroup?.oomKills()) ?? null;
+      await this.cgroup?.remove();
+    } catch {
+      // measured what we could; the uid sweep below still runs
+    }
+    // An emptied cgroup proves the task gone (nothing in the sandbox can leave it); otherwise
+    // every process of the slot uid is hunted down, and the uid stays locked if one survives.
+    await this.slot?.release(!cgroupEmpty).catch(() => {});
+    return { usage, oomKills };
+  }
+
+  /**
+   * Without a memory cgroup nothing records that RLIMIT_AS was hit: the program just sees ENOMEM.
+   * Heuristic: it failed after a sampled address space of half the limit (growth often doubles),
+   * or its last stderr reports an allocation failure.
+   */
+  private looksOutOfMemory(maxVsizeBytes: number): boolean {
+    return (
+      maxVsizeBytes >= 0.5 * this.limits.memoryBytes ||
+      /out of memory|memory exhausted|cannot allocate memory|bad_alloc|MemoryError|\bOOM\b|ENOMEM/i.test(this.stderrTail)
+    );
+  }
+
+  private async drainStreams(): Promise<void> {
+    const streams = [this.child.stdout!, this.child.stderr!];
+    const closed = Promise.all(streams.map((s) => (s.closed ? null : once(s, 'close').catch(() => null))));
+    const timedOut = await Promise.race([closed.then(() => false), sleep(STREAM_DRAIN_MS).then(() => true)]);
+    if (timedOut) for (const s of streams) s.destroy();
+    this.stdout.end();
+    this.stderr.end();
+  }
+}

@@ -1,0 +1,99 @@
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SandboxBusy, SandboxUnavailable } from './errors.ts';
+import { killQuietly, ownerAlive, ownerTag, pidsOfUid } from './procfs.ts';
+
+/**
+ * A host uid (and gid) owned by one running sandbox. Separate uids keep RLIMIT_NPROC per task and
+ * stop tasks from touching each other's files or processes. Ownership is a lock file per uid in a
+ * machine-wide directory, so several workers on one machine never share a uid.
+ */
+export interface Slot {
+  uid: number;
+  gid: number;
+  /**
+   * Frees the slot. With `sweep`, first kills anything still running as the uid and keeps the slot
+   * (quarantined) if something survives; skip it only when an emptied cgroup already proved the
+   * task gone.
+   */
+  release(sweep: boolean): Promise<boolean>;
+}
+
+export interface SlotConfig {
+  uidBase: number;
+  gidBase: number;
+  slots: number;
+  slotDir: string;
+}
+
+const checkedRanges = new Set<string>();
+
+export async function acquireSlot(cfg: SlotConfig): Promise<Slot> {
+  await checkRangeIsUnused(cfg);
+  await mkdir(cfg.slotDir, { recursive: true, mode: 0o700 });
+  const me = await ownerTag();
+  for (let i = 0; i < cfg.slots; i++) {
+    const uid = cfg.uidBase + i;
+    const lock = join(cfg.slotDir, String(uid));
+    if (!(await tryLock(lock, me))) {
+      if (!(await isStale(lock))) continue;
+      // The worker that held it died; whatever it left running as this uid goes first.
+      if (!(await killUid(uid))) continue;
+      await unlink(lock).catch(() => {});
+      if (!(await tryLock(lock, me))) continue;
+    }
+    return {
+      uid,
+      gid: cfg.gidBase + i,
+      release: async (sweep) => {
+        if (sweep && !(await killUid(uid))) return false;
+        await unlink(lock).catch(() => {});
+        return true;
+      },
+    };
+  }
+  throw new SandboxBusy(cfg.slots);
+}
+
+async function tryLock(path: string, content: string): Promise<boolean> {
+  try {
+    await writeFile(path, content, { flag: 'wx', mode: 0o600 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+async function isStale(lock: string): Promise<boolean> {
+  const owner = await readFile(lock, 'utf8').catch(() => null);
+  return owner === null || !(await ownerAlive(owner));
+}
+
+/** SIGKILLs every process of `uid` until none is left; false if some survived. */
+async function killUid(uid: number, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pids = await pidsOfUid(uid);
+    if (pids.length === 0) return true;
+    if (Date.now() > deadline) return false;
+    for (const p of pids) killQuietly(p);
+    await sleep(10);
+  }
+}
+
+/** A slot uid that belongs to a real account would let tasks act as (and be swept with) that account. */
+async function checkRangeIsUnused(cfg: SlotConfig): Promise<void> {
+  const key = `${cfg.uidBase}:${cfg.gidBase}:${cfg.slots}`;
+  if (checkedRanges.has(key)) return;
+  const inRange = (id: number, base: number) => id >= base && id < base + cfg.slots;
+  for (const [file, base] of [['/etc/passwd', cfg.uidBase], ['/etc/group', cfg.gidBase]] as const) {
+    const text = await readFile(file, 'utf8').catch(() => '');
+    const clash = text.split('\n').find((l) => inRange(Number(l.split(':')[2]), base));
+    if (clash) {
+      throw new SandboxUnavailable(`sandbox id range ${base}..${base + cfg.slots - 1} overlaps ${file} entry "${clash.split(':')[0]}"`);
+    }
+  }
+  checkedRanges.add(key);
+}

@@ -1,0 +1,200 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, rmdir, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ArtifactRejected, InvalidSandboxSpec, SandboxUnavailable, WorkspaceFull } from './errors.ts';
+import { validateWorkspacePath } from '../../functions/_shared/paths.ts';
+import { ownerAlive, ownerTag } from './procfs.ts';
+import type { SandboxFile } from './types.ts';
+
+const run = promisify(execFile);
+const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Makes sure `root` can hold workspaces: a real directory (not a symlink) owned by us, not group-
+ * or world-writable (else another user could swap a workspace for a symlink), and traversable by
+ * the sandbox uids, which must reach the workspace to bind it.
+ */
+export async function prepareRoot(root: string, asRoot: boolean): Promise<void> {
+  await mkdir(root, { recursive: true, mode: 0o711 });
+  const st = await lstat(root);
+  const problem = !st.isDirectory()
+    ? 'is not a directory'
+    : st.uid !== process.geteuid?.()
+      ? 'is not owned by the worker'
+      : st.mode & 0o022
+        ? 'is group or world writable'
+        : null;
+  if (problem) throw new SandboxUnavailable(`sandbox root ${root} ${problem}`, { root });
+  if (asRoot && (st.mode & 0o001) === 0) await chmod(root, (st.mode & 0o755) | 0o711);
+}
+
+/**
+ * Creates an empty workspace under root. As root it is a tmpfs of exactly `bytes` owned by the
+ * sandbox uid (nosuid, nodev): the size cap is enforced by the kernel and cleanup is one umount.
+ * Without root it is a plain directory and only RLIMIT_FSIZE bounds what the task writes.
+ */
+export async function createWorkspace(root: string, bytes: number, owner: Owner | null): Promise<string> {
+  const dir = join(root, `ws-${await ownerTag()}-${randomUUID()}`);
+  await mkdir(dir, { mode: 0o700 });
+  if (owner) {
+    const opts = `size=${bytes},mode=0700,uid=${owner.uid},gid=${owner.gid},nosuid,nodev`;
+    try {
+      await run('mount', ['-t', 'tmpfs', '-o', opts, 'cogo-workspace', dir], { env: HOST_ENV });
+    } catch (err) {
+      await rmdir(dir).catch(() => {});
+      throw new SandboxUnavailable(`cannot mount the workspace tmpfs: ${(err as Error).message}`);
+    }
+  }
+  return dir;
+}
+
+const reaped = new Map<string, Promise<void>>();
+
+/**
+ * Once per root and process: removes workspaces whose worker died without cleaning up (a leaked
+ * tmpfs holds RAM). Workspaces of live workers sharing the root are left alone.
+ */
+export function reapStaleWorkspaces(root: string): Promise<void> {
+  let done = reaped.get(root);
+  if (!done) {
+    done = (async () => {
+      const mounts = await readFile('/proc/self/mounts', 'utf8');
+      for (const name of await readdir(root)) {
+        const tag = /^ws-(\d+-\d+)-/.exec(name)?.[1];
+        if (!tag || (await ownerAlive(tag))) continue;
+        const dir = join(root, name);
+        await removeWorkspace(dir, mounts.includes(` ${dir} `)).catch(() => {});
+      }
+    })();
+    reaped.set(root, done);
+  }
+  return done;
+}
+
+/** Unmounts (as root) or deletes the workspace; nothing in it is followed. Idempotent. */
+export async function removeWorkspace(dir: string, mounted: boolean): Promise<void> {
+  if (mounted) {
+    await run('umount', [dir], { env: HOST_ENV }).catch(async () => {
+      await run('umount', ['--lazy', dir], { env: HOST_ENV }).catch(() => {});
+    });
+    await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  } else {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Writes the task's files into the fresh (so symlink-free) workspace, owned by the sandbox user.
+ * Their total size must fit in `limitBytes`.
+ */
+export async function writeFiles(dir: string, files: SandboxFile[], owner: Owner | null, limitBytes: number): Promise<void> {
+  const decoded = files.map((f, i) => decodeFile(f, i));
+  if (decoded.reduce((sum, f) => sum + f.data.length, 0) > limitBytes) throw new WorkspaceFull(limitBytes);
+  const madeDirs = new Set<string>();
+  for (const [i, f] of decoded.entries()) {
+    const parts = f.path.split('/');
+    for (let d = 1; d < parts.length; d++) {
+      const sub = parts.slice(0, d).join('/');
+      if (madeDirs.has(sub)) continue;
+      await mkdir(join(dir, sub), { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+        throw new InvalidSandboxSpec(`files[${i}].path`, err.code === 'EEXIST' ? `${sub} is a file` : err.message);
+      });
+      madeDirs.add(sub);
+      if (owner) await chown(join(dir, sub), owner.uid, owner.gid);
+    }
+    const target = join(dir, f.path);
+    try {
+      await writeFile(target, f.data, { flag: 'wx', mode: 0o600 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC') throw new WorkspaceFull(limitBytes);
+      throw new InvalidSandboxSpec(`files[${i}].path`, code === 'EEXIST' ? 'duplicate or a directory' : (err as Error).message);
+    }
+    await chmod(target, f.mode);
+    if (owner) await chown(target, owner.uid, owner.gid);
+  }
+}
+
+function decodeFile(f: SandboxFile, i: number): { path: string; data: Buffer; mode: number } {
+  if (typeof f !== 'object' || f === null) throw new InvalidSandboxSpec(`files[${i}]`, 'must be an object');
+  const path = validateWorkspacePath(f.path);
+  if (typeof f.content !== 'string') throw new InvalidSandboxSpec(`files[${i}].content`, 'must be a string');
+  const encoding = f.encoding ?? 'utf8';
+  if (encoding !== 'utf8' && encoding !== 'base64') throw new InvalidSandboxSpec(`files[${i}].encoding`, "must be 'utf8' or 'base64'");
+  if (encoding === 'base64' && !/^[A-Za-z0-9+/]*={0,2}$/.test(f.content.replace(/\s+/g, ''))) {
+    throw new InvalidSandboxSpec(`files[${i}].content`, 'is not valid base64');
+  }
+  const mode = f.mode ?? 0o644;
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new InvalidSandboxSpec(`files[${i}].mode`, 'must be a permission number');
+  return { path, data: Buffer.from(f.content, encoding), mode: mode & 0o777 };
+}
+
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+const FILE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
+
+/**
+ * Reads a regular file of the workspace, refusing anything that is not one. Never follows a
+ * symlink: each directory is opened with O_NOFOLLOW relative to its parent's descriptor (through
+ * /proc/self/fd, an openat walk), and the file itself is lstat'ed, opened O_NOFOLLOW|O_NONBLOCK
+ * (a fifo cannot block us) and checked again with fstat. Files over maxBytes are refused.
+ */
+export async function collectFile(workspace: string, relPath: string, maxBytes: number): Promise<Buffer> {
+  const rel = validateWorkspacePath(relPath);
+  const parts = rel.split('/');
+  const name = parts.pop()!;
+  const handles: FileHandle[] = [];
+  try {
+    let dir = await open(workspace, DIR_FLAGS);
+    handles.push(dir);
+    for (const part of parts) {
+      const at = `/proc/self/fd/${dir.fd}/${part}`;
+      dir = await open(at, DIR_FLAGS).catch(async (err: NodeJS.ErrnoException) => {
+        const st = await lstat(at).catch(() => null);
+        throw st?.isSymbolicLink() ? new ArtifactRejected(rel, `goes through a symlink (${part})`) : rejectFor(rel, err, `${part} is not a directory`);
+      });
+      handles.push(dir);
+    }
+    const at = `/proc/self/fd/${dir.fd}/${name}`;
+    const before = await lstat(at).catch((err: NodeJS.ErrnoException) => {
+      throw rejectFor(rel, err, err.message);
+    });
+    if (!before.isFile()) throw new ArtifactRejected(rel, before.isSymbolicLink() ? 'is a symlink' : 'is not a regular file');
+    if (before.size > maxBytes) throw new ArtifactRejected(rel, `is larger than ${maxBytes} bytes`, { size: before.size, maxBytes });
+    const file = await open(at, FILE_FLAGS).catch((err: NodeJS.ErrnoException) => {
+      throw rejectFor(rel, err, err.message);
+    });
+    handles.push(file);
+    const st = await file.stat();
+    if (!st.isFile() || st.ino !== before.ino || st.dev !== before.dev) throw new ArtifactRejected(rel, 'changed while being opened');
+    // Read to EOF rather than trusting st.size, but never past maxBytes + 1.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(64 * 1024, maxBytes + 1 - length));
+      const { bytesRead } = await file.read(chunk, 0, chunk.length, length);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > maxBytes) throw new ArtifactRejected(rel, `is larger than ${maxBytes} bytes`, { maxBytes });
+    }
+    return Buffer.concat(chunks, length);
+  } finally {
+    for (const h of handles.reverse()) await h.close().catch(() => {});
+  }
+}
+
+function rejectFor(rel: string, err: NodeJS.ErrnoException, fallback: string): ArtifactRejected {
+  if (err.code === 'ENOENT') return new ArtifactRejected(rel, 'does not exist');
+  if (err.code === 'ELOOP') return new ArtifactRejected(rel, 'goes through a symlink');
+  return new ArtifactRejected(rel, fallback, { errno: err.code });
+}
