@@ -43,7 +43,11 @@ export class Worker {
 
   constructor(options: Partial<WorkerOptions>) {
     this.options = resolveWorkerOptions(options);
-    this.sql = connect(this.options.databaseUrl, { max: Math.min(10, 2 + this.options.concurrency), idle_timeout: 0 });
+    this.sql = connect(this.options.databaseUrl, {
+      max: Math.min(10, 2 + this.options.concurrency),
+      idle_timeout: 0,
+      connection: { application_name: `cogo-worker ${this.options.name}` },
+    });
     this.queue = new Queue(this.sql);
     this.sandboxOptions = { root: this.options.workspaceRoot, uid: this.options.sandboxUidBase, allowNetwork: this.options.allowNetwork };
   }
