@@ -1,6 +1,6 @@
 // `npm start`: the whole product on this machine — Postgres, migrations, edge functions in Deno,
 // the Realtime endpoint, and a worker — like `supabase start` plus our worker.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -48,6 +48,28 @@ if (!Number.isInteger(workerCount) || workerCount < 0 || workerCount > 64) {
   process.exit(2);
 }
 
+/** Workers need bubblewrap. As root on Debian/Ubuntu, install it, saying so; else say how. */
+function ensureBubblewrap(): void {
+  const has = (cmd: string, args: string[]) => {
+    try {
+      execFileSync(cmd, args, { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (has("bwrap", ["--version"])) return;
+  if (process.getuid?.() === 0 && has("apt-get", ["--version"])) {
+    console.error("bubblewrap (bwrap) is missing; installing it with apt-get…");
+    execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
+    execFileSync("apt-get", ["install", "-y", "-qq", "bubblewrap"], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    return;
+  }
+  console.error("Workers run tasks in bubblewrap, which is missing. Install it (Debian/Ubuntu: sudo apt-get install bubblewrap) and run npm start again, or use --workers 0.");
+  process.exit(1);
+}
+
+if (workerCount > 0) ensureBubblewrap();
 const t0 = performance.now();
 const log = values.verbose ? (l: string) => console.error(l) : () => {};
 console.error(values.reset ? "Wiping data and starting COGO Sandbox…" : "Starting COGO Sandbox…");

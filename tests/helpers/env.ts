@@ -75,7 +75,7 @@ export async function startWorker(options: Partial<WorkerOptions> = {}): Promise
     leaseMs: 3000,
     pollIntervalMs: 500,
     graceMs: 2000,
-    workspaceRoot: `/var/tmp/cogo-test-ws-${process.pid}`,
+    workspaceRoot: "/var/tmp/cogo-test-workspaces",
     log: () => {},
     ...options,
   });

@@ -8,7 +8,7 @@ import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helper
 
 function spawnWorker(kind: string, args: string[] = []) {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", kind, "--concurrency", "1", ...args], {
-    env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: `/var/tmp/cogo-test-ws-${process.pid}` },
+    env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: "/var/tmp/cogo-test-workspaces" },
     stdio: ["ignore", "ignore", "pipe"],
     detached: true,
   });
