@@ -1,0 +1,158 @@
+// Shared by the security corpus: one worker per file with its own kind and workspace root, a user,
+// a runner that sends attacks through the real stack (HTTP API → Postgres → worker → bubblewrap),
+// and the checks every attack ends with: the worker is healthy and the host is clean.
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { afterAll, beforeAll, expect } from "vitest";
+import type { ExecuteRequest, TaskCallbacks, TaskResult } from "../../sdk/index.ts";
+import type { Worker } from "../../worker/worker.ts";
+import { detectCgroups } from "../../worker/sandbox/cgroups.ts";
+import { SANDBOX_DEFAULTS } from "../../worker/sandbox/index.ts";
+import { ownerTag } from "../../worker/sandbox/procfs.ts";
+import { newUser, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+
+/** A trivial task must finish end to end within this (the API, claim, sandbox, Realtime) ... */
+export const NORMAL_E2E_MS = 2500;
+/** ... and its sandbox run (bwrap start to exit) within this. */
+export const NORMAL_WALL_MS = 700;
+
+type Spec = Omit<ExecuteRequest, "requirements">;
+export interface Ran extends TaskResult {
+  elapsedMs: number;
+}
+
+/**
+ * One worker of a kind no other file uses, with a workspace root of its own (so leftovers are
+ * ours), and one user. Everything is torn down after the file.
+ */
+export function securitySuite(prefix: string, options: { concurrency?: number; beforeStart?: () => void } = {}) {
+  const kind = uniqueKind(`sec-${prefix}`);
+  const root = `/var/tmp/cogo-sec-${kind}`;
+  const ctx = {
+    kind,
+    root,
+    worker: undefined as unknown as Worker,
+    user: undefined as unknown as Awaited<ReturnType<typeof newUser>>,
+    /** Runs `spec` as a task of this file's kind and waits for its final result. */
+    async run(spec: Spec, callbacks?: TaskCallbacks): Promise<Ran> {
+      const t0 = performance.now();
+      const handle = await ctx.user.sandbox.execute({ ...spec, requirements: { kind } }, callbacks);
+      const r = await handle.result();
+      return { ...r, elapsedMs: performance.now() - t0 };
+    },
+    /**
+     * The next ordinary task on the same worker succeeds at normal speed, and the attack left
+     * nothing: no process or cgroup of this process's sandboxes, no task workspace under our root.
+     */
+    async expectHealthy(): Promise<void> {
+      const marker = randomUUID();
+      const r = await ctx.run({ command: `echo ok-${marker}`, limits: { wallTimeMs: 10_000 } });
+      expect(r).toMatchObject({ status: "succeeded", exitCode: 0, stdout: `ok-${marker}\n`, stderr: "", reason: "exited with code 0" });
+      expect(r.task.workerId).toBe(ctx.worker.workerId);
+      expect(r.elapsedMs).toBeLessThan(NORMAL_E2E_MS);
+      expect((r.usage as { wallMs: number }).wallMs).toBeLessThan(NORMAL_WALL_MS);
+      expect(sandboxProcesses()).toEqual([]);
+      expect(leftoverCgroups()).toEqual([]);
+      await waitFor(() => taskWorkspaces(root).length === 0, "task workspaces to be removed", 5000);
+    },
+  };
+  beforeAll(async () => {
+    options.beforeStart?.();
+    ctx.worker = await startWorker({ kind, concurrency: options.concurrency ?? 2, workspaceRoot: root });
+    ctx.user = await newUser();
+  });
+  afterAll(async () => {
+    // Hooks run in reverse: this runs before env.ts stops the worker, so stop it here first.
+    await ctx.worker?.stop(0);
+    for (const ws of workspacesUnder(root)) {
+      try {
+        execFileSync("umount", ["--lazy", `${root}/${ws}`], { stdio: "ignore" });
+      } catch {
+        // not a mount (any more)
+      }
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+  return ctx;
+}
+
+export function workspacesUnder(root: string): string[] {
+  return existsSync(root) ? readdirSync(root).filter((n) => n.startsWith("ws-")) : [];
+}
+
+/**
+ * Task workspaces still under `root`: anything within two levels owned by a sandbox slot uid (a
+ * per-task tmpfs is, and so is a task directory inside a pooled mount that outlives the task).
+ */
+export function taskWorkspaces(root: string): string[] {
+  const out: string[] = [];
+  for (const ws of workspacesUnder(root)) {
+    const dir = `${root}/${ws}`;
+    let inside: string[] = [];
+    try {
+      inside = readdirSync(dir).map((n) => `${dir}/${n}`);
+    } catch {
+      // removed while we looked
+    }
+    for (const p of [dir, ...inside]) {
+      const uid = statSync(p, { throwIfNoEntry: false })?.uid;
+      if (uid !== undefined && uid >= SANDBOX_DEFAULTS.uid && uid < SANDBOX_DEFAULTS.uid + SANDBOX_DEFAULTS.slots) out.push(p);
+    }
+  }
+  return out;
+}
+
+/** Names of everything the worker in this process creates: cgroups `cogo-sandbox-<tag>-…`. */
+const tag = await ownerTag();
+const cgroupParents = Object.values((await detectCgroups()).usable);
+
+/**
+ * Live host processes (not zombies) of the sandboxes of this process's workers: those in one of
+ * their task cgroups (a sandboxed process cannot leave it: no /sys inside). Other sessions on the
+ * machine run sandboxes too, so the slot uid alone would not say whose a process is.
+ */
+export function sandboxProcesses(): { pid: number; cmd: string }[] {
+  const out: { pid: number; cmd: string }[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (!readFileSync(`/proc/${name}/cgroup`, "utf8").includes(`/cogo-sandbox-${tag}-`)) continue;
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, "utf8"))) continue;
+      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ").trim().slice(0, 200) });
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out;
+}
+
+/** Task cgroups of this process still present (the worker removes them once they are empty). */
+export function leftoverCgroups(): string[] {
+  return cgroupParents.flatMap((dir) => readdirSync(dir).filter((n) => n.startsWith(`cogo-sandbox-${tag}-`)).map((n) => `${dir}/${n}`));
+}
+
+/** Polls while `during` runs; returns the peak number of processes in this process's sandboxes. */
+export async function peakSandboxProcesses<T>(during: Promise<T>, everyMs = 20): Promise<{ value: T; peak: number }> {
+  let peak = 0;
+  let done = false;
+  const watcher = (async () => {
+    while (!done) {
+      peak = Math.max(peak, sandboxProcesses().length);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  try {
+    const value = await during;
+    return { value, peak };
+  } finally {
+    done = true;
+    await watcher;
+  }
+}
+
+/** A host path that must never come to exist: it would mean a payload ran on the host. */
+export const pwnedPath = (dir = "/tmp") => `${dir}/cogo-pwned-${randomUUID()}`;
+
+/** A Python script delivered as a workspace file (no shell quoting between us and python). */
+export const py = (path: string, source: string) => ({ path, content: source.replace(/^\n/, "") });
