@@ -200,14 +200,20 @@ class Sandbox implements SandboxProcess {
         this.stderrTail = (this.stderrTail + chunk.toString('latin1')).slice(-2048);
       }
       const room = this.limits.outputBytes - this.outputBytes;
-      if (room <= 0) return;
-      this.outputBytes += Math.min(room, chunk.length);
-      to.write(chunk.length <= room ? chunk : chunk.subarray(0, room));
-      if (chunk.length > room) {
-        // Set even if the launcher already exited: output was cut either way.
-        this.killReason ??= 'output_limit';
-        this.kill('output_limit');
+      if (chunk.length <= room) {
+        this.outputBytes += chunk.length;
+        to.write(chunk);
+        return;
       }
+      // Past the limit, also when an earlier chunk filled it exactly (pipe reads are often 64 KiB,
+      // so a flood lands on round limits): forward what fits, drop the rest, kill the tree.
+      if (room > 0) {
+        this.outputBytes += room;
+        to.write(chunk.subarray(0, room));
+      }
+      // Set even if the launcher already exited: output was cut either way.
+      this.killReason ??= 'output_limit';
+      this.kill('output_limit');
     });
   }
 
