@@ -101,7 +101,12 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         await queue.release(lease, "worker shut down before the task finished; re-queued");
         return;
       }
-      if (stopReason === "lease_lost") return;
+      if (stopReason === "lease_lost") {
+        // Stopped because heartbeats went silent, the lease may still be ours: later heartbeats
+        // would renew it forever for a task nobody runs, so hand it back (fenced: a no-op if lost).
+        await queue.release(lease, "worker lost contact with the database; re-queued").catch(() => {});
+        return;
+      }
       await batcher.close();
       await queue.finish(lease, {
         status: outcome.status,

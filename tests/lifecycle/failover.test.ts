@@ -31,7 +31,10 @@ describe("failover", () => {
     await waitFor(async () => {
       const [row] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and finished_at is not null`;
       return row!.n === 200;
-    }, "200 tasks to finish", 170_000, 250);
+    }, "200 tasks to finish", 170_000, 250).catch(async (err) => {
+      const states = await sql`select status, attempt, reason, count(*)::int as n from public.tasks where id = any(${ids}) group by 1, 2, 3`;
+      throw new Error(`${err.message}: ${JSON.stringify(states)}`);
+    });
     const failed = await sql<{ status: string; reason: string }[]>`select status, reason from public.tasks where id = any(${ids}) and status <> 'succeeded' limit 3`;
     expect(failed).toEqual([]);
     const rows = await sql<{ attempt: number; workerId: string; runs: number; out: string }[]>`
