@@ -25,6 +25,8 @@ export class Worker {
   readonly options: WorkerOptions;
   private readonly sql: Sql;
   private readonly queue: Queue;
+  private readonly heartbeatSql: Sql;
+  private readonly heartbeatQueue: Queue;
   private readonly running = new Map<string, RunningTask>();
   private readonly sandboxOptions: SandboxOptions;
   private rescuer: LeaseRescuer | undefined;
@@ -49,6 +51,14 @@ export class Worker {
       connection: { application_name: `cogo-worker ${this.options.name}` },
     });
     this.queue = new Queue(this.sql);
+    // Heartbeats get their own connection so a pool busy with output writes cannot delay them
+    // past the lease and make the worker stop healthy tasks.
+    this.heartbeatSql = connect(this.options.databaseUrl, {
+      max: 1,
+      idle_timeout: 0,
+      connection: { application_name: `cogo-worker ${this.options.name}` },
+    });
+    this.heartbeatQueue = new Queue(this.heartbeatSql);
     this.sandboxOptions = { root: this.options.workspaceRoot, uid: this.options.sandboxUidBase, allowNetwork: this.options.allowNetwork };
   }
 
@@ -100,7 +110,7 @@ export class Worker {
     }
     for (const u of this.unlisten) await u().catch(() => {});
     if (this.id) await this.queue.setOffline(this.id).catch(() => {});
-    await this.sql.end({ timeout: 5 });
+    await Promise.all([this.sql.end({ timeout: 5 }), this.heartbeatSql.end({ timeout: 5 })]);
     this.options.log(`worker ${this.options.name} stopped`);
     this.stoppedResolve();
   }
@@ -175,11 +185,14 @@ export class Worker {
     if (this.heartbeatInFlight) return;
     this.heartbeatInFlight = true;
     try {
-      const beat = await this.queue.heartbeat(this.id);
+      // A task claimed while the heartbeat is in flight may be missing from `kept` (the claim
+      // committed after the heartbeat's snapshot): only tasks held before it was sent can be lost.
+      const before = new Set(this.running.keys());
+      const beat = await this.heartbeatQueue.heartbeat(this.id);
       this.lastHeartbeatOk = performance.now();
       for (const [id, task] of this.running) {
         if (beat.cancel.includes(id)) task.stop("cancelled");
-        else if (!beat.kept.has(id)) task.stop("lease_lost");
+        else if (before.has(id) && !beat.kept.has(id)) task.stop("lease_lost");
       }
       if (beat.workerStatus === "draining" && !this.draining) this.onControl(JSON.stringify({ action: "drain", workerId: this.id }));
     } catch (err) {
