@@ -1,31 +1,35 @@
-// Start overhead of the sandbox: `true` in a sandbox vs a plain spawn, 50 runs each.
+// Start overhead of the sandbox: `true` in a sandbox vs a plain spawn, 50 runs each, with a fresh
+// workspace tmpfs per task and with pooled ones (workspacePool, as the worker runs it).
 // Run: npx tsx bench/sandbox-start.ts
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sandboxFacts, startSandbox } from '../worker/sandbox/index.ts';
+import { drainWorkspacePool, sandboxFacts, startSandbox } from '../worker/sandbox/index.ts';
 
 const RUNS = 50;
 
 async function main(): Promise<void> {
   const facts = await sandboxFacts();
   const root = mkdtempSync(join(tmpdir(), 'cogo-bench-'));
-  const rows: Record<string, number[]> = {
-    'plain spawn true (spawn → exit)': [],
-    'sandbox true: start (→ running)': [],
-    'sandbox true: start → exit': [],
-    'sandbox cleanup (workspace removal)': [],
-    'sandbox total (start → exit → cleanup)': [],
-  };
+  const rows: Record<string, number[]> = { 'plain spawn true (spawn → exit)': [] };
+  const modes = [
+    ['tmpfs per task', 0],
+    ['pooled tmpfs', 1],
+  ] as const;
   try {
-    // One warm-up each, so one-time detection and file generation are not counted.
+    // One warm-up each, so one-time detection, file generation and the pool's mount are not counted.
     await plain();
-    await sandboxed(root, {});
     for (let i = 0; i < RUNS; i++) rows['plain spawn true (spawn → exit)']!.push(await plain());
-    for (let i = 0; i < RUNS; i++) await sandboxed(root, rows);
+    for (const [mode, pool] of modes) {
+      await sandboxed(root, pool, {});
+      const m: Record<string, number[]> = {};
+      for (let i = 0; i < RUNS; i++) await sandboxed(root, pool, m);
+      for (const [k, v] of Object.entries(m)) rows[`${mode}: ${k}`] = v;
+    }
   } finally {
+    await drainWorkspacePool(root);
     await rm(root, { recursive: true, force: true });
   }
   console.log(`bwrap: ${facts.bwrap}; cgroups: ${facts.cgroups}; limits: ${facts.limitsBy}`);
@@ -47,9 +51,9 @@ function plain(): Promise<number> {
   });
 }
 
-async function sandboxed(root: string, rows: Record<string, number[]>): Promise<void> {
+async function sandboxed(root: string, workspacePool: number, rows: Record<string, number[]>): Promise<void> {
   const t0 = performance.now();
-  const p = await startSandbox({ command: ['true'] }, { root });
+  const p = await startSandbox({ command: ['true'] }, { root, workspacePool });
   const t1 = performance.now();
   p.stdout.resume();
   p.stderr.resume();
@@ -58,10 +62,11 @@ async function sandboxed(root: string, rows: Record<string, number[]>): Promise<
   await p.cleanup();
   const t3 = performance.now();
   if (exit.exitCode !== 0) throw new Error(`sandboxed true failed: ${JSON.stringify(exit)}`);
-  rows['sandbox true: start (→ running)']?.push(t1 - t0);
-  rows['sandbox true: start → exit']?.push(t2 - t0);
-  rows['sandbox cleanup (workspace removal)']?.push(t3 - t2);
-  rows['sandbox total (start → exit → cleanup)']?.push(t3 - t0);
+  const add = (k: string, v: number) => (rows[k] ??= []).push(v);
+  add('start (→ running)', t1 - t0);
+  add('start → exit', t2 - t0);
+  add('cleanup (workspace removal)', t3 - t2);
+  add('total (start → exit → cleanup)', t3 - t0);
 }
 
 /** Nearest-rank percentile. */

@@ -351,25 +351,39 @@ begin
 end;
 $$;
 
-create function cogo.start_task(p_task uuid, p_attempt integer, p_worker uuid) returns void
+-- Returns the task's last output seq, so the worker numbers its output from there.
+create function cogo.start_task(p_task uuid, p_attempt integer, p_worker uuid) returns bigint
 language plpgsql security definer set search_path = '' as $$
+declare
+  v_task public.tasks;
 begin
-  perform cogo.fence(p_task, p_attempt, p_worker);
+  v_task := cogo.fence(p_task, p_attempt, p_worker);
   update public.tasks set status = 'running', started_at = coalesce(started_at, now()) where id = p_task;
+  return v_task.output_seq;
 end;
 $$;
 
--- Appends output chunks with the next seqs and broadcasts them as one `realtime_output` message.
-create function cogo.append_output(p_task uuid, p_attempt integer, p_worker uuid,
+-- Appends output chunks as seqs p_first_seq.. and broadcasts them as one `realtime_output` message.
+-- Idempotent: a retry of a batch that already committed (the reply was lost with the connection)
+-- changes nothing, so output is never written twice.
+create function cogo.append_output(p_task uuid, p_attempt integer, p_worker uuid, p_first_seq bigint,
                                    p_streams public.output_stream[], p_data text[], p_times timestamptz[])
 returns bigint language plpgsql security definer set search_path = '' as $$
 declare
   n integer := cardinality(p_data);
+  v_task public.tasks;
   v_last bigint;
   v_chunks jsonb;
 begin
   if n = 0 then return null; end if;
-  perform cogo.fence(p_task, p_attempt, p_worker);
+  v_task := cogo.fence(p_task, p_attempt, p_worker);
+  if v_task.output_seq >= p_first_seq + n - 1 then
+    return v_task.output_seq;
+  end if;
+  if v_task.output_seq <> p_first_seq - 1 then
+    raise exception 'output of task % continues at seq %, not %', p_task, v_task.output_seq + 1, p_first_seq
+      using errcode = 'CG409';
+  end if;
   update public.tasks set output_seq = output_seq + n where id = p_task returning output_seq into v_last;
   insert into public.task_output (task_id, seq, attempt, stream, data, created_at)
     select p_task, v_last - n + i, p_attempt, p_streams[i], p_data[i], p_times[i] from generate_series(1, n) i;

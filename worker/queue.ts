@@ -8,6 +8,23 @@ import type { Chunk } from "./stream/output-batcher.ts";
 
 export class LeaseLostError extends CogoError {}
 
+/** Errors after which the same call may simply be made again on a new connection. */
+const TRANSIENT = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "ECONNREFUSED", "ECONNRESET", "57P01", "57P02", "57P03", "08006", "08003"]);
+const RETRY_FOR_MS = 10_000;
+
+/** Retries a call that is safe to repeat while the database connection comes back. */
+async function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + RETRY_FOR_MS;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!TRANSIENT.has((err as { code?: string })?.code ?? "") || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 /** The attempt a worker holds: what every fenced call names. */
 export interface Lease {
   taskId: string;
@@ -15,8 +32,8 @@ export interface Lease {
   workerId: string;
 }
 
-function fenced<T>(p: Promise<T>): Promise<T> {
-  return p.catch((err: { code?: string; message?: string }) => {
+function fenced<T>(call: () => Promise<T>, retry = true): Promise<T> {
+  return (retry ? retrying(call) : call()).catch((err: { code?: string; message?: string }) => {
     if (err?.code === "CG409") throw new LeaseLostError("lease_lost", err.message ?? "lease lost");
     throw err;
   });
@@ -41,29 +58,33 @@ export class Queue {
     return { kept: new Set(row!.kept), cancel: row!.cancel, workerStatus: row!.workerStatus };
   }
 
-  start(l: Lease): Promise<unknown> {
-    return fenced(this.sql`select cogo.start_task(${l.taskId}, ${l.attempt}, ${l.workerId})`);
+  /** Marks the task running; returns its last output seq (earlier attempts' output stays). */
+  async start(l: Lease): Promise<number> {
+    const [row] = await fenced(() => this.sql<{ seq: string }[]>`select cogo.start_task(${l.taskId}, ${l.attempt}, ${l.workerId}) as seq`);
+    return Number(row!.seq);
   }
 
-  appendOutput(l: Lease, chunks: Chunk[]): Promise<unknown> {
-    return fenced(this.sql`
-      select cogo.append_output(${l.taskId}, ${l.attempt}, ${l.workerId},
+  /** Writes chunks as seqs firstSeq.. ; safe to retry. */
+  appendOutput(l: Lease, firstSeq: number, chunks: Chunk[]): Promise<unknown> {
+    return fenced(() => this.sql`
+      select cogo.append_output(${l.taskId}, ${l.attempt}, ${l.workerId}, ${firstSeq},
         ${chunks.map((c) => c.stream)}::public.output_stream[], ${chunks.map((c) => c.data)}::text[],
         ${chunks.map((c) => c.at.toISOString())}::timestamptz[])`);
   }
 
   appendEvent(l: Lease, type: string, data: object): Promise<unknown> {
-    return fenced(this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`);
+    // Not retried: an event whose reply was lost may have been written.
+    return fenced(() => this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`, false);
   }
 
   finish(l: Lease, r: { status: FinalStatus; exitCode: number | null; signal: string | null; reason: string; usage: object; result?: object }): Promise<unknown> {
-    return fenced(this.sql`
+    return fenced(() => this.sql`
       select cogo.finish_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${r.status}::public.task_status, ${r.exitCode},
         ${r.signal}, ${r.reason}, ${this.sql.json(r.usage as never)}, ${r.result ? this.sql.json(r.result as never) : null})`);
   }
 
   release(l: Lease, reason: string): Promise<unknown> {
-    return fenced(this.sql`select cogo.release_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${reason})`);
+    return fenced(() => this.sql`select cogo.release_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${reason})`);
   }
 
   stdinAfter(taskId: string, afterSeq: number): Promise<{ seq: string; data: string; eof: boolean }[]> {

@@ -42,9 +42,11 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
   let stdinSeq = 0;
   let stdinChain: Promise<void> = Promise.resolve();
 
+  let nextSeq = 0; // set by start_task; output continues after earlier attempts' rows
   const batcher = new OutputBatcher(async (chunks) => {
     try {
-      await queue.appendOutput(lease, chunks);
+      await queue.appendOutput(lease, nextSeq, chunks);
+      nextSeq += chunks.length;
     } catch (err) {
       if (err instanceof LeaseLostError) {
         stopReason ??= "lease_lost";
@@ -76,7 +78,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
 
   const done = (async () => {
     try {
-      await queue.start(lease);
+      nextSeq = (await queue.start(lease)) + 1;
       if (task.attempt > 1) batcher.system(`attempt ${task.attempt} of ${task.maxAttempts} starting on worker ${workerId}`);
       sandbox = await startSandbox(
         {

@@ -8,7 +8,7 @@ import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
-import { sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
+import { drainWorkspacePool, sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
 
 export const WORKER_VERSION = "0.1.0";
 
@@ -59,7 +59,15 @@ export class Worker {
       connection: { application_name: `cogo-worker ${this.options.name}` },
     });
     this.heartbeatQueue = new Queue(this.heartbeatSql);
-    this.sandboxOptions = { root: this.options.workspaceRoot, uid: this.options.sandboxUidBase, allowNetwork: this.options.allowNetwork };
+    this.sandboxOptions = {
+      root: this.options.workspaceRoot,
+      uid: this.options.sandboxUidBase,
+      allowNetwork: this.options.allowNetwork,
+      // A tmpfs per running task stays mounted between tasks: no mount/umount process per task.
+      workspacePool: this.options.concurrency,
+      // Every running task needs its own uid slot.
+      slots: Math.max(64, this.options.concurrency),
+    };
   }
 
   get workerId(): string | undefined {
@@ -108,6 +116,7 @@ export class Worker {
       for (const t of this.running.values()) t.stop("shutdown");
       await all;
     }
+    await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
     for (const u of this.unlisten) await u().catch(() => {});
     if (this.id) await this.queue.setOffline(this.id).catch(() => {});
     await Promise.all([this.sql.end({ timeout: 5 }), this.heartbeatSql.end({ timeout: 5 })]);

@@ -78,7 +78,7 @@ describe("failover", () => {
       // The dead worker's attempt is fenced off.
       const q = new Queue(sql);
       const stale = { taskId: handle.taskId, attempt: first!.attempt, workerId: first!.workerId };
-      await expect(q.appendOutput(stale, [{ stream: "stdout", data: "late\n", at: new Date() }])).rejects.toBeInstanceOf(LeaseLostError);
+      await expect(q.appendOutput(stale, 1, [{ stream: "stdout", data: "late\n", at: new Date() }])).rejects.toBeInstanceOf(LeaseLostError);
       await expect(q.finish(stale, { status: "failed", exitCode: 1, signal: null, reason: "late", usage: {} })).rejects.toBeInstanceOf(LeaseLostError);
       expect((await user.sandbox.getTask(handle.taskId)).status).toBe("succeeded");
     } finally {
@@ -141,4 +141,24 @@ describe("failover", () => {
     expect(r.task.attempt).toBe(1);
     expect(lines).toEqual(lines.map((_, i) => i + 1));
   });
+
+  it("append_output is idempotent: a batch retried after a lost reply is written once", async () => {
+    const kind = uniqueKind("retry");
+    const user = await newUser();
+    const handle = await user.sandbox.execute({ command: "true", requirements: { kind } });
+    const q = new Queue(sql);
+    const w = await q.register({ name: "retrier", kind, labels: [], capacity: 1, leaseMs: 30_000, version: "test", host: {} });
+    const [task] = await q.claim(w.id, 1);
+    const lease = { taskId: task!.id, attempt: task!.attempt, workerId: w.id };
+    const first = (await q.start(lease)) + 1;
+    const batch = [{ stream: "stdout" as const, data: "once\n", at: new Date() }];
+    await q.appendOutput(lease, first, batch);
+    await q.appendOutput(lease, first, batch);
+    await expect(q.appendOutput(lease, first + 5, batch)).rejects.toBeInstanceOf(LeaseLostError);
+    const rows = await sql`select seq, data from public.task_output where task_id = ${handle.taskId}`;
+    expect(rows.map((r) => r.data)).toEqual(["once\n"]);
+    await q.finish(lease, { status: "succeeded", exitCode: 0, signal: null, reason: "test", usage: {} });
+    expect((await handle.result()).stdout).toBe("once\n");
+  });
 });
+

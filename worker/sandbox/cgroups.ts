@@ -143,6 +143,12 @@ export class TaskCgroup {
     return { userMs: await read('cpuacct.usage_user'), systemMs: await read('cpuacct.usage_sys') };
   }
 
+  /** Total CPU ms (user + system) so far: one read, for polling the limit. */
+  async cpuTotalMs(): Promise<number | null> {
+    if (!this.dirs.cpuacct) return null;
+    return Number(await readFile(join(this.dirs.cpuacct, 'cpuacct.usage'), 'utf8')) / 1e6;
+  }
+
   async peakMemoryBytes(): Promise<number | null> {
     if (!this.dirs.memory) return null;
     return Number(await readFile(join(this.dirs.memory, 'memory.max_usage_in_bytes'), 'utf8'));

@@ -49,6 +49,13 @@ export interface SandboxOptions {
   cgroups?: boolean;
   /** How often CPU time (and, without cgroups, memory) is sampled. @default 100 */
   pollIntervalMs?: number;
+  /**
+   * Root worker only: emptied workspace tmpfs mounts kept per root for the next task (each saves
+   * a `mount` and an `umount` process). Pooled mounts outlive cleanup(); `drainWorkspacePool(root)`
+   * unmounts them, and a crashed worker's are reaped like its workspaces. 0 mounts and unmounts
+   * one tmpfs per task. @default 0
+   */
+  workspacePool?: number;
 }
 
 /** Limits a task gets for every field it does not set. */
@@ -92,6 +99,7 @@ export const SANDBOX_DEFAULTS = Object.freeze({
   hostname: 'sandbox',
   cgroups: true,
   pollIntervalMs: 100,
+  workspacePool: 0,
 });
 
 /** bwrap's monitor process and the PID-namespace init count against the process limits too. */

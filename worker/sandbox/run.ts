@@ -15,7 +15,7 @@ import { acquireSlot, type Slot } from './slots.ts';
 import { checkSpec } from './spec.ts';
 import type { SandboxExit, SandboxExitReason, SandboxProcess, SandboxSpec } from './types.ts';
 import { UsageMonitor, type UsageFigures } from './usage.ts';
-import { createWorkspace, prepareRoot, reapStaleWorkspaces, removeWorkspace, writeFiles, type Owner } from './workspace.ts';
+import { createWorkspace, prepareRoot, reapStaleWorkspaces, writeFiles, type Owner, type Workspace } from './workspace.ts';
 
 /** How long stdout/stderr may stay open after every process is gone (only a leak could hold them). */
 const STREAM_DRAIN_MS = 2000;
@@ -43,22 +43,23 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
     const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir }) : null;
     if (slot) undo.push(() => slot.release(true));
     const owner: Owner | null = slot && { uid: slot.uid, gid: slot.gid };
-    // Mounting the workspace is the slowest step (a process spawn): overlap it with the cgroups.
+    // Mounting a workspace is the slowest step (a process spawn): overlap it with the cgroups.
     const [ws, cg] = await Promise.allSettled([
-      createWorkspace(o.root, limits.workspaceBytes, owner),
+      createWorkspace(o.root, limits.workspaceBytes, owner, o.workspacePool),
       support && Object.keys(support.usable).length > 0
         ? TaskCgroup.create(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES }, owner)
         : null,
     ]);
-    if (ws.status === 'fulfilled') undo.push(() => removeWorkspace(ws.value, owner !== null));
+    // Nothing has run in it yet, so a pooled mount can be kept.
+    if (ws.status === 'fulfilled') undo.push(() => ws.value.remove(true));
     if (cg.status === 'fulfilled' && cg.value) undo.push(() => cg.value!.remove());
     if (ws.status === 'rejected') throw ws.reason;
     if (cg.status === 'rejected') throw cg.reason;
     const [workspace, cgroup] = [ws.value, cg.value];
-    await writeFiles(workspace, checked.files, owner, limits.workspaceBytes);
+    await writeFiles(workspace.dir, checked.files, owner, limits.workspaceBytes);
 
     const inner = await bwrapArgs({
-      workspace,
+      workspace: workspace.dir,
       etcDir,
       hostname: o.hostname,
       network: checked.network && o.allowNetwork,
@@ -81,7 +82,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
       throw new SandboxStartFailed(`cannot spawn the sandbox: ${err.message}`);
     }
     undo.length = 0; // from here on the Sandbox owns every resource
-    const sandbox = new Sandbox(child, child.pid, workspace, limits, o.pollIntervalMs, cgroup, slot, owner !== null);
+    const sandbox = new Sandbox(child, child.pid, workspace, limits, o.pollIntervalMs, cgroup, slot);
     await sandbox.started.catch(async (err: unknown) => {
       await sandbox.cleanup();
       throw err;
@@ -107,10 +108,12 @@ function resolveOptions(options: SandboxOptions) {
     hostname: options.hostname ?? d.hostname,
     cgroups: options.cgroups ?? d.cgroups,
     pollIntervalMs: options.pollIntervalMs ?? d.pollIntervalMs,
+    workspacePool: options.workspacePool ?? d.workspacePool,
   };
   for (const k of ['uid', 'gid', 'slots', 'pollIntervalMs'] as const) {
     if (!Number.isSafeInteger(o[k]) || o[k] <= 0) throw new InvalidSandboxSpec(`options.${k}`, 'must be a positive integer');
   }
+  if (!Number.isSafeInteger(o.workspacePool) || o.workspacePool < 0) throw new InvalidSandboxSpec('options.workspacePool', 'must be a whole number');
   // Slot ids must never reach system or login accounts (slots.ts also checks /etc/passwd).
   for (const k of ['uid', 'gid'] as const) {
     if (o[k] < 10_000 || o[k] + o.slots > 2 ** 32 - 2) throw new InvalidSandboxSpec(`options.${k}`, 'must be an unprivileged id range (10000 .. 2^32-2)');
@@ -140,17 +143,20 @@ class Sandbox implements SandboxProcess {
   /** Last stderr bytes, for telling an out-of-memory exit apart without a memory cgroup. */
   private stderrTail = '';
   private removal: Promise<void> | null = null;
+  /** Teardown proved every process of the task gone: nothing can race a wipe of its workspace. */
+  private gone = false;
+  readonly workspace: string;
 
   constructor(
     private readonly child: ChildProcess,
     readonly pid: number,
-    readonly workspace: string,
+    private readonly ws: Workspace,
     private readonly limits: SandboxLimits,
     pollIntervalMs: number,
     private readonly cgroup: TaskCgroup | null,
     private readonly slot: Slot | null,
-    private readonly mounted: boolean,
   ) {
+    this.workspace = ws.dir;
     this.usage = new UsageMonitor(pid, cgroup);
     this.stdin = child.stdin;
     // Writes after the task closed its stdin or exited (EPIPE), or a failed kill, would otherwise
@@ -188,7 +194,7 @@ class Sandbox implements SandboxProcess {
   }
 
   cleanup(): Promise<void> {
-    this.removal ??= this.exited.then(() => removeWorkspace(this.workspace, this.mounted));
+    this.removal ??= this.exited.then(() => this.ws.remove(this.gone));
     return this.removal;
   }
 
@@ -292,7 +298,7 @@ class Sandbox implements SandboxProcess {
     }
     // An emptied cgroup proves the task gone (nothing in the sandbox can leave it); otherwise
     // every process of the slot uid is hunted down, and the uid stays locked if one survives.
-    await this.slot?.release(!cgroupEmpty).catch(() => {});
+    this.gone = (await this.slot?.release(!cgroupEmpty).catch(() => false)) ?? cgroupEmpty;
     return { usage, oomKills };
   }
 

@@ -28,14 +28,21 @@ export interface SlotConfig {
 }
 
 const checkedRanges = new Set<string>();
+const madeDirs = new Set<string>();
+/** Lock files this process holds: skipped without touching the disk (they are never stale). */
+const held = new Set<string>();
 
 export async function acquireSlot(cfg: SlotConfig): Promise<Slot> {
   await checkRangeIsUnused(cfg);
-  await mkdir(cfg.slotDir, { recursive: true, mode: 0o700 });
+  if (!madeDirs.has(cfg.slotDir)) {
+    await mkdir(cfg.slotDir, { recursive: true, mode: 0o700 });
+    madeDirs.add(cfg.slotDir);
+  }
   const me = await ownerTag();
   for (let i = 0; i < cfg.slots; i++) {
     const uid = cfg.uidBase + i;
     const lock = join(cfg.slotDir, String(uid));
+    if (held.has(lock)) continue;
     if (!(await tryLock(lock, me))) {
       if (!(await isStale(lock))) continue;
       // The worker that held it died; whatever it left running as this uid goes first.
@@ -43,12 +50,14 @@ export async function acquireSlot(cfg: SlotConfig): Promise<Slot> {
       await unlink(lock).catch(() => {});
       if (!(await tryLock(lock, me))) continue;
     }
+    held.add(lock);
     return {
       uid,
       gid: cfg.gidBase + i,
       release: async (sweep) => {
         if (sweep && !(await killUid(uid))) return false;
         await unlink(lock).catch(() => {});
+        held.delete(lock);
         return true;
       },
     };

@@ -49,8 +49,7 @@ export class UsageMonitor {
       }
       this.sampled.maxRssBytes = Math.max(this.sampled.maxRssBytes, rss);
     }
-    const cpu = await this.cgroup?.cpu();
-    return cpu ? cpu.userMs + cpu.systemMs : this.sampled.cpuUserMs + this.sampled.cpuSystemMs;
+    return (await this.cgroup?.cpuTotalMs()) ?? this.sampled.cpuUserMs + this.sampled.cpuSystemMs;
   }
 
   /** Final figures; call once the task's processes are gone and before its cgroup is removed. */

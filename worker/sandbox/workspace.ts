@@ -36,22 +36,81 @@ export async function prepareRoot(root: string, asRoot: boolean): Promise<void> 
   if (asRoot && (st.mode & 0o001) === 0) await chmod(root, (st.mode & 0o755) | 0o711);
 }
 
+/** A task's workspace directory and how to get rid of it. */
+export interface Workspace {
+  /** Host directory bound at /workspace. */
+  dir: string;
+  /**
+   * Removes it; nothing in it is followed. `reusable` (only when the task is proven gone, so
+   * nothing can race the wipe) lets a pooled tmpfs be emptied and kept for the next task.
+   */
+  remove(reusable: boolean): Promise<void>;
+}
+
+/** Idle pooled tmpfs mounts per root, each with its size (`SandboxOptions.workspacePool`). */
+const idle = new Map<string, { mount: string; bytes: number }[]>();
+
 /**
- * Creates an empty workspace under root. As root it is a tmpfs of exactly `bytes` owned by the
- * sandbox uid (nosuid, nodev): the size cap is enforced by the kernel and cleanup is one umount.
- * Without root it is a plain directory and only RLIMIT_FSIZE bounds what the task writes.
+ * Creates an empty workspace under root. As root it is on a tmpfs of exactly `bytes` (nosuid,
+ * nodev) owned by the sandbox uid: the size cap is enforced by the kernel. With `pool` > 0 the
+ * tmpfs outlives the task: the workspace is a fresh subdirectory of an idle mount of that size,
+ * and up to `pool` emptied mounts per root are kept, which saves a `mount` and an `umount`
+ * process per task. Without root it is a plain directory and only RLIMIT_FSIZE bounds the task.
  */
-export async function createWorkspace(root: string, bytes: number, owner: Owner | null): Promise<string> {
+export async function createWorkspace(root: string, bytes: number, owner: Owner | null, pool: number): Promise<Workspace> {
+  if (!owner) {
+    const dir = join(root, `ws-${await ownerTag()}-${randomUUID()}`);
+    await mkdir(dir, { mode: 0o700 });
+    return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+  }
+  if (pool <= 0) {
+    const dir = await mountTmpfs(root, bytes, `mode=0700,uid=${owner.uid},gid=${owner.gid}`);
+    return { dir, remove: () => removeWorkspace(dir, true) };
+  }
+  const free = idle.get(root) ?? [];
+  const i = free.findIndex((m) => m.bytes === bytes);
+  // The mount's root stays the worker's (0711): the task only ever sees its own subdirectory.
+  const mount = i >= 0 ? free.splice(i, 1)[0]!.mount : await mountTmpfs(root, bytes, 'mode=0711');
+  const dir = join(mount, `task-${randomUUID()}`);
+  try {
+    await mkdir(dir, { mode: 0o700 });
+    await chown(dir, owner.uid, owner.gid);
+  } catch (err) {
+    await removeWorkspace(mount, true);
+    throw err;
+  }
+  return {
+    dir,
+    remove: async (reusable) => {
+      if (reusable) {
+        const kept = await rm(dir, { recursive: true, force: true }).then(() => true, () => false);
+        const list = idle.get(root) ?? [];
+        if (kept && list.length < pool) {
+          list.push({ mount, bytes });
+          idle.set(root, list);
+          return;
+        }
+      }
+      await removeWorkspace(mount, true);
+    },
+  };
+}
+
+/** Unmounts the idle pooled workspaces of `root` (a worker shutting down). */
+export async function drainWorkspacePool(root: string): Promise<void> {
+  const list = idle.get(root) ?? [];
+  idle.delete(root);
+  await Promise.all(list.map((m) => removeWorkspace(m.mount, true)));
+}
+
+async function mountTmpfs(root: string, bytes: number, access: string): Promise<string> {
   const dir = join(root, `ws-${await ownerTag()}-${randomUUID()}`);
   await mkdir(dir, { mode: 0o700 });
-  if (owner) {
-    const opts = `size=${bytes},mode=0700,uid=${owner.uid},gid=${owner.gid},nosuid,nodev`;
-    try {
-      await run('mount', ['-t', 'tmpfs', '-o', opts, 'cogo-workspace', dir], { env: HOST_ENV });
-    } catch (err) {
-      await rmdir(dir).catch(() => {});
-      throw new SandboxUnavailable(`cannot mount the workspace tmpfs: ${(err as Error).message}`);
-    }
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', `size=${bytes},${access},nosuid,nodev`, 'cogo-workspace', dir], { env: HOST_ENV });
+  } catch (err) {
+    await rmdir(dir).catch(() => {});
+    throw new SandboxUnavailable(`cannot mount the workspace tmpfs: ${(err as Error).message}`);
   }
   return dir;
 }
