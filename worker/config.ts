@@ -24,7 +24,7 @@ export interface WorkerOptions {
   rescueIntervalMs: number;
   /** On SIGTERM, wait this long for running tasks before killing and re-queueing them. @default env COGO_GRACE_MS, else 30000 */
   graceMs: number;
-  /** Output: at most one Realtime message per task per this many ms while output keeps coming. @default 50 */
+  /** Output: at most one Realtime message per task per this many ms while output keeps coming. @default 20 */
   flushIntervalMs: number;
   /** Where task workspaces live. @default env COGO_WORKSPACE_ROOT, else /var/tmp/cogo-workspaces */
   workspaceRoot: string;
@@ -44,7 +44,7 @@ export const WORKER_DEFAULTS = {
   pollIntervalMs: 1000,
   rescueIntervalMs: 1000,
   graceMs: 30_000,
-  flushIntervalMs: 50,
+  flushIntervalMs: 20,
   workspaceRoot: "/var/tmp/cogo-workspaces",
   allowNetwork: false,
   sandboxUidBase: 200_000,
