@@ -3,7 +3,7 @@
 // `/realtime/v1/*` to the Realtime endpoint.
 import http from "node:http";
 import type { Duplex } from "node:stream";
-import type { FunctionConfig, RunningFunction } from "./functions.ts";
+import type { RunningFunction } from "./functions.ts";
 import { verifyJwt } from "./jwt.ts";
 import type { Realtime } from "./realtime/index.ts";
 
@@ -141,4 +141,3 @@ export function createGateway(options: GatewayOptions): http.Server {
   return server;
 }
 
-export type { FunctionConfig };

@@ -65,8 +65,11 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
     throw new WorkerConfigError("missing_database_url", "SUPABASE_DB_URL is not set: point the worker at Postgres (npm start writes it to .env.local)");
   }
   const labelsEnv = env.COGO_WORKER_LABELS?.split(",").map((s) => s.trim()).filter(Boolean);
+  // Fields without an env fallback (poll/rescue/flush intervals, uid base) come straight from `partial`.
+  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
   const opts: WorkerOptions = {
     ...WORKER_DEFAULTS,
+    ...given,
     databaseUrl,
     name: partial.name ?? env.COGO_WORKER_NAME ?? `${hostname()}-${process.pid}`,
     kind: partial.kind ?? env.COGO_WORKER_KIND ?? WORKER_DEFAULTS.kind,
@@ -78,7 +81,6 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
     allowNetwork: partial.allowNetwork ?? env.COGO_ALLOW_NETWORK === "1",
     log: partial.log ?? defaultLog,
   };
-  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (opts as unknown as Record<string, unknown>)[k] = v;
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new WorkerConfigError("bad_option", `concurrency must be ≥ 1, got ${opts.concurrency}`);
   if (!/^[a-z][a-z0-9_-]{0,31}$/.test(opts.kind)) throw new WorkerConfigError("bad_option", `kind ${JSON.stringify(opts.kind)}: lower-case letters, digits, _ or -`);
   return opts;
