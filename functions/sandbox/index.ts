@@ -1,4 +1,4 @@
-// COGO Sandbox API. Thin: all routes live in ../_shared/api.ts.
+// COGO Sandbox API. Thin: routes live in ../_shared/routes/.
 import { createApi } from "../_shared/api.ts";
 import { connect } from "../_shared/db.ts";
 

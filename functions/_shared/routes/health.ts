@@ -1,0 +1,18 @@
+// GET /health: database, workers, queue, and the runtime serving the function.
+import { json } from "../http.ts";
+import { asCaller, type Route } from "../routing.ts";
+
+export const healthRoutes: Route[] = [
+  ["GET", /^\/health$/, async ({ sql, caller, runtime }) => {
+    const started = performance.now();
+    const [row] = await asCaller(sql, caller, (tx) => tx<{ health: Record<string, unknown> }[]>`select cogo.health() as health`);
+    const health = row!.health;
+    const queuedWithoutWorker = health.queuedWithoutWorker as unknown[];
+    return json(200, {
+      status: (health.liveWorkers as number) > 0 && queuedWithoutWorker.length === 0 ? "ok" : "degraded",
+      db: { ok: true, latencyMs: Math.round((performance.now() - started) * 10) / 10 },
+      ...health,
+      function: runtime,
+    });
+  }],
+];
