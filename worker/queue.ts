@@ -77,6 +77,19 @@ export class Queue {
     return fenced(() => this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`, false);
   }
 
+  /** Appends events in order in one round trip (cogo.append_events); not retried, like appendEvent. */
+  appendEvents(l: Lease, events: { type: string; data: object }[]): Promise<unknown> {
+    return fenced(() => this.sql`
+      select cogo.append_events(${l.taskId}, ${l.attempt}, ${l.workerId}, ${events.map((e) => e.type)}::text[],
+        ${events.map((e) => JSON.stringify(e.data))}::jsonb[])`, false);
+  }
+
+  /** Median ms of earlier successful runs of the same step (cogo.estimate_duration_ms), or null. */
+  async estimateDurationMs(taskId: string): Promise<number | null> {
+    const [row] = await this.sql<{ ms: string | null }[]>`select cogo.estimate_duration_ms(${taskId}) as ms`;
+    return row?.ms == null ? null : Number(row.ms);
+  }
+
   finish(l: Lease, r: { status: FinalStatus; exitCode: number | null; signal: string | null; reason: string; usage: object; result?: object }): Promise<unknown> {
     return fenced(() => this.sql`
       select cogo.finish_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${r.status}::public.task_status, ${r.exitCode},

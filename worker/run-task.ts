@@ -3,6 +3,7 @@ import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
 import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
 import { startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
+import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
 
 export interface RunningTask {
@@ -55,6 +56,14 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       throw err;
     }
   }, flushIntervalMs);
+  const lineEvents = new LineEvents({
+    command: task.command ?? task.argv!.join(" "),
+    append: (events) => queue.appendEvents(lease, events),
+    estimateDurationMs: () => queue.estimateDurationMs(task.id),
+    notice: (text) => batcher.system(text),
+    log: (l) => log(`task ${task.id}: ${l}`),
+    flushIntervalMs,
+  });
 
   const pumpStdin = () => {
     stdinChain = stdinChain.then(async () => {
@@ -91,13 +100,14 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         sandboxOptions,
       );
       kill(); // a stop that arrived while the sandbox was starting
-      sandbox.stdout.on("data", (b: Buffer) => batcher.push("stdout", b));
-      sandbox.stderr.on("data", (b: Buffer) => batcher.push("stderr", b));
+      sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b)));
+      sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b)));
       sandbox.stdin?.on("error", () => {}); // the task may exit without reading its stdin
       if (task.stdinMode === "pipe") pumpStdin();
       const exit = await sandbox.exited;
       await stdinChain;
       const outcome = describeExit(exit, task);
+      await lineEvents.close();
       if (stopReason === "shutdown") {
         await batcher.close();
         await queue.release(lease, "worker shut down before the task finished; re-queued");
