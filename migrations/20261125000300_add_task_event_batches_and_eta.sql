@@ -22,8 +22,7 @@ $$;
 
 -- "Similar task": same owner, same plan step name (null for plain tasks) and same command or argv.
 create index tasks_duration_history on public.tasks
-  (coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(step, ''),
-   md5(coalesce(command, array_to_string(argv, E'\x1f'))), finished_at desc)
+  (coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(step, ''), finished_at desc)
   where status = 'succeeded' and started_at is not null;
 
 -- Median run time in ms of the last 20 successful runs similar to p_task (null without history).
@@ -36,7 +35,7 @@ language sql stable security definer set search_path = '' as $$
       join public.tasks h
         on coalesce(h.owner, '00000000-0000-0000-0000-000000000000'::uuid) = coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid)
        and coalesce(h.step, '') = coalesce(t.step, '')
-       and md5(coalesce(h.command, array_to_string(h.argv, E'\x1f'))) = md5(coalesce(t.command, array_to_string(t.argv, E'\x1f')))
+       and h.command is not distinct from t.command and h.argv is not distinct from t.argv
        and h.status = 'succeeded' and h.started_at is not null
        and h.id <> t.id
      where t.id = p_task

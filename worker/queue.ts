@@ -81,7 +81,7 @@ export class Queue {
   appendEvents(l: Lease, events: { type: string; data: object }[]): Promise<unknown> {
     return fenced(() => this.sql`
       select cogo.append_events(${l.taskId}, ${l.attempt}, ${l.workerId}, ${events.map((e) => e.type)}::text[],
-        ${events.map((e) => JSON.stringify(e.data))}::jsonb[])`, false);
+        array(select e from jsonb_array_elements(${this.sql.json(events.map((e) => e.data) as never)}) with ordinality t(e, i) order by i))`, false);
   }
 
   /** Median ms of earlier successful runs of the same step (cogo.estimate_duration_ms), or null. */
