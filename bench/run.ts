@@ -6,11 +6,12 @@ import { parseArgs } from "node:util";
 import { connect } from "../functions/_shared/db.ts";
 import { freePort } from "../embedded/ports.ts";
 import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
+import { benchDiagnostics } from "./diagnostics.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
 import { printTable, type Row } from "./stats.ts";
 
-const SUITES = ["lifecycle", "sandbox"] as const;
+const SUITES = ["lifecycle", "sandbox", "diagnostics"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -31,6 +32,7 @@ const results: Record<string, Row[]> = {};
 try {
   if (chosen.includes("lifecycle")) results.lifecycle = await benchLifecycle(stack, sql, progress);
   if (chosen.includes("sandbox")) results.sandbox = await benchSandbox(stack, sql, progress);
+  if (chosen.includes("diagnostics")) results.diagnostics = await benchDiagnostics(stack, progress);
 } finally {
   await sql.end();
   await stack.stop();

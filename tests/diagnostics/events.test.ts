@@ -107,14 +107,17 @@ describe("progress events", () => {
     expect(first.update).toMatchObject({ percentage: null, stage: "testing", etaMs: null });
     await progressOf();
     const third = await progressOf();
-    const [{ ms }] = await sql<{ ms: string }[]>`select cogo.estimate_duration_ms(${third.taskId}) as ms`;
+    const [row] = await sql<{ ms: string }[]>`select cogo.estimate_duration_ms(${third.taskId}) as ms`;
+    const ms = row!.ms;
     expect(Number(ms)).toBeGreaterThanOrEqual(600);
     // Printed ~0.6 s in, out of runs of ≥ 0.7 s: some time is left, less than a whole run.
     expect(third.update.etaMs).toBeGreaterThan(0);
     expect(third.update.etaMs).toBeLessThan(Number(ms));
     // A task of another owner (here: none, as the service role) has no history of this user's runs.
-    const [{ id }] = await sql<{ id: string }[]>`select id from cogo.enqueue_task(${sql.json({ command, requirements: { kind: uniqueKind("nobody") } })})`;
-    const [{ ms: none }] = await sql<{ ms: string | null }[]>`select cogo.estimate_duration_ms(${id}) as ms`;
+    const [queued] = await sql<{ id: string }[]>`select id from cogo.enqueue_task(${sql.json({ command, requirements: { kind: uniqueKind("nobody") } })})`;
+    const id = queued!.id;
+    const [estimate] = await sql<{ ms: string | null }[]>`select cogo.estimate_duration_ms(${id}) as ms`;
+    const none = estimate!.ms;
     await sql`delete from public.tasks where id = ${id}`;
     expect(none).toBeNull();
   });
