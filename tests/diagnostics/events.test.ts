@@ -26,7 +26,7 @@ async function run(body: Record<string, unknown>) {
   }
   await new Promise<void>((resolve, reject) => channel.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s !== "CLOSED" && reject(err ?? new Error(s)))));
   await startWorker({ kind });
-  const final = await waitFor(() => events.find((e) => e.type === "task_status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(e.data.status as string)), "the task to finish", 60_000);
+  const final = await waitFor(() => events.find((e) => e.type === "task_status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(e.data.status as string)), "the task to finish", 100_000);
   await user.supabase.removeChannel(channel);
   const of = <T>(type: string) => events.filter((e) => e.type === type).map((e) => e.data as unknown as T);
   return { taskId, user, events, final, diagnostics: of<Diagnostic>("diagnostic"), testResults: of<TestResults>("test_results"), progress: of<ProgressUpdate>("progress_update") };
@@ -52,7 +52,7 @@ describe("diagnostic events from real tools in the sandbox", () => {
     const rows = await sql<{ seq: string; data: Diagnostic }[]>`select seq, data from public.task_events where task_id = ${r.taskId} and type = 'diagnostic'`;
     expect(rows.map((x) => x.data)).toEqual(r.diagnostics);
     expect(Number(rows[0]!.seq)).toBe(d.seq);
-  });
+  }, 120_000); // tsc takes seconds to start on a busy machine
 
   it("gcc: errors, a warning with its flag and a note, in the compiler's order", async () => {
     const r = await run({
@@ -120,5 +120,24 @@ describe("progress events", () => {
     const none = estimate!.ms;
     await sql`delete from public.tasks where id = ${id}`;
     expect(none).toBeNull();
+  });
+});
+
+describe("the worker's line handling", () => {
+  it("a held multi-line message is reported after a short quiet spell, not at the end of the task", async () => {
+    const r = await run({ command: "echo 'error[E0425]: cannot find value `x` in this scope'; sleep 3" });
+    expect(r.diagnostics).toEqual([{ tool: "rustc", file: null, line: null, column: null, severity: "error", code: "E0425", message: "cannot find value `x` in this scope" }]);
+    const d = r.events.find((e) => e.type === "diagnostic")!;
+    expect(r.final.receivedAt - d.receivedAt).toBeGreaterThan(1500);
+  });
+
+  it("publishes at most 500 diagnostics per task and says so in the output", async () => {
+    const r = await run({ command: 'for i in $(seq 1 600); do echo "a.c:$i:1: error: e$i"; done' });
+    await waitFor(() => r.diagnostics.length >= 500, "500 diagnostics", 20_000);
+    const rows = await sql<{ n: number }[]>`select count(*)::int as n from public.task_events where task_id = ${r.taskId} and type = 'diagnostic'`;
+    expect(rows[0]!.n).toBe(500);
+    expect(r.diagnostics.at(-1)!.message).toBe("e500");
+    const system = await sql<{ data: string }[]>`select data from public.task_output where task_id = ${r.taskId} and stream = 'system'`;
+    expect(system.map((x) => x.data).join("")).toContain("diagnostics: more than 500");
   });
 });
