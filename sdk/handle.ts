@@ -2,6 +2,7 @@
 // reconnect, a dropped message) filled from the output endpoint, so callbacks get each seq exactly
 // once and in order.
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
+import type { Diagnostic, ProgressUpdate, TestResults } from "../functions/_shared/diagnostics/index.ts";
 import type { OutputChunk, OutputMessage, TaskEventMessage } from "../functions/_shared/schemas.ts";
 import { isFinal, type TaskStatus } from "../functions/_shared/states.ts";
 import type { TaskView } from "../functions/_shared/views.ts";
@@ -17,6 +18,12 @@ export interface TaskCallbacks {
   onOutput?: (chunk: OutputChunk) => void;
   /** Task events (task_status, progress_update, block_detected, …), in order, once. */
   onEvent?: (event: TaskEventMessage) => void;
+  /** Each `diagnostic` event's data (a compiler error, a lint warning, …), in order, once. */
+  onDiagnostic?: (diagnostic: Diagnostic) => void;
+  /** Each `test_results` event's data. */
+  onTestResults?: (results: TestResults) => void;
+  /** Each `progress_update` event's data. */
+  onProgress?: (progress: ProgressUpdate) => void;
 }
 
 export interface HandleOptions {
@@ -177,6 +184,9 @@ export class TaskHandle {
       this.earlyEvents.delete(next.seq);
       this.nextEventSeq++;
       this.callbacks.onEvent?.(next);
+      if (next.type === "diagnostic") this.callbacks.onDiagnostic?.(next.data as unknown as Diagnostic);
+      else if (next.type === "test_results") this.callbacks.onTestResults?.(next.data as unknown as TestResults);
+      else if (next.type === "progress_update") this.callbacks.onProgress?.(next.data as unknown as ProgressUpdate);
     }
   }
 

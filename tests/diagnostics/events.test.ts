@@ -98,7 +98,7 @@ describe("progress events", () => {
     const command = "sleep 0.6; echo '::progress - testing waiting'; sleep 0.1";
     const progressOf = async () => {
       const updates: ProgressUpdate[] = [];
-      const handle = await user.sandbox.execute({ command, requirements: { kind } }, { onEvent: (e) => e.type === "progress_update" && updates.push(e.data as unknown as ProgressUpdate) });
+      const handle = await user.sandbox.execute({ command, requirements: { kind } }, { onProgress: (p) => updates.push(p) });
       expect((await handle.result()).status).toBe("succeeded");
       await waitFor(() => updates.length > 0, "a progress update");
       return { taskId: handle.taskId, update: updates[0]! };
@@ -139,5 +139,24 @@ describe("the worker's line handling", () => {
     expect(r.diagnostics.at(-1)!.message).toBe("e500");
     const system = await sql<{ data: string }[]>`select data from public.task_output where task_id = ${r.taskId} and stream = 'system'`;
     expect(system.map((x) => x.data).join("")).toContain("diagnostics: more than 500");
+  });
+});
+
+describe("the SDK", () => {
+  it("hands diagnostics and test results to typed callbacks, live and when replayed after the task ended", async () => {
+    const kind = uniqueKind("sdk");
+    await startWorker({ kind });
+    const user = await newUser();
+    const command = "echo '::error file=src/a.ts,line=3,col=5,code=E1::broken'; echo '::test-results passed=2 failed=1 skipped=0 failures=a > b'";
+    const seen = () => ({ diagnostics: [] as Diagnostic[], results: [] as TestResults[] });
+    const live = seen();
+    const handle = await user.sandbox.execute({ command, requirements: { kind } }, { onDiagnostic: (d) => live.diagnostics.push(d), onTestResults: (t) => live.results.push(t) });
+    await handle.result();
+    const late = seen();
+    await (await user.sandbox.attach(handle.taskId, { onDiagnostic: (d) => late.diagnostics.push(d), onTestResults: (t) => late.results.push(t) })).result();
+    for (const got of [live, late]) {
+      expect(got.diagnostics).toEqual([{ tool: "protocol", file: "src/a.ts", line: 3, column: 5, severity: "error", code: "E1", message: "broken" }]);
+      expect(got.results).toEqual([{ tool: "protocol", passed: 2, failed: 1, skipped: 0, failures: ["a > b"] }]);
+    }
   });
 });

@@ -1,6 +1,6 @@
 // ESLint's default (stylish) format: a file's path alone on a line, then `  line:col  severity
 // message  rule-id` lines, then a blank line.
-import { diagnostic, type Finding, type LineParser } from "./types.ts";
+import { diagnostic, NONE, type Finding, type LineParser } from "./types.ts";
 
 const FILE = /^(\/\S.*|[A-Za-z]:\\.+|\.{0,2}\/?[\w@.-]+(?:\/[\w@.-]+)*\.(?:[cm]?[jt]sx?|vue|svelte|json|md))$/;
 const MESSAGE = /^ {2}(\d+):(\d+)\s+(error|warning)\s+(.+?)(?:\s{2,}([@\w/-]+))?\s*$/;
@@ -8,14 +8,14 @@ const MESSAGE = /^ {2}(\d+):(\d+)\s+(error|warning)\s+(.+?)(?:\s{2,}([@\w/-]+))?
 export function eslintParser(): LineParser {
   let file: string | undefined;
   return {
-    line(text): Finding[] {
+    line(text): readonly Finding[] {
       const m = file ? MESSAGE.exec(text) : null;
       if (m) {
         return [diagnostic({ tool: "eslint", file: file!, line: Number(m[1]), column: Number(m[2]), severity: m[3] as "error" | "warning", code: m[5] ?? null, message: m[4]! })];
       }
       file = FILE.test(text) ? text : undefined;
-      return [];
+      return NONE;
     },
-    flush: () => [],
+    flush: () => NONE,
   };
 }

@@ -1,7 +1,7 @@
 // gcc/g++ and clang (same format): `file:line[:col]: error|warning|note|fatal error: message [-Wflag]`,
 // one diagnostic per line (notes too), so nothing is held; source excerpts and carets are skipped.
 // Also the linker's `undefined reference` and `cannot find -lx`.
-import { diagnostic, type Finding, type LineParser } from "./types.ts";
+import { diagnostic, NONE, type Finding, type LineParser } from "./types.ts";
 
 const LINE = /^(.+?):(\d+)(?::(\d+))?: (fatal error|error|warning|note): (.*)$/;
 const FLAG = /^(.*?) \[(-W[^\]]+|-fpermissive)\]$/;
@@ -11,7 +11,8 @@ const LD = /^(?:\S*\/)?ld(?:\.\w+)?: (cannot find .*)$/;
 /** `tool` names the compiler in the events: "gcc" unless the command runs clang. */
 export function gccParser(tool = "gcc"): LineParser {
   return {
-    line(text): Finding[] {
+    line(text): readonly Finding[] {
+      if (!text.includes(": ")) return NONE; // every format here has one
       const m = LINE.exec(text);
       if (m) {
         const flagged = FLAG.exec(m[5]!);
@@ -29,8 +30,8 @@ export function gccParser(tool = "gcc"): LineParser {
       if (u) return [diagnostic({ tool: "ld", file: u[1]!, line: null, column: null, severity: "error", code: null, message: u[2]! })];
       const l = LD.exec(text);
       if (l) return [diagnostic({ tool: "ld", file: null, line: null, column: null, severity: "error", code: null, message: l[1]! })];
-      return [];
+      return NONE;
     },
-    flush: () => [],
+    flush: () => NONE,
   };
 }

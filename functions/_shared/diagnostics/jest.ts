@@ -1,6 +1,6 @@
 // Jest: `PASS`/`FAIL` per file (progress), `● suite › test` per failure with its first message
 // line and first `at … (file:line:col)` frame, and the summary `Tests:  1 failed, 2 passed, 3 total`.
-import { countsOf, diagnostic, progress, testResults, type Finding, type LineParser } from "./types.ts";
+import { countsOf, diagnostic, NONE, progress, testResults, type Finding, type LineParser } from "./types.ts";
 
 const FILE_DONE = /^(PASS|FAIL) (\S+)/;
 const FAILURE = /^ {2}● (.+)$/;
@@ -14,18 +14,18 @@ export function jestParser(): LineParser {
   let files = 0;
 
   return {
-    line(text): Finding[] {
+    line(text): readonly Finding[] {
       let m = FILE_DONE.exec(text);
       if (m) return [progress(null, "testing", `jest: ${++files} file${files === 1 ? "" : "s"} done (${m[1]} ${m[2]})`)];
       if ((m = FAILURE.exec(text))) {
         failing = m[1]!;
         message = undefined;
         if (!failures.includes(failing)) failures.push(failing);
-        return [];
+        return NONE;
       }
       if (failing && message === undefined && text.trim()) {
         message = text.trim();
-        return [];
+        return NONE;
       }
       if (failing && (m = FRAME.exec(text)) && !m[1]!.startsWith("node:")) {
         const d = diagnostic({ tool: "jest", file: m[1]!, line: Number(m[2]), column: Number(m[3]), severity: "error", code: null, message: `${failing}: ${message}` });
@@ -40,8 +40,8 @@ export function jestParser(): LineParser {
         files = 0;
         return [r];
       }
-      return [];
+      return NONE;
     },
-    flush: () => [],
+    flush: () => NONE,
   };
 }

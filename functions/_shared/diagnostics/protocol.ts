@@ -4,7 +4,7 @@
 //                                                                  GitHub Actions' syntax)
 //   ::test-results passed=<n> failed=<n> skipped=<n> [failures=<name>;<name>…]
 // A line that starts with `::` but does not parse is left alone (it stays plain output).
-import { diagnostic, progress, STAGES, testResults, type Finding, type LineParser, type Stage } from "./types.ts";
+import { diagnostic, NONE, progress, STAGES, testResults, type Finding, type LineParser, type Stage } from "./types.ts";
 
 const PROGRESS = /^::progress\s+(\d+(?:\.\d+)?|\d+\/\d+|-)(?:\s+(.*))?$/;
 const ANNOTATION = /^::(error|warning|notice)(?:\s+([^:]*))?::(.*)$/;
@@ -16,8 +16,8 @@ const unescape = (s: string) => s.replace(/%0D/gi, "\r").replace(/%0A/gi, "\n").
 export function protocolParser(): LineParser {
   let stage: Stage = "building";
   return {
-    line(text): Finding[] {
-      if (!text.startsWith("::")) return [];
+    line(text): readonly Finding[] {
+      if (!text.startsWith("::")) return NONE;
       let m = PROGRESS.exec(text);
       if (m) {
         let pct: number | null = null;
@@ -56,8 +56,8 @@ export function protocolParser(): LineParser {
         const n = (k: string) => Number(new RegExp(`\\b${k}=(\\d+)`).exec(counts)?.[1] ?? 0);
         return [testResults({ tool: "protocol", passed: n("passed"), failed: n("failed"), skipped: n("skipped"), failures: f ? f[1]!.split(";").map((s) => s.trim()).filter(Boolean) : [] })];
       }
-      return [];
+      return NONE;
     },
-    flush: () => [],
+    flush: () => NONE,
   };
 }

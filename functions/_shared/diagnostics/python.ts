@@ -1,7 +1,7 @@
 // Python tracebacks: frames are collected from `Traceback (most recent call last):` until the
 // exception line, which is reported at the innermost frame. A SyntaxError (no "Traceback") starts
 // at its `File "…", line N` line.
-import { diagnostic, type Finding, type LineParser } from "./types.ts";
+import { diagnostic, NONE, type Finding, type LineParser } from "./types.ts";
 
 const START = "Traceback (most recent call last):";
 const FRAME = /^ {2}File "(.+?)", line (\d+)(?:, in .*)?$/;
@@ -16,12 +16,12 @@ export function pythonParser(): LineParser {
   let held = 0; // lines since the traceback started
 
   return {
-    line(text): Finding[] {
+    line(text): readonly Finding[] {
       if (text === START) {
         inTraceback = true;
         frame = undefined;
         held = 0;
-        return [];
+        return NONE;
       }
       if (!inTraceback) {
         const s = SYNTAX_FRAME.exec(text);
@@ -30,23 +30,23 @@ export function pythonParser(): LineParser {
           frame = { file: s[1]!, line: Number(s[2]) };
           held = 0;
         }
-        return [];
+        return NONE;
       }
       if (++held > MAX_LINES) {
         inTraceback = false;
-        return [];
+        return NONE;
       }
       const f = FRAME.exec(text);
       if (f) {
         frame = { file: f[1]!, line: Number(f[2]) };
-        return [];
+        return NONE;
       }
-      if (text.startsWith(" ") || text === "") return []; // source lines, carets, blank lines
+      if (text.startsWith(" ") || text === "") return NONE; // source lines, carets, blank lines
       inTraceback = false;
       const e = EXCEPTION.exec(text);
-      if (!e || !frame) return [];
+      if (!e || !frame) return NONE;
       return [diagnostic({ tool: "python", file: frame.file, line: frame.line, column: null, severity: "error", code: e[1]!, message: e[2] ?? e[1]! })];
     },
-    flush: () => [], // a traceback's exception line follows its frames at once; nothing to report early
+    flush: () => NONE, // a traceback's exception line follows its frames at once; nothing to report early
   };
 }

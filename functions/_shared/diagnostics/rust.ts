@@ -1,7 +1,7 @@
 // rustc and cargo: JSON messages (`cargo … --message-format=json`, `rustc --error-format=json`),
 // the human format (`error[E0308]: …` held until its ` --> file:line:col`), cargo's progress lines
 // and `cargo test` results (`test x ... FAILED`, `test result: …`), and test panics.
-import { diagnostic, progress, testResults, type Diagnostic, type Finding, type LineParser, type Severity } from "./types.ts";
+import { diagnostic, NONE, progress, testResults, type Diagnostic, type Finding, type LineParser, type Severity } from "./types.ts";
 
 const HEADER = /^(error|warning)(?:\[([A-Z]\d+)\])?: (.*)$/;
 const ARROW = /^\s*--> (.+?):(\d+):(\d+)$/;
@@ -14,13 +14,15 @@ const RUNNING_TESTS = /^running (\d+) tests?$/;
 const TEST_LINE = /^test (\S+) \.\.\. (ok|FAILED|ignored)\b/;
 const TEST_RESULT = /^test result: (?:ok|FAILED)\. (\d+) passed; (\d+) failed; (\d+) ignored/;
 const PANIC = /^thread '(.+?)'(?: \(\d+\))? panicked at (.+?):(\d+):(\d+):$/;
+/** How every line this parser reads starts, unless it holds a message: a cheap first test. */
+const CANDIDATE = /^(?:[{ ]|error|warning|thread '|running |test )/;
 
 interface RustcSpan { file_name: string; line_start: number; column_start: number; is_primary: boolean }
 interface RustcMessage { message: string; level: string; code: { code: string } | null; spans: RustcSpan[] }
 
-function fromJson(m: RustcMessage): Finding[] {
+function fromJson(m: RustcMessage): readonly Finding[] {
   const severity: Severity | undefined = m.level === "error" || m.level === "warning" ? m.level : m.level === "note" || m.level === "help" ? "note" : undefined;
-  if (!severity || SUMMARY.test(m.message)) return []; // failure-note and "error: internal compiler error" variants
+  if (!severity || SUMMARY.test(m.message)) return NONE; // failure-note and "error: internal compiler error" variants
   const span = m.spans.find((s) => s.is_primary) ?? m.spans[0];
   return [diagnostic({ tool: "rustc", file: span?.file_name ?? null, line: span?.line_start ?? null, column: span?.column_start ?? null, severity, code: m.code?.code ?? null, message: m.message })];
 }
@@ -32,7 +34,7 @@ export function rustParser(): LineParser {
   let done = 0;
   let failures: string[] = [];
 
-  const release = (): Finding[] => {
+  const release = (): readonly Finding[] => {
     const out: Finding[] = [];
     // A header without a location that is only a summary ("could not compile …") is dropped.
     if (held && (held.file || held.code)) out.push(diagnostic(held));
@@ -43,14 +45,15 @@ export function rustParser(): LineParser {
 
   return {
     line(text) {
+      if (!held && !panic && !CANDIDATE.test(text)) return NONE;
       if (text.startsWith("{")) {
-        if (!text.includes('"compiler-message"') && !text.includes('"$message_type":"diagnostic"') && !text.includes('"build-finished"')) return [];
+        if (!text.includes('"compiler-message"') && !text.includes('"$message_type":"diagnostic"') && !text.includes('"build-finished"')) return NONE;
         try {
           const obj = JSON.parse(text) as { reason?: string; success?: boolean; message?: RustcMessage } & RustcMessage;
           if (obj.reason === "build-finished") return [progress(100, "building", `cargo: build ${obj.success ? "finished" : "failed"}`)];
           return fromJson(obj.reason === "compiler-message" ? obj.message! : obj);
         } catch {
-          return [];
+          return NONE;
         }
       }
       if (held) {

@@ -1,6 +1,6 @@
 // TypeScript's tsc: `file(line,col): error TS2322: …` (plain) and `file:line:col - error TS2322: …`
 // (--pretty); `tsc -b --verbose` lists its projects, then builds them one by one (progress).
-import { diagnostic, progress, type Finding, type LineParser, type Severity } from "./types.ts";
+import { diagnostic, NONE, progress, type Finding, type LineParser, type Severity } from "./types.ts";
 
 const PLAIN = /^(.+?)\((\d+),(\d+)\): (error|warning|message) (TS\d+): (.*)$/;
 const PRETTY = /^(.+?):(\d+):(\d+) - (error|warning|message) (TS\d+): (.*)$/;
@@ -8,6 +8,8 @@ const PROJECT_LIST = / - Projects in this build: ?$/;
 const PROJECT_ITEM = /^ {4}\* (.+)$/;
 const BUILDING = / - Building project '(.+)'\.\.\.$/;
 const FOUND = /^Found (\d+) errors?\b/;
+/** What every line this parser reads (outside a project list) contains: a cheap first test. */
+const CANDIDATE = /\): | - |^Found /;
 
 export function tscParser(): LineParser {
   let projects = 0;
@@ -15,6 +17,7 @@ export function tscParser(): LineParser {
   let built = 0;
   return {
     line(text) {
+      if (!listing && !CANDIDATE.test(text)) return NONE;
       const m = PLAIN.exec(text) ?? PRETTY.exec(text);
       if (m) {
         const severity: Severity = m[4] === "message" ? "note" : (m[4] as Severity);
@@ -23,12 +26,12 @@ export function tscParser(): LineParser {
       if (PROJECT_LIST.test(text)) {
         listing = true;
         projects = built = 0;
-        return [];
+        return NONE;
       }
       if (listing) {
         if (PROJECT_ITEM.test(text)) projects++;
         else listing = false;
-        return [];
+        return NONE;
       }
       const b = BUILDING.exec(text);
       if (b) {
@@ -38,8 +41,8 @@ export function tscParser(): LineParser {
       }
       const f = FOUND.exec(text);
       if (f) return [progress(100, "compiling", `tsc: found ${f[1]} error${f[1] === "1" ? "" : "s"}`)];
-      return [];
+      return NONE;
     },
-    flush: () => [],
+    flush: () => NONE,
   };
 }

@@ -52,9 +52,12 @@ export type Finding =
  * the end of the stream) but keeps context such as the failures a runner listed so far.
  */
 export interface LineParser {
-  line(text: string): Finding[];
-  flush(): Finding[];
+  line(text: string): readonly Finding[];
+  flush(): readonly Finding[];
 }
+
+/** The common answer, shared rather than allocated per line. */
+export const NONE: readonly Finding[] = Object.freeze([]);
 
 export const diagnostic = (d: Diagnostic): Finding => ({ type: "diagnostic", data: d });
 export const testResults = (t: TestResults): Finding => ({ type: "test_results", data: t });

@@ -1,6 +1,6 @@
 // Vitest: per-file progress (` ✓ sum.test.js (3 tests) 7ms`), failed tests (` FAIL  file > suite >
 // test`, its error line, then ` ❯ file:line:col`) and the summary `Tests  1 failed | 2 passed (3)`.
-import { countsOf, diagnostic, progress, testResults, type Finding, type LineParser } from "./types.ts";
+import { countsOf, diagnostic, NONE, progress, testResults, type Finding, type LineParser } from "./types.ts";
 
 const FILE_DONE = /^ [✓❯×↓] (\S.*?) \((\d+) tests?(?: \| [^)]*)?\)/;
 const FAIL = /^ FAIL {2}(.+)$/;
@@ -14,18 +14,18 @@ export function vitestParser(): LineParser {
   let files = 0;
 
   return {
-    line(text): Finding[] {
+    line(text): readonly Finding[] {
       let m = FILE_DONE.exec(text);
       if (m) return [progress(null, "testing", `vitest: ${++files} file${files === 1 ? "" : "s"} done (${m[1]}, ${m[2]} tests)`)];
       if ((m = FAIL.exec(text))) {
         failing = m[1]!;
         message = undefined;
         if (!failures.includes(failing)) failures.push(failing);
-        return [];
+        return NONE;
       }
       if (failing && message === undefined && text.trim()) {
         message = text.trim();
-        return [];
+        return NONE;
       }
       if (failing && (m = AT.exec(text))) {
         const d = diagnostic({ tool: "vitest", file: m[1]!, line: Number(m[2]), column: Number(m[3]), severity: "error", code: null, message: `${failing}: ${message}` });
@@ -40,8 +40,8 @@ export function vitestParser(): LineParser {
         files = 0;
         return [r];
       }
-      return [];
+      return NONE;
     },
-    flush: () => [],
+    flush: () => NONE,
   };
 }
