@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recaptures tests/diagnostics/fixtures/*.txt: real output of real tools run on small broken
 # projects, byte for byte (stdout and stderr together, as a task's output would show them).
-# Needs: node + this repo's node_modules (tsc, vitest), gcc/g++, make, cmake, rustc/cargo,
+# Needs: node + this repo's node_modules (tsc, vitest), gcc/g++, clang, make, cmake, rustc/cargo,
 # python3 with pytest, and the npm registry (eslint and jest are installed into the scratch dir).
 # Usage: bash scripts/capture-diagnostics-fixtures.sh   (scratch dir: /tmp/cogo-diag-capture)
 set -uo pipefail
@@ -74,6 +74,8 @@ int missing_function(void);
 int main(void) { return missing_function(); }
 EOF
 capture gcc-link $W/c gcc link.c -o link
+CLANG=$(command -v clang || command -v clang-14 || true)
+if [ -n "$CLANG" ]; then capture clang $W/c "$CLANG" -Wall -c bad.c -o bad.o; else echo "skipped clang (apt-get install clang-14)"; fi
 printf 'all: bad.o\n\nbad.o: bad.c\n\tgcc -Wall -c bad.c -o bad.o\n' >$W/c/Makefile
 capture make $W/c make
 mkdir -p $W/cmake/src

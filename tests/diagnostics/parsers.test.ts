@@ -48,6 +48,17 @@ describe("compilers", () => {
     expect(diagnostics(scan(fixture("gcc"), "clang -c bad.c"))[0]!.tool).toBe("clang");
   });
 
+  it("clang: same format, named clang when the command runs it; the summary line is not a diagnostic", () => {
+    const d = diagnostics(scan(fixture("clang"), "clang-14 -Wall -c bad.c"));
+    expect(d.map(where)).toEqual([
+      "clang warning bad.c:7:11 -Wint-conversion",
+      "clang error bad.c:8:23 null",
+      "clang note bad.c:3:12 null",
+      "clang error bad.c:9:28 null",
+    ]);
+    expect(d[1]!.message).toBe("too many arguments to function call, expected 2, have 3");
+  });
+
   it("g++: template errors with notes in system headers", () => {
     const d = diagnostics(scan(fixture("gxx")));
     expect(d.filter((x) => x.severity === "error").map(where)).toEqual([

@@ -75,6 +75,7 @@ export class LineEvents {
     if (this.throttledProgress) this.queue({ type: "progress_update", progress: this.throttledProgress });
     this.throttledProgress = undefined;
     clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     while (this.inFlight || (this.pending.length && !this.stopped)) {
       if (this.inFlight) await this.inFlight;
       else this.flushNow();
