@@ -142,6 +142,7 @@ describe("runtimes and test runners", () => {
       "eslint error /tmp/cogo-diag-capture/js/lint.js:3:3 no-undef",
     ]);
     expect(d[0]!.message).toBe("'unused' is assigned a value but never used");
+    expect(progress(scan(fixture("eslint")))).toEqual([{ percentage: 100, stage: "analyzing", message: "eslint: 4 problems (3 errors, 1 warning)", source: "tool" }]);
   });
 
   it("node: an uncaught error at its first frame outside node's internals", () => {
@@ -222,6 +223,14 @@ describe("line handling", () => {
     expect(progress(scan("::progress 10\r::progress 20\r::progress 30\n")).map((p) => p.percentage)).toEqual([10, 20, 30]);
     const long = "y".repeat(200_000) + ": error: not a diagnostic\nb.c:2:2: error: next\n";
     expect(diagnostics(scan(long)).map((d) => d.message)).toEqual(["next"]);
+  });
+
+  it("caps text taken from untrusted output", () => {
+    const [d] = diagnostics(scan(`c.c:1:1: error: ${"m".repeat(10_000)}\n`));
+    expect(d!.message).toHaveLength(4096);
+    expect(d!.message.endsWith("…")).toBe(true);
+    const names = Array.from({ length: 1500 }, (_, i) => `t${i}`).join(";");
+    expect(results(scan(`::test-results passed=0 failed=1500 failures=${names}\n`))[0]!.failures).toHaveLength(1000);
   });
 });
 

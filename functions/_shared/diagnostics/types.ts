@@ -59,11 +59,19 @@ export interface LineParser {
 /** The common answer, shared rather than allocated per line. */
 export const NONE: readonly Finding[] = Object.freeze([]);
 
-export const diagnostic = (d: Diagnostic): Finding => ({ type: "diagnostic", data: d });
-export const testResults = (t: TestResults): Finding => ({ type: "test_results", data: t });
+/** Output is untrusted: one event's text fields are capped (a long line is cut, not dropped). */
+export const MAX_TEXT = 4096;
+export const MAX_FAILURES = 1000;
+const cap = (s: string) => (s.length > MAX_TEXT ? s.slice(0, MAX_TEXT - 1) + "…" : s);
+
+export const diagnostic = (d: Diagnostic): Finding => ({
+  type: "diagnostic",
+  data: { ...d, file: d.file === null ? null : cap(d.file), code: d.code === null ? null : cap(d.code), message: cap(d.message) },
+});
+export const testResults = (t: TestResults): Finding => ({ type: "test_results", data: { ...t, failures: t.failures.slice(0, MAX_FAILURES).map(cap) } });
 export const progress = (percentage: number | null, stage: Stage, message: string, source: "tool" | "protocol" = "tool"): Finding => ({
   type: "progress_update",
-  data: { percentage: percentage === null ? null : Math.max(0, Math.min(100, Math.round(percentage * 10) / 10)), stage, message, source },
+  data: { percentage: percentage === null ? null : Math.max(0, Math.min(100, Math.round(percentage * 10) / 10)), stage, message: cap(message), source },
 });
 
 /** Counts like "2 failed, 3 passed, 1 skipped" or "1 failed | 2 passed": word → number. */
