@@ -86,7 +86,7 @@ describe("progress events", () => {
   it("the ::progress protocol, throttled: the last update always arrives", async () => {
     const r = await run({ command: 'for i in $(seq 1 100); do echo "::progress $i/100 building step $i"; done; sleep 0.5' });
     expect(r.progress.length).toBeGreaterThanOrEqual(2);
-    expect(r.progress.length).toBeLessThan(20);
+    expect(r.progress.length).toBeLessThan(50); // 100 lines; one event per 250 ms at most
     expect(r.progress[0]).toMatchObject({ percentage: 1, stage: "building", message: "step 1", source: "protocol" });
     expect(r.progress.at(-1)).toEqual({ percentage: 100, stage: "building", message: "step 100", source: "protocol", etaMs: 0 });
   });
