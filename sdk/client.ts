@@ -3,6 +3,7 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
 import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schemas.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
+import type { Fleet, TaskPage } from "../functions/_shared/monitoring/lists.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
 
@@ -30,6 +31,23 @@ export interface SandboxClient {
   /** Drains a worker: no new claims; running tasks finish. Service key only. */
   drainWorker(workerId: string): Promise<WorkerView>;
   health(): Promise<Health>;
+  /** The caller's tasks, newest first: `{status: "running,queued", q, kind, planId, limit, cursor}`. */
+  listTasks(filter?: TaskListFilter): Promise<TaskPage>;
+  /** Workers with their load, queue depth by priority, health. */
+  fleet(): Promise<Fleet>;
+}
+
+export interface TaskListFilter {
+  /** Comma-separated states, or a list. */
+  status?: string | string[];
+  /** Matched anywhere in the id, command, step or reason (case-insensitive). */
+  q?: string;
+  kind?: string;
+  planId?: string;
+  /** @default 50 (at most 200) */
+  limit?: number;
+  /** `next` of the previous page. */
+  cursor?: string;
 }
 
 export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
@@ -45,5 +63,14 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
     createWorker: (worker) => call<WorkerView>(supabase, "POST", "/workers", worker),
     drainWorker: (workerId) => call<WorkerView>(supabase, "DELETE", `/workers/${workerId}`),
     health: () => call<Health>(supabase, "GET", "/health"),
+    listTasks: (filter = {}) => {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(filter)) {
+        if (v !== undefined && v !== "") params.set(k, Array.isArray(v) ? v.join(",") : String(v));
+      }
+      const qs = params.toString();
+      return call<TaskPage>(supabase, "GET", `/tasks${qs ? "?" + qs : ""}`);
+    },
+    fleet: () => call<Fleet>(supabase, "GET", "/fleet"),
   };
 }

@@ -3,7 +3,9 @@
 import type { Sql } from "postgres";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -13,6 +15,8 @@ const routes: Route[] = [
   ...healthRoutes,
   ...workerRoutes,
   ...taskRoutes,
+  ...dashboardRoutes,
+  ...metricsRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */

@@ -1,0 +1,161 @@
+// Live lists for dashboards: the list query, its paging cursor, and the shapes that GET /tasks,
+// GET /fleet and the `user:<uid>` / `fleet` topics carry (built in SQL by cogo.task_summary and
+// cogo.worker_summary, migrations/20261125000600_dashboard_topics.sql).
+import { z } from "zod";
+import { TASK_STATES, type TaskStatus } from "../states.ts";
+
+export const USER_TOPIC_PREFIX = "user:";
+/** Private topic of one user's tasks: event `task_changed` on creation and every status change. */
+export const userTopic = (userId: string) => USER_TOPIC_PREFIX + userId;
+/** Private topic of the fleet, readable by any signed-in user: event `worker_changed`. */
+export const FLEET_TOPIC = "fleet";
+
+export interface TaskSummary {
+  id: string;
+  status: TaskStatus;
+  /** The command, or argv joined by spaces; at most 500 characters. */
+  command: string;
+  priority: number;
+  kind: string;
+  labels: string[];
+  stdin: "closed" | "pipe";
+  attempt: number;
+  maxAttempts: number;
+  workerId: string | null;
+  planId: string | null;
+  step: string | null;
+  exitCode: number | null;
+  signal: string | null;
+  reason: string | null;
+  cancelRequested: boolean;
+  outputSeq: number;
+  /** The task's event seq: of two copies of a task, the higher version is newer. */
+  version: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+}
+
+/** Payload of `task_changed` on `user:<uid>`. */
+export interface TaskChangedMessage {
+  task: TaskSummary;
+  previous: TaskStatus | null;
+}
+
+export interface QueueDepth {
+  kind: string;
+  priority: number;
+  count: number;
+}
+
+export interface WorkerSummary {
+  id: string;
+  name: string;
+  kind: string;
+  labels: string[];
+  capacity: number;
+  status: "online" | "draining" | "offline";
+  leaseMs: number;
+  version: string | null;
+  host: Record<string, unknown>;
+  lastHeartbeatAt: string;
+  createdAt: string;
+  /** Tasks the worker holds now (claimed, running, blocked, recovering). */
+  running: number;
+}
+
+/** Payload of `worker_changed` on `fleet`: the worker after the change and the queue at that moment. */
+export interface WorkerChangedMessage {
+  worker: WorkerSummary;
+  queue: QueueDepth[];
+  /** Database clock when sent: clients measure heartbeat age against it, not their own clock. */
+  now: string;
+}
+
+export interface Fleet {
+  now: string;
+  workers: WorkerSummary[];
+  queue: QueueDepth[];
+  health: {
+    liveWorkers: number;
+    queueDepth: number;
+    running: number;
+    oldestQueuedAgeMs: number;
+    queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
+  };
+  db: { ok: boolean; latencyMs: number };
+  function: { runtime: string };
+}
+
+export interface TaskPage {
+  tasks: TaskSummary[];
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  next: string | null;
+}
+
+/** Where a page ends: the last task's creation time as Postgres prints it (µs kept) and its id. */
+export interface Cursor {
+  createdAt: string;
+  id: string;
+}
+
+export function encodeCursor(c: Cursor): string {
+  return btoa(JSON.stringify([c.createdAt, c.id])).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** timestamptz as Postgres prints it: `2026-11-25 06:44:46.123456+00`. */
+const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function decodeCursor(s: string): Cursor | null {
+  try {
+    const [createdAt, id] = JSON.parse(atob(s.replace(/-/g, "+").replace(/_/g, "/"))) as unknown[];
+    if (typeof createdAt !== "string" || typeof id !== "string" || !UUID_RE.test(id)) return null;
+    if (!TIMESTAMP_RE.test(createdAt)) return null;
+    return { createdAt, id };
+  } catch {
+    return null;
+  }
+}
+
+/** GET /tasks?status=running,queued&q=npm&kind=basic&planId=…&limit=50&cursor=… (newest first). */
+export const TaskListQuerySchema = z
+  .object({
+    status: z
+      .string()
+      .transform((s, ctx) => {
+        const list = s.split(",").map((x) => x.trim()).filter(Boolean);
+        for (const x of list) {
+          if (!(TASK_STATES as readonly string[]).includes(x)) {
+            ctx.addIssue({ code: "custom", message: `unknown state ${JSON.stringify(x)}; one of ${TASK_STATES.join(", ")}` });
+            return z.NEVER;
+          }
+        }
+        return list as TaskStatus[];
+      })
+      .optional(),
+    q: z.string().max(200).optional(),
+    kind: z.string().max(32).optional(),
+    planId: z.string().regex(UUID_RE, "planId is a UUID").optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z
+      .string()
+      .max(300)
+      .transform((s, ctx) => {
+        const cursor = decodeCursor(s);
+        if (!cursor) {
+          ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
+          return z.NEVER;
+        }
+        return cursor;
+      })
+      .optional(),
+  })
+  .strict();
+export type TaskListQuery = z.output<typeof TaskListQuerySchema>;
+
+/** `q` as an ILIKE pattern matching it anywhere, with its own % _ \ taken literally. */
+export function likePattern(q: string): string {
+  return "%" + q.replace(/[\\%_]/g, (c) => "\\" + c) + "%";
+}
