@@ -113,7 +113,7 @@ describe("live topics", () => {
     expect(mine().at(-1)!.queue.find((q) => q.kind === kind)).toBeUndefined();
 
     const fleet = await user.sandbox.fleet();
-    expect(fleet.workers.find((w) => w.id === worker.id)).toMatchObject({ kind, running: 0, status: "online" });
+    expect(fleet.workers.find((w) => w.id === worker.workerId)).toMatchObject({ kind, running: 0, status: "online" });
     expect(fleet.health.liveWorkers).toBeGreaterThan(0);
     expect(fleet.db.ok).toBe(true);
     expect(fleet.function.runtime).toMatch(/^deno /);
