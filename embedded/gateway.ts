@@ -3,6 +3,7 @@
 // `/realtime/v1/*` to the Realtime endpoint.
 import http from "node:http";
 import type { Duplex } from "node:stream";
+import { serveDashboard, type DashboardOptions } from "./dashboard.ts";
 import type { RunningFunction } from "./functions.ts";
 import { verifyJwt } from "./jwt.ts";
 import type { Realtime } from "./realtime/index.ts";
@@ -16,6 +17,8 @@ export interface GatewayOptions {
   realtime: Realtime;
   /** Looked up per request so a restarted function's new port is used. */
   functionFor(slug: string): RunningFunction | undefined;
+  /** Serve the built dashboard at /dashboard/. */
+  dashboard?: DashboardOptions;
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -127,6 +130,8 @@ export function createGateway(options: GatewayOptions): http.Server {
         .handleHttp(req, res)
         .then((handled) => handled || sendJson(res, 404, { message: "no Realtime route " + url.pathname }))
         .catch(done);
+    } else if (options.dashboard && (url.pathname === "/dashboard" || url.pathname.startsWith("/dashboard/"))) {
+      serveDashboard(req, res, url, options.dashboard).catch(done);
     } else if (url.pathname === "/_internal/health") {
       sendJson(res, 200, { message: "ok" });
     } else {

@@ -76,7 +76,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     stops.push(() => realtime.close());
 
     const functions = new Map<string, RunningFunction>();
-    const gateway = createGateway({ jwtSecret: keys.jwtSecret, realtime, functionFor: (slug) => functions.get(slug) });
+    const gateway = createGateway({
+      jwtSecret: keys.jwtSecret,
+      realtime,
+      functionFor: (slug) => functions.get(slug),
+      dashboard: { dir: path.join(PROJECT_ROOT, "dashboard", "dist"), anonKey: keys.anonKey },
+    });
     await new Promise<void>((resolve, reject) => {
       gateway.once("error", reject);
       gateway.listen(apiPort, "127.0.0.1", () => resolve());

@@ -1,8 +1,7 @@
-// Live lists for dashboards: the list query, its paging cursor, and the shapes that GET /tasks,
+// Live lists for dashboards: the paging cursor and the shapes that GET /tasks,
 // GET /fleet and the `user:<uid>` / `fleet` topics carry (built in SQL by cogo.task_summary and
 // cogo.worker_summary, migrations/20261125000600_dashboard_topics.sql).
-import { z } from "zod";
-import { TASK_STATES, type TaskStatus } from "../states.ts";
+import type { TaskStatus } from "../states.ts";
 
 export const USER_TOPIC_PREFIX = "user:";
 /** Private topic of one user's tasks: event `task_changed` on creation and every status change. */
@@ -106,7 +105,7 @@ export function encodeCursor(c: Cursor): string {
 
 /** timestamptz as Postgres prints it: `2026-11-25 06:44:46.123456+00`. */
 const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function decodeCursor(s: string): Cursor | null {
   try {
@@ -117,45 +116,4 @@ export function decodeCursor(s: string): Cursor | null {
   } catch {
     return null;
   }
-}
-
-/** GET /tasks?status=running,queued&q=npm&kind=basic&planId=…&limit=50&cursor=… (newest first). */
-export const TaskListQuerySchema = z
-  .object({
-    status: z
-      .string()
-      .transform((s, ctx) => {
-        const list = s.split(",").map((x) => x.trim()).filter(Boolean);
-        for (const x of list) {
-          if (!(TASK_STATES as readonly string[]).includes(x)) {
-            ctx.addIssue({ code: "custom", message: `unknown state ${JSON.stringify(x)}; one of ${TASK_STATES.join(", ")}` });
-            return z.NEVER;
-          }
-        }
-        return list as TaskStatus[];
-      })
-      .optional(),
-    q: z.string().max(200).optional(),
-    kind: z.string().max(32).optional(),
-    planId: z.string().regex(UUID_RE, "planId is a UUID").optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z
-      .string()
-      .max(300)
-      .transform((s, ctx) => {
-        const cursor = decodeCursor(s);
-        if (!cursor) {
-          ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
-          return z.NEVER;
-        }
-        return cursor;
-      })
-      .optional(),
-  })
-  .strict();
-export type TaskListQuery = z.output<typeof TaskListQuerySchema>;
-
-/** `q` as an ILIKE pattern matching it anywhere, with its own % _ \ taken literally. */
-export function likePattern(q: string): string {
-  return "%" + q.replace(/[\\%_]/g, (c) => "\\" + c) + "%";
 }

@@ -1,7 +1,8 @@
 // What live dashboards read: the caller's task list (filter, search, paging) and the fleet.
 // Live updates then come over Realtime (`user:<uid>` and `fleet`); these give the starting state.
 import { json, requireRole } from "../http.ts";
-import { encodeCursor, likePattern, TaskListQuerySchema, type Fleet, type TaskPage, type TaskSummary } from "../monitoring/lists.ts";
+import { likePattern, TaskListQuerySchema } from "../monitoring/list-query.ts";
+import { encodeCursor, type Fleet, type TaskPage, type TaskSummary } from "../monitoring/lists.ts";
 import { asCaller, query, type Route } from "../routing.ts";
 
 export const dashboardRoutes: Route[] = [
