@@ -4,7 +4,13 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { mintUserToken } from "../embedded/keys.ts";
 import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
+import { buildDashboard } from "./build-dashboard.ts";
+
+/** The dashboard URL signs in as the CLI's dev user (sdk/cli.ts), so `npm run cogo` tasks show up there. */
+const DASHBOARD_USER = "00000000-0000-4000-8000-000000000001";
+const DASHBOARD_TOKEN_TTL_S = 24 * 3600;
 
 const USAGE = `Usage: npm start -- [options]
 
@@ -74,6 +80,10 @@ const t0 = performance.now();
 const log = values.verbose ? (l: string) => console.error(l) : () => {};
 console.error(values.reset ? "Wiping data and starting COGO Sandbox…" : "Starting COGO Sandbox…");
 let stack: Awaited<ReturnType<typeof startStack>>;
+const dashboardBuilt = buildDashboard().then(
+  () => true,
+  (err) => (console.error(`The dashboard did not build (${err instanceof Error ? err.message : err}); the rest runs without it.`), false),
+);
 try {
   stack = await startStack({ reset: values.reset, log });
 } catch (err) {
@@ -105,6 +115,10 @@ for (let i = 0; i < workerCount; i++) {
   workers.push(child);
 }
 
+const dashboardUrl = (await dashboardBuilt)
+  ? `${stack.apiUrl}/dashboard/#token=${await mintUserToken(stack.keys.jwtSecret, DASHBOARD_USER, DASHBOARD_TOKEN_TTL_S)}`
+  : "not built (npm run dashboard:build)";
+
 console.log(`
 COGO Sandbox is running (embedded default, started in ${((performance.now() - t0) / 1000).toFixed(1)} s).
 
@@ -117,10 +131,13 @@ service_role key: ${stack.keys.serviceRoleKey}
       JWT secret: ${stack.keys.jwtSecret}
          Workers: ${workerCount} × basic, concurrency ${values.concurrency}
         Data dir: ${stack.dataDir}
+       Dashboard: ${dashboardUrl}
+                  (signed in as the CLI's dev user for 24 h; npm run token -- <uuid> mints others)
 
 Wrote .env.local. Try, in another terminal:
   npm run cogo -- run -- 'echo hello from the sandbox; uname -a'
   curl -s ${stack.apiUrl}/functions/v1/sandbox/health -H "Authorization: Bearer $(grep ANON .env.local | cut -d= -f2)"
+  curl -s ${stack.apiUrl}/functions/v1/sandbox/metrics -H "Authorization: Bearer $(grep SERVICE_ROLE .env.local | cut -d= -f2)"
 Ctrl-C stops everything.`);
 
 let stopping = false;

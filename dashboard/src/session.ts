@@ -102,8 +102,9 @@ function askForToken(main: HTMLElement, problem: string | null): Promise<string>
 async function authSession(main: HTMLElement, url: string, anonKey: string): Promise<Session> {
   const supabase = createClient(url, anonKey);
   let { data } = await supabase.auth.getSession();
+  let problem: string | null = null;
   while (!data.session) {
-    const error = await new Promise<string | null>((resolve) => {
+    problem = await new Promise<string | null>((resolve) => {
       const email = h("input", { type: "email", placeholder: "email", required: true, autocomplete: "username" });
       const password = h("input", { type: "password", placeholder: "password", required: true, autocomplete: "current-password" });
       replace(
@@ -119,11 +120,11 @@ async function authSession(main: HTMLElement, url: string, anonKey: string): Pro
             },
           },
           h("h2", null, "Sign in"),
+          problem ? h("div", { class: "error-banner" }, problem) : null,
           h("p", null, email, " ", password, " ", h("button", { type: "submit" }, "Sign in")),
         ),
       );
     });
-    if (error) alert(error);
     ({ data } = await supabase.auth.getSession());
   }
   const user = data.session.user;
