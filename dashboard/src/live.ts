@@ -31,6 +31,8 @@ export class Live {
   channels: Record<"fleet" | "tasks", ChannelState> = { fleet: "connecting", tasks: "connecting" };
   private readonly fleetListeners = new Set<() => void>();
   private readonly taskListeners = new Set<(m: TaskChangedMessage) => void>();
+  private readonly resyncListeners = new Set<() => void>();
+  private readonly joinedBefore = { fleet: false, tasks: false };
   private readonly subscriptions: RealtimeChannel[] = [];
   private timer: ReturnType<typeof setInterval> | undefined;
 
@@ -70,6 +72,12 @@ export class Live {
     return () => this.taskListeners.delete(listener);
   }
 
+  /** After the task topic rejoins (a dropped connection), lists reload: changes meanwhile were missed. */
+  onTasksResync(listener: () => void): () => void {
+    this.resyncListeners.add(listener);
+    return () => this.resyncListeners.delete(listener);
+  }
+
   async refreshFleet(): Promise<void> {
     try {
       const f = await this.sandbox.fleet();
@@ -93,7 +101,11 @@ export class Live {
         if (this.channels[name] !== status) log("realtime", status === "SUBSCRIBED" ? "info" : "warn", `${topic}: ${status}${err ? ` (${err.message})` : ""}`);
         this.channels[name] = status;
         // Rejoined after a drop: what changed meanwhile comes from the API.
-        if (status === "SUBSCRIBED" && name === "fleet") void this.refreshFleet();
+        if (status === "SUBSCRIBED" && this.joinedBefore[name]) {
+          if (name === "fleet") void this.refreshFleet();
+          else for (const l of this.resyncListeners) l();
+        }
+        if (status === "SUBSCRIBED") this.joinedBefore[name] = true;
         this.emitFleet();
       });
   }

@@ -3,6 +3,8 @@
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
 import { describe, expect, it } from "vitest";
 import { FLEET_TOPIC, userTopic, type TaskChangedMessage, type WorkerChangedMessage } from "../../sdk/index.ts";
+import { likePattern } from "../../functions/_shared/monitoring/list-query.ts";
+import { decodeCursor, encodeCursor } from "../../functions/_shared/monitoring/lists.ts";
 import { renderMetrics } from "../../functions/_shared/monitoring/metrics.ts";
 import { api, newUser, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
 
@@ -64,6 +66,21 @@ describe("GET /tasks", () => {
     expect((await api("GET", "/tasks?cursor=abc", { token: user.token })).body.error.message).toMatch(/^cursor: not a cursor/);
     expect((await api("GET", "/tasks?colour=red", { token: user.token })).status).toBe(400);
     expect((await api("GET", "/tasks", { token: stack.anonKey })).status).toBe(403);
+  });
+});
+
+describe("list helpers", () => {
+  it("cursors round-trip Postgres timestamps to the microsecond and refuse anything else", () => {
+    const c = { createdAt: "2026-11-25 06:44:46.123456+00", id: "6b4e8fc6-ec05-4d01-8063-7cd0d23bd4a8" };
+    expect(decodeCursor(encodeCursor(c))).toEqual(c);
+    expect(encodeCursor(c)).toMatch(/^[A-Za-z0-9_-]+$/); // safe in a query string as is
+    expect(decodeCursor(encodeCursor({ ...c, id: "x' or 1=1" }))).toBeNull();
+    expect(decodeCursor(encodeCursor({ ...c, createdAt: "yesterday" }))).toBeNull();
+    expect(decodeCursor("%%%")).toBeNull();
+  });
+
+  it("search patterns take % _ and \\ literally", () => {
+    expect(likePattern("50%_a\\b")).toBe("%50\\%\\_a\\\\b%");
   });
 });
 

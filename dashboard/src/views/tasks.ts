@@ -98,10 +98,12 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
     else if (matches(task)) tasks.unshift(task);
     render();
   });
+  const offResync = live.onTasksResync(() => void load());
   void load();
   const tick = setInterval(render, 1000); // running durations
   return () => {
     off();
+    offResync();
     clearInterval(tick);
     clearTimeout(debounce);
   };
