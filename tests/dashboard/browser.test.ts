@@ -7,6 +7,7 @@ import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildDashboard } from "../../scripts/build-dashboard.ts";
+import type { ExecuteRequest } from "../../sdk/index.ts";
 import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -143,10 +144,23 @@ describe("dashboard in a browser", () => {
   });
 
   it.skipIf(!HAS_BLOCK_DETECTION)("shows a real block detected and recovered in the timeline", async () => {
-    const handle = await user.sandbox.execute({ command: "printf 'Continue? [y/N] '; read answer; echo answered $answer", stdin: "pipe", requirements: { kind } });
+    // Fields of the blocks feature (issue 6), typed loosely so this file compiles before it lands.
+    const spec = {
+      command: "echo looping; while :; do :; done",
+      requirements: { kind },
+      blockDetection: { sampleIntervalMs: 200, infiniteLoopMs: 2000 },
+      recovery: { alternativeCommand: "echo recovered" },
+    };
+    const handle = await user.sandbox.execute(spec as ExecuteRequest);
     await openTask(handle.taskId);
-    await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=block]").count(), { timeout: 60_000 }).toBeGreaterThan(0);
-    await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=recovered], [data-testid=timeline] li[data-kind=recovery]").count(), { timeout: 60_000 }).toBeGreaterThan(0);
-    await handle.cancel().catch(() => {});
+    await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=block]").innerText(), { timeout: 60_000 }).toMatch(/block detected: infinite_loop/);
+    await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=recovered]").last().innerText(), { timeout: 60_000 }).toMatch(/recovery succeeded: alternative_command/);
+    expect((await handle.result()).status).toBe("succeeded");
+    await expect.poll(() => page.locator("[data-testid=task-status] [data-status]").getAttribute("data-status"), { timeout: 10_000 }).toBe("succeeded");
+    await page.getByRole("button", { name: "Plain text" }).click();
+    await expect.poll(() => page.locator("[data-testid=raw-output]").textContent()).toContain("recovered");
+    await page.getByRole("button", { name: "Terminal" }).click();
+    // The monitor's resource samples draw the chart.
+    expect(await page.locator("[data-testid=task-events] tr[data-type=resource_sample]").count()).toBeGreaterThan(0);
   });
 });
