@@ -1,8 +1,9 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against the real
 // stack: fleet live, a task's output streaming into the terminal, cancel from the UI, the event
 // contract rendered as events land, and no console errors. Screenshots go to test-artifacts/dashboard/.
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +15,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve("test-artifacts", "dashboard");
 /** The blocks feature (issue 6) ships the detector under worker/blocks; until then its test is skipped. */
 const HAS_BLOCK_DETECTION = existsSync(path.resolve("worker", "blocks"));
+/** Repository analysis (issue 8) adds these routes; until then its test is skipped. */
+const HAS_ANALYSIS = existsSync(path.resolve("functions", "_shared", "routes", "analysis.ts"));
 
 let browser: Browser;
 let page: Page;
@@ -162,5 +165,36 @@ describe("dashboard in a browser", () => {
     await page.getByRole("button", { name: "Terminal" }).click();
     // The monitor's resource samples draw the chart.
     expect(await page.locator("[data-testid=task-events] tr[data-type=resource_sample]").count()).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!HAS_ANALYSIS)("shows a repository analysis: progress, language breakdown, file tree and search", async () => {
+    const root = `/var/tmp/cogo-dashboard-test-${process.pid}`;
+    const repo = path.join(root, "repo");
+    await rm(root, { recursive: true, force: true });
+    await mkdir(path.join(repo, "src", "lib"), { recursive: true });
+    await writeFile(path.join(repo, "src", "main.ts"), "export function startDashboard(): number {\n  return 1;\n}\n");
+    await writeFile(path.join(repo, "src", "lib", "util.py"), "def helper():\n    return 2\n");
+    await writeFile(path.join(repo, "README.md"), "# demo\n");
+    const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: repo });
+    git("init", "-q");
+    git("add", "-A");
+    git("commit", "-qm", "initial");
+    const [policy] = await sql<{ localRoots: string[] }[]>`select local_roots from cogo.analysis_policy`;
+    await sql`update cogo.analysis_policy set local_roots = ${[root]}`;
+    try {
+      await startWorker({ kind: "analysis", concurrency: 1 });
+      await page.evaluate(() => (location.hash = "#/analyses"));
+      await page.locator("input[aria-label='repository source']").fill(repo);
+      await page.getByRole("button", { name: "Analyze" }).click();
+      await expect.poll(() => page.locator("[data-testid=analysis-status] [data-phase]").getAttribute("data-phase"), { timeout: 120_000 }).toBe("completed");
+      await expect.poll(() => page.locator("[data-testid=languages]").innerText(), { timeout: 10_000 }).toMatch(/TypeScript[\s\S]*Python/);
+      await expect.poll(() => page.locator("[data-testid=file-tree] [data-file='src/lib/util.py']").count(), { timeout: 10_000 }).toBe(1);
+      await page.locator("input[aria-label=search]").fill("startDashboard");
+      await page.getByRole("button", { name: "Search" }).click();
+      await expect.poll(() => page.locator("[data-testid=search-hits] [data-path='src/main.ts']").count(), { timeout: 10_000 }).toBe(1);
+    } finally {
+      await sql`update cogo.analysis_policy set local_roots = ${policy!.localRoots}`;
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
