@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type Page, type WebSocketRoute } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildDashboard } from "../../scripts/build-dashboard.ts";
 import type { ExecuteRequest } from "../../sdk/index.ts";
@@ -22,6 +22,8 @@ let browser: Browser;
 let page: Page;
 let user: Awaited<ReturnType<typeof newUser>>;
 let consoleErrors: string[] = [];
+/** The page's Realtime sockets, passed through to the server, so a test can drop them. */
+const sockets: WebSocketRoute[] = [];
 const kind = uniqueKind("dash");
 
 beforeAll(async () => {
@@ -36,6 +38,10 @@ beforeAll(async () => {
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
   page.on("pageerror", (e) => consoleErrors.push(`pageerror: ${e.message}`));
+  await page.routeWebSocket(/\/realtime\/v1\/websocket/, (ws) => {
+    ws.connectToServer();
+    sockets.push(ws);
+  });
   await page.goto(`${stack.apiUrl}/dashboard/#token=${user.token}`);
 }, 120_000);
 
@@ -105,6 +111,25 @@ describe("dashboard in a browser", () => {
     await expect.poll(() => page.locator("[data-testid=raw-output]").textContent()).toBe(expected + "\n");
     await page.getByRole("button", { name: "Terminal" }).click();
     await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=status]").count()).toBeGreaterThanOrEqual(3);
+  });
+
+  it("a dropped Realtime connection loses nothing: every line once, in order, and the page reconnects", async () => {
+    const lines = 50;
+    const handle = await user.sandbox.execute({ command: `for i in $(seq 1 ${lines}); do echo line $i; sleep 0.1; done`, requirements: { kind } });
+    await openTask(handle.taskId);
+    await waitFor(async () => /line \d+/.test(await terminalText()), "first lines", 15_000);
+    const before = sockets.length;
+    expect(before).toBeGreaterThan(0);
+    await Promise.all(sockets.map((ws) => ws.close({ code: 4000, reason: "dropped by the test" })));
+    await expect.poll(() => page.locator("[data-health=Realtime]").getAttribute("data-state"), { timeout: 5_000 }).not.toBe("ok");
+    expect((await handle.result()).status).toBe("succeeded");
+    // realtime-js reconnects on its own (a new socket) and the channels rejoin.
+    await expect.poll(() => sockets.length, { timeout: 15_000 }).toBeGreaterThan(before);
+    await expect.poll(() => page.locator("[data-health=Realtime]").getAttribute("data-state"), { timeout: 15_000 }).toBe("ok");
+    await page.getByRole("button", { name: "Plain text" }).click();
+    const expected = Array.from({ length: lines }, (_, i) => `line ${i + 1}\n`).join("");
+    await expect.poll(() => page.locator("[data-testid=raw-output]").textContent(), { timeout: 10_000 }).toBe(expected);
+    await page.getByRole("button", { name: "Terminal" }).click();
   });
 
   it("cancels a running task from the UI", async () => {

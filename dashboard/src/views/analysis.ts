@@ -141,7 +141,7 @@ export function analysisView(main: HTMLElement, live: Live, id: string): () => v
     const max = Math.max(1, ...languages.map((l) => l.code ?? 0));
     replace(langBox, languages.length === 0 ? h("div", { class: "empty" }, "nothing counted yet")
       : languages.map((l) => h("div", { class: "queue-row", "data-language": l.language ?? "other" },
-          h("span", null, l.language ?? "other", h("span", { class: "dim" }, ` ${l.files} files`)),
+          h("span", null, l.language ?? "other", h("span", { class: "dim" }, ` ${l.files} file${l.files === 1 ? "" : "s"}`)),
           h("div", { class: "bar" }, h("div", { style: `width:${((l.code ?? 0) / max) * 100}%` })),
           h("span", { class: "num" }, l.code ?? 0))),
       languages.length ? h("div", { class: "dim" }, "lines of code per language") : null);
