@@ -44,12 +44,13 @@ async function boot(): Promise<void> {
   const navigate = (hash: string) => (location.hash = hash);
   const route = () => {
     leave?.();
-    const path = location.hash.replace(/^#/, "") || "/fleet";
+    const [path = "/fleet", search = ""] = (location.hash.replace(/^#/, "") || "/fleet").split("?");
+    const params = new URLSearchParams(search);
     const task = /^\/tasks\/([0-9a-f-]{36})$/.exec(path);
     const analysis = /^\/analyses\/([0-9a-f-]{36})$/.exec(path);
     for (const a of document.querySelectorAll<HTMLAnchorElement>("nav a")) a.classList.toggle("active", path.startsWith("/" + a.dataset.nav));
     if (task) leave = taskView(main, live, task[1]!);
-    else if (path === "/tasks") leave = tasksView(main, live, navigate);
+    else if (path === "/tasks") leave = tasksView(main, live, navigate, params.get("plan"));
     else if (analysis) leave = analysisView(main, live, analysis[1]!);
     else if (path === "/analyses") leave = analysesView(main, live, navigate);
     else if (path === "/events") leave = eventsView(main);

@@ -1,5 +1,6 @@
 // The dashboard's data path without a browser: GET /tasks, GET /fleet, GET /metrics and the
 // `user:<uid>` / `fleet` topics, through the real function and the official client.
+import { randomUUID } from "node:crypto";
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
 import { describe, expect, it } from "vitest";
 import { FLEET_TOPIC, userTopic, type TaskChangedMessage, type WorkerChangedMessage } from "../../sdk/index.ts";
@@ -55,6 +56,12 @@ describe("GET /tasks", () => {
     expect((await user.sandbox.listTasks({ kind, q: "1000%" })).tasks).toHaveLength(0);
     expect((await user.sandbox.listTasks({ kind, q: ids[5]!.slice(0, 8) })).tasks.map((t) => t.id)).toEqual([ids[5]]);
     expect((await other.sandbox.listTasks({ kind })).tasks.map((t) => t.command)).toEqual(["echo item-other"]);
+    // Plans (issue 7) set plan_id and step; the list filters on them.
+    const planId = randomUUID();
+    await sql`update public.tasks set plan_id = ${planId}, step = 'build' where id = any(${[ids[1]!, ids[3]!]})`;
+    const plan = await user.sandbox.listTasks({ planId });
+    expect(plan.tasks.map((t) => [t.id, t.step, t.planId])).toEqual([[ids[3], "build", planId], [ids[1], "build", planId]]);
+    expect((await other.sandbox.listTasks({ planId })).tasks).toEqual([]);
   });
 
   it("refuses bad filters with a 400 naming the parameter, and anon callers", async () => {

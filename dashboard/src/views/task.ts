@@ -193,6 +193,7 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
         h("button", { disabled: !["blocked", "running", "failed", "timed_out"].includes(task.status), "data-action": "recover", onclick: () => void recover() }, "Recover")),
       h("div", { class: "dim" },
         `task ${task.id} · attempt ${task.attempt}/${task.maxAttempts} · ${task.requirements.kind}`,
+        task.planId ? [" · ", h("a", { href: `#/tasks?plan=${task.planId}` }, `plan ${task.planId.slice(0, 8)}${task.step ? ` step ${task.step}` : ""}`)] : null,
         task.workerId ? ` · worker ${task.workerId.slice(0, 8)}` : "",
         task.exitCode !== null ? ` · exit ${task.exitCode}` : "", task.signal ? ` · ${task.signal}` : "",
         task.startedAt ? ` · ran ${duration((task.finishedAt ? Date.parse(task.finishedAt) : live.serverNow()) - Date.parse(task.startedAt))}` : ""),

@@ -15,7 +15,8 @@ const FILTERS: Record<string, readonly string[] | null> = {
 const PAGE = 50;
 const SEARCH_DEBOUNCE_MS = 250;
 
-export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string) => void): () => void {
+/** `planId`: only that plan's steps (from #/tasks?plan=<id>). */
+export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string) => void, planId: string | null = null): () => void {
   let tasks: TaskSummary[] = [];
   let next: string | null = null;
   let loadSeq = 0;
@@ -46,11 +47,15 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
     },
   }, command, h("label", { class: "dim" }, pipe, " stdin"), h("button", { type: "submit" }, "Run"));
 
-  replace(main, h("h2", null, "Tasks"), runForm, error, h("div", { class: "toolbar" }, filter, search), body, more);
+  const planChip = planId
+    ? h("span", { class: "badge", "data-plan-filter": planId }, `plan ${planId.slice(0, 8)} `, h("a", { href: "#/tasks", title: "all tasks" }, "×"))
+    : null;
+  replace(main, h("h2", null, "Tasks"), runForm, error, h("div", { class: "toolbar" }, filter, search, planChip), body, more);
 
   const matches = (t: TaskSummary) => {
     const states = FILTERS[filter.value];
     if (states && !states.includes(t.status)) return false;
+    if (planId && t.planId !== planId) return false;
     const q = search.value.trim().toLowerCase();
     return !q || [t.id, t.command, t.step ?? "", t.reason ?? ""].some((s) => s.toLowerCase().includes(q));
   };
@@ -66,7 +71,9 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
             h("tbody", null, tasks.map((t) =>
               h("tr", { class: "link", "data-task": t.id, onclick: () => navigate(`#/tasks/${t.id}`) },
                 h("td", null, statusBadge(t.status), t.cancelRequested && !["cancelled", "succeeded", "failed", "timed_out"].includes(t.status) ? h("span", { class: "dim" }, " cancelling") : null),
-                h("td", { class: "cmd mono", title: t.command }, t.command),
+                h("td", { class: "cmd mono", title: t.command },
+                  t.planId ? h("a", { class: "badge", href: `#/tasks?plan=${t.planId}`, onclick: (e: Event) => e.stopPropagation() }, t.step ?? `plan ${t.planId.slice(0, 8)}`) : null,
+                  t.planId ? " " : null, t.command),
                 h("td", null, h("code", null, t.kind)),
                 h("td", { class: "num" }, t.priority),
                 h("td", { class: "num" }, `${t.attempt}/${t.maxAttempts}`),
@@ -80,7 +87,13 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
     const seq = ++loadSeq;
     const states = FILTERS[filter.value];
     try {
-      const page = await live.sandbox.listTasks({ status: states ? [...states] : undefined, q: search.value.trim() || undefined, limit: PAGE, cursor: cursor ?? undefined });
+      const page = await live.sandbox.listTasks({
+        status: states ? [...states] : undefined,
+        q: search.value.trim() || undefined,
+        planId: planId ?? undefined,
+        limit: PAGE,
+        cursor: cursor ?? undefined,
+      });
       if (seq !== loadSeq) return; // a newer filter won
       tasks = cursor ? [...tasks, ...page.tasks.filter((t) => !tasks.some((x) => x.id === t.id))] : page.tasks;
       next = page.next;
