@@ -135,7 +135,7 @@ export function createGateway(options: GatewayOptions): http.Server {
     } else if (url.pathname === "/_internal/health") {
       sendJson(res, 200, { message: "ok" });
     } else {
-      sendJson(res, 404, { message: `no route ${url.pathname}; the embedded default serves /functions/v1/* and /realtime/v1/*` });
+      sendJson(res, 404, { message: `no route ${url.pathname}; the embedded default serves /functions/v1/*, /realtime/v1/* and /dashboard/` });
     }
   });
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -7,6 +7,7 @@ import { FLEET_TOPIC, userTopic, type TaskChangedMessage, type WorkerChangedMess
 import { likePattern } from "../../functions/_shared/monitoring/list-query.ts";
 import { decodeCursor, encodeCursor } from "../../functions/_shared/monitoring/lists.ts";
 import { renderMetrics } from "../../functions/_shared/monitoring/metrics.ts";
+import { buildDashboard } from "../../scripts/build-dashboard.ts";
 import { api, newUser, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
 
 function subscribe(supabase: SupabaseClient, topic: string, onMessage: (event: string, payload: unknown) => void): Promise<RealtimeChannel> {
@@ -208,5 +209,22 @@ describe("GET /metrics", () => {
     expect(text).toContain("cogo_output_rows_per_second 0.5");
     expect(text).toContain("cogo_oldest_queued_age_seconds 1.5");
     expect(text.endsWith("\n")).toBe(true);
+  });
+});
+
+describe("dashboard files on the gateway", () => {
+  it("serves the page and a config with the anon key only, and nothing outside the build", async () => {
+    await buildDashboard();
+    const redirect = await fetch(`${stack.apiUrl}/dashboard`, { redirect: "manual" });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.get("location")).toBe("/dashboard/");
+    const index = await fetch(`${stack.apiUrl}/dashboard/`);
+    expect(index.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(await index.text()).toContain('<script type="module" src="app.js">');
+    const config = await (await fetch(`${stack.apiUrl}/dashboard/config.json`)).json();
+    expect(config).toEqual({ anonKey: stack.anonKey, auth: "token" });
+    expect((await fetch(`${stack.apiUrl}/dashboard/%2e%2e/package.json`)).status).toBe(404);
+    expect((await fetch(`${stack.apiUrl}/dashboard/..%2fpackage.json`)).status).toBe(404);
+    expect((await fetch(`${stack.apiUrl}/dashboard/app.js`, { method: "POST" })).status).toBe(405);
   });
 });
