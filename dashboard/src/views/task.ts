@@ -76,7 +76,10 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
     theme: { background: "#000000" },
   });
   term.open(termBox);
-  term.resize(Math.max(40, Math.floor((termBox.clientWidth - 12) / 7.9)), 26);
+  // Columns follow the panel's width (about 7.9 px per cell at 13 px); rows stay fixed.
+  const fit = () => termBox.clientWidth > 0 && term.resize(Math.max(40, Math.floor((termBox.clientWidth - 12) / 7.9)), 26);
+  fit();
+  window.addEventListener("resize", fit);
 
   const showError = (what: string, err: unknown) => {
     const msg = `${what}: ${err instanceof Error ? err.message : String(err)}`;
@@ -262,6 +265,7 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
 
   return () => {
     closed = true;
+    window.removeEventListener("resize", fit);
     offTasks();
     clearInterval(tick);
     cancelAnimationFrame(frame);
