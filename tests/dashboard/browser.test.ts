@@ -9,7 +9,7 @@ import { chromium, type Browser, type Page, type WebSocketRoute } from "playwrig
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildDashboard } from "../../scripts/build-dashboard.ts";
 import type { ExecuteRequest } from "../../sdk/index.ts";
-import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+import { newUser, sql, stack, startWorker, uniqueKind, userToken, waitFor } from "../helpers/env.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve("test-artifacts", "dashboard");
@@ -78,6 +78,26 @@ describe("dashboard in a browser", () => {
     await waitFor(async () => (await page.locator(`[data-queue="${nobody}:42"]`).count()) > 0, "queue row after the next heartbeat", 15_000);
     await h.cancel();
     expect(w).toBeDefined();
+  });
+
+  it("asks for a token when it has none or a bad one, and explains what is wrong", async () => {
+    const context = await browser.newContext(); // its own localStorage
+    try {
+      const fresh = await context.newPage();
+      const errors: string[] = [];
+      fresh.on("pageerror", (e) => errors.push(e.message));
+      await fresh.goto(`${stack.apiUrl}/dashboard/#token=${await userToken(user.id, -60)}`);
+      await expect.poll(() => fresh.locator("form.signin").innerText()).toContain("that token has expired");
+      await fresh.locator("textarea[aria-label='access token']").fill(stack.anonKey);
+      await fresh.getByRole("button", { name: "Open the dashboard" }).click();
+      await expect.poll(() => fresh.locator("form.signin").innerText()).toContain('role is "anon"');
+      await fresh.locator("textarea[aria-label='access token']").fill(user.token);
+      await fresh.getByRole("button", { name: "Open the dashboard" }).click();
+      await fresh.locator(`[data-testid=workers] tr:has(code:text-is("${kind}"))`).waitFor({ timeout: 15_000 });
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
   });
 
   it("lists a task started through the SDK live and streams its output into the terminal as it is printed", async () => {
