@@ -191,6 +191,20 @@ describe("dashboard in a browser", () => {
     await expect.poll(() => page.locator("[data-testid=event-log]").innerText()).toMatch(/block_detected[\s\S]*realtime[\s\S]*SUBSCRIBED/);
   });
 
+  it("shows a real compiler error, progress and test results the worker found in the output", async () => {
+    const handle = await user.sandbox.execute({
+      command: "echo '::progress 40 compiling building bad.c'; gcc -c bad.c; echo '::test-results passed=3 failed=1 skipped=0 failures=math > adds'; sleep 1",
+      files: [{ path: "bad.c", content: "int main(void) { return x; }\n" }],
+      requirements: { kind },
+    });
+    await openTask(handle.taskId);
+    await expect.poll(() => page.locator("[data-testid=diagnostics] tr[data-severity=error]").first().innerText(), { timeout: 20_000 })
+      .toMatch(/error[\s\S]*bad\.c:1:\d+[\s\S]*.x. undeclared[\s\S]*\(gcc\)/);
+    await expect.poll(() => page.locator("[data-testid=test-results]").innerText()).toMatch(/3 passed, 1 failed, 0 skipped[\s\S]*math > adds/);
+    await expect.poll(() => page.locator("[data-testid=progress]").innerText()).toMatch(/compiling[\s\S]*building bad\.c[\s\S]*40 %/);
+    await handle.result();
+  });
+
   it.skipIf(!HAS_BLOCK_DETECTION)("shows a real block detected and recovered in the timeline", async () => {
     // Fields of the blocks feature (issue 6), typed loosely so this file compiles before it lands.
     const spec = {
