@@ -193,16 +193,22 @@ describe("dashboard in a browser", () => {
 
   it("shows a real compiler error, progress and test results the worker found in the output", async () => {
     const handle = await user.sandbox.execute({
-      command: "echo '::progress 40 compiling building bad.c'; gcc -c bad.c; echo '::test-results passed=3 failed=1 skipped=0 failures=math > adds'; sleep 1",
+      command: "echo '::progress 40 compiling building bad.c'; gcc -c bad.c; echo '::test-results passed=3 failed=1 skipped=0 failures=math > adds'; sleep 60",
       files: [{ path: "bad.c", content: "int main(void) { return x; }\n" }],
       requirements: { kind },
     });
     await openTask(handle.taskId);
+    const progress = page.locator("[data-testid=progress]");
+    await expect.poll(() => progress.innerText(), { timeout: 20_000 }).toMatch(/compiling[\s\S]*building bad\.c[\s\S]*40 %/);
     await expect.poll(() => page.locator("[data-testid=diagnostics] tr[data-severity=error]").first().innerText(), { timeout: 20_000 })
       .toMatch(/error[\s\S]*bad\.c:1:\d+[\s\S]*.x. undeclared[\s\S]*\(gcc\)/);
     await expect.poll(() => page.locator("[data-testid=test-results]").innerText()).toMatch(/3 passed, 1 failed, 0 skipped[\s\S]*math > adds/);
-    await expect.poll(() => page.locator("[data-testid=progress]").innerText()).toMatch(/compiling[\s\S]*building bad\.c[\s\S]*40 %/);
-    await handle.result();
+    await page.locator("button[data-action=cancel]").click();
+    expect((await handle.result()).status).toBe("cancelled");
+    // Ended: the last report stays, without an ETA.
+    await expect.poll(() => page.locator("[data-testid=task-status] [data-status]").getAttribute("data-status"), { timeout: 10_000 }).toBe("cancelled");
+    expect(await progress.innerText()).toMatch(/40 %/);
+    expect(await progress.innerText()).not.toContain("ETA");
   });
 
   it.skipIf(!HAS_BLOCK_DETECTION)("shows a real block detected and recovered in the timeline", async () => {

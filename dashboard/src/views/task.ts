@@ -175,12 +175,14 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
       return;
     }
     progressBox.hidden = false;
-    const pct = numOrNull(progress.percentage);
-    const eta = numOrNull(progress.etaMs);
+    // Once the task has ended its last report is history: no ETA, and a success is complete.
+    const final = task !== undefined && isFinal(task.status as TaskStatus);
+    const pct = final && task?.status === "succeeded" ? 100 : numOrNull(progress.percentage);
+    const eta = final ? null : numOrNull(progress.etaMs);
     replace(progressBox,
       h("div", { class: "toolbar" }, h("b", null, str(progress.stage) || "progress"), h("span", null, str(progress.message)),
         h("span", { style: "flex:1" }), pct !== null ? `${Math.round(pct)} %` : "", eta !== null ? h("span", { class: "dim" }, ` · ETA ${duration(eta)}`) : null),
-      h("div", { class: pct === null ? "bar indeterminate" : "bar" }, h("div", { style: `width:${pct ?? 0}%` })));
+      h("div", { class: pct === null && !final ? "bar indeterminate" : "bar" }, h("div", { style: `width:${pct ?? 0}%` })));
   };
 
   const renderHeader = () => {
