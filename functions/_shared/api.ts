@@ -3,7 +3,9 @@
 import type { Sql } from "postgres";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
+import { fileRoutes } from "./routes/files.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { planRoutes } from "./routes/plans.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -12,7 +14,9 @@ export type { RuntimeInfo } from "./routing.ts";
 const routes: Route[] = [
   ...healthRoutes,
   ...workerRoutes,
+  ...planRoutes, // before taskRoutes: its POST /execute sends bodies with `steps` to the planner
   ...taskRoutes,
+  ...fileRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */
