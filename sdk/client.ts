@@ -5,6 +5,7 @@ import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schema
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
+import { planCalls, type PlanCalls } from "./plans.ts";
 
 export interface Health {
   status: "ok" | "degraded";
@@ -17,7 +18,8 @@ export interface Health {
   function: { runtime: string; env: Record<string, boolean> };
 }
 
-export interface SandboxClient {
+/** Tasks, workers and health here; plans and workspace files from ./plans.ts. */
+export interface SandboxClient extends PlanCalls {
   /** Submits a task and follows it live; `await handle.result()` for the outcome. */
   execute(spec: ExecuteRequest, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   /** Follows an existing task (e.g. after a restart): replays its output, then streams live. */
@@ -34,6 +36,7 @@ export interface SandboxClient {
 
 export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
   return {
+    ...planCalls(supabase),
     async execute(spec, callbacks, options) {
       const { taskId } = await call<{ taskId: string }>(supabase, "POST", "/execute", spec);
       return await new TaskHandle(supabase, taskId, callbacks, options).start();

@@ -5,3 +5,6 @@ export type { ExecuteRequest, OutputChunk, OutputMessage, TaskEventMessage, Limi
 export type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 export { TASK_STATES, FINAL_STATES, type TaskStatus } from "../functions/_shared/states.ts";
 export type { Diagnostic, TestResults, ProgressUpdate, Severity, Stage } from "../functions/_shared/diagnostics/index.ts";
+export { PlanHandle, PlanWaitTimeout, type PlanEventMessage, type WorkspaceFile } from "./plans.ts";
+export type { PlanRequest, WriteFilesRequest } from "../functions/_shared/plans/spec.ts";
+export type { PlanView, StepView } from "../functions/_shared/plans/view.ts";
