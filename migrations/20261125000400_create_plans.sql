@@ -484,10 +484,10 @@ begin
     where pl.workspace_id = p_ws and pl.status <> 'cancelled' and t.status not in ('succeeded', 'failed', 'cancelled', 'timed_out')
     order by t.id for update of t;
   for p in select * from public.plans where workspace_id = p_ws and status <> 'cancelled' order by created_at for update loop
-    select coalesce(array_agg(name), '{}') into v_hit from public.plan_steps s
-     where s.plan_id = p.id
-       and case when s.input_patterns is null then s.stage in ('compiling', 'building', 'testing')
-                else exists (select 1 from unnest(p_paths) c, unnest(s.input_patterns) r where c ~ r) end;
+    select coalesce(array_agg(ps.name), '{}') into v_hit from public.plan_steps ps
+     where ps.plan_id = p.id
+       and case when ps.input_patterns is null then ps.stage in ('compiling', 'building', 'testing')
+                else exists (select 1 from unnest(p_paths) c, unnest(ps.input_patterns) r where c ~ r) end;
     if cardinality(v_hit) = 0 then continue; end if;
     v_all := v_hit || array(select cogo.step_dependents(p.id, v_hit));
     for s in select * from public.plan_steps where plan_id = p.id and name = any(v_all) order by position for update loop
