@@ -467,7 +467,7 @@ $$;
 -- Re-arms the steps a change of `p_paths` affects in every live plan on the workspace: those whose
 -- inputs match, or (no inputs given) whose stage is compiling, building or testing; and everything
 -- downstream of them. Stale runs are cancelled; a re-armed step whose dependencies all succeeded
--- is queued at once at high priority, the others wait for it. Returns [{planId, step, taskId}].
+-- is queued at once at high priority, the others wait for it. Returns [{planId, step, status, taskId}].
 create function cogo.rerun_for_changes(p_ws uuid, p_paths text[]) returns jsonb
 language plpgsql security definer set search_path = '' as $$
 declare
@@ -508,8 +508,8 @@ begin
     end if;
     select * into pp from public.plans where id = p.id;
     perform cogo.release_ready_steps(pp);
-    for s in select * from public.plan_steps where plan_id = p.id and name = any(v_all) and task_id is not null loop
-      v_out := v_out || jsonb_build_object('planId', p.id, 'step', s.name, 'taskId', s.task_id);
+    for s in select * from public.plan_steps where plan_id = p.id and name = any(v_all) order by position loop
+      v_out := v_out || jsonb_build_object('planId', p.id, 'step', s.name, 'status', s.status, 'taskId', s.task_id);
     end loop;
   end loop;
   return v_out;

@@ -67,7 +67,7 @@ describe("scenarios", () => {
     });
     expect(change.changed).toEqual(["src/math.ts"]);
     // install has no inputs and no build stage: it does not re-run; typecheck does, test waits for it.
-    expect(change.reruns.map((r) => r.step)).toEqual(["typecheck"]);
+    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([["typecheck", "queued"], ["test", "waiting"]]);
     const [rerun] = await sql<{ priority: number }[]>`select priority from public.tasks where id = ${change.reruns[0]!.taskId}`;
     expect(rerun!.priority).toBe(900);
 
@@ -109,7 +109,7 @@ describe("scenarios", () => {
     );
 
     const change = await user.sandbox.writeFiles({ workspaceId: failed.workspaceId, files: [{ path: "main.c", content: broken.replace("summ", "sum") }] });
-    expect(change.reruns.map((r) => r.step)).toEqual(["compile"]);
+    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([["compile", "queued"], ["build", "waiting"], ["test", "waiting"]]);
     const fixed = await plan.wait();
     expect(fixed.status, fixed.summary.text).toBe("succeeded");
     // main.o and the executable app crossed steps through the stored workspace.

@@ -27,7 +27,8 @@ export interface ChangeResult {
   bytes: number;
   files: number;
   changed: string[];
-  reruns: { planId: string; step: string; taskId: string }[];
+  /** Every step the change re-armed: `queued` (taskId of its new run) or `waiting` for a re-armed dependency. */
+  reruns: { planId: string; step: string; status: "queued" | "waiting"; taskId: string | null }[];
 }
 
 /** One change in one transaction (as the caller): `check` may refuse it before anything is written. */
