@@ -563,7 +563,17 @@ begin
 end;
 $$;
 
+-- Live workers per kind, for /health (workers are not readable by anon).
+create function cogo.live_worker_kinds() returns jsonb
+language sql stable security definer set search_path = '' as $$
+  select coalesce(jsonb_agg(jsonb_build_object('kind', kind, 'n', n)), '[]') from (
+    select w.kind, count(*)::integer n from public.workers w
+     where w.status = 'online' and w.last_heartbeat_at > now() - make_interval(secs => 2 * w.lease_ms / 1000.0)
+     group by w.kind) k;
+$$;
+
 revoke execute on all functions in schema cogo from public;
+grant execute on function cogo.live_worker_kinds() to anon, authenticated, service_role;
 grant execute on function cogo.create_plan(jsonb), cogo.cancel_plan(uuid), cogo.write_files(uuid, jsonb, text[]),
   cogo.owns_plan_topic(text), cogo.workspace_limits() to authenticated, service_role;
 grant execute on all functions in schema cogo to service_role;

@@ -15,6 +15,8 @@ export interface Health {
   running: number;
   oldestQueuedAgeMs: number;
   queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
+  /** Live workers per kind; basic, flutter and analysis are always listed. */
+  workerKinds: Record<string, number>;
   function: { runtime: string; env: Record<string, boolean> };
 }
 

@@ -137,12 +137,14 @@ describe("scenarios", () => {
     const health = await api("GET", "/health", { token: stack.anonKey });
     expect(health.body.status).toBe("degraded");
     expect(health.body.queuedWithoutWorker).toContainEqual({ kind: "flutter", labels: [label], count: 1 });
+    expect(health.body.workerKinds).toMatchObject({ basic: expect.any(Number), flutter: 0, analysis: 0 });
 
     await startWorker({ kind: "flutter", labels: [label] });
     const done = await plan.wait((p) => p.status !== "running", 60_000);
     expect(done.status).toBe("succeeded");
     expect((await (await user.sandbox.attach(step(done, "build-apk").taskId!)).result()).stdout).toBe("built for android\n");
     const after = await api("GET", "/health", { token: stack.anonKey });
+    expect(after.body.workerKinds.flutter).toBe(1);
     expect(after.body.queuedWithoutWorker).not.toContainEqual(expect.objectContaining({ kind: "flutter", labels: [label] }));
     await plan.close();
   });
@@ -164,7 +166,8 @@ describe("scenarios", () => {
     const t0 = Date.now();
     const cancelled = await plan.cancel();
     expect(cancelled.status).toBe("cancelled");
-    expect(step(cancelled, "after-long")).toMatchObject({ status: "cancelled", taskId: null });
+    const states = JSON.stringify(cancelled.steps.map((s) => [s.name, s.status, s.reason]));
+    expect(step(cancelled, "after-long"), states).toMatchObject({ status: "cancelled", taskId: null });
     expect(step(cancelled, "unserved").status).toBe("cancelled");
     expect((await longTask.result()).status).toBe("cancelled");
     expect(Date.now() - t0).toBeLessThan(10_000);
