@@ -1,13 +1,12 @@
 // A plan's steps share one workspace, stored in Postgres (workspace_files): restored into the
 // sandbox before a step, and what the step changed saved back after it succeeds, so the next
 // step sees it on whichever worker claims it (docs/plans.md). Both calls are fenced by the lease.
-import { readdir } from "node:fs/promises";
-import { lstat } from "node:fs/promises";
+import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { WORKSPACE_LIMITS } from "../functions/_shared/plans/limits.ts";
 import { LeaseLostError, type Lease } from "./queue.ts";
-import { collectFile, type SandboxFile } from "./sandbox/index.ts";
+import { collectFile, validateWorkspacePath, type SandboxFile } from "./sandbox/index.ts";
 
 /** What a step started from: path → version and bytes, to tell its changes apart. */
 export interface RestoredWorkspace {
@@ -47,6 +46,12 @@ export async function restorePlanWorkspace(sql: Sql, lease: Lease): Promise<Rest
 async function walk(dir: string, rel = "", out: { files: string[]; other: { path: string; why: string }[] } = { files: [], other: [] }) {
   for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
     const path = rel ? `${rel}/${e.name}` : e.name;
+    try {
+      validateWorkspacePath(path); // a name the API would refuse would also fail the next restore
+    } catch (err) {
+      out.other.push({ path: JSON.stringify(path).slice(1, -1), why: (err as Error).message });
+      continue;
+    }
     if (e.isDirectory()) await walk(dir, path, out);
     else if (e.isFile()) out.files.push(path);
     else out.other.push({ path, why: e.isSymbolicLink() ? "symlinks are not saved" : "not a regular file" });

@@ -103,7 +103,7 @@ describe("files API", () => {
       steps: [
         {
           name: "produce",
-          command: "ln -s /etc/passwd leak; ln -s shared.txt alias; mkfifo pipe; echo made > made.txt; sleep 2; echo step > shared.txt",
+          command: "ln -s /etc/passwd leak; ln -s shared.txt alias; mkfifo pipe; touch 'back\\slash'; echo made > made.txt; sleep 2; echo step > shared.txt",
           inputs: ["nothing-matches/**"],
         },
         { name: "consume", command: "ls; cat made.txt; test ! -e leak && test ! -e alias", inputs: ["nothing-matches/**"] },
@@ -122,6 +122,7 @@ describe("files API", () => {
     expect(system).toContain("skipped alias (symlinks are not saved)");
     expect(system).toContain("skipped leak (symlinks are not saved)");
     expect(system).toContain("skipped pipe (not a regular file)");
+    expect(system).toMatch(/skipped back\\\\slash \(workspace path .* contains a backslash\)/);
     await plan.close();
   });
 });
