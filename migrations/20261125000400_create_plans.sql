@@ -339,6 +339,7 @@ declare
   v_status text;
   v_reason text;
   v_n integer;
+  v_progress jsonb;
 begin
   select * into p from public.plans where id = new.plan_id for update;
   select * into s from public.plan_steps where plan_id = new.plan_id and name = new.step for update;
@@ -357,8 +358,9 @@ begin
 
   if v_status = 'running' then
     -- "step k of n" on the plan topic and on the step's own task topic.
-    perform cogo.append_plan_event(p.id, 'progress_update', cogo.plan_progress(p.id, s.name));
-    perform cogo.append_event_unchecked(new.id, 'progress_update', cogo.plan_progress(p.id, s.name));
+    v_progress := cogo.plan_progress(p.id, s.name);
+    perform cogo.append_plan_event(p.id, 'progress_update', v_progress);
+    perform cogo.append_event_unchecked(new.id, 'progress_update', v_progress);
   elsif v_status = 'succeeded' then
     perform cogo.release_ready_steps(p);
     perform cogo.append_plan_event(p.id, 'progress_update', cogo.plan_progress(p.id,
@@ -464,6 +466,37 @@ begin
 end;
 $$;
 
+-- Waiting steps that can never run (a dependency failed, was cancelled or stopped, and is not
+-- re-armed) become stopped, repeatedly, so that stopping flows down the DAG. Caller holds the plan.
+create function cogo.stop_blocked_steps(p_plan uuid) returns void
+language plpgsql security definer set search_path = '' as $$
+declare
+  r record;
+  v_more boolean := true;
+begin
+  while v_more loop
+    v_more := false;
+    for r in
+      select w.name, w.status, d.name as dep, d.status as dep_status, d.reason as dep_reason
+        from public.plan_steps w
+        join lateral (select * from public.plan_steps d
+                       where d.plan_id = w.plan_id and d.name = any(w.depends_on) and d.status in ('failed', 'stopped', 'cancelled')
+                       order by d.position limit 1) d on true
+       where w.plan_id = p_plan and w.status = 'waiting'
+    loop
+      update public.plan_steps
+         set status = 'stopped', updated_at = now(),
+             reason = format('not run: dependency %s %s (%s)', r.dep,
+                             case r.dep_status when 'failed' then 'failed' when 'cancelled' then 'was cancelled' else 'was not run' end, r.dep_reason)
+       where plan_id = p_plan and name = r.name;
+      perform cogo.append_plan_event(p_plan, 'step_status', jsonb_build_object('step', r.name, 'status', 'stopped', 'previous', 'waiting',
+        'reason', format('not run: dependency %s %s', r.dep, r.dep_status)));
+      v_more := true;
+    end loop;
+  end loop;
+end;
+$$;
+
 -- Re-arms the steps a change of `p_paths` affects in every live plan on the workspace: those whose
 -- inputs match, or (no inputs given) whose stage is compiling, building or testing; and everything
 -- downstream of them. Stale runs are cancelled; a re-armed step whose dependencies all succeeded
@@ -508,6 +541,9 @@ begin
     end if;
     select * into pp from public.plans where id = p.id;
     perform cogo.release_ready_steps(pp);
+    -- A re-armed step behind a dependency that failed and was not re-armed would wait forever.
+    perform cogo.stop_blocked_steps(p.id);
+    perform cogo.refresh_plan(p.id);
     for s in select * from public.plan_steps where plan_id = p.id and name = any(v_all) order by position loop
       v_out := v_out || jsonb_build_object('planId', p.id, 'step', s.name, 'status', s.status, 'taskId', s.task_id);
     end loop;

@@ -93,6 +93,31 @@ describe("files API", () => {
     await plan.close();
   });
 
+  it("a re-armed step behind a failed dependency that the change does not re-run is stopped, not left waiting", async () => {
+    const kind = uniqueKind("blocked");
+    await startWorker({ kind });
+    const user = await newUser();
+    const plan = await user.sandbox.createPlan({
+      requirements: { kind },
+      steps: [
+        { name: "install", command: "test -e lock.json", inputs: ["lock.json"] },
+        { name: "build", command: "make -v >/dev/null" },
+      ],
+    });
+    const failed = await plan.wait();
+    expect(failed.summary.text).toBe("0 of 2 steps passed; install failed (exited with code 1); not run: build");
+    const src = await user.sandbox.writeFiles({ workspaceId: failed.workspaceId, files: [{ path: "src/main.c", content: "int main;" }] });
+    expect(src.reruns.map((r) => [r.step, r.status])).toEqual([["build", "stopped"]]);
+    const still = await plan.get();
+    expect(still.status).toBe("failed");
+    expect(step(still, "build").reason).toBe("not run: dependency install failed (exited with code 1)");
+    const lock = await user.sandbox.writeFiles({ workspaceId: failed.workspaceId, files: [{ path: "lock.json", content: "{}" }] });
+    expect(lock.reruns.map((r) => [r.step, r.status])).toEqual([["install", "queued"], ["build", "waiting"]]);
+    const done = await plan.wait();
+    expect(done.status, done.summary.text).toBe("succeeded");
+    await plan.close();
+  });
+
   it("a step saves regular files only, never symlinks, and never overwrites an edit made while it ran", async () => {
     const kind = uniqueKind("save");
     await startWorker({ kind });

@@ -27,8 +27,11 @@ export interface ChangeResult {
   bytes: number;
   files: number;
   changed: string[];
-  /** Every step the change re-armed: `queued` (taskId of its new run) or `waiting` for a re-armed dependency. */
-  reruns: { planId: string; step: string; status: "queued" | "waiting"; taskId: string | null }[];
+  /**
+   * Every step the change re-armed: `queued` (taskId of its new run), `waiting` for a re-armed
+   * dependency, or `stopped` behind a dependency that failed and was not re-armed.
+   */
+  reruns: { planId: string; step: string; status: "queued" | "waiting" | "stopped"; taskId: string | null }[];
 }
 
 /** One change in one transaction (as the caller): `check` may refuse it before anything is written. */
