@@ -4,9 +4,10 @@
 -- plan progress on the private topic `plan:<id>`. No polling anywhere: everything happens in the
 -- transaction that finishes a task, creates a plan, cancels it, or changes a workspace file.
 --
--- Lock order, everywhere: the plan's task rows, then the plan row, then its step rows. A worker's
--- finish_task already holds its task row when the trigger locks the plan, so paths that start from
--- the plan (cancel, file change) lock the plan's active tasks first.
+-- Lock order, everywhere: the plan's task rows, then the plan row, then the workspace row, then
+-- step rows. A worker's finish_task (and its save) already holds its task row when it locks the
+-- plan, so paths that start from the plan or the workspace (cancel, file change) lock the plan's
+-- active tasks first.
 
 -- ── workspaces: files stored in Postgres, restored into each step's sandbox ────────────────────
 create table public.workspaces (
@@ -497,6 +498,19 @@ begin
 end;
 $$;
 
+-- Takes the locks a file change needs in the global order (tasks, plans, then the workspace row,
+-- which put_files_unchecked updates): a worker saving a step's files holds its task and plan
+-- before the workspace, so taking the workspace first here could deadlock with it.
+create function cogo.lock_workspace_plans(p_ws uuid) returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+  perform 1 from public.tasks t join public.plans pl on pl.id = t.plan_id
+    where pl.workspace_id = p_ws and pl.status <> 'cancelled' and t.status not in ('succeeded', 'failed', 'cancelled', 'timed_out')
+    order by t.id for update of t;
+  perform 1 from public.plans where workspace_id = p_ws and status <> 'cancelled' order by id for update;
+end;
+$$;
+
 -- Re-arms the steps a change of `p_paths` affects in every live plan on the workspace: those whose
 -- inputs match, or (no inputs given) whose stage is compiling, building or testing; and everything
 -- downstream of them. Stale runs are cancelled; a re-armed step whose dependencies all succeeded
@@ -513,9 +527,7 @@ declare
   v_task uuid;
 begin
   if cardinality(p_paths) = 0 then return v_out; end if;
-  perform 1 from public.tasks t join public.plans pl on pl.id = t.plan_id
-    where pl.workspace_id = p_ws and pl.status <> 'cancelled' and t.status not in ('succeeded', 'failed', 'cancelled', 'timed_out')
-    order by t.id for update of t;
+  perform cogo.lock_workspace_plans(p_ws);
   for p in select * from public.plans where workspace_id = p_ws and status <> 'cancelled' order by created_at for update loop
     select coalesce(array_agg(ps.name), '{}') into v_hit from public.plan_steps ps
      where ps.plan_id = p.id
@@ -563,6 +575,7 @@ begin
   if not found or not cogo.caller_may_use(w.owner) then
     raise exception 'workspace % not found', p_ws using errcode = 'CG404';
   end if;
+  perform cogo.lock_workspace_plans(p_ws);
   v_changed := cogo.put_files_unchecked(p_ws, p_files, p_deletes);
   select * into w from public.workspaces where id = p_ws;
   return jsonb_build_object('workspaceId', p_ws, 'revision', w.revision, 'bytes', w.bytes, 'files', w.file_count,

@@ -118,6 +118,54 @@ describe("files API", () => {
     await plan.close();
   });
 
+  it("file changes racing running steps all succeed, and the plan settles on the last change", async () => {
+    const kind = uniqueKind("race");
+    await startWorker({ kind, concurrency: 4 });
+    const user = await newUser();
+    const plan = await user.sandbox.createPlan({
+      requirements: { kind },
+      files: [{ path: "src/n.txt", content: "0" }],
+      steps: [
+        { name: "build", command: "sleep 0.2; cp src/n.txt out-build.txt", inputs: ["src/**"] },
+        { name: "test", command: "cp out-build.txt out-test.txt; cat out-test.txt", inputs: ["src/**"] },
+      ],
+    });
+    const results = [];
+    for (let i = 1; i <= 12; i++) {
+      results.push(user.sandbox.writeFiles({ workspaceId: (await plan.get()).workspaceId, files: [{ path: "src/n.txt", content: String(i) }] }));
+      await new Promise((r) => setTimeout(r, 40 + (i % 3) * 60));
+    }
+    expect((await Promise.allSettled(results)).filter((r) => r.status === "rejected")).toEqual([]);
+    const done = await plan.wait((p) => p.status !== "running", 120_000);
+    expect(done.status, done.summary.text).toBe("succeeded");
+    expect((await user.sandbox.readFile(done.workspaceId, "out-test.txt")).content).toBe("12");
+    await plan.close();
+  });
+
+  it("a file change and a step saving its files take locks in one order: no deadlock", async () => {
+    // A worker's save holds its task and plan, then updates the workspace; a file change must not
+    // hold the workspace while waiting for that task. Interleaved by hand with two transactions.
+    const kind = uniqueKind("locks");
+    const user = await newUser();
+    const plan = await user.sandbox.createPlan({ requirements: { kind }, files: [{ path: "a.txt", content: "a" }], steps: [{ name: "build", command: "true", inputs: ["a.txt"] }] });
+    const [w] = await sql<{ id: string }[]>`select id from cogo.register_worker('lock-test', ${kind}, '{}', 1, 60000, 'test', '{}')`;
+    const [task] = await sql<{ id: string; attempt: number }[]>`select id, attempt from cogo.claim_tasks(${w!.id}, 1)`;
+    const ws = (await plan.get()).workspaceId;
+    let change: Promise<unknown> | undefined;
+    await sql.begin(async (tx) => {
+      await tx`select cogo.fence(${task!.id}, ${task!.attempt}, ${w!.id})`;
+      await tx`select 1 from public.plans where id = ${plan.planId} for update`;
+      change = user.sandbox.writeFiles({ workspaceId: ws, files: [{ path: "a.txt", content: "changed" }] });
+      await new Promise((r) => setTimeout(r, 1500)); // past deadlock_timeout (1 s), if the change took the workspace first
+      await tx`select cogo.save_task_files(${task!.id}, ${task!.attempt}, ${w!.id}, ${tx.json([{ path: "out.txt", content: "eA==", executable: false }] as never)}, ${[]}, ${tx.json({})})`;
+    });
+    await expect(change).resolves.toMatchObject({ changed: ["a.txt"] });
+    expect((await user.sandbox.listFiles(ws)).files.map((f) => f.path)).toEqual(["a.txt", "out.txt"]);
+    await sql`select cogo.set_worker_offline(${w!.id})`;
+    await plan.cancel();
+    await plan.close();
+  });
+
   it("a step saves regular files only, never symlinks, and never overwrites an edit made while it ran", async () => {
     const kind = uniqueKind("save");
     await startWorker({ kind });
