@@ -137,6 +137,14 @@ describe("plans", () => {
     expect(outcome).toMatch(/Unauthorized/);
     await other.supabase.removeChannel(channel);
     expect((await api("GET", "/plans/not-a-uuid", { token: owner.token })).status).toBe(400);
+    // The owner joins the private topic and gets the broadcast itself (no HTTP replay involved).
+    const mine = owner.supabase.channel(`plan:${planId}`, { config: { private: true } });
+    const got: { event: string; payload: any }[] = [];
+    mine.on("broadcast", { event: "*" }, (m) => got.push(m as never));
+    await new Promise<void>((resolve, reject) => mine.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s !== "CLOSED" && reject(err ?? new Error(s)))));
     await api("DELETE", `/plans/${planId}`, { token: owner.token });
+    await waitFor(() => got.some((m) => m.event === "plan_status" && m.payload.data.status === "cancelled"), "plan_status over Realtime", 10_000);
+    expect(got.find((m) => m.event === "step_status")?.payload).toMatchObject({ planId, type: "step_status", data: { step: "a", status: "cancelled" } });
+    await owner.supabase.removeChannel(mine);
   });
 });
