@@ -83,6 +83,26 @@ describe("plans", () => {
     await plan.close();
   });
 
+  it("progress carries an ETA from the owner's earlier runs of the same step", async () => {
+    const kind = uniqueKind("eta");
+    await startWorker({ kind });
+    const user = await newUser();
+    const spec = { requirements: { kind }, steps: [{ name: "build", command: "sleep 0.5" }, { name: "test", command: "true" }] };
+    const first = await user.sandbox.createPlan(spec);
+    expect((await first.wait()).status).toBe("succeeded");
+    const second = await user.sandbox.createPlan(spec);
+    expect((await second.wait()).status).toBe("succeeded");
+    const progress = async (planId: string) =>
+      (await sql<{ data: { etaMs: number | null; message: string } }[]>`
+        select data from public.plan_events where plan_id = ${planId} and type = 'progress_update' order by seq`).map((r) => r.data);
+    expect((await progress(first.planId))[0]).toMatchObject({ message: "step 1 of 2: build", etaMs: null });
+    const eta = (await progress(second.planId))[0]!;
+    expect(eta.message).toBe("step 1 of 2: build");
+    expect(eta.etaMs).toBeGreaterThanOrEqual(450);
+    await first.close();
+    await second.close();
+  });
+
   it("POST /execute with steps makes a plan; without, a task", async () => {
     const user = await newUser();
     const kind = uniqueKind("nobody");

@@ -118,7 +118,7 @@ export function dagProblems(steps: { name: string; dependsOn?: string[] }[]): { 
 /** The stage a step reports in progress_update when none is given; null for install/generate-like steps. */
 export function inferStage(name: string, command: string): Stage | null {
   const text = `${name} ${command}`.toLowerCase();
-  if (/\b(test|tests|pytest|vitest|jest|check)\b|--test|make test|cargo test/.test(text)) return "testing";
+  if (/\b(test|tests|pytest|vitest|jest)\b|--test/.test(text)) return "testing";
   if (/\b(lint|analy[sz]e|analysis|eslint|clippy)\b/.test(text)) return "analyzing";
   if (/\b(typecheck|tsc|compile|gcc|g\+\+|cc|clang|rustc|javac)\b/.test(text)) return "compiling";
   if (/\b(build|make|cargo build|bundle|link)\b/.test(text)) return "building";
