@@ -2,7 +2,7 @@
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
 import type { PlanRequest, WriteFilesRequest } from "../functions/_shared/plans/spec.ts";
 import type { PlanView } from "../functions/_shared/plans/view.ts";
-import type { ChangeResult } from "../functions/_shared/routes/files.ts";
+import type { ChangeResult } from "../functions/_shared/plans/view.ts";
 import { call } from "./api.ts";
 import { SandboxError } from "./errors.ts";
 

@@ -6,7 +6,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { lstat, readdir, readFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { validateWorkspacePath } from "../functions/_shared/paths.ts";
-import type { ChangeResult } from "../functions/_shared/routes/files.ts";
+import type { ChangeResult } from "../functions/_shared/plans/view.ts";
 import type { SandboxClient } from "./client.ts";
 
 export interface WatchOptions {

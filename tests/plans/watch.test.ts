@@ -5,7 +5,7 @@ import { mkdtemp, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { ChangeResult } from "../../functions/_shared/routes/files.ts";
+import type { ChangeResult } from "../../functions/_shared/plans/view.ts";
 import { watchDirectory } from "../../sdk/watch.ts";
 import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
 

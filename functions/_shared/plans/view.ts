@@ -105,3 +105,17 @@ export function planView(p: PlanRow, steps: StepRow[]) {
   };
 }
 export type PlanView = ReturnType<typeof planView>;
+
+/** What POST /files (and DELETE /files/<path>) answer. */
+export interface ChangeResult {
+  workspaceId: string;
+  revision: number;
+  bytes: number;
+  files: number;
+  changed: string[];
+  /**
+   * Every step the change re-armed: `queued` (taskId of its new run), `waiting` for a re-armed
+   * dependency, or `stopped` behind a dependency that failed and was not re-armed.
+   */
+  reruns: { planId: string; step: string; status: "queued" | "waiting" | "stopped"; taskId: string | null }[];
+}

@@ -3,6 +3,7 @@ import type { Sql, TransactionSql } from "postgres";
 import { HttpError, json, requireRole, type Caller } from "../http.ts";
 import { validateWorkspacePath } from "../paths.ts";
 import { toBase64, WorkspaceQuerySchema, WriteFilesSchema } from "../plans/spec.ts";
+import type { ChangeResult } from "../plans/view.ts";
 import { asCaller, body, query, type Route } from "../routing.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -21,18 +22,6 @@ function pathParam(raw: string): string {
   }
 }
 
-export interface ChangeResult {
-  workspaceId: string;
-  revision: number;
-  bytes: number;
-  files: number;
-  changed: string[];
-  /**
-   * Every step the change re-armed: `queued` (taskId of its new run), `waiting` for a re-armed
-   * dependency, or `stopped` behind a dependency that failed and was not re-armed.
-   */
-  reruns: { planId: string; step: string; status: "queued" | "waiting" | "stopped"; taskId: string | null }[];
-}
 
 /** One change in one transaction (as the caller): `check` may refuse it before anything is written. */
 async function change(sql: Sql, caller: Caller, workspaceId: string, files: unknown[], deletes: string[], check?: (tx: TransactionSql) => Promise<void>) {
