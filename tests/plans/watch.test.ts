@@ -1,5 +1,5 @@
-// `cogo watch`: a watched directory's changes reach the workspace as one debounced change each
-// burst, and re-run the plan's steps; the CLI command around it.
+// The CLI's plan commands: `cogo watch` (a directory's changes reach the workspace as one change
+// per burst and re-run the plan's steps) and `cogo plan`.
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -97,6 +97,31 @@ describe("cogo watch", () => {
       await rm(dir, { recursive: true, force: true });
       await plan.cancel();
       await plan.close();
+    }
+  });
+
+  it("cogo plan submits a plan file, prints its step events and exits with its outcome", async () => {
+    const kind = uniqueKind("cliplan");
+    await startWorker({ kind });
+    const user = await newUser();
+    const dir = await mkdtemp(join(tmpdir(), "cogo-plan-cli-"));
+    try {
+      const spec = (ok: boolean) => ({ requirements: { kind }, files: [{ path: "x.txt", content: "x" }], steps: [{ name: "check", command: ok ? "cat x.txt" : "exit 4" }, { name: "after", command: "true" }] });
+      await writeFile(join(dir, "good.json"), JSON.stringify(spec(true)));
+      await writeFile(join(dir, "bad.json"), JSON.stringify(spec(false)));
+      const good = cli(["plan", join(dir, "good.json")], { COGO_TOKEN: user.token });
+      expect(await good.exited, good.err()).toBe(0);
+      expect(JSON.parse(good.out())).toMatchObject({ planId: expect.any(String), topic: expect.stringMatching(/^plan:/) });
+      expect(good.err()).toContain("[plan] check: succeeded");
+      expect(good.err()).toContain("[plan] 2 of 2 steps passed");
+      const bad = cli(["plan", join(dir, "bad.json")], { COGO_TOKEN: user.token });
+      expect(await bad.exited).toBe(1);
+      expect(bad.err()).toContain("[plan] 0 of 2 steps passed; check failed (exited with code 4); not run: after");
+      const missing = cli(["plan", join(dir, "nope.json")], { COGO_TOKEN: user.token });
+      expect(await missing.exited).toBe(2);
+      expect(missing.err()).toMatch(/nope\.json: ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
