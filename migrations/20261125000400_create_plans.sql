@@ -404,6 +404,8 @@ begin
     raise exception 'a user token or the service key is required to create plans' using errcode = 'CG401';
   end if;
   if p_spec ? 'idempotencyKey' then
+    -- Requests with one key wait for each other, so the second finds the first's plan.
+    perform pg_advisory_xact_lock(hashtextextended('cogo.plan:' || coalesce(v_owner::text, '') || ':' || (p_spec ->> 'idempotencyKey'), 0));
     select * into p from public.plans
      where coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid) = coalesce(v_owner, '00000000-0000-0000-0000-000000000000'::uuid)
        and idempotency_key = p_spec ->> 'idempotencyKey';

@@ -117,6 +117,19 @@ describe("plans", () => {
     await api("DELETE", `/tasks/${t.body.taskId}`, { token: user.token });
   });
 
+  it("a repeated idempotency key returns the same plan, also when the requests race", async () => {
+    const user = await newUser();
+    const body = { steps: [{ name: "a", command: "true" }], requirements: { kind: uniqueKind("nobody") } };
+    const racing = await Promise.all([1, 2, 3].map(() => api("POST", "/plans", { token: user.token, body, headers: { "idempotency-key": "plan-key-1" } })));
+    expect(racing.map((r) => r.status)).toEqual([202, 202, 202]);
+    expect(new Set(racing.map((r) => r.body.planId)).size).toBe(1);
+    const again = await api("POST", "/execute", { token: user.token, body: { ...body, idempotencyKey: "plan-key-1" } });
+    expect(again.body.planId).toBe(racing[0]!.body.planId);
+    const [n] = await sql<{ n: number }[]>`select count(*)::int n from public.plans where owner = ${user.id}`;
+    expect(n!.n).toBe(1);
+    await api("DELETE", `/plans/${again.body.planId}`, { token: user.token });
+  });
+
   it("refuses bad plans with the field named, and writes nothing", async () => {
     const user = await newUser();
     const [before] = await sql<{ n: number }[]>`select count(*)::int n from public.plans`;
