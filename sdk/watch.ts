@@ -72,7 +72,10 @@ export async function watchDirectory(sandbox: SandboxClient, dir: string, option
     const files: { path: string; content: string; encoding: "base64"; executable: boolean }[] = [];
     const deletes: string[] = [];
     const next = new Map<string, Known | null>();
+    const seen = new Set<string>();
     for (const rel of paths) {
+      if (seen.has(rel)) continue;
+      seen.add(rel);
       try {
         validateWorkspacePath(rel);
       } catch (e) {
@@ -87,9 +90,12 @@ export async function watchDirectory(sandbox: SandboxClient, dir: string, option
       }
       const snap = await snapshot(rel);
       if (!snap) {
-        if (known.has(rel)) {
-          deletes.push(rel);
-          next.set(rel, null);
+        // Gone: the file itself, or a removed directory and everything known under it.
+        const gone = !st ? [...known.keys()].filter((k) => k === rel || k.startsWith(`${rel}/`)) : known.has(rel) ? [rel] : [];
+        for (const k of gone) {
+          if (next.get(k) === null) continue;
+          deletes.push(k);
+          next.set(k, null);
         }
         continue;
       }

@@ -1,7 +1,7 @@
 // The CLI's plan commands: `cogo watch` (a directory's changes reach the workspace as one change
 // per burst and re-run the plan's steps) and `cogo plan`.
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -65,6 +65,15 @@ describe("cogo watch", () => {
       await waitFor(() => changes.length >= 2, "the delete", 10_000);
       expect(changes[1]!.changed).toEqual(["b.txt"]);
       expect((await user.sandbox.listFiles(first.workspaceId)).files.map((f) => f.path)).toEqual(["a.txt"]);
+
+      // A new directory arrives whole; removing it deletes what was under it.
+      await mkdir(join(dir, "lib/deep"), { recursive: true });
+      await writeFile(join(dir, "lib/deep/x.txt"), "x");
+      await writeFile(join(dir, "lib/y.txt"), "y");
+      await waitFor(() => changes.length >= 3, "the new directory", 10_000);
+      await waitFor(async () => (await user.sandbox.listFiles(first.workspaceId)).files.length === 3, "lib uploaded", 10_000);
+      await rm(join(dir, "lib"), { recursive: true });
+      await waitFor(async () => (await user.sandbox.listFiles(first.workspaceId)).files.length === 1, "lib deleted", 10_000);
       await watcher.close();
       await plan.close();
     } finally {
