@@ -80,6 +80,9 @@ describe("plans", () => {
     expect(done.reason).toBe("compile failed: exited with code 3");
     const [n] = await sql<{ n: number }[]>`select count(*)::int n from public.tasks where plan_id = ${plan.planId}`;
     expect(n!.n).toBe(2);
+    const stopped = await sql<{ data: { step: string } }[]>`
+      select data from public.plan_events where plan_id = ${plan.planId} and type = 'step_status' and data ->> 'status' = 'stopped' order by seq`;
+    expect(stopped.map((e) => e.data.step).sort()).toEqual(["link", "test"]);
     await plan.close();
   });
 

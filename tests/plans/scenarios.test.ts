@@ -175,6 +175,7 @@ describe("scenarios", () => {
     expect(final.summary.cancelled).toEqual(["long", "after-long", "unserved"]);
     expect(final.summary.text).toContain("0 of 3 steps passed");
     await waitFor(() => plan.events.some((e) => e.type === "plan_status" && e.data.status === "cancelled"), "plan_status cancelled event");
+    await waitFor(() => ["long", "after-long", "unserved"].every((name) => plan.events.some((e) => e.type === "step_status" && e.data.step === name && e.data.status === "cancelled")), "step_status cancelled for every step");
     // Nothing is left to run, and a second cancel changes nothing.
     const [active] = await sql<{ n: number }[]>`select count(*)::int n from public.tasks where plan_id = ${plan.planId} and status not in ('succeeded', 'failed', 'cancelled', 'timed_out')`;
     expect(active!.n).toBe(0);
