@@ -80,7 +80,7 @@ describe("scenarios", () => {
     expect(testOut.stdout).toMatch(/# pass 2/);
     expect(fixed.summary.passed).toEqual(["install", "typecheck", "test"]);
     await plan.close();
-  });
+  }, 240_000); // tsc, npm and node in the sandbox, twice, on a busy machine
 
   it("2: C: a compile error diagnostic stops the plan; fixing the source builds and tests it", async () => {
     await requireTools("gcc", "make");
@@ -118,7 +118,7 @@ describe("scenarios", () => {
     expect(files.map((f) => f.path)).toContain("main.o");
     expect((await (await user.sandbox.attach(step(fixed, "test").taskId!)).result()).stdout).toContain("tests passed");
     await plan.close();
-  });
+  }, 120_000);
 
   it("3: a step needing a flutter worker waits, /health says so, and it runs when one registers", async () => {
     const label = uniqueKind("lab");
