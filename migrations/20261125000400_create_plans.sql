@@ -205,14 +205,17 @@ begin
 end;
 $$;
 
--- Expected duration of a step from the owner's last successful runs of the same step and command.
+-- Expected duration of a step: the median of the owner's last 20 successful runs of the same step
+-- name, command and argv (the rule of cogo.estimate_duration_ms, for a step that has no task yet).
 create function cogo.step_eta_ms(p_owner uuid, p_step public.plan_steps) returns bigint
 language sql stable security definer set search_path = '' as $$
-  select round(avg(extract(epoch from h.finished_at - h.started_at) * 1000))::bigint
-    from (select t.finished_at, t.started_at from public.tasks t
+  select percentile_cont(0.5) within group (order by h.d)::bigint
+    from (select extract(epoch from t.finished_at - t.started_at) * 1000 as d from public.tasks t
            where t.owner is not distinct from p_owner and t.step = p_step.name and t.status = 'succeeded'
-             and t.command is not distinct from p_step.spec ->> 'command' and t.started_at is not null
-           order by t.finished_at desc limit 10) h;
+             and t.command is not distinct from p_step.spec ->> 'command'
+             and t.argv is not distinct from (case when p_step.spec ? 'argv' then array(select jsonb_array_elements_text(p_step.spec -> 'argv')) end)
+             and t.started_at is not null
+           order by t.finished_at desc limit 20) h;
 $$;
 
 -- Plan-derived progress: how many steps succeeded of how many, and the summed estimate of the rest.
