@@ -390,6 +390,28 @@ create trigger tasks_plan_step after update of status on public.tasks
   for each row when (new.plan_id is not null and old.status is distinct from new.status)
   execute function cogo.on_step_task_status();
 
+-- A step's diagnostics and test results also go to the plan topic (with the step's name), so one
+-- subscription follows a whole plan's feedback. Only the step's current run is forwarded.
+create function cogo.forward_step_feedback() returns trigger
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_plan uuid;
+  v_step text;
+begin
+  select t.plan_id, t.step into v_plan, v_step from public.tasks t where t.id = new.task_id;
+  if v_plan is null
+     or not exists (select 1 from public.plan_steps s where s.plan_id = v_plan and s.name = v_step and s.task_id = new.task_id) then
+    return null;
+  end if;
+  perform cogo.append_plan_event(v_plan, new.type, new.data || jsonb_build_object('step', v_step, 'taskId', new.task_id));
+  return null;
+end;
+$$;
+
+create trigger task_events_plan_feedback after insert on public.task_events
+  for each row when (new.type in ('diagnostic', 'test_results'))
+  execute function cogo.forward_step_feedback();
+
 -- ── user-facing functions ──────────────────────────────────────────────────────────────────────
 -- spec: {name?, workspaceId?, files?: [{path, content (base64), executable}], idempotencyKey?,
 --        steps: [{name, dependsOn[], spec, stage, inputPatterns, priority}]} (validated and

@@ -60,6 +60,9 @@ describe("scenarios", () => {
       expect.objectContaining({ tool: "tsc", file: "src/math.ts", line: 4, column: 14, severity: "error", code: "TS2322" }),
     );
     expect(step(failed, "typecheck").diagnostics.count).toBeGreaterThanOrEqual(1);
+    expect(step(failed, "typecheck").diagnostics.first).toContainEqual(expect.objectContaining({ code: "TS2322", line: 4 }));
+    // The plan topic carries it too, named by step, so one subscription follows the whole plan.
+    await waitFor(() => plan.events.some((e) => e.type === "diagnostic" && e.data.step === "typecheck" && e.data.code === "TS2322" && e.data.taskId === typecheckTask), "the diagnostic on plan:<id>");
 
     const change = await user.sandbox.writeFiles({
       workspaceId: failed.workspaceId,
@@ -78,6 +81,9 @@ describe("scenarios", () => {
     expect(step(fixed, "test")).toMatchObject({ runs: 1, status: "succeeded", task: { priority: 900 } });
     const testOut = await (await user.sandbox.attach(step(fixed, "test").taskId!)).result();
     expect(testOut.stdout).toMatch(/# pass 2/);
+    // The re-run's feedback streamed on the plan topic: typecheck's second run had no diagnostic.
+    const rerunTask = step(fixed, "typecheck").taskId!;
+    expect(plan.events.filter((e) => e.type === "diagnostic" && e.data.taskId === rerunTask)).toEqual([]);
     expect(fixed.summary.passed).toEqual(["install", "typecheck", "test"]);
     await plan.close();
   }, 240_000); // tsc, npm and node in the sandbox, twice, on a busy machine
