@@ -23,6 +23,14 @@ export function describePlanEvent(e: PlanEventMessage): string {
   if (e.type === "step_status") return `${d.step}: ${d.status}${d.reason ? ` (${d.reason})` : ""}`;
   if (e.type === "progress_update") return `${d.message}${typeof d.percentage === "number" ? ` [${d.percentage}%]` : ""}`;
   if (e.type === "plan_status") return `plan ${d.status}${d.reason ? `: ${d.reason}` : ""}`;
+  if (e.type === "diagnostic") {
+    const where = [d.file, d.line, d.column].filter((x) => x !== null && x !== undefined).join(":");
+    return `${d.step}: ${where ? `${where} ` : ""}${d.severity}${d.code ? ` ${d.code}` : ""}: ${d.message}`;
+  }
+  if (e.type === "test_results") {
+    const failures = Array.isArray(d.failures) && d.failures.length ? ` (${d.failures.slice(0, 5).join(", ")})` : "";
+    return `${d.step}: ${d.passed} passed, ${d.failed} failed, ${d.skipped} skipped${failures}`;
+  }
   return `${e.type} ${JSON.stringify(d)}`;
 }
 
