@@ -39,6 +39,10 @@ export function planCalls(supabase: SupabaseClient) {
     /** Follows an existing plan: replays its events, then streams them live. */
     attachPlan: (planId: string, onEvent?: (e: PlanEventMessage) => void) => new PlanHandle(supabase, planId, onEvent).start(),
     getPlan: (planId: string) => call<PlanView>(supabase, "GET", `/plans/${planId}`),
+    /** The caller's plans, newest first. @default limit 100 */
+    listPlans: async (limit = 100) =>
+      (await call<{ plans: { id: string; name: string | null; status: PlanView["status"]; reason: string | null; workspaceId: string; steps: number; createdAt: string; finishedAt: string | null }[] }>(
+        supabase, "GET", `/plans?limit=${limit}`)).plans,
     /** Cancels running and pending steps. */
     cancelPlan: (planId: string) => call<PlanView>(supabase, "DELETE", `/plans/${planId}`),
     /** Writes and deletes workspace files in one change; the steps it affects re-run at high priority. */

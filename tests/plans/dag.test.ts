@@ -173,6 +173,9 @@ describe("plans", () => {
     expect(outcome).toMatch(/Unauthorized/);
     await other.supabase.removeChannel(channel);
     expect((await api("GET", "/plans/not-a-uuid", { token: owner.token })).status).toBe(400);
+    expect((await owner.sandbox.listPlans()).map((p) => p.id)).toEqual([planId]);
+    expect(await other.sandbox.listPlans()).toEqual([]);
+    expect((await api("GET", "/plans?limit=0", { token: owner.token })).body.error.message).toMatch(/^limit: /);
     // The owner joins the private topic and gets the broadcast itself (no HTTP replay involved).
     const mine = owner.supabase.channel(`plan:${planId}`, { config: { private: true } });
     const got: { event: string; payload: any }[] = [];

@@ -1,9 +1,12 @@
-// Plans: POST /plans (and POST /execute with `steps`), GET /plans/:id, its events, DELETE to cancel.
+// Plans: POST /plans (and POST /execute with `steps`), list, GET /plans/:id, its events, DELETE to cancel.
+import { z } from "zod";
 import { HttpError, json, requireRole } from "../http.ts";
 import { PlanRequestSchema } from "../plans/spec.ts";
 import { planView, type PlanRow, type StepRow } from "../plans/view.ts";
 import { asCaller, body, query, UUID, type Handler, type Route } from "../routing.ts";
 import { PageQuerySchema } from "../schemas.ts";
+
+const PlanListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 import type { TransactionSql } from "postgres";
 import { taskRoutes } from "./tasks.ts";
 
@@ -53,6 +56,14 @@ export const planRoutes: Route[] = [
     }
     const isPlan = typeof raw === "object" && raw !== null && "steps" in raw;
     return await (isPlan ? createPlan : executeTask)(ctx);
+  }],
+  ["GET", /^\/plans$/, async ({ sql, caller, url }) => {
+    requireRole(caller, "authenticated", "service_role");
+    const { limit } = query(url, PlanListQuerySchema);
+    const rows = await asCaller(sql, caller, (tx) => tx<PlanRow[]>`select * from public.plans order by created_at desc limit ${limit}`);
+    return json(200, {
+      plans: rows.map((p) => ({ id: p.id, name: p.name, status: p.status, reason: p.reason, workspaceId: p.workspaceId, steps: p.stepCount, createdAt: p.createdAt.toISOString(), finishedAt: p.finishedAt?.toISOString() ?? null })),
+    });
   }],
   ["GET", new RegExp(`^/plans/${UUID}$`), async ({ sql, caller, params }) => {
     requireRole(caller, "authenticated", "service_role");
