@@ -1,14 +1,14 @@
 // Plans: POST /plans (and POST /execute with `steps`), list, GET /plans/:id, its events, DELETE to cancel.
+import type { TransactionSql } from "postgres";
 import { z } from "zod";
 import { HttpError, json, requireRole } from "../http.ts";
 import { PlanRequestSchema } from "../plans/spec.ts";
 import { planView, type PlanRow, type StepRow } from "../plans/view.ts";
 import { asCaller, body, query, UUID, type Handler, type Route } from "../routing.ts";
 import { PageQuerySchema } from "../schemas.ts";
+import { taskRoutes } from "./tasks.ts";
 
 const PlanListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
-import type { TransactionSql } from "postgres";
-import { taskRoutes } from "./tasks.ts";
 
 const createPlan: Handler = async ({ req, sql, caller }) => {
   requireRole(caller, "authenticated", "service_role");
