@@ -7,6 +7,7 @@ import { mintUserToken } from "../embedded/keys.ts";
 import { createSandboxClient } from "./client.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
+import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
 
 const USAGE = `Usage: npm run cogo -- <command> [options]
 
@@ -23,6 +24,7 @@ Commands:
   cancel <taskId>                 cancel a task
   workers                         the fleet as JSON
   health                          queue and fleet health as JSON
+${PLAN_USAGE}
 
 Connection (read from the environment, else .env.local written by npm start):
   SUPABASE_URL, SUPABASE_ANON_KEY, and COGO_TOKEN (a user JWT). Without COGO_TOKEN, a token for
@@ -142,6 +144,15 @@ async function main(): Promise<number> {
       return json(await (await connect()).sandbox.listWorkers());
     case "health":
       return json(await (await connect()).sandbox.health());
+    case "plan":
+      return await planCommand((await connect()).sandbox, rest, fail);
+    case "plan-status":
+      return json(await (await connect()).sandbox.getPlan(rest[0] ?? fail("plan-status needs a plan id")));
+    case "plan-cancel":
+      return json(await (await connect()).sandbox.cancelPlan(rest[0] ?? fail("plan-cancel needs a plan id")));
+    case "watch":
+      if (rest.includes("--help") || rest.includes("-h")) return (console.log(USAGE), 0);
+      return await watchCommand((await connect()).sandbox, rest, fail);
     case undefined:
     case "-h":
     case "--help":

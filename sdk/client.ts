@@ -6,6 +6,7 @@ import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import type { Fleet, TaskPage } from "../functions/_shared/monitoring/lists.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
+import { planCalls, type PlanCalls } from "./plans.ts";
 
 export interface Health {
   status: "ok" | "degraded";
@@ -15,10 +16,13 @@ export interface Health {
   running: number;
   oldestQueuedAgeMs: number;
   queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
+  /** Live workers per kind; basic, flutter and analysis are always listed. */
+  workerKinds: Record<string, number>;
   function: { runtime: string; env: Record<string, boolean> };
 }
 
-export interface SandboxClient {
+/** Tasks, workers and health here; plans and workspace files from ./plans.ts. */
+export interface SandboxClient extends PlanCalls {
   /** Submits a task and follows it live; `await handle.result()` for the outcome. */
   execute(spec: ExecuteRequest, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   /** Follows an existing task (e.g. after a restart): replays its output, then streams live. */
@@ -52,6 +56,7 @@ export interface TaskListFilter {
 
 export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
   return {
+    ...planCalls(supabase),
     async execute(spec, callbacks, options) {
       const { taskId } = await call<{ taskId: string }>(supabase, "POST", "/execute", spec);
       return await new TaskHandle(supabase, taskId, callbacks, options).start();

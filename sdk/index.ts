@@ -7,3 +7,6 @@ export { TASK_STATES, FINAL_STATES, type TaskStatus } from "../functions/_shared
 export type { Diagnostic, TestResults, ProgressUpdate, Severity, Stage } from "../functions/_shared/diagnostics/index.ts";
 export type { Fleet, TaskPage, TaskSummary, WorkerSummary, QueueDepth, TaskChangedMessage, WorkerChangedMessage } from "../functions/_shared/monitoring/lists.ts";
 export { userTopic, FLEET_TOPIC } from "../functions/_shared/monitoring/lists.ts";
+export { PlanHandle, PlanWaitTimeout, type PlanEventMessage, type WorkspaceFile } from "./plans.ts";
+export type { PlanRequest, WriteFilesRequest } from "../functions/_shared/plans/spec.ts";
+export type { ChangeResult, PlanView, StepView } from "../functions/_shared/plans/view.ts";

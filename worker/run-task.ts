@@ -1,6 +1,7 @@
 // One claimed task from start to its final status: sandbox, live output, stdin, cancel, finish.
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
+import { describeSave, restorePlanWorkspace, savePlanWorkspace, type RestoredWorkspace } from "./plan-workspace.ts";
 import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
 import { startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
@@ -89,10 +90,16 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
     try {
       nextSeq = (await queue.start(lease)) + 1;
       if (task.attempt > 1) batcher.system(`attempt ${task.attempt} of ${task.maxAttempts} starting on worker ${workerId}`);
+      // A plan's step starts from the plan's shared workspace (docs/plans.md).
+      let restored: RestoredWorkspace | undefined;
+      if (task.planId) {
+        restored = await restorePlanWorkspace(queue.sql, lease);
+        batcher.system(`workspace restored: ${restored.files.length} file(s), ${restored.bytes} bytes`);
+      }
       sandbox = await startSandbox(
         {
           command: task.command ?? task.argv!,
-          files: task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 })),
+          files: [...(restored?.files ?? []), ...task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 }))],
           env: task.env,
           limits: { wallTimeMs: task.timeoutMs, ...task.limits },
           stdin: task.stdinMode,
@@ -106,7 +113,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       if (task.stdinMode === "pipe") pumpStdin();
       const exit = await sandbox.exited;
       await stdinChain;
-      const outcome = describeExit(exit, task);
+      let outcome = describeExit(exit, task);
       await lineEvents.close();
       if (stopReason === "shutdown") {
         await batcher.close();
@@ -118,6 +125,11 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         // would renew it forever for a task nobody runs, so hand it back (fenced: a no-op if lost).
         await queue.release(lease, "worker lost contact with the database; re-queued").catch(() => {});
         return;
+      }
+      if (restored && outcome.status === "succeeded") {
+        const saved = await savePlanWorkspace(queue.sql, lease, sandbox.workspace, restored);
+        batcher.system(describeSave(saved));
+        if (saved.error) outcome = { status: "failed", reason: `workspace not saved: ${saved.error}` };
       }
       await batcher.close();
       await queue.finish(lease, {

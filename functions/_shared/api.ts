@@ -4,8 +4,10 @@ import type { Sql } from "postgres";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
+import { fileRoutes } from "./routes/files.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { planRoutes } from "./routes/plans.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -14,9 +16,11 @@ export type { RuntimeInfo } from "./routing.ts";
 const routes: Route[] = [
   ...healthRoutes,
   ...workerRoutes,
+  ...planRoutes, // before taskRoutes: its POST /execute sends bodies with `steps` to the planner
   ...taskRoutes,
   ...dashboardRoutes,
   ...metricsRoutes,
+  ...fileRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */

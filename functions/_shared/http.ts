@@ -28,6 +28,7 @@ const SQLSTATE_STATUS: Record<string, [number, string]> = {
   CG401: [403, "forbidden"],
   CG404: [404, "not_found"],
   CG409: [409, "conflict"],
+  CG413: [413, "too_large"],
   "22023": [400, "invalid_parameter"],
   "23514": [400, "check_violation"],
 };

@@ -1,17 +1,20 @@
 // GET /health: database, workers, queue, and the runtime serving the function.
 import { json } from "../http.ts";
+import { workerKindCounts } from "../plans/limits.ts";
 import { asCaller, type Route } from "../routing.ts";
 
 export const healthRoutes: Route[] = [
   ["GET", /^\/health$/, async ({ sql, caller, runtime }) => {
     const started = performance.now();
-    const [row] = await asCaller(sql, caller, (tx) => tx<{ health: Record<string, unknown> }[]>`select cogo.health() as health`);
+    const [row] = await asCaller(sql, caller, (tx) => tx<{ health: Record<string, unknown>; kinds: { kind: string; n: number }[] }[]>`
+      select cogo.health() as health, cogo.live_worker_kinds() as kinds`);
     const health = row!.health;
     const queuedWithoutWorker = health.queuedWithoutWorker as unknown[];
     return json(200, {
       status: (health.liveWorkers as number) > 0 && queuedWithoutWorker.length === 0 ? "ok" : "degraded",
       db: { ok: true, latencyMs: Math.round((performance.now() - started) * 10) / 10 },
       ...health,
+      workerKinds: workerKindCounts(row!.kinds),
       function: runtime,
     });
   }],
