@@ -3,6 +3,7 @@
 import type { Sql } from "postgres";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
+import { analysisRoutes } from "./routes/analysis.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { fileRoutes } from "./routes/files.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -21,6 +22,7 @@ const routes: Route[] = [
   ...dashboardRoutes,
   ...metricsRoutes,
   ...fileRoutes,
+  ...analysisRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */
@@ -39,7 +41,7 @@ export function createApi(sql: Sql, runtime: RuntimeInfo): (req: Request) => Pro
         return await handler({ req, caller: callerFrom(req), params: m.slice(1), url, sql, runtime });
       }
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
-      if (/^\/(tasks|workers)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
+      if (/^\/(tasks|workers|analysis)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
       throw new HttpError(404, "no_route", `no route ${req.method} ${route}`);
     } catch (err) {
       return errorResponse(err);

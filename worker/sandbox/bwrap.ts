@@ -83,6 +83,8 @@ export interface BwrapPlan {
   etcDir: string;
   hostname: string;
   network: boolean;
+  /** Host directories bound read-only (checked by checkSpec). */
+  readOnlyBinds?: { source: string; target: string }[];
   /** Size of /tmp and /dev/shm. */
   tmpBytes: number;
   env: Record<string, string>;
@@ -113,6 +115,7 @@ export async function bwrapArgs(plan: BwrapPlan): Promise<string[]> {
     ...sized(plan.tmpBytes), '--tmpfs', '/tmp',
     ...sized(plan.tmpBytes), '--tmpfs', '/dev/shm',
     '--bind', plan.workspace, '/workspace',
+    ...(plan.readOnlyBinds ?? []).flatMap((b) => ['--ro-bind', b.source, b.target]),
     // The root itself is bwrap's unsized tmpfs: nothing may be written outside the mounts above.
     '--remount-ro', '/',
     '--chdir', '/workspace',

@@ -63,6 +63,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
       etcDir,
       hostname: o.hostname,
       network: checked.network && o.allowNetwork,
+      readOnlyBinds: checked.readOnlyBinds,
       tmpBytes: limits.workspaceBytes,
       env: { ...checked.env, HOSTNAME: o.hostname },
       argv: checked.argv,

@@ -11,6 +11,7 @@ export interface CheckedSpec {
   files: SandboxFile[];
   stdin: 'pipe' | 'closed';
   network: boolean;
+  readOnlyBinds: { source: string; target: string }[];
 }
 
 /** Validates the untrusted parts of a spec (limits are checked by resolveLimits). */
@@ -23,7 +24,18 @@ export function checkSpec(spec: SandboxSpec): CheckedSpec {
   if (spec.files !== undefined && !Array.isArray(spec.files)) throw new InvalidSandboxSpec('files', 'must be an array');
   if (spec.stdin !== undefined && spec.stdin !== 'pipe' && spec.stdin !== 'closed') throw new InvalidSandboxSpec('stdin', "must be 'pipe' or 'closed'");
   if (spec.network !== undefined && typeof spec.network !== 'boolean') throw new InvalidSandboxSpec('network', 'must be a boolean');
-  return { argv, env, files: spec.files ?? [], stdin: spec.stdin ?? 'closed', network: spec.network ?? false };
+  return { argv, env, files: spec.files ?? [], stdin: spec.stdin ?? 'closed', network: spec.network ?? false, readOnlyBinds: checkBinds(spec.readOnlyBinds) };
+}
+
+function checkBinds(binds: unknown): { source: string; target: string }[] {
+  if (binds === undefined) return [];
+  if (!Array.isArray(binds)) throw new InvalidSandboxSpec('readOnlyBinds', 'must be an array');
+  return binds.map((b: { source?: unknown; target?: unknown }, i) => {
+    const ok = (p: unknown): p is string => typeof p === 'string' && p.startsWith('/') && !p.includes('\0') && !p.split('/').includes('..');
+    if (!ok(b?.source)) throw new InvalidSandboxSpec(`readOnlyBinds[${i}].source`, 'must be an absolute path without ..');
+    if (!ok(b?.target) || !/^\/mnt\/[A-Za-z0-9._-]+$/.test(b.target)) throw new InvalidSandboxSpec(`readOnlyBinds[${i}].target`, 'must be /mnt/<name>');
+    return { source: b.source, target: b.target };
+  });
 }
 
 function commandArgv(command: unknown): string[] {

@@ -22,6 +22,11 @@ export interface SandboxSpec {
   limits?: Partial<SandboxLimits>;
   /** Only honoured if the worker allows it (SandboxOptions.allowNetwork); otherwise no network. */
   network?: boolean;
+  /**
+   * Host directories bound read-only at `target` (an absolute path under /mnt). Chosen by the
+   * worker, never by a task: e.g. a local repository an analysis clones from. @default []
+   */
+  readOnlyBinds?: { source: string; target: string }[];
   /** 'pipe' gives the caller a writable stdin; 'closed' connects /dev/null. @default 'closed' */
   stdin?: 'pipe' | 'closed';
 }
