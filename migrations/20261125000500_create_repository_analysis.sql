@@ -257,7 +257,10 @@ declare
 begin
   perform cogo.fence(p_task, p_attempt, p_worker);
   insert into public.analysis_blobs (repo_id, hash, language, size, binary, content)
-    select p_repo, h, l, s, b, c from unnest(p_hashes, p_languages, p_sizes, p_binary, p_contents) as t(h, l, s, b, c)
+    -- A blob seen before under another language keeps its content (the clone did not fetch it again).
+    select p_repo, h, l, s, b, coalesce(c, (select b2.content from public.analysis_blobs b2
+                                              where b2.repo_id = p_repo and b2.hash = h and b2.content is not null limit 1))
+      from unnest(p_hashes, p_languages, p_sizes, p_binary, p_contents) as t(h, l, s, b, c)
     on conflict do nothing;
   get diagnostics n = row_count;
   return n;

@@ -5,6 +5,7 @@ import { hostname, cpus, totalmem } from "node:os";
 import type { Sql } from "postgres";
 import { connect } from "../functions/_shared/db.ts";
 import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
+import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
@@ -152,7 +153,9 @@ export class Worker {
   }
 
   private launch(task: Parameters<typeof runTask>[0]): void {
-    const run = runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
+    const run = isAnalysisTask(task)
+      ? runAnalysisTask(task, this.id!, this.queue, this.sandboxOptions, this.options.log)
+      : runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
     this.running.set(task.id, run);
     void run.done.finally(() => {
       this.running.delete(task.id);

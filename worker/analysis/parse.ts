@@ -2,7 +2,20 @@
 // tree-sitter parse through @ast-grep/napi: TypeScript/TSX/JavaScript built in, Python, Go, Rust,
 // Java, C, C++ and Dart from their prebuilt @ast-grep/lang-* parsers.
 import { createRequire } from "node:module";
-import { Lang, parse, registerDynamicLanguage, type SgNode } from "@ast-grep/napi";
+import { Lang, parse, registerDynamicLanguage } from "@ast-grep/napi";
+
+/** What we use of an ast-grep node, for any grammar (kinds as plain strings). */
+interface SgNode {
+  kind(): string;
+  text(): string;
+  isNamed(): boolean;
+  range(): { start: { line: number }; end: { line: number } };
+  field(name: string): SgNode | null;
+  parent(): SgNode | null;
+  children(): SgNode[];
+  find(matcher: { rule: object }): SgNode | null;
+  findAll(matcher: { rule: object }): SgNode[];
+}
 
 export interface SymbolInfo {
   name: string;
@@ -273,7 +286,7 @@ export function parseSource(text: string, language: string): ParseResult | null 
   const spec = SPECS[language];
   if (!spec) return null;
   register();
-  const root = parse(spec.grammar as Lang, text).root();
+  const root = parse(spec.grammar as Lang, text).root() as unknown as SgNode;
   const nameOf = spec.name ?? defaultName;
   const symbols: SymbolInfo[] = [];
   const containers = new Set(spec.containers);

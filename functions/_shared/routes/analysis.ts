@@ -43,7 +43,8 @@ export const analysisRoutes: Route[] = [
     requireRole(caller, "authenticated", "service_role");
     const spec = await body(req, AnalyzeRequestSchema);
     const row = await asCaller(sql, caller, async (tx) => {
-      const [{ policy }] = (await tx<{ policy: AnalysisPolicy }[]>`select cogo.analysis_policy() as policy`) as [{ policy: AnalysisPolicy }];
+      const [row] = await tx<{ policy: AnalysisPolicy }[]>`select cogo.analysis_policy() as policy`;
+      const policy = row!.policy;
       let source: string;
       try {
         const checked = checkSource(spec.source, policy);
@@ -91,7 +92,7 @@ export const analysisRoutes: Route[] = [
       };
       const language = q.language ?? null;
       const prefix = q.path ? likePrefix(q.path) : null;
-      let items: unknown[];
+      let items: readonly unknown[];
       if (q.section === "files") {
         items = await tx`
           select f.path, f.hash, f.language, f.size, b.binary, b.code, b.comment, b.blank, b.parser, b.parse_error,

@@ -1,0 +1,217 @@
+// Analysis tasks (kind `analysis`): the clone task lists the repository in a sandbox and stores
+// new blob contents, then SQL plans batch tasks; a batch task counts lines and parses symbols and
+// imports of its blobs, and the worker that lands the last batch resolves the import graph.
+import type { Sql } from "postgres";
+import { AnalysisOptionsSchema } from "../../functions/_shared/analysis/schemas.ts";
+import { pathFilter } from "../../functions/_shared/analysis/globs.ts";
+import { resolveImports, type FileImports } from "../../functions/_shared/analysis/imports.ts";
+import { countLines } from "../../functions/_shared/analysis/lines.ts";
+import type { AnalysisPolicy } from "../../functions/_shared/analysis/source.ts";
+import { CogoError } from "../../functions/_shared/errors.ts";
+import { validateWorkspacePath } from "../../functions/_shared/paths.ts";
+import type { TaskRow } from "../../functions/_shared/views.ts";
+import { LeaseLostError, type Lease, type Queue } from "../queue.ts";
+import type { RunningTask } from "../run-task.ts";
+import type { SandboxOptions } from "../sandbox/index.ts";
+import { cloneInSandbox } from "./clone.ts";
+import { detectLanguage } from "./languages.ts";
+import { parseSource } from "./parse.ts";
+
+export class AnalysisFailed extends CogoError {}
+class Stopped extends Error {}
+
+/** Content sent to the database per call while storing blobs. */
+const STORE_CHUNK_BYTES = 4 * 1024 * 1024;
+const STORE_CHUNK_ROWS = 2000;
+
+export function isAnalysisTask(task: TaskRow): boolean {
+  return task.requiredKind === "analysis" && (task.step === "analysis-clone" || task.step === "analysis-batch");
+}
+
+/** Turns the fence's CG409 into LeaseLostError, as Queue does for task writes. */
+async function fenced<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if ((err as { code?: string })?.code === "CG409") throw new LeaseLostError("lease_lost", (err as Error).message);
+    throw err;
+  }
+}
+
+export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, sandboxOptions: SandboxOptions, log: (l: string) => void): RunningTask {
+  const lease: Lease = { taskId: task.id, attempt: task.attempt, workerId };
+  let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
+  let killSandbox: (() => void) | undefined;
+  const checkStop = () => {
+    if (stopReason) throw new Stopped(stopReason);
+  };
+
+  const done = (async () => {
+    try {
+      await queue.start(lease);
+      const result = task.step === "analysis-clone"
+        ? await cloneStep(queue.sql, lease, sandboxOptions, (kill) => (killSandbox = kill))
+        : await batchStep(queue.sql, lease, checkStop);
+      checkStop();
+      await queue.finish(lease, { status: "succeeded", exitCode: 0, signal: null, reason: result.reason, usage: {}, result });
+    } catch (err) {
+      if (err instanceof LeaseLostError || stopReason === "lease_lost") {
+        log(`analysis task ${task.id} attempt ${task.attempt}: lease lost; stopped`);
+        await queue.release(lease, "worker lost contact with the database; re-queued").catch(() => {});
+        return;
+      }
+      if (stopReason === "shutdown") {
+        await queue.release(lease, "worker shut down before the task finished; re-queued").catch((e) => log(`task ${task.id}: release: ${e}`));
+        return;
+      }
+      const status = stopReason === "cancelled" ? "cancelled" : "failed";
+      const reason = stopReason === "cancelled" ? "cancelled while running" : err instanceof Error ? err.message : String(err);
+      if (!(err instanceof CogoError) && !(err instanceof Stopped)) log(`analysis task ${task.id}: ${err instanceof Error ? err.stack : err}`);
+      await queue.finish(lease, { status, exitCode: null, signal: null, reason, usage: {} }).catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
+    }
+  })();
+
+  return {
+    lease,
+    stop(reason) {
+      stopReason ??= reason;
+      killSandbox?.();
+    },
+    stdinReady() {},
+    done,
+  };
+}
+
+interface AnalysisRecord {
+  id: string;
+  repoId: string;
+  source: string;
+  ref: string;
+  include: string[];
+  exclude: string[];
+  options: Record<string, unknown>;
+}
+
+async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onSandbox: (kill: () => void) => void) {
+  const [a] = await fenced(sql<AnalysisRecord[]>`select * from cogo.begin_analysis_clone(${l.taskId}, ${l.attempt}, ${l.workerId})`);
+  const options = AnalysisOptionsSchema.parse(a!.options);
+  const [pol] = await sql<{ policy: AnalysisPolicy }[]>`select cogo.analysis_policy() as policy`;
+  const policy = pol!.policy;
+  const stored = await sql<{ hash: string; language: string }[]>`select hash, language from public.analysis_blobs where repo_id = ${a!.repoId}`;
+  const clone = await cloneInSandbox(
+    {
+      source: a!.source,
+      ref: a!.ref,
+      known: [...new Set(stored.map((s) => s.hash))],
+      maxFileBytes: options.maxFileBytes,
+      maxTotalBytes: options.maxTotalBytes,
+      timeoutMs: options.cloneTimeoutMs,
+      policy,
+    },
+    sandboxOptions,
+    onSandbox,
+  );
+
+  // Only regular files at valid paths that the globs keep; links and submodules are never followed.
+  const keep = pathFilter(a!.include, a!.exclude);
+  let skipped = 0;
+  const files: { path: string; hash: string; language: string; size: number }[] = [];
+  for (const e of clone.entries) {
+    let path: string;
+    try {
+      path = validateWorkspacePath(e.path);
+    } catch {
+      skipped++;
+      continue;
+    }
+    if (e.type !== "blob" || (e.mode !== "100644" && e.mode !== "100755") || path !== e.path || !keep(path)) {
+      skipped++;
+      continue;
+    }
+    const head = clone.blobs.get(e.hash)?.subarray(0, 200).toString("latin1") ?? "";
+    files.push({ path, hash: e.hash, language: detectLanguage(path, head), size: e.size });
+  }
+  if (files.length > options.maxFiles) throw new AnalysisFailed("too_many_files", `the repository has ${files.length} files to analyse, more than options.maxFiles (${options.maxFiles}); narrow it with include/exclude`);
+  const total = files.reduce((n, f) => n + f.size, 0);
+  if (total > options.maxTotalBytes) throw new AnalysisFailed("too_large", `the files to analyse total ${total} bytes, more than options.maxTotalBytes (${options.maxTotalBytes})`);
+
+  // New (blob, language) pairs: contents stored once per repository.
+  const have = new Set(stored.map((s) => `${s.hash} ${s.language}`));
+  const fresh = new Map<string, { hash: string; language: string; size: number; binary: boolean; content: string | null }>();
+  for (const f of files) {
+    const key = `${f.hash} ${f.language}`;
+    if (have.has(key) || fresh.has(key)) continue;
+    const buf = clone.blobs.get(f.hash);
+    const binary = buf !== undefined && buf.indexOf(0) >= 0;
+    fresh.set(key, { hash: f.hash, language: f.language, size: f.size, binary, content: buf && !binary ? buf.toString("utf8") : null });
+  }
+  let chunk: typeof fresh extends Map<string, infer V> ? V[] : never = [];
+  let bytes = 0;
+  const flush = async () => {
+    if (!chunk.length) return;
+    await fenced(sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
+      ${chunk.map((c) => c.hash)}::text[], ${chunk.map((c) => c.language)}::text[], ${chunk.map((c) => c.size)}::bigint[],
+      ${chunk.map((c) => c.binary)}::boolean[], ${chunk.map((c) => c.content) as string[]}::text[])`);
+    chunk = [];
+    bytes = 0;
+  };
+  for (const b of fresh.values()) {
+    chunk.push(b);
+    bytes += b.content?.length ?? 0;
+    if (bytes >= STORE_CHUNK_BYTES || chunk.length >= STORE_CHUNK_ROWS) await flush();
+  }
+  await flush();
+
+  const [plan] = await fenced(sql<{ batches: number }[]>`
+    select cogo.plan_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${clone.commit}, ${sql.json(files as never)},
+                              ${skipped}, ${options.batchBytes}, ${options.batchFiles}) as batches`);
+  if (plan!.batches === 0) await finalize(sql, l, a!.id);
+  return { reason: `listed ${files.length} files at ${clone.commit.slice(0, 12)}; ${fresh.size} new blobs; ${plan!.batches} batches`, analysisId: a!.id, commit: clone.commit, files: files.length, skipped, newBlobs: fresh.size, batches: plan!.batches };
+}
+
+async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
+  const [bt] = await sql<{ analysisId: string; batch: number; repoId: string }[]>`
+    select b.analysis_id, b.batch, a.repo_id from public.analysis_batches b join public.analyses a on a.id = b.analysis_id
+     where b.task_id = ${l.taskId}`;
+  if (!bt) throw new AnalysisFailed("not_a_batch", `task ${l.taskId} is not an analysis batch`);
+  const blobs = await sql<{ hash: string; language: string; content: string | null; binary: boolean }[]>`
+    select bl.hash, bl.language, bl.content, bl.binary from public.analysis_blobs bl
+     where bl.repo_id = ${bt.repoId}
+       and (bl.hash, bl.language) in (select f.hash, f.language from public.analysis_files f where f.analysis_id = ${bt.analysisId} and f.batch = ${bt.batch})`;
+  const results = [];
+  let sinceYield = performance.now();
+  for (const b of blobs) {
+    checkStop();
+    const counts = b.content === null ? { code: null, comment: null, blank: null } : countLines(b.content, b.language);
+    let parsed = null;
+    let parseError: string | null = null;
+    if (b.content !== null) {
+      try {
+        parsed = parseSource(b.content, b.language);
+      } catch (err) {
+        parseError = err instanceof Error ? err.message.slice(0, 500) : String(err);
+      }
+    }
+    results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? null, parseError });
+    // Parsing is synchronous: let heartbeats and other tasks run between files.
+    if (performance.now() - sinceYield > 50) {
+      await new Promise((r) => setImmediate(r));
+      sinceYield = performance.now();
+    }
+  }
+  checkStop();
+  const [r] = await fenced(sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`);
+  if (r!.last) await finalize(sql, l, bt.analysisId);
+  return { reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`, analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length };
+}
+
+/** Resolves the import graph over every file of the analysis and completes it. */
+async function finalize(sql: Sql, l: Lease, analysisId: string): Promise<void> {
+  const files = await sql<FileImports[]>`
+    select f.path, f.language, coalesce(b.imports, '[]') as imports
+      from public.analysis_files f join public.analyses a on a.id = f.analysis_id
+      join public.analysis_blobs b on b.repo_id = a.repo_id and b.hash = f.hash and b.language = f.language
+     where f.analysis_id = ${analysisId}`;
+  const edges = resolveImports(files);
+  await fenced(sql`select cogo.finish_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${analysisId}, ${sql.json(edges as never)})`);
+}
