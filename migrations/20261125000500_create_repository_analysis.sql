@@ -64,7 +64,7 @@ create table public.analysis_blobs (
   hash text not null check (hash ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
   language text not null default '',
   size bigint not null,
-  binary boolean not null default false,
+  is_binary boolean not null default false,
   content text,
   code integer,
   comment integer,
@@ -256,7 +256,7 @@ declare
   n integer;
 begin
   perform cogo.fence(p_task, p_attempt, p_worker);
-  insert into public.analysis_blobs (repo_id, hash, language, size, binary, content)
+  insert into public.analysis_blobs (repo_id, hash, language, size, is_binary, content)
     -- A blob seen before under another language keeps its content (the clone did not fetch it again).
     select p_repo, h, l, s, b, coalesce(c, (select b2.content from public.analysis_blobs b2
                                               where b2.repo_id = p_repo and b2.hash = h and b2.content is not null limit 1))

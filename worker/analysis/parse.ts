@@ -79,8 +79,27 @@ function defaultName(n: SgNode): string | null {
   return n.children().find((c) => IDENT.has(c.kind()))?.text() ?? null;
 }
 
+/** Kinds each grammar knows (TypeScript's kinds are shared with JavaScript's table but not all exist there). */
+const known = new Map<string, Set<string>>();
+function validKinds(grammar: string, kinds: string[]): string[] {
+  let ok = known.get(grammar);
+  if (!ok) known.set(grammar, (ok = new Set()));
+  const probe = parse(grammar as Lang, "").root() as unknown as SgNode;
+  for (const kind of kinds) {
+    if (ok.has(kind) || ok.has("!" + kind)) continue;
+    try {
+      probe.findAll({ rule: { kind } });
+      ok.add(kind);
+    } catch {
+      ok.add("!" + kind);
+    }
+  }
+  return kinds.filter((k) => ok.has(k));
+}
+
+let currentGrammar = "";
 function all(root: SgNode, kinds: string[]): SgNode[] {
-  return root.findAll({ rule: { any: kinds.map((kind) => ({ kind })) } });
+  return root.findAll({ rule: { any: validKinds(currentGrammar, kinds).map((kind) => ({ kind })) } });
 }
 
 // ── TypeScript / JavaScript ──────────────────────────────────────────────────────────────────
@@ -286,6 +305,7 @@ export function parseSource(text: string, language: string): ParseResult | null 
   const spec = SPECS[language];
   if (!spec) return null;
   register();
+  currentGrammar = spec.grammar;
   const root = parse(spec.grammar as Lang, text).root() as unknown as SgNode;
   const nameOf = spec.name ?? defaultName;
   const symbols: SymbolInfo[] = [];

@@ -151,7 +151,7 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     if (!chunk.length) return;
     await fenced(sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
       ${chunk.map((c) => c.hash)}::text[], ${chunk.map((c) => c.language)}::text[], ${chunk.map((c) => c.size)}::bigint[],
-      ${chunk.map((c) => c.binary)}::boolean[], ${chunk.map((c) => c.content) as string[]}::text[])`);
+      ${chunk.map((c) => (c.binary ? "t" : "f"))}::text[]::boolean[], ${chunk.map((c) => c.content) as string[]}::text[])`);
     chunk = [];
     bytes = 0;
   };
@@ -175,7 +175,7 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
      where b.task_id = ${l.taskId}`;
   if (!bt) throw new AnalysisFailed("not_a_batch", `task ${l.taskId} is not an analysis batch`);
   const blobs = await sql<{ hash: string; language: string; content: string | null; binary: boolean }[]>`
-    select bl.hash, bl.language, bl.content, bl.binary from public.analysis_blobs bl
+    select bl.hash, bl.language, bl.content, bl.is_binary as binary from public.analysis_blobs bl
      where bl.repo_id = ${bt.repoId}
        and (bl.hash, bl.language) in (select f.hash, f.language from public.analysis_files f where f.analysis_id = ${bt.analysisId} and f.batch = ${bt.batch})`;
   const results = [];

@@ -95,7 +95,7 @@ export const analysisRoutes: Route[] = [
       let items: readonly unknown[];
       if (q.section === "files") {
         items = await tx`
-          select f.path, f.hash, f.language, f.size, b.binary, b.code, b.comment, b.blank, b.parser, b.parse_error,
+          select f.path, f.hash, f.language, f.size, b.is_binary as binary, b.code, b.comment, b.blank, b.parser, b.parse_error,
                  b.parsed_at is not null as parsed, f.batch is null as reused,
                  jsonb_array_length(coalesce(b.symbols, '[]'))::int as symbols, jsonb_array_length(coalesce(b.imports, '[]'))::int as imports
             from public.analysis_files f
