@@ -1,0 +1,78 @@
+// A worker killed (SIGKILL) in the middle of an analysis batch: its lease expires, the batch runs
+// again on another worker, and the analysis completes with every file parsed once.
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PROJECT_ROOT } from "../../embedded/stack.ts";
+import { api, newUser, sql, stack, startWorker, waitFor } from "../helpers/env.ts";
+import { makeRepo, ROOT, setPolicy, waitForAnalysis } from "./helpers.ts";
+
+/** A TypeScript module of about `lines` lines with distinct symbols. */
+function module(i: number, lines: number): string {
+  let s = `import { shared } from "./shared";\n`;
+  for (let j = 0; s.split("\n").length < lines; j++) {
+    s += `/** Function ${j} of module ${i}. */\nexport function f${i}_${j}(x: number): number {\n  // body\n  return shared(x) + ${j};\n}\n\nexport class C${i}_${j} {\n  m(): string { return "${"x".repeat(40)}"; }\n}\n\n`;
+  }
+  return s;
+}
+
+describe("analysis failover", () => {
+  beforeAll(async () => {
+    rmSync(ROOT, { recursive: true, force: true });
+    await setPolicy([ROOT]);
+  });
+  afterAll(async () => {
+    await setPolicy([]);
+    rmSync(ROOT, { recursive: true, force: true });
+  });
+
+  it("kill -9 of a worker mid-batch: the batch is redone elsewhere and the analysis completes", async () => {
+    const files: Record<string, string> = { "src/shared.ts": "export const shared = (x: number) => x;\n" };
+    for (let i = 0; i < 120; i++) files[`src/m${i}.ts`] = module(i, 600);
+    const repo = makeRepo("big", files);
+    const user = await newUser();
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", "analysis", "--concurrency", "1", "--lease-ms", "2000"], {
+      env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: "/var/tmp/cogo-test-workspaces" },
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true,
+    });
+    let log = "";
+    child.stderr!.on("data", (d: Buffer) => (log += d));
+    const exited = new Promise((resolve) => child.on("exit", resolve));
+    try {
+      const start = await api("POST", "/analyze/repository", { token: user.token, body: { source: repo, options: { batchFiles: 6 } } });
+      expect(start.status).toBe(202);
+      const id = start.body.analysisId as string;
+      // Wait until the child is inside a batch (after at least one finished), then kill it.
+      const victim = await waitFor(async () => {
+        const rows = await sql<{ id: string }[]>`
+          select t.id from public.analysis_batches b join public.tasks t on t.id = b.task_id
+           where b.analysis_id = ${id} and t.status in ('claimed', 'running')
+             and exists (select 1 from public.analysis_batches d where d.analysis_id = ${id} and d.done_at is not null)`;
+        return rows[0]?.id;
+      }, `a running batch (worker log: ${log.slice(-500)})`, 60_000, 10);
+      process.kill(-child.pid!, "SIGKILL");
+      await exited;
+      await startWorker({ kind: "analysis", concurrency: 2, leaseMs: 2000 });
+      const done = await waitForAnalysis(user.token, id, 120_000);
+      expect(done.blobsParsed).toBe(done.blobsToParse);
+      expect(done.filesDone).toBe(done.filesTotal);
+
+      const [victimTask] = await sql<{ attempt: number; status: string }[]>`select attempt, status from public.tasks where id = ${victim}`;
+      expect(victimTask!.status).toBe("succeeded");
+      const retried = await sql<{ attempt: number }[]>`
+        select t.attempt from public.analysis_batches b join public.tasks t on t.id = b.task_id where b.analysis_id = ${id} and t.attempt > 1`;
+      expect(retried.length).toBeGreaterThanOrEqual(1);
+      // Each batch landed once (done once, by the attempt that finished its task).
+      const batches = await sql<{ doneAttempt: number; attempt: number; blobs: number }[]>`
+        select b.done_attempt, t.attempt, b.blobs from public.analysis_batches b join public.tasks t on t.id = b.task_id where b.analysis_id = ${id}`;
+      expect(batches.every((b) => b.doneAttempt === b.attempt)).toBe(true);
+      expect(batches.reduce((n, b) => n + b.blobs, 0)).toBe(done.blobsToParse);
+      const sym = await api("GET", `/analysis/${id}/results?section=symbols&name=f119_0`, { token: user.token });
+      expect(sym.body.symbols).toEqual([expect.objectContaining({ path: "src/m119.ts", kind: "function", exported: true })]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, "SIGKILL");
+    }
+  });
+});
