@@ -374,9 +374,10 @@ begin
 end;
 $$;
 
--- A batch's results (`p_results`: [{hash, language, code, comment, blank, symbols, imports, parser,
--- parseError}]) land: stored on the blobs, the batch marked done, progress broadcast. Returns
--- true when this was the last batch, and the analysis moves to finalizing.
+-- A batch's results land (`p_results`: [{hash, language, code, comment, blank, symbols, imports,
+-- parser, parseError, terms}], terms being the file's distinct words, indexed at weight B under the
+-- symbol names' A): stored on the blobs, the batch marked done, progress broadcast. Returns true
+-- when this was the last batch, and the analysis moves to finalizing.
 create function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb)
 returns boolean
 language plpgsql security definer set search_path = '' as $$
@@ -398,9 +399,9 @@ begin
       code = r.code, comment = r.comment, blank = r.blank, symbols = r.symbols, imports = r.imports,
       parser = r.parser, parse_error = r."parseError", parsed_at = now(),
       search = setweight(to_tsvector('simple', coalesce((select string_agg(s ->> 'name', ' ') from jsonb_array_elements(r.symbols) s), '')), 'A')
-            || setweight(to_tsvector('simple', left(coalesce(bl.content, ''), 262144)), 'B')
+            || setweight(to_tsvector('simple', coalesce(r.terms, '')), 'B')
     from jsonb_to_recordset(p_results) as r(hash text, language text, code integer, comment integer, blank integer,
-                                            symbols jsonb, imports jsonb, parser text, "parseError" text)
+                                            symbols jsonb, imports jsonb, parser text, "parseError" text, terms text)
    where bl.repo_id = a.repo_id and bl.hash = r.hash and bl.language = r.language;
   get diagnostics n = row_count;
   update public.analysis_batches set done_at = now(), done_by = p_worker, done_attempt = p_attempt where task_id = p_task;

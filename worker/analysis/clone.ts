@@ -3,7 +3,7 @@
 // not seen before, written as files the worker reads back without following links. Nothing
 // from the repository is ever checked out, so its paths and symlinks never touch a filesystem.
 import { lookup } from "node:dns/promises";
-import { realpath } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import { CogoError } from "../../functions/_shared/errors.ts";
 import { checkSource, isUnder, privateAddressReason, SourceRefused, type AnalysisPolicy } from "../../functions/_shared/analysis/source.ts";
 import { collectFile, startSandbox, type SandboxOptions, type SandboxSpec } from "../sandbox/index.ts";
@@ -36,15 +36,23 @@ export interface CloneRequest {
   policy: AnalysisPolicy;
 }
 
+// A remote source is fetched (one ref, depth 1) into a bare repository in the workspace; a local
+// one is read where it is bound (read-only), which saves packing and unpacking every object.
 const SCRIPT = `set -eu
-git init --quiet --bare repo.git
-cd repo.git
-git fetch --quiet --no-tags --depth 1 -- "$SRC" "$REF"
-git rev-parse --verify 'FETCH_HEAD^{commit}' > ../commit
-git ls-tree -r -z --long --full-tree FETCH_HEAD > ../tree
-git ls-tree -r --full-tree --format='%(objectmode) %(objectname) %(objectsize)' FETCH_HEAD \\
+if [ -n "\${LOCAL_GIT_DIR:-}" ]; then
+  export GIT_DIR="$LOCAL_GIT_DIR"
+  git rev-parse --verify --end-of-options "$REF^{commit}" > commit
+else
+  git init --quiet --bare repo.git
+  export GIT_DIR=repo.git
+  git fetch --quiet --no-tags --depth 1 -- "$SRC" "$REF"
+  git rev-parse --verify 'FETCH_HEAD^{commit}' > commit
+fi
+C=$(cat commit)
+git ls-tree -r -z --long --full-tree "$C" > tree
+git ls-tree -r --full-tree --format='%(objectmode) %(objectname) %(objectsize)' "$C" \\
   | awk -v max="$MAX_FILE_BYTES" '($1 == "100644" || $1 == "100755") && $3 + 0 <= max + 0 { print $2 }' \\
-  | sort -u | grep -vxF -f ../known | git cat-file --batch > ../blobs
+  | sort -u | grep -vxF -f known | git cat-file --batch > blobs
 `;
 
 /** git settings for the fetch: only the transport the source needs, no redirects, no prompts. */
@@ -67,12 +75,13 @@ async function prepare(req: CloneRequest): Promise<Pick<SandboxSpec, "env" | "ne
     });
     const roots = await Promise.all(req.policy.localRoots.map((r) => realpath(r).catch(() => r)));
     if (!roots.some((r) => isUnder(real, r))) throw new SourceRefused(`${source.path} resolves to ${real}, outside the allowed directories`);
+    const workTree = await stat(`${real}/.git`).then((st) => st.isDirectory(), () => false);
     return {
       network: false,
       readOnlyBinds: [{ source: real, target: "/mnt/source" }],
-      env: { SRC: "file:///mnt/source", ...gitConfig([...base, ["protocol.file.allow", "always"]]) },
-      // The repository belongs to another uid than the sandbox user; git's upload-pack only
-      // takes safe.directory from the global config (HOME is /workspace).
+      env: { LOCAL_GIT_DIR: workTree ? "/mnt/source/.git" : "/mnt/source", ...gitConfig(base) },
+      // The repository belongs to another uid than the sandbox user: git reads it only when
+      // safe.directory says so in the global config (HOME is /workspace).
       files: [{ path: ".gitconfig", content: "[safe]\n\tdirectory = /mnt/source\n\tdirectory = /mnt/source/.git\n" }],
     };
   }

@@ -84,9 +84,10 @@ const known = new Map<string, Set<string>>();
 function validKinds(grammar: string, kinds: string[]): string[] {
   let ok = known.get(grammar);
   if (!ok) known.set(grammar, (ok = new Set()));
-  const probe = parse(grammar as Lang, "").root() as unknown as SgNode;
+  let probe: SgNode | undefined;
   for (const kind of kinds) {
     if (ok.has(kind) || ok.has("!" + kind)) continue;
+    probe ??= parse(grammar as Lang, "").root() as unknown as SgNode;
     try {
       probe.findAll({ rule: { kind } });
       ok.add(kind);
@@ -103,9 +104,25 @@ function all(root: SgNode, kinds: string[]): SgNode[] {
 }
 
 // ── TypeScript / JavaScript ──────────────────────────────────────────────────────────────────
+/** `require("x")` and `import("x")` calls only (matched natively, not every call of the file). */
+const IMPORT_CALL = {
+  kind: "call_expression",
+  has: { field: "function", any: [{ kind: "import" }, { kind: "identifier", regex: "^require$" }] },
+};
+/** Variables declared at the top level (directly or exported), not every local of the file. */
+const TOP_LEVEL_VARIABLE = {
+  kind: "variable_declarator",
+  inside: {
+    stopBy: "neighbor",
+    any: [{ kind: "lexical_declaration" }, { kind: "variable_declaration" }],
+    inside: { stopBy: "neighbor", any: [{ kind: "program" }, { kind: "export_statement", inside: { stopBy: "neighbor", kind: "program" } }] },
+  },
+};
+
 function jsImports(root: SgNode): ImportInfo[] {
   const out: ImportInfo[] = [];
-  for (const n of all(root, ["import_statement", "export_statement", "call_expression"])) {
+  const calls = root.findAll({ rule: IMPORT_CALL });
+  for (const n of [...all(root, ["import_statement", "export_statement"]), ...calls]) {
     if (n.kind() === "call_expression") {
       const fn = n.field("function");
       const args = n.field("arguments")?.children().filter((c) => c.isNamed());
@@ -144,11 +161,7 @@ const tsSpec = (grammar: string): Spec => ({
   imports: jsImports,
   skip: (n) => {
     if (n.kind() === "export_specifier") return n.parent()?.parent()?.field("source") !== null; // re-exports are imports
-    if (n.kind() !== "variable_declarator") return false;
-    // Top-level variables only; those holding a function count as functions (see kindOf).
-    const decl = n.parent();
-    const at = decl?.parent()?.kind() === "export_statement" ? decl?.parent()?.parent() : decl?.parent();
-    return at?.kind() !== "program";
+    return false;
   },
 });
 
@@ -310,7 +323,9 @@ export function parseSource(text: string, language: string): ParseResult | null 
   const nameOf = spec.name ?? defaultName;
   const symbols: SymbolInfo[] = [];
   const containers = new Set(spec.containers);
-  for (const n of all(root, Object.keys(spec.defs))) {
+  const matches = all(root, Object.keys(spec.defs).filter((k) => k !== "variable_declarator"));
+  if ("variable_declarator" in spec.defs) matches.push(...root.findAll({ rule: TOP_LEVEL_VARIABLE }));
+  for (const n of matches) {
     if (spec.skip?.(n)) continue;
     let name = nameOf(n);
     if (!name) continue;

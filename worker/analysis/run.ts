@@ -192,7 +192,7 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
         parseError = err instanceof Error ? err.message.slice(0, 500) : String(err);
       }
     }
-    results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? null, parseError });
+    results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? null, parseError, terms: b.content === null ? "" : searchTerms(b.content) });
     // Parsing is synchronous: let heartbeats and other tasks run between files.
     if (performance.now() - sinceYield > 50) {
       await new Promise((r) => setImmediate(r));
@@ -203,6 +203,17 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
   const [r] = await fenced(sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`);
   if (r!.last) await finalize(sql, l, bt.analysisId);
   return { reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`, analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length };
+}
+
+/** Text scanned for search terms per file (snippets still come from the whole stored content). */
+const SEARCH_SCAN_CHARS = 1024 * 1024;
+
+/**
+ * The distinct words of a file, which Postgres indexes instead of the whole text: tokenizing the
+ * full content there costs several times more and adds nothing to a word search.
+ */
+export function searchTerms(content: string): string {
+  return [...new Set(content.slice(0, SEARCH_SCAN_CHARS).match(/[\p{L}\p{N}_]+/gu) ?? [])].join(" ");
 }
 
 /** Resolves the import graph over every file of the analysis and completes it. */

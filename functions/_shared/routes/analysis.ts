@@ -147,7 +147,7 @@ export const analysisRoutes: Route[] = [
       const hits = await tx`
         with q as (select websearch_to_tsquery('simple', ${q.q}) as q),
         ranked as (
-          select f.path, f.language, b.repo_id, b.hash, b.language as blang, ts_rank_cd(b.search, q.q) as rank
+          select f.path, f.language, b.repo_id, b.hash, b.language as blang, ts_rank(b.search, q.q) as rank
             from public.analysis_files f
             join public.analysis_blobs b on b.repo_id = ${a.repoId} and b.hash = f.hash and b.language = f.language, q
            where f.analysis_id = ${a.id} and b.search @@ q.q
