@@ -391,7 +391,9 @@ begin
   if bt.analysis_id is null then
     raise exception 'task % is not an analysis batch', p_task using errcode = 'CG409';
   end if;
-  select * into a from public.analyses where id = bt.analysis_id for update;
+  -- The analysis row is locked only for the counters at the end: batches landing from several
+  -- workers store their results concurrently.
+  select * into a from public.analyses where id = bt.analysis_id;
   if bt.done_at is not null or a.phase <> 'analyzing' then
     return false;
   end if;

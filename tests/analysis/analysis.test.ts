@@ -205,6 +205,14 @@ describe("repository analysis", () => {
     expect(events.every((e) => e.stage === "analyzing" && e.analysisId === id)).toBe(true);
     expect(events.at(-1)).toMatchObject({ phase: "completed", percentage: 100 });
     await user.supabase.removeChannel(channel);
+
+    // The topic is private to the analysis's owner.
+    const stranger = await newUser();
+    const denied = stranger.supabase.channel(start.body.topic, { config: { private: true } });
+    await expect(new Promise<void>((resolve, reject) => denied.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s === "CHANNEL_ERROR" ? reject(err) : undefined))))
+      .rejects.toThrow(/Unauthorized/);
+    await stranger.supabase.removeChannel(denied);
+    expect((await api("GET", `/analysis/${id}/status`, { token: stranger.token })).status).toBe(404);
   });
 
   it("extracts known symbols exactly, per language", async () => {

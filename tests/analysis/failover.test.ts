@@ -41,15 +41,14 @@ describe("analysis failover", () => {
     child.stderr!.on("data", (d: Buffer) => (log += d));
     const exited = new Promise((resolve) => child.on("exit", resolve));
     try {
-      const start = await api("POST", "/analyze/repository", { token: user.token, body: { source: repo, options: { batchFiles: 6 } } });
+      const start = await api("POST", "/analyze/repository", { token: user.token, body: { source: repo, options: { batchFiles: 40, batchBytes: 4 * 1024 * 1024 } } });
       expect(start.status).toBe(202);
       const id = start.body.analysisId as string;
-      // Wait until the child is inside a batch (after at least one finished), then kill it.
+      // Batches of ~1 MB take the child a while to parse: kill it as soon as it holds one.
       const victim = await waitFor(async () => {
         const rows = await sql<{ id: string }[]>`
           select t.id from public.analysis_batches b join public.tasks t on t.id = b.task_id
-           where b.analysis_id = ${id} and t.status in ('claimed', 'running')
-             and exists (select 1 from public.analysis_batches d where d.analysis_id = ${id} and d.done_at is not null)`;
+           where b.analysis_id = ${id} and t.status in ('claimed', 'running')`;
         return rows[0]?.id;
       }, `a running batch (worker log: ${log.slice(-500)})`, 60_000, 10);
       process.kill(-child.pid!, "SIGKILL");

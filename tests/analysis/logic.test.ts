@@ -1,0 +1,131 @@
+// Pure parts of the analysis: the source guard, globs, line counting, import resolution.
+import { describe, expect, it } from "vitest";
+import { globToRegExp, pathFilter } from "../../functions/_shared/analysis/globs.ts";
+import { resolveImports } from "../../functions/_shared/analysis/imports.ts";
+import { countLines } from "../../functions/_shared/analysis/lines.ts";
+import { checkSource, privateAddressReason } from "../../functions/_shared/analysis/source.ts";
+import { detectLanguage } from "../../worker/analysis/languages.ts";
+import { parseBlobs, parseTree } from "../../worker/analysis/clone.ts";
+
+const closed = { allowPrivateHosts: false, localRoots: [] };
+
+describe("source guard", () => {
+  it("accepts public https URLs and normalises them", () => {
+    expect(checkSource("https://github.com/a/b.git#frag", closed)).toEqual({ kind: "url", url: "https://github.com/a/b.git", host: "github.com", port: 443 });
+  });
+  it.each([
+    ["ssh://git@github.com/a/b", /scheme ssh/],
+    ["git://github.com/a/b", /scheme git/],
+    ["ext::sh -c touch% /tmp/x", /scheme ext/],
+    ["git@github.com:a/b.git", /scp-style/],
+    ["http://github.com/a/b", /plain http/],
+    ["https://user:pw@github.com/a/b", /credentials/],
+    ["http://169.254.169.254/latest", /metadata/],
+    ["https://2852039166/", /metadata/], // 169.254.169.254 as one number
+    ["https://0x7f.1/", /loopback/],
+    ["https://[::1]/r", /loopback/],
+    ["https://[::ffff:10.0.0.1]/r", /private/],
+    ["https://[fd00:ec2::254]/r", /metadata/],
+    ["https://192.168.1.1/r", /private/],
+    ["https://172.20.0.1/r", /private/],
+    ["https://100.64.0.1/r", /carrier-grade/],
+    ["https://metadata.google.internal/r", /metadata/],
+    ["https://intranet/r", /fully qualified/],
+    ["https://foo.localhost/r", /loopback/],
+    ["/srv/repos/x", /not allowed by this deployment/],
+    ["file:///srv/repos/x", /not allowed by this deployment/],
+  ])("refuses %s", (source, message) => {
+    expect(() => checkSource(source, closed)).toThrow(message);
+  });
+  it("allows private hosts and http only when the operator says so", () => {
+    expect(checkSource("http://127.0.0.1:8080/r.git", { allowPrivateHosts: true, localRoots: [] })).toMatchObject({ kind: "url", host: "127.0.0.1", port: 8080 });
+  });
+  it("keeps local paths inside the allowed roots, lexically", () => {
+    const policy = { allowPrivateHosts: false, localRoots: ["/srv/repos/"] };
+    expect(checkSource("/srv/repos/a/../b", policy)).toEqual({ kind: "local", path: "/srv/repos/b" });
+    expect(checkSource("file:///srv/repos/a%20b", policy)).toEqual({ kind: "local", path: "/srv/repos/a b" });
+    expect(() => checkSource("/srv/repos/../etc", policy)).toThrow(/outside/);
+    expect(() => checkSource("/srv/repos-other/x", policy)).toThrow(/outside/);
+    expect(() => checkSource("file://host/srv/repos/x", policy)).toThrow(/name no host/);
+  });
+  it("classifies resolved addresses", () => {
+    expect(privateAddressReason("140.82.112.3")).toBeNull();
+    expect(privateAddressReason("2606:4700::1111")).toBeNull();
+    expect(privateAddressReason("127.0.0.53")).toMatch(/loopback/);
+    expect(privateAddressReason("fe80::1")).toMatch(/link-local/);
+  });
+});
+
+describe("globs", () => {
+  it("match like .gitignore patterns", () => {
+    expect(globToRegExp("*.ts").test("a/b/c.ts")).toBe(true);
+    expect(globToRegExp("src/**/*.ts").test("src/a/b.ts")).toBe(true);
+    expect(globToRegExp("src/**/*.ts").test("src/b.ts")).toBe(true);
+    expect(globToRegExp("src/*.ts").test("src/a/b.ts")).toBe(false);
+    expect(globToRegExp("*.{js,ts}").test("x.js")).toBe(true);
+    expect(globToRegExp("vendor/").test("vendor/a/b.c")).toBe(true);
+    expect(globToRegExp("file?.[ch]").test("lib/file1.h")).toBe(true);
+    const keep = pathFilter(["src/**"], ["**/*.test.ts", "*.map"]);
+    expect(["src/a.ts", "src/a.test.ts", "lib/b.ts", "src/x.js.map"].filter(keep)).toEqual(["src/a.ts"]);
+  });
+});
+
+describe("line counts", () => {
+  it("count code, comments and blanks the way cloc does", () => {
+    expect(countLines("a();\n\n// c\n/* b\n\n b */ x();\n  \n", "TypeScript")).toEqual({ code: 2, comment: 2, blank: 3 });
+    expect(countLines('const s = "/* not a comment";\nfoo();\n', "JavaScript")).toEqual({ code: 2, comment: 0, blank: 0 });
+    expect(countLines('"""doc\nmore"""\nx = 1  # c\n# only\n', "Python")).toEqual({ code: 1, comment: 3, blank: 0 });
+    expect(countLines("--[[ block\n]]\n-- line\nprint(1)\n", "Lua")).toEqual({ code: 1, comment: 3, blank: 0 });
+    expect(countLines("a\r\nb\r\n", "Text")).toEqual({ code: 2, comment: 0, blank: 0 });
+  });
+});
+
+describe("languages", () => {
+  it("come from linguist's table, with ambiguous extensions settled", () => {
+    expect(["a.ts", "a.tsx", "a.h", "a.hpp", "a.rs", "a.md", "Dockerfile", "a.d.ts", "a.dart", "x.unknownext"].map((p) => detectLanguage(p)))
+      .toEqual(["TypeScript", "TSX", "C", "C++", "Rust", "Markdown", "Dockerfile", "TypeScript", "Dart", ""]);
+    expect(detectLanguage("bin/tool", "#!/usr/bin/env python3\n")).toBe("Python");
+  });
+});
+
+describe("import resolution", () => {
+  it("resolves relative and package-relative imports to files of the repository", () => {
+    const edges = resolveImports([
+      { path: "src/a.ts", language: "TypeScript", imports: [{ specifier: "./b.js", kind: "import", line: 1 }, { specifier: "../lib", kind: "import", line: 2 }, { specifier: "react", kind: "import", line: 3 }] },
+      { path: "src/b.ts", language: "TypeScript", imports: [] },
+      { path: "lib/index.ts", language: "TypeScript", imports: [] },
+      { path: "pkg/m.py", language: "Python", imports: [{ specifier: "pkg.util", kind: "import", line: 1 }, { specifier: "..top", kind: "import", line: 2 }] },
+      { path: "pkg/util.py", language: "Python", imports: [] },
+      { path: "top.py", language: "Python", imports: [] },
+      { path: "src/main/java/a/App.java", language: "Java", imports: [{ specifier: "a.b.Util", kind: "import", line: 1 }] },
+      { path: "src/main/java/a/b/Util.java", language: "Java", imports: [] },
+      { path: "cmd/main.go", language: "Go", imports: [{ specifier: "example.com/m/internal/x", kind: "import", line: 1 }] },
+      { path: "internal/x/x.go", language: "Go", imports: [] },
+      { path: "src/lib.rs", language: "Rust", imports: [{ specifier: "crate::net::tcp::Stream", kind: "use", line: 1 }] },
+      { path: "src/net/tcp.rs", language: "Rust", imports: [] },
+    ]);
+    expect(edges.map((e) => `${e.path} ${e.specifier} → ${e.resolvedPath}`)).toEqual([
+      "src/a.ts ./b.js → src/b.ts",
+      "src/a.ts ../lib → lib/index.ts",
+      "src/a.ts react → null",
+      "pkg/m.py pkg.util → pkg/util.py",
+      "pkg/m.py ..top → top.py",
+      "src/main/java/a/App.java a.b.Util → src/main/java/a/b/Util.java",
+      "cmd/main.go example.com/m/internal/x → internal/x",
+      "src/lib.rs crate::net::tcp::Stream → src/net/tcp.rs",
+    ]);
+  });
+});
+
+describe("git output parsing", () => {
+  it("reads ls-tree records and cat-file batches, whatever the bytes in paths", () => {
+    const tree = Buffer.from("100644 blob " + "a".repeat(40) + "      12\tdir/with\ttab\0" + "120000 blob " + "b".repeat(40) + "       5\tlink\0");
+    expect(parseTree(tree)).toEqual([
+      { mode: "100644", type: "blob", hash: "a".repeat(40), size: 12, path: "dir/with\ttab" },
+      { mode: "120000", type: "blob", hash: "b".repeat(40), size: 5, path: "link" },
+    ]);
+    const blobs = parseBlobs(Buffer.concat([Buffer.from(`${"c".repeat(40)} blob 3\nx\ny\n${"d".repeat(40)} missing\n`)]));
+    expect([...blobs].map(([h, b]) => [h, b.toString()])).toEqual([["c".repeat(40), "x\ny"]]);
+    expect(() => parseBlobs(Buffer.from(`${"c".repeat(40)} blob 30\nshort`))).toThrow(/truncated/);
+  });
+});
