@@ -68,12 +68,17 @@ async function stopWorker(child: ChildProcess): Promise<void> {
 
 /** Where the time went: clone task, batches (first claim → last finish), finalising. */
 async function steps(sql: Sql, id: string): Promise<string> {
-  const [r] = await sql<{ clone: number; batches: number | null; tail: number }[]>`
-    select extract(epoch from c.finished_at - c.created_at) * 1000 as clone,
+  const [r] = await sql<{ clone: number; cloneSteps: Record<string, number> | null; batches: number | null; tail: number }[]>`
+    select extract(epoch from c.finished_at - c.created_at) * 1000 as clone, c.result -> 'timingsMs' as clone_steps,
            (select extract(epoch from max(t.finished_at) - min(t.claimed_at)) * 1000 from public.analysis_batches b join public.tasks t on t.id = b.task_id where b.analysis_id = a.id) as batches,
            extract(epoch from a.finished_at - greatest(c.finished_at, coalesce((select max(b.done_at) from public.analysis_batches b where b.analysis_id = a.id), c.finished_at))) * 1000 as tail
       from public.analyses a join public.tasks c on c.id = a.clone_task_id where a.id = ${id}`;
-  return `clone+plan ${Number(r!.clone).toFixed(0)} ms, batches ${r!.batches === null ? "-" : Number(r!.batches).toFixed(0) + " ms"}, finalise ${Number(r!.tail).toFixed(0)} ms`;
+  const [b] = await sql<{ parse: number | null; store: number | null }[]>`
+    select sum((t.result #>> '{timingsMs,parse}')::int)::int as parse, sum((t.result #>> '{timingsMs,store}')::int)::int as store
+      from public.analysis_batches ab join public.tasks t on t.id = ab.task_id where ab.analysis_id = ${id}`;
+  const bs = b!.parse === null ? "" : ` (summed: parse ${b!.parse}, store ${b!.store})`;
+  const cs = r!.cloneSteps ? ` (sandbox ${r!.cloneSteps.sandbox}, store ${r!.cloneSteps.store}, plan ${r!.cloneSteps.plan})` : "";
+  return `clone+plan ${Number(r!.clone).toFixed(0)} ms${cs}, batches ${r!.batches === null ? "-" : Number(r!.batches).toFixed(0) + " ms" + bs}, finalise ${Number(r!.tail).toFixed(0)} ms`;
 }
 
 /** POST → completed, as a fresh user (so nothing is reused) unless `token` is given. */

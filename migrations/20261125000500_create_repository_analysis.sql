@@ -298,13 +298,16 @@ begin
    where repo_id = a.repo_id and phase = 'completed' and id <> a.id order by finished_at desc limit 1;
 
   -- Blobs of this analysis still unparsed, packed greedily in path order into batches.
-  create temporary table pending on commit drop as
-    select bl.hash, bl.language, bl.size, null::integer as batch
+  -- Keyed and analysed, so the joins below are hash or index joins, not nested loops.
+  create temporary table pending (hash text, language text, size bigint, first_path text, batch integer,
+                                  primary key (hash, language)) on commit drop;
+  insert into pg_temp.pending (hash, language, size, first_path)
+    select bl.hash, bl.language, bl.size, min(f.path)
       from public.analysis_blobs bl
       join public.analysis_files f on f.analysis_id = a.id and f.hash = bl.hash and f.language = bl.language
      where bl.repo_id = a.repo_id and bl.parsed_at is null
-     group by bl.hash, bl.language, bl.size
-     order by min(f.path);
+     group by bl.hash, bl.language, bl.size;
+  analyze pg_temp.pending;
   declare
     v_batch integer := 0;
     v_bytes bigint := 0;
@@ -314,7 +317,7 @@ begin
     v_nums integer[] := '{}';
     r record;
   begin
-    for r in select p.hash, p.language, p.size from pg_temp.pending p loop
+    for r in select p.hash, p.language, p.size from pg_temp.pending p order by p.first_path loop
       if v_count > 0 and (v_bytes + r.size > p_batch_bytes or v_count >= p_batch_blobs) then
         v_batch := v_batch + 1;
         v_bytes := 0;

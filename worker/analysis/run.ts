@@ -98,6 +98,7 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
   const [pol] = await sql<{ policy: AnalysisPolicy }[]>`select cogo.analysis_policy() as policy`;
   const policy = pol!.policy;
   const stored = await sql<{ hash: string; language: string }[]>`select hash, language from public.analysis_blobs where repo_id = ${a!.repoId}`;
+  const t0 = performance.now();
   const clone = await cloneInSandbox(
     {
       source: a!.source,
@@ -112,6 +113,7 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     onSandbox,
   );
 
+  const t1 = performance.now();
   // Only regular files at valid paths that the globs keep; links and submodules are never followed.
   const keep = pathFilter(a!.include, a!.exclude);
   let skipped = 0;
@@ -161,12 +163,18 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     if (bytes >= STORE_CHUNK_BYTES || chunk.length >= STORE_CHUNK_ROWS) await flush();
   }
   await flush();
+  const t2 = performance.now();
 
   const [plan] = await fenced(sql<{ batches: number }[]>`
     select cogo.plan_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${clone.commit}, ${sql.json(files as never)},
                               ${skipped}, ${options.batchBytes}, ${options.batchFiles}) as batches`);
+  const t3 = performance.now();
   if (plan!.batches === 0) await finalize(sql, l, a!.id);
-  return { reason: `listed ${files.length} files at ${clone.commit.slice(0, 12)}; ${fresh.size} new blobs; ${plan!.batches} batches`, analysisId: a!.id, commit: clone.commit, files: files.length, skipped, newBlobs: fresh.size, batches: plan!.batches };
+  return {
+    reason: `listed ${files.length} files at ${clone.commit.slice(0, 12)}; ${fresh.size} new blobs; ${plan!.batches} batches`,
+    analysisId: a!.id, commit: clone.commit, files: files.length, skipped, newBlobs: fresh.size, batches: plan!.batches,
+    timingsMs: { sandbox: Math.round(t1 - t0), store: Math.round(t2 - t1), plan: Math.round(t3 - t2) },
+  };
 }
 
 async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
@@ -179,6 +187,7 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
      where bl.repo_id = ${bt.repoId}
        and (bl.hash, bl.language) in (select f.hash, f.language from public.analysis_files f where f.analysis_id = ${bt.analysisId} and f.batch = ${bt.batch})`;
   const results = [];
+  const t0 = performance.now();
   let sinceYield = performance.now();
   for (const b of blobs) {
     checkStop();
@@ -200,9 +209,15 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     }
   }
   checkStop();
+  const t1 = performance.now();
   const [r] = await fenced(sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`);
+  const t2 = performance.now();
   if (r!.last) await finalize(sql, l, bt.analysisId);
-  return { reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`, analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length };
+  return {
+    reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`,
+    analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length,
+    timingsMs: { parse: Math.round(t1 - t0), store: Math.round(t2 - t1) },
+  };
 }
 
 /** Text scanned for search terms per file (snippets still come from the whole stored content). */
