@@ -89,6 +89,9 @@ create table public.analysis_files (
   batch integer,
   primary key (analysis_id, path)
 );
+-- Planning joins the files just inserted (no statistics yet) to their blobs: without this index
+-- that join is a nested loop over every file for every blob.
+create index analysis_files_blob on public.analysis_files (analysis_id, hash, language);
 
 create table public.analysis_batches (
   analysis_id uuid not null references public.analyses (id) on delete cascade,

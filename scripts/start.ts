@@ -114,6 +114,14 @@ for (let i = 0; i < workerCount; i++) {
   );
   workers.push(child);
 }
+// Repository analysis tasks (kind `analysis`) need a worker of their own kind.
+if (workerCount > 0) {
+  workers.push(spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--kind", "analysis", "--concurrency", "2", "--name", "local-analysis", "--grace-ms", "5000"],
+    { env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl }, stdio: ["ignore", "inherit", "inherit"] },
+  ));
+}
 
 const dashboardUrl = (await dashboardBuilt)
   ? `${stack.apiUrl}/dashboard/#token=${await mintUserToken(stack.keys.jwtSecret, DASHBOARD_USER, DASHBOARD_TOKEN_TTL_S)}`
@@ -129,7 +137,7 @@ COGO Sandbox is running (embedded default, started in ${((performance.now() - t0
         anon key: ${stack.keys.anonKey}
 service_role key: ${stack.keys.serviceRoleKey}
       JWT secret: ${stack.keys.jwtSecret}
-         Workers: ${workerCount} × basic, concurrency ${values.concurrency}
+         Workers: ${workerCount} × basic, concurrency ${values.concurrency}${workerCount > 0 ? " (+ 1 × analysis)" : ""}
         Data dir: ${stack.dataDir}
        Dashboard: ${dashboardUrl}
                   (signed in as the CLI's dev user for 24 h; npm run token -- <uuid> mints others)
