@@ -304,12 +304,15 @@ begin
   -- Keyed and analysed, so the joins below are hash or index joins, not nested loops.
   create temporary table pending (hash text, language text, size bigint, first_path text, batch integer,
                                   primary key (hash, language)) on commit drop;
+  -- Driven from this analysis's files, each probing its blob by primary key: statistics of tables
+  -- that just grew cannot turn this into a nested loop over sequential scans.
   insert into pg_temp.pending (hash, language, size, first_path)
-    select bl.hash, bl.language, bl.size, min(f.path)
-      from public.analysis_blobs bl
-      join public.analysis_files f on f.analysis_id = a.id and f.hash = bl.hash and f.language = bl.language
-     where bl.repo_id = a.repo_id and bl.parsed_at is null
-     group by bl.hash, bl.language, bl.size;
+    select f.hash, f.language, min(f.size), min(f.path)
+      from public.analysis_files f
+     where f.analysis_id = a.id
+       and exists (select 1 from public.analysis_blobs bl
+                    where bl.repo_id = a.repo_id and bl.hash = f.hash and bl.language = f.language and bl.parsed_at is null)
+     group by f.hash, f.language;
   analyze pg_temp.pending;
   declare
     v_batch integer := 0;
