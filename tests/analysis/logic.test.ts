@@ -6,6 +6,7 @@ import { countLines } from "../../functions/_shared/analysis/lines.ts";
 import { checkSource, privateAddressReason } from "../../functions/_shared/analysis/source.ts";
 import { detectLanguage } from "../../worker/analysis/languages.ts";
 import { parseBlobs, parseTree } from "../../worker/analysis/clone.ts";
+import { isMinified, searchTerms } from "../../worker/analysis/run.ts";
 
 const closed = { allowPrivateHosts: false, localRoots: [] };
 
@@ -127,5 +128,14 @@ describe("git output parsing", () => {
     const blobs = parseBlobs(Buffer.concat([Buffer.from(`${"c".repeat(40)} blob 3\nx\ny\n${"d".repeat(40)} missing\n`)]));
     expect([...blobs].map(([h, b]) => [h, b.toString()])).toEqual([["c".repeat(40), "x\ny"]]);
     expect(() => parseBlobs(Buffer.from(`${"c".repeat(40)} blob 30\nshort`))).toThrow(/truncated/);
+  });
+});
+
+describe("per-file helpers", () => {
+  it("treat minified JavaScript as linguist does, and index each distinct word once", () => {
+    expect(isMinified("var a=1;".repeat(50) + "\n", "JavaScript")).toBe(true);
+    expect(isMinified("const a = 1;\nconst b = 2;\n", "JavaScript")).toBe(false);
+    expect(isMinified("x".repeat(500), "TypeScript")).toBe(false);
+    expect(searchTerms("foo(bar, foo_bar); foo émoji42")).toBe("foo bar foo_bar émoji42");
   });
 });

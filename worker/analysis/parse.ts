@@ -98,6 +98,7 @@ function validKinds(grammar: string, kinds: string[]): string[] {
   return kinds.filter((k) => ok.has(k));
 }
 
+/** The grammar of the file being parsed: set by parseSource, which runs synchronously to the end. */
 let currentGrammar = "";
 function all(root: SgNode, kinds: string[]): SgNode[] {
   return root.findAll({ rule: { any: validKinds(currentGrammar, kinds).map((kind) => ({ kind })) } });

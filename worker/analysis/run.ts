@@ -194,14 +194,17 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     const counts = b.content === null ? { code: null, comment: null, blank: null } : countLines(b.content, b.language);
     let parsed = null;
     let parseError: string | null = null;
-    if (b.content !== null) {
+    let skipped: string | null = null;
+    if (b.content !== null && isMinified(b.content, b.language)) {
+      skipped = "none:minified";
+    } else if (b.content !== null) {
       try {
         parsed = parseSource(b.content, b.language);
       } catch (err) {
         parseError = err instanceof Error ? err.message.slice(0, 500) : String(err);
       }
     }
-    results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? null, parseError, terms: b.content === null ? "" : searchTerms(b.content) });
+    results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? skipped, parseError, terms: b.content === null ? "" : searchTerms(b.content) });
     // Parsing is synchronous: let heartbeats and other tasks run between files.
     if (performance.now() - sinceYield > 50) {
       await new Promise((r) => setImmediate(r));
@@ -218,6 +221,17 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length,
     timingsMs: { parse: Math.round(t1 - t0), store: Math.round(t2 - t1) },
   };
+}
+
+/**
+ * Linguist's rule for minified files (it leaves them out of language statistics as generated):
+ * JavaScript or CSS whose lines average more than 110 characters. Their symbols are a bundler's
+ * output, so they are counted but not parsed.
+ */
+export function isMinified(content: string, language: string): boolean {
+  if (language !== "JavaScript" && language !== "CSS") return false;
+  const lines = content.split("\n").length;
+  return lines > 0 && content.length / lines > 110;
 }
 
 /** Text scanned for search terms per file (snippets still come from the whole stored content). */
