@@ -176,6 +176,12 @@ begin
   if not cogo.caller_may_use(v_owner) then
     raise exception 'a user token or the service key is required to analyse a repository' using errcode = 'CG401';
   end if;
+  -- A workspace of the files API is analysed only by its owner (or the service role).
+  if spec ->> 'source' like 'workspace:%' and not exists (
+       select 1 from public.workspaces w
+        where w.id::text = substr(spec ->> 'source', 11) and cogo.caller_may_use(w.owner)) then
+    raise exception 'workspace % not found', substr(spec ->> 'source', 11) using errcode = 'CG404';
+  end if;
   if v_key is not null then
     select * into v_analysis from public.analyses
       where coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid) = coalesce(v_owner, '00000000-0000-0000-0000-000000000000'::uuid)

@@ -68,6 +68,7 @@ function gitConfig(pairs: [string, string][]): Record<string, string> {
 /** Checks the source again on this machine (symlinks resolved, host addresses looked up) and plans the sandbox. */
 async function prepare(req: CloneRequest): Promise<Pick<SandboxSpec, "env" | "network" | "readOnlyBinds" | "files">> {
   const source = checkSource(req.source, req.policy);
+  if (source.kind === "workspace") throw new CloneFailed("not_a_repository", "workspaces are read from the database, not cloned");
   const base: [string, string][] = [["protocol.allow", "never"], ["http.followRedirects", "false"], ["core.askPass", "/bin/false"]];
   if (source.kind === "local") {
     const real = await realpath(source.path).catch(() => {

@@ -1,6 +1,7 @@
 // Analysis tasks (kind `analysis`): the clone task lists the repository in a sandbox and stores
 // new blob contents, then SQL plans batch tasks; a batch task counts lines and parses symbols and
 // imports of its blobs, and the worker that lands the last batch resolves the import graph.
+import { createHash } from "node:crypto";
 import type { Sql } from "postgres";
 import { AnalysisOptionsSchema } from "../../functions/_shared/analysis/schemas.ts";
 import { pathFilter } from "../../functions/_shared/analysis/globs.ts";
@@ -13,7 +14,7 @@ import type { TaskRow } from "../../functions/_shared/views.ts";
 import { LeaseLostError, type Lease, type Queue } from "../queue.ts";
 import type { RunningTask } from "../run-task.ts";
 import type { SandboxOptions } from "../sandbox/index.ts";
-import { cloneInSandbox } from "./clone.ts";
+import { cloneInSandbox, type CloneResult, type TreeEntry } from "./clone.ts";
 import { detectLanguage } from "./languages.ts";
 import { parseSource } from "./parse.ts";
 
@@ -99,7 +100,9 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
   const policy = pol!.policy;
   const stored = await sql<{ hash: string; language: string }[]>`select hash, language from public.analysis_blobs where repo_id = ${a!.repoId}`;
   const t0 = performance.now();
-  const clone = await cloneInSandbox(
+  const clone = a!.source.startsWith("workspace:")
+    ? await readWorkspace(sql, a!.source.slice("workspace:".length), new Set(stored.map((s) => s.hash)), options.maxFileBytes)
+    : await cloneInSandbox(
     {
       source: a!.source,
       ref: a!.ref,
@@ -175,6 +178,25 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     analysisId: a!.id, commit: clone.commit, files: files.length, skipped, newBlobs: fresh.size, batches: plan!.batches,
     timingsMs: { sandbox: Math.round(t1 - t0), store: Math.round(t2 - t1), plan: Math.round(t3 - t2) },
   };
+}
+
+/**
+ * A plan workspace (files API) as the clone step would list a repository: its files, with git
+ * blob hashes so results are shared with any other source of the same contents, at "revision N".
+ */
+async function readWorkspace(sql: Sql, workspaceId: string, known: Set<string>, maxFileBytes: number): Promise<CloneResult> {
+  const [ws] = await sql<{ revision: string }[]>`select revision from public.workspaces where id = ${workspaceId}`;
+  if (!ws) throw new AnalysisFailed("workspace_not_found", `workspace ${workspaceId} no longer exists`);
+  const rows = await sql<{ path: string; content: Buffer; executable: boolean }[]>`
+    select path, content, executable from public.workspace_files where workspace_id = ${workspaceId} order by path`;
+  const entries: TreeEntry[] = [];
+  const blobs = new Map<string, Buffer>();
+  for (const r of rows) {
+    const hash = createHash("sha1").update(`blob ${r.content.length}\0`).update(r.content).digest("hex");
+    entries.push({ mode: r.executable ? "100755" : "100644", type: "blob", hash, size: r.content.length, path: r.path });
+    if (!known.has(hash) && r.content.length <= maxFileBytes) blobs.set(hash, r.content);
+  }
+  return { commit: `workspace revision ${ws.revision}`, entries, blobs };
 }
 
 async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {

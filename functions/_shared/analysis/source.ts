@@ -18,7 +18,10 @@ export interface AnalysisPolicy {
 
 export type Source =
   | { kind: "url"; url: string; host: string; port: number }
-  | { kind: "local"; path: string };
+  | { kind: "local"; path: string }
+  | { kind: "workspace"; workspaceId: string };
+
+const WORKSPACE = /^workspace:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
 const METADATA_HOSTS = new Set(["metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"]);
 
@@ -89,12 +92,15 @@ function privateHostReason(host: string): string | null {
 }
 
 /**
- * Parses and checks `source`: an https URL of a public host, or (only when the operator lists
- * local roots) an absolute path or file:// URL under one of them. Throws SourceRefused saying why.
+ * Parses and checks `source`: an https URL of a public host, `workspace:<id>` (a plan workspace
+ * of the files API; the caller must own it), or (only when the operator lists local roots) an
+ * absolute path or file:// URL under one of them. Throws SourceRefused saying why.
  * Local paths are checked lexically here; the caller resolves symlinks and checks again.
  */
 export function checkSource(source: string, policy: AnalysisPolicy): Source {
   const s = source.trim();
+  const ws = WORKSPACE.exec(s);
+  if (ws) return { kind: "workspace", workspaceId: ws[1]!.toLowerCase() };
   if (s.startsWith("/") || /^file:/i.test(s)) return checkLocal(s, policy);
   if (/^[A-Za-z0-9._-]+@[^/:]+:/.test(s)) throw new SourceRefused("scp-style ssh sources (user@host:path) are not supported; use an https URL");
   let url: URL;

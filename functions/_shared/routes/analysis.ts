@@ -48,7 +48,11 @@ export const analysisRoutes: Route[] = [
       let source: string;
       try {
         const checked = checkSource(spec.source, policy);
-        source = checked.kind === "url" ? checked.url : await probeLocal(checked.path, policy);
+        if (checked.kind === "workspace") {
+          const [ws] = await tx`select id from public.workspaces where id = ${checked.workspaceId}`;
+          if (!ws) throw new HttpError(404, "workspace_not_found", `source: no workspace ${checked.workspaceId} (or it belongs to someone else)`);
+          source = `workspace:${checked.workspaceId}`;
+        } else source = checked.kind === "url" ? checked.url : await probeLocal(checked.path, policy);
       } catch (err) {
         if (err instanceof SourceRefused) throw new HttpError(400, err.code, err.message);
         throw err;
