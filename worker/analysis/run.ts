@@ -100,21 +100,22 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
   const policy = pol!.policy;
   const stored = await sql<{ hash: string; language: string }[]>`select hash, language from public.analysis_blobs where repo_id = ${a!.repoId}`;
   const t0 = performance.now();
+  const known = new Set(stored.map((s) => s.hash));
   const clone = a!.source.startsWith("workspace:")
-    ? await readWorkspace(sql, a!.source.slice("workspace:".length), new Set(stored.map((s) => s.hash)), options.maxFileBytes)
+    ? await readWorkspace(sql, a!.source.slice("workspace:".length), known, options.maxFileBytes)
     : await cloneInSandbox(
-    {
-      source: a!.source,
-      ref: a!.ref,
-      known: [...new Set(stored.map((s) => s.hash))],
-      maxFileBytes: options.maxFileBytes,
-      maxTotalBytes: options.maxTotalBytes,
-      timeoutMs: options.cloneTimeoutMs,
-      policy,
-    },
-    sandboxOptions,
-    onSandbox,
-  );
+        {
+          source: a!.source,
+          ref: a!.ref,
+          known: [...known],
+          maxFileBytes: options.maxFileBytes,
+          maxTotalBytes: options.maxTotalBytes,
+          timeoutMs: options.cloneTimeoutMs,
+          policy,
+        },
+        sandboxOptions,
+        onSandbox,
+      );
 
   const t1 = performance.now();
   // Only regular files at valid paths that the globs keep; links and submodules are never followed.
