@@ -6,6 +6,7 @@ import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import type { Fleet, TaskPage } from "../functions/_shared/monitoring/lists.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
+import { analysisCalls, type AnalysisCalls } from "./analysis.ts";
 import { planCalls, type PlanCalls } from "./plans.ts";
 
 export interface Health {
@@ -21,8 +22,8 @@ export interface Health {
   function: { runtime: string; env: Record<string, boolean> };
 }
 
-/** Tasks, workers and health here; plans and workspace files from ./plans.ts. */
-export interface SandboxClient extends PlanCalls {
+/** Tasks, workers and health here; plans and workspace files from ./plans.ts; repository analysis from ./analysis.ts. */
+export interface SandboxClient extends PlanCalls, AnalysisCalls {
   /** Submits a task and follows it live; `await handle.result()` for the outcome. */
   execute(spec: ExecuteRequest, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   /** Follows an existing task (e.g. after a restart): replays its output, then streams live. */
@@ -57,6 +58,7 @@ export interface TaskListFilter {
 export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
   return {
     ...planCalls(supabase),
+    ...analysisCalls(supabase),
     async execute(spec, callbacks, options) {
       const { taskId } = await call<{ taskId: string }>(supabase, "POST", "/execute", spec);
       return await new TaskHandle(supabase, taskId, callbacks, options).start();

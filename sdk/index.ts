@@ -10,3 +10,6 @@ export { userTopic, FLEET_TOPIC } from "../functions/_shared/monitoring/lists.ts
 export { PlanHandle, PlanWaitTimeout, type PlanEventMessage, type WorkspaceFile } from "./plans.ts";
 export type { PlanRequest, WriteFilesRequest } from "../functions/_shared/plans/spec.ts";
 export type { ChangeResult, PlanView, StepView } from "../functions/_shared/plans/view.ts";
+export { AnalysisFailedError, type AnalysisProgress, type ResultsQuery } from "./analysis.ts";
+export type { AnalyzeRequest } from "../functions/_shared/analysis/schemas.ts";
+export type { AnalysisView } from "../functions/_shared/analysis/views.ts";

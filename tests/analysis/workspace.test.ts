@@ -40,4 +40,19 @@ describe("analysis of a files-API workspace", () => {
     expect(refused.status).toBe(404);
     expect(refused.body.error.message).toMatch(/no workspace/);
   });
+
+  it("works through the SDK: progress over Realtime, wait, results, search", async () => {
+    const user = await newUser();
+    const [ws] = await sql<{ id: string }[]>`insert into public.workspaces (owner) values (${user.id}) returning id`;
+    await user.sandbox.writeFiles({ workspaceId: ws!.id, files: [{ path: "src/lib.rs", content: "pub fn sdk_entry() {}\nstruct Hidden;\n" }] });
+    const progress: unknown[] = [];
+    const run = await user.sandbox.analyzeRepository({ source: `workspace:${ws!.id}` }, (p) => progress.push(p));
+    const done = await run.wait(100);
+    expect(done).toMatchObject({ phase: "completed", filesTotal: 1, percentage: 100 });
+    const results = await user.sandbox.analysisResults(run.analysisId, { section: "symbols" });
+    expect((results.symbols as { name: string }[]).map((s) => s.name)).toEqual(["sdk_entry", "Hidden"]);
+    const found = await user.sandbox.searchAnalysis(run.analysisId, "sdk_entry");
+    expect(found.hits.map((h) => h.path)).toEqual(["src/lib.rs"]);
+    await expect(user.sandbox.analyzeRepository({ source: "ssh://example.com/x" })).rejects.toThrow(/scheme ssh/);
+  });
 });
