@@ -15,8 +15,6 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve("test-artifacts", "dashboard");
 /** The blocks feature (issue 6) ships the detector under worker/blocks; until then its test is skipped. */
 const HAS_BLOCK_DETECTION = existsSync(path.resolve("worker", "blocks"));
-/** Repository analysis (issue 8) adds these routes; until then its test is skipped. */
-const HAS_ANALYSIS = existsSync(path.resolve("functions", "_shared", "routes", "analysis.ts"));
 
 let browser: Browser;
 let page: Page;
@@ -232,7 +230,7 @@ describe("dashboard in a browser", () => {
     expect(await page.locator("[data-testid=task-events] tr[data-type=resource_sample]").count()).toBeGreaterThan(0);
   });
 
-  it.skipIf(!HAS_ANALYSIS)("shows a repository analysis: progress, language breakdown, file tree and search", async () => {
+  it("shows a repository analysis: progress, language breakdown, file tree and search", async () => {
     const root = `/var/tmp/cogo-dashboard-test-${process.pid}`;
     const repo = path.join(root, "repo");
     await rm(root, { recursive: true, force: true });
