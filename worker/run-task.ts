@@ -1,8 +1,10 @@
 // One claimed task from start to its final status: sandbox, live output, stdin, cancel, finish.
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
+import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
+import { BlockSupervisor } from "./blocks/supervisor.ts";
 import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
-import { startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
+import { SANDBOX_DEFAULTS, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
 
@@ -12,6 +14,8 @@ export interface RunningTask {
   stop(reason: "cancelled" | "lease_lost" | "shutdown"): void;
   /** New stdin rows are waiting in the database. */
   stdinReady(): void;
+  /** Recover now (POST /tasks/:id/recover reached this worker). */
+  recover(request: RecoverRequest): void;
   readonly done: Promise<void>;
 }
 
@@ -42,6 +46,18 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
   let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
   let stdinSeq = 0;
   let stdinChain: Promise<void> = Promise.resolve();
+  const max = { ...SANDBOX_DEFAULTS.maxLimits, ...sandboxOptions.maxLimits };
+  const blocks = new BlockSupervisor({
+    task,
+    lease,
+    queue,
+    maxLimits: { wallTimeMs: max.wallTimeMs, memoryBytes: max.memoryBytes },
+    log,
+    onLeaseLost: () => {
+      stopReason ??= "lease_lost";
+      kill();
+    },
+  });
 
   let nextSeq = 0; // set by start_task; output continues after earlier attempts' rows
   const batcher = new OutputBatcher(async (chunks) => {
@@ -74,6 +90,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         if (row.data) stdin.write(row.data);
         if (row.eof) {
           stdin.end();
+          blocks.stdinEnded();
           return;
         }
       }
@@ -100,14 +117,16 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         sandboxOptions,
       );
       kill(); // a stop that arrived while the sandbox was starting
-      sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b)));
-      sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b)));
+      sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b), blocks.output(b)));
+      sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b), blocks.output(b)));
+      await blocks.attach(sandbox);
       sandbox.stdin?.on("error", () => {}); // the task may exit without reading its stdin
       if (task.stdinMode === "pipe") pumpStdin();
       const exit = await sandbox.exited;
       await stdinChain;
       const outcome = describeExit(exit, task);
       await lineEvents.close();
+      if (stopReason) blocks.abandon(exit);
       if (stopReason === "shutdown") {
         await batcher.close();
         await queue.release(lease, "worker shut down before the task finished; re-queued");
@@ -120,6 +139,9 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         return;
       }
       await batcher.close();
+      // A recovery under way, or an exit that is itself a block (timeout, memory, output), may
+      // have re-queued or ended the task already.
+      if (await blocks.settle(exit, outcome)) return;
       await queue.finish(lease, {
         status: outcome.status,
         exitCode: exit.exitCode,
@@ -143,6 +165,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         .finish(lease, { status: "failed", exitCode: null, signal: null, reason: `could not run: ${err instanceof Error ? err.message : err}`, usage: {} })
         .catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
     } finally {
+      blocks.stop();
       await sandbox?.cleanup().catch((e) => log(`task ${task.id}: cleanup: ${e}`));
     }
   })();
@@ -154,6 +177,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       kill();
     },
     stdinReady: pumpStdin,
+    recover: (request) => blocks.recover(request),
     done,
   };
 }

@@ -4,6 +4,7 @@ import type { Sql } from "postgres";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { recoveryRoutes } from "./routes/recovery.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -13,6 +14,7 @@ const routes: Route[] = [
   ...healthRoutes,
   ...workerRoutes,
   ...taskRoutes,
+  ...recoveryRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */
@@ -31,7 +33,7 @@ export function createApi(sql: Sql, runtime: RuntimeInfo): (req: Request) => Pro
         return await handler({ req, caller: callerFrom(req), params: m.slice(1), url, sql, runtime });
       }
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
-      if (/^\/(tasks|workers)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
+      if (/^\/(tasks|workers|recover)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
       throw new HttpError(404, "no_route", `no route ${req.method} ${route}`);
     } catch (err) {
       return errorResponse(err);
