@@ -1,6 +1,7 @@
 // createSandboxClient(supabase): the SDK's entry point. Works with any supabase-js client — the
 // embedded default or a real project — using that client's auth for HTTP and Realtime.
 import type { SupabaseClient } from "@supabase/supabase-js";
+import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schemas.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import { call } from "./api.ts";
@@ -14,6 +15,13 @@ export interface Health {
   running: number;
   oldestQueuedAgeMs: number;
   queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
+  /** Blocked and recovering tasks, workers gone silent, the last hour's detections and recoveries. */
+  blocks: {
+    blocked: number;
+    recovering: number;
+    silentWorkers: { id: string; name: string; status: string; lastHeartbeatAt: string; activeTasks: number }[];
+    lastHour: { detected: Record<string, number>; workerLost: number; recoverySucceeded: number; recoveryFailed: number };
+  };
   function: { runtime: string; env: Record<string, boolean> };
 }
 
@@ -30,6 +38,10 @@ export interface SandboxClient {
   /** Drains a worker: no new claims; running tasks finish. Service key only. */
   drainWorker(workerId: string): Promise<WorkerView>;
   health(): Promise<Health>;
+  /** Recovers a task now: the planner's next step, or the one `request.action` names. */
+  recover(taskId: string, request?: RecoverRequest): Promise<{ taskId: string; applied: string; workerId: string | null }>;
+  /** Re-queues a silent worker's tasks now, or asks a live one to recover its blocked tasks. Service key only. */
+  recoverWorker(workerId: string): Promise<{ workerId: string; silent: boolean; requeued: number; signalled: number }>;
 }
 
 export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
@@ -45,5 +57,7 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
     createWorker: (worker) => call<WorkerView>(supabase, "POST", "/workers", worker),
     drainWorker: (workerId) => call<WorkerView>(supabase, "DELETE", `/workers/${workerId}`),
     health: () => call<Health>(supabase, "GET", "/health"),
+    recover: (taskId, request = {}) => call(supabase, "POST", `/tasks/${taskId}/recover`, request),
+    recoverWorker: (workerId) => call(supabase, "POST", `/recover/${workerId}`, {}),
   };
 }

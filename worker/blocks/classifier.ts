@@ -121,9 +121,10 @@ export class BlockClassifier {
     const quiet = !progress && cpuShare < IDLE_CPU;
     this.quietSince = since(this.quietSince, quiet);
     const w = quiet ? ob.waits : undefined;
-    const onlyWaiting = w !== undefined && w.running === 0 && w.other === 0;
-    this.stdinSince = since(this.stdinSince, onlyWaiting && w.stdin > 0);
-    this.lockSince = since(this.lockSince, onlyWaiting && w.stdin === 0 && w.lock > 0);
+    // A reader of our stdin with nothing running is waiting for input, whatever other threads
+    // (an event loop's helpers) do; a deadlock needs every thread in a lock or waiting for a child.
+    this.stdinSince = since(this.stdinSince, w !== undefined && w.running === 0 && w.stdin > 0);
+    this.lockSince = since(this.lockSince, w !== undefined && w.running === 0 && w.other === 0 && w.stdin === 0 && w.lock > 0);
     if (this.stdinSince !== null && held(this.stdinSince) >= o.waitingForInputMs) {
       return { reason: "waiting_for_input", durationMs: held(this.stdinSince), summary: `reading stdin with no output for ${secs(held(this.stdinSince))}` };
     }

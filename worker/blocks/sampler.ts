@@ -92,7 +92,8 @@ export class TreeSampler {
   /** The stdin pipe's identity, read from the sandbox's outer process (it holds fd 0 for the task). */
   static async stdinLinkOf(pid: number): Promise<string | null> {
     const link = await readlink(`/proc/${pid}/fd/0`).catch(() => null);
-    return link?.startsWith("pipe:") ? link : null;
+    // Node gives a child a socketpair for stdio "pipe"; either way the link names that one object.
+    return link?.startsWith("pipe:") || link?.startsWith("socket:") ? link : null;
   }
 
   async sample(): Promise<TreeSample> {
