@@ -1,4 +1,4 @@
-// `npm run bench [-- lifecycle|sandbox] [--json]`: starts a private embedded stack, measures, and
+// `npm run bench [-- lifecycle|sandbox|blocks] [--json]`: starts a private embedded stack, measures, and
 // prints one table; results are appended to bench/results/<timestamp>.json.
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -7,11 +7,12 @@ import { connect } from "../functions/_shared/db.ts";
 import { freePort } from "../embedded/ports.ts";
 import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
 import { benchDiagnostics } from "./diagnostics.ts";
+import { benchBlocks } from "./blocks.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
 import { printTable, type Row } from "./stats.ts";
 
-const SUITES = ["lifecycle", "sandbox", "diagnostics"] as const;
+const SUITES = ["lifecycle", "sandbox", "diagnostics", "blocks"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -33,6 +34,7 @@ try {
   if (chosen.includes("lifecycle")) results.lifecycle = await benchLifecycle(stack, sql, progress);
   if (chosen.includes("sandbox")) results.sandbox = await benchSandbox(stack, sql, progress);
   if (chosen.includes("diagnostics")) results.diagnostics = await benchDiagnostics(stack, progress);
+  if (chosen.includes("blocks")) results.blocks = await benchBlocks(stack, sql, progress);
 } finally {
   await sql.end();
   await stack.stop();

@@ -33,8 +33,10 @@ describe("block classifier", () => {
     expect(d!.summary).toMatch(/^CPU 98 % for 2\.\d s with no output/);
   });
 
-  it("a loop starved by a busy machine (runnable, 30 % CPU) is still a loop", () => {
-    expect(run(40, (_, p) => ({ cpuMs: p.cpuMs + 75, runnable: true }))).toMatchObject({ reason: "infinite_loop" });
+  it("a loop starved by a busy machine (runnable at every sample, 10 % CPU) is still a loop", () => {
+    expect(run(40, (_, p) => ({ cpuMs: p.cpuMs + 25, runnable: true }))).toMatchObject({ reason: "infinite_loop" });
+    // Runnable now and then (a process waking up periodically) is not.
+    expect(run(40, (i, p) => ({ cpuMs: p.cpuMs + 25, runnable: i % 3 === 0, waits: { stdin: 0, lock: 0, child: 0, other: 1, running: 0 } }))).toBeNull();
   });
 
   it("busy with output, file writes or new processes now and then is healthy", () => {

@@ -40,8 +40,11 @@ export interface Detection {
 
 /** Below this share of a core an interval counts as idle. */
 const IDLE_CPU = 0.05;
-/** A runnable thread at this share of a core is a loop starved by a busy machine. */
-const STARVED_CPU = 0.25;
+/**
+ * A thread runnable (state R) at every sample of the window, using more than idle CPU, is a loop
+ * starved by a busy machine: on 2 cores at load 6 a spinning process gets ~30 % of one.
+ */
+const STARVED_CPU = IDLE_CPU;
 
 export class BlockClassifier {
   private prev: Observation | null = null;
@@ -131,7 +134,8 @@ export class BlockClassifier {
     if (this.lockSince !== null && held(this.lockSince) >= o.deadlockMs) {
       return { reason: "deadlock", durationMs: held(this.lockSince), summary: `${w!.lock} thread(s) waiting on locks, none running, for ${secs(held(this.lockSince))}` };
     }
-    if (this.quietSince !== null && held(this.quietSince) >= o.idleStallMs) {
+    // Quiet with a more specific cause pending: let that one's window decide.
+    if (this.quietSince !== null && this.stdinSince === null && this.lockSince === null && held(this.quietSince) >= o.idleStallMs) {
       return { reason: "idle_stall", durationMs: held(this.quietSince), summary: `no CPU, output, I/O or new process for ${secs(held(this.quietSince))}` };
     }
     return null;

@@ -143,9 +143,11 @@ export class BlockSupervisor {
     this.ticking = true;
     try {
       const sample = await this.sampler!.sample();
-      if (!this.timer || this.handling || this.took) return;
+      // The sandbox may have exited meanwhile: settle() decides then, not a late sample.
+      if (!this.timer || this.handling || this.took || this.sandboxExited) return;
       const wantWaits = this.classifier!.quiet;
       const waits = wantWaits ? await this.sampler!.waits(sample.processes) : undefined;
+      if (!this.timer || this.sandboxExited) return;
       let ioDelta = 0;
       let newProcess = false;
       const seen = new Map<string, number>();
