@@ -126,7 +126,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       await stdinChain;
       const outcome = describeExit(exit, task);
       await lineEvents.close();
-      if (stopReason) blocks.abandon(exit);
+      if (stopReason === "shutdown" || stopReason === "lease_lost") blocks.abandon(exit);
       if (stopReason === "shutdown") {
         await batcher.close();
         await queue.release(lease, "worker shut down before the task finished; re-queued");

@@ -93,19 +93,19 @@ export class BlockClassifier {
     const held = (t: number | null) => (t === null ? 0 : ob.at - t);
 
     // Memory, processes, output: hard resources, checked every interval.
-    if (ob.oomKills > prev.oomKills) {
-      return { reason: "memory_exhausted", durationMs: 0, summary: `the kernel OOM-killed a process at the ${mib(this.limits.memoryBytes)} limit` };
-    }
+    // An OOM kill alone is not a block: a task that goes on (a test runner reporting a killed
+    // test) may finish; one that dies of it is reported from its exit.
+    const oom = ob.oomKills > 0 ? `, ${ob.oomKills} process(es) OOM-killed` : "";
     this.memorySince = since(this.memorySince, ob.memoryBytes >= (o.memoryPercent / 100) * this.limits.memoryBytes);
     if (this.memorySince !== null && held(this.memorySince) >= o.memoryMs) {
-      return { reason: "memory_exhausted", durationMs: held(this.memorySince), summary: `${mib(ob.memoryBytes)} of ${mib(this.limits.memoryBytes)} in use for ${secs(held(this.memorySince))}` };
+      return { reason: "memory_exhausted", durationMs: held(this.memorySince), summary: `${mib(ob.memoryBytes)} of ${mib(this.limits.memoryBytes)} in use for ${secs(held(this.memorySince))}${oom}` };
     }
     const forkRefused = ob.forkFailures > prev.forkFailures;
     this.forkSince = since(this.forkSince, forkRefused || ob.tasks >= (o.processPercent / 100) * this.limits.processes);
     if (this.forkSince !== null && held(this.forkSince) >= o.forkBombMs) {
       return { reason: "fork_bomb", durationMs: held(this.forkSince), summary: `${ob.tasks} processes/threads of ${this.limits.processes} allowed${ob.forkFailures ? `, ${ob.forkFailures} forks refused` : ""}` };
     }
-    if (ob.outputBytes >= (o.outputPercent / 100) * this.limits.outputBytes) {
+    if (o.outputPercent < 100 && ob.outputBytes >= (o.outputPercent / 100) * this.limits.outputBytes) {
       return { reason: "output_flood", durationMs: 0, summary: `${mib(ob.outputBytes)} of output, the limit is ${mib(this.limits.outputBytes)}` };
     }
     this.floodSince = since(this.floodSince, (output * 1000) / dt >= o.outputBytesPerSecond);

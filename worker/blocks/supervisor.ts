@@ -274,7 +274,8 @@ export class BlockSupervisor {
     await this.queries.beginRecovery(lease, { ...base, ...(stdinKind ? { stdin: stdinKind } : {}), ...(step.delayMs !== undefined ? { delayMs: step.delayMs } : {}), ...(step.limits ? { limits: step.limits } : {}) });
     switch (step.action) {
       case "terminate": {
-        this.sandbox!.kill("killed");
+        // A resource block ends as its limit would have ended it (same status and reason).
+        this.sandbox!.kill(block.reason === "memory_exhausted" ? "memory_limit" : block.reason === "output_flood" ? "output_limit" : "killed");
         const { exit } = await this.exited;
         await this.queries.endRecovery(lease, true, { ...base, message: `process tree killed (${exit.signal ?? exit.exitCode})` }, false);
         return;

@@ -45,13 +45,13 @@ export const BlockDetectionSchema = z
     idleStallMs: ms(),
     /** `deadlock`: every thread waits on a lock (futex, flock, fcntl) with no progress, this long. */
     deadlockMs: ms(),
-    /** `memory_exhausted`: memory at `memoryPercent` of the limit this long, or an OOM kill. */
+    /** `memory_exhausted`: memory at `memoryPercent` of the limit this long (an OOM kill that ends the task is one too). */
     memoryPercent: percent(),
     memoryMs: z.number().int().min(0).max(86_400_000),
     /** `fork_bomb`: processes + threads at `processPercent` of the limit this long, or forks refused. */
     processPercent: percent(),
     forkBombMs: z.number().int().min(0).max(86_400_000),
-    /** `output_flood`: output faster than this many bytes/s for `outputFloodMs`, or `outputPercent` of the output limit. */
+    /** `output_flood`: output faster than this many bytes/s for `outputFloodMs`, or `outputPercent` of the output limit (100: when the sandbox cuts it). */
     outputBytesPerSecond: z.number().int().min(1024).max(1024 ** 4),
     outputFloodMs: ms(),
     outputPercent: percent(),
@@ -66,7 +66,7 @@ export const BLOCK_DETECTION_DEFAULTS = {
   sampleIntervalMs: 250,
   infiniteLoopMs: 30_000,
   busyCpuPercent: 90,
-  waitingForInputMs: 3_000,
+  waitingForInputMs: 30_000,
   idleStallMs: 60_000,
   deadlockMs: 5_000,
   memoryPercent: 95,
@@ -75,7 +75,7 @@ export const BLOCK_DETECTION_DEFAULTS = {
   forkBombMs: 500,
   outputBytesPerSecond: 4 * 1024 * 1024,
   outputFloodMs: 5_000,
-  outputPercent: 90,
+  outputPercent: 100,
 } as const satisfies BlockDetectionOptions;
 
 export const RecoveryOptionsSchema = z
