@@ -1,4 +1,4 @@
-// `npm run bench [-- lifecycle|sandbox|blocks] [--json]`: starts a private embedded stack, measures, and
+// `npm run bench [-- lifecycle|sandbox|diagnostics|blocks] [--json]`: starts a private embedded stack, measures, and
 // prints one table; results are appended to bench/results/<timestamp>.json.
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
