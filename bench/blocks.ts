@@ -12,6 +12,8 @@ const ROUNDS = Number(process.env.COGO_BENCH_ROUNDS ?? 3);
 const MiB = 1024 * 1024;
 /** The bench's per-task windows (defaults are longer; README explains). */
 const WINDOWS = { sampleIntervalMs: 100, infiniteLoopMs: 1000, idleStallMs: 1000, waitingForInputMs: 500, deadlockMs: 1000, memoryMs: 300, forkBombMs: 200, outputFloodMs: 1000 };
+/** Floods use 4 KB lines: millions of 2-byte lines would measure the worker's per-line diagnostics scan instead. */
+const LONG_LINE = "$(head -c 4000 /dev/zero | tr '\\0' y)";
 /** Prints the block's onset (ms since the epoch) on stderr, then the program blocks. */
 const ONSET = "echo ONSET $(date +%s%3N) >&2";
 
@@ -37,8 +39,8 @@ const CASES: Case[] = [
   { name: "python OOM + raise_limit", reason: "memory_exhausted", recovers: true, spec: { command: `${ONSET}; python3 -c 'b = bytearray(96 << 20); print(len(b))'`, limits: { memoryBytes: 64 * MiB }, recovery: { limitCeilings: { memoryBytes: 256 * MiB } } } },
   { name: "sleep past timeout + raise_limit", reason: "timeout", recovers: true, onsetAfterStartMs: 1000, spec: { command: "for i in $(seq 15); do sleep 0.1; echo .; done", timeoutMs: 1000, maxAttempts: 4, recovery: { limitCeilings: { wallTimeMs: 10_000 } } } },
   { name: "bash fork bomb", reason: "fork_bomb", recovers: false, spec: { command: `${ONSET}; bash -c ':(){ :|:& };:; sleep 30'`, limits: { processes: 64 } } },
-  { name: "yes flood", reason: "output_flood", recovers: false, spec: { command: `${ONSET}; yes`, limits: { outputBytes: 8 * MiB } } },
-  { name: "yes flood + alternative", reason: "output_flood", recovers: true, spec: { command: `${ONSET}; yes`, limits: { outputBytes: 8 * MiB }, recovery: { alternativeCommand: "echo ok" } } },
+  { name: "yes flood", reason: "output_flood", recovers: false, spec: { command: `${ONSET}; yes "${LONG_LINE}"`, limits: { outputBytes: 8 * MiB } } },
+  { name: "yes flood + alternative", reason: "output_flood", recovers: true, spec: { command: `${ONSET}; yes "${LONG_LINE}"`, limits: { outputBytes: 8 * MiB }, recovery: { alternativeCommand: "echo ok" } } },
 ];
 
 const HEALTHY: Record<string, unknown>[] = [

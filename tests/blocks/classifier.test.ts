@@ -8,7 +8,7 @@ const MiB = 1024 * 1024;
 const limits = { memoryBytes: 100 * MiB, processes: 100, outputBytes: 10 * MiB };
 const options = { ...BLOCK_DETECTION_DEFAULTS, infiniteLoopMs: 2000, idleStallMs: 3000, waitingForInputMs: 1000, deadlockMs: 1500, memoryMs: 500, forkBombMs: 300, outputFloodMs: 1000 };
 
-const quietWaits = { stdin: 0, lock: 0, child: 0, other: 1, running: 0 };
+const quietWaits = { stdin: 0, output: 0, lock: 0, child: 0, other: 1, running: 0 };
 
 /** Feeds `n` observations 250 ms apart; `step(i)` changes each from an idle baseline. Returns the first detection and when. */
 function run(n: number, step: (i: number, prev: Observation) => Partial<Observation>) {
@@ -36,7 +36,7 @@ describe("block classifier", () => {
   it("a loop starved by a busy machine (runnable at every sample, 10 % CPU) is still a loop", () => {
     expect(run(40, (_, p) => ({ cpuMs: p.cpuMs + 25, runnable: true }))).toMatchObject({ reason: "infinite_loop" });
     // Runnable now and then (a process waking up periodically) is not.
-    expect(run(40, (i, p) => ({ cpuMs: p.cpuMs + 25, runnable: i % 3 === 0, waits: { stdin: 0, lock: 0, child: 0, other: 1, running: 0 } }))).toBeNull();
+    expect(run(40, (i, p) => ({ cpuMs: p.cpuMs + 25, runnable: i % 3 === 0, waits: { stdin: 0, output: 0, lock: 0, child: 0, other: 1, running: 0 } }))).toBeNull();
   });
 
   it("busy with output, file writes or new processes now and then is healthy", () => {
@@ -49,9 +49,13 @@ describe("block classifier", () => {
     const stdin = run(40, () => ({ waits: { ...quietWaits, stdin: 1, other: 2 } }));
     expect(stdin).toMatchObject({ reason: "waiting_for_input" });
     expect(stdin!.at).toBeLessThan(2000);
-    expect(run(40, () => ({ waits: { stdin: 0, lock: 3, child: 1, other: 0, running: 0 } }))).toMatchObject({ reason: "deadlock" });
+    expect(run(40, () => ({ waits: { stdin: 0, output: 0, lock: 3, child: 1, other: 0, running: 0 } }))).toMatchObject({ reason: "deadlock" });
     // A lock waiter next to a thread doing something else is not a deadlock (a pool waiting for work).
-    expect(run(40, () => ({ waits: { stdin: 0, lock: 3, child: 0, other: 1, running: 0 } }))).toMatchObject({ reason: "idle_stall" });
+    expect(run(40, () => ({ waits: { stdin: 0, output: 0, lock: 3, child: 0, other: 1, running: 0 } }))).toMatchObject({ reason: "idle_stall" });
+    // Waits read only now and then: the windows hold between reads.
+    expect(run(40, (i) => (i % 4 === 0 ? { waits: { ...quietWaits, stdin: 1 } } : {}))).toMatchObject({ reason: "waiting_for_input" });
+    // Blocked writing output the worker has not read yet is back-pressure, not a stall.
+    expect(run(40, () => ({ waits: { ...quietWaits, output: 1 } }))).toBeNull();
     const idle = run(40, () => ({ waits: quietWaits }));
     expect(idle).toMatchObject({ reason: "idle_stall" });
     expect(idle!.at).toBeGreaterThanOrEqual(3000);

@@ -20,8 +20,8 @@ export interface Observation {
   tasks: number;
   oomKills: number;
   forkFailures: number;
-  /** Only when the interval was quiet: what the threads wait in. */
-  waits?: { stdin: number; lock: number; child: number; other: number; running: number };
+  /** What the threads wait in: read only in quiet intervals, and not at every one (absent: unknown, the windows hold). */
+  waits?: { stdin: number; output: number; lock: number; child: number; other: number; running: number };
 }
 
 export interface Limits {
@@ -120,19 +120,24 @@ export class BlockClassifier {
       return { reason: "infinite_loop", durationMs: held(this.busySince), summary: `CPU ${this.cpuPercent} % for ${secs(held(this.busySince))} with no output, no I/O and no new process` };
     }
 
-    // Quiet: no CPU to speak of, no progress. Why depends on what the threads wait in.
-    const quiet = !progress && cpuShare < IDLE_CPU;
+    // Quiet: no CPU to speak of, no progress. Why depends on what the threads wait in. A thread
+    // blocked writing its output waits for the worker to read it: that is not the task's stall.
+    const quiet = !progress && cpuShare < IDLE_CPU && !(ob.waits && ob.waits.output > 0);
     this.quietSince = since(this.quietSince, quiet);
     const w = quiet ? ob.waits : undefined;
-    // A reader of our stdin with nothing running is waiting for input, whatever other threads
-    // (an event loop's helpers) do; a deadlock needs every thread in a lock or waiting for a child.
-    this.stdinSince = since(this.stdinSince, w !== undefined && w.running === 0 && w.stdin > 0);
-    this.lockSince = since(this.lockSince, w !== undefined && w.running === 0 && w.other === 0 && w.stdin === 0 && w.lock > 0);
+    if (!quiet) {
+      this.stdinSince = this.lockSince = null;
+    } else if (w) {
+      // A reader of our stdin with nothing running is waiting for input, whatever other threads
+      // (an event loop's helpers) do; a deadlock needs every thread in a lock or waiting for a child.
+      this.stdinSince = since(this.stdinSince, w.running === 0 && w.stdin > 0);
+      this.lockSince = since(this.lockSince, w.running === 0 && w.other === 0 && w.stdin === 0 && w.lock > 0);
+    }
     if (this.stdinSince !== null && held(this.stdinSince) >= o.waitingForInputMs) {
       return { reason: "waiting_for_input", durationMs: held(this.stdinSince), summary: `reading stdin with no output for ${secs(held(this.stdinSince))}` };
     }
     if (this.lockSince !== null && held(this.lockSince) >= o.deadlockMs) {
-      return { reason: "deadlock", durationMs: held(this.lockSince), summary: `${w!.lock} thread(s) waiting on locks, none running, for ${secs(held(this.lockSince))}` };
+      return { reason: "deadlock", durationMs: held(this.lockSince), summary: `threads waiting on locks, none running, for ${secs(held(this.lockSince))}` };
     }
     // Quiet with a more specific cause pending: let that one's window decide.
     if (this.quietSince !== null && this.stdinSince === null && this.lockSince === null && held(this.quietSince) >= o.idleStallMs) {

@@ -9,8 +9,8 @@ const PAGE_SIZE = 4096;
 
 /** The syscalls that tell what a quiet thread waits for (numbers per architecture). */
 const SYSCALLS = {
-  x64: { read: [0, 19, 17], poll: [7, 23, 270, 271], epoll: [232, 281, 441], lock: [202, 72, 73], child: [61, 247] },
-  arm64: { read: [63, 65, 67], poll: [72, 73], epoll: [22, 441], lock: [98, 25, 32], child: [260, 95] },
+  x64: { read: [0, 19, 17], write: [1, 20, 18], poll: [7, 23, 270, 271], epoll: [232, 281, 441], lock: [202, 72, 73], child: [61, 247] },
+  arm64: { read: [63, 65, 67], write: [64, 66, 68], poll: [72, 73], epoll: [22, 441], lock: [98, 25, 32], child: [260, 95] },
 }[process.arch === "arm64" ? "arm64" : "x64"];
 
 export interface ProcessInfo {
@@ -33,7 +33,7 @@ export interface ThreadWait {
   wchan: string;
   syscall: number | null;
   /** What the wait is about, from the syscall and its descriptor. */
-  kind: "stdin" | "lock" | "child" | "other" | "running";
+  kind: "stdin" | "output" | "lock" | "child" | "other" | "running";
 }
 
 export interface TreeSample {
@@ -87,11 +87,13 @@ export class TreeSampler {
     private readonly cgroup: CgroupDirs,
     /** Link target of the task's stdin pipe as seen in /proc (e.g. "pipe:[123]"), or null if stdin is closed. */
     readonly stdinLink: string | null,
+    /** Link targets of the task's stdout and stderr pipes (the worker reads their other ends). */
+    readonly outputLinks: string[] = [],
   ) {}
 
   /** The stdin pipe's identity, read from the sandbox's outer process (it holds fd 0 for the task). */
-  static async stdinLinkOf(pid: number): Promise<string | null> {
-    const link = await readlink(`/proc/${pid}/fd/0`).catch(() => null);
+  static async stdinLinkOf(pid: number, fd = 0): Promise<string | null> {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => null);
     // Node gives a child a socketpair for stdio "pipe"; either way the link names that one object.
     return link?.startsWith("pipe:") || link?.startsWith("socket:") ? link : null;
   }
@@ -154,8 +156,13 @@ export class TreeSampler {
     if (nr === null) return "other";
     if (SYSCALLS.lock.includes(nr)) return "lock";
     if (SYSCALLS.child.includes(nr)) return "child";
-    if (!this.stdinLink) return "other";
     const fd = arg0 ? Number.parseInt(arg0, 16) : NaN;
+    if (SYSCALLS.write.includes(nr)) {
+      // Blocked writing output the worker has not read yet: back-pressure, not a stall.
+      const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => null);
+      return link !== null && this.outputLinks.includes(link) ? "output" : "other";
+    }
+    if (!this.stdinLink) return "other";
     if (SYSCALLS.read.includes(nr)) {
       return (await readlink(`/proc/${pid}/fd/${fd}`).catch(() => null)) === this.stdinLink ? "stdin" : "other";
     }

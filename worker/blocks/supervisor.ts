@@ -59,6 +59,7 @@ export class BlockSupervisor {
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
   private lastSampleEventAt = 0;
+  private lastWaitsAt = 0;
   private startedAt = performance.now();
   private outputBytes = 0;
   private tail = "";
@@ -86,7 +87,8 @@ export class BlockSupervisor {
     this.startedAt = performance.now();
     if (!this.o.enabled) return;
     const stdinLink = this.d.task.stdinMode === "pipe" ? await TreeSampler.stdinLinkOf(sandbox.pid) : null;
-    this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroupDirs, stdinLink);
+    const outputLinks = (await Promise.all([1, 2].map((fd) => TreeSampler.stdinLinkOf(sandbox.pid, fd)))).filter((l) => l !== null);
+    this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroupDirs, stdinLink, outputLinks);
     this.classifier = new BlockClassifier(this.o, sandbox.limits);
     this.timer = setInterval(() => void this.tick(), this.o.sampleIntervalMs);
   }
@@ -145,7 +147,10 @@ export class BlockSupervisor {
       const sample = await this.sampler!.sample();
       // The sandbox may have exited meanwhile: settle() decides then, not a late sample.
       if (!this.timer || this.handling || this.took || this.sandboxExited) return;
-      const wantWaits = this.classifier!.quiet;
+      // Thread waits cost a few files per thread: read them in quiet spells, a few times per the
+      // shortest window that needs them.
+      const wantWaits = this.classifier!.quiet && sample.at - this.lastWaitsAt >= Math.min(this.o.waitingForInputMs, this.o.deadlockMs) / 4;
+      if (wantWaits) this.lastWaitsAt = sample.at;
       const waits = wantWaits ? await this.sampler!.waits(sample.processes) : undefined;
       if (!this.timer || this.sandboxExited) return;
       let ioDelta = 0;
@@ -338,7 +343,7 @@ export class BlockSupervisor {
 }
 
 function countWaits(waits: ThreadWait[], stdinClosed: boolean) {
-  const c = { stdin: 0, lock: 0, child: 0, other: 0, running: 0 };
+  const c = { stdin: 0, output: 0, lock: 0, child: 0, other: 0, running: 0 };
   for (const w of waits) c[w.kind === "stdin" && stdinClosed ? "other" : w.kind]++;
   return c;
 }

@@ -63,7 +63,7 @@ export type BlockDetectionOptions = Required<z.output<typeof BlockDetectionSchem
 /** Defaults (README "Block detection and recovery" explains each choice). */
 export const BLOCK_DETECTION_DEFAULTS = {
   enabled: true,
-  sampleIntervalMs: 250,
+  sampleIntervalMs: 500,
   infiniteLoopMs: 30_000,
   busyCpuPercent: 90,
   waitingForInputMs: 30_000,
