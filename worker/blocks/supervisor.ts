@@ -95,7 +95,7 @@ export class BlockSupervisor {
 
   output(chunk: Buffer): void {
     this.outputBytes += chunk.length;
-    this.tail = (this.tail + chunk.toString("utf8")).slice(-TAIL_BYTES);
+    this.tail = (this.tail + chunk.subarray(-TAIL_BYTES).toString("utf8")).slice(-TAIL_BYTES);
   }
 
   /** The task's stdin was closed (by the user or a recovery): it can no longer wait on it. */
