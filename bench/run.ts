@@ -1,4 +1,4 @@
-// `npm run bench [-- lifecycle|sandbox|diagnostics|feedback|analysis] [--json]`: starts a private embedded stack, measures, and
+// `npm run bench [-- lifecycle|sandbox|diagnostics|feedback|analysis|blocks] [--json]`: starts a private embedded stack, measures, and
 // prints one table; results are appended to bench/results/<timestamp>.json.
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -9,11 +9,12 @@ import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
 import { benchAnalysis } from "./analysis.ts";
 import { benchDiagnostics } from "./diagnostics.ts";
 import { benchFeedback } from "./feedback.ts";
+import { benchBlocks } from "./blocks.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
 import { printTable, type Row } from "./stats.ts";
 
-const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback", "analysis"] as const;
+const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback", "analysis", "blocks"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -37,6 +38,7 @@ try {
   if (chosen.includes("diagnostics")) results.diagnostics = await benchDiagnostics(stack, progress);
   if (chosen.includes("feedback")) results.feedback = await benchFeedback(stack, sql, progress);
   if (chosen.includes("analysis")) results.analysis = await benchAnalysis(stack, sql, progress);
+  if (chosen.includes("blocks")) results.blocks = await benchBlocks(stack, sql, progress);
 } finally {
   await sql.end();
   await stack.stop();

@@ -1,6 +1,7 @@
 // createSandboxClient(supabase): the SDK's entry point. Works with any supabase-js client — the
 // embedded default or a real project — using that client's auth for HTTP and Realtime.
 import type { SupabaseClient } from "@supabase/supabase-js";
+import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schemas.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import type { Fleet, TaskPage } from "../functions/_shared/monitoring/lists.ts";
@@ -19,6 +20,13 @@ export interface Health {
   queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
   /** Live workers per kind; basic, flutter and analysis are always listed. */
   workerKinds: Record<string, number>;
+  /** Blocked and recovering tasks, workers gone silent, the last hour's detections and recoveries. */
+  blocks: {
+    blocked: number;
+    recovering: number;
+    silentWorkers: { id: string; name: string; status: string; lastHeartbeatAt: string; activeTasks: number }[];
+    lastHour: { detected: Record<string, number>; workerLost: number; recoverySucceeded: number; recoveryFailed: number };
+  };
   function: { runtime: string; env: Record<string, boolean> };
 }
 
@@ -40,6 +48,10 @@ export interface SandboxClient extends PlanCalls, AnalysisCalls {
   listTasks(filter?: TaskListFilter): Promise<TaskPage>;
   /** Workers with their load, queue depth by priority, health. */
   fleet(): Promise<Fleet>;
+  /** Recovers a task now: the planner's next step, or the one `request.action` names. */
+  recover(taskId: string, request?: RecoverRequest): Promise<{ taskId: string; applied: string; workerId: string | null }>;
+  /** Re-queues a silent worker's tasks now, or asks a live one to recover its blocked tasks. Service key only. */
+  recoverWorker(workerId: string): Promise<{ workerId: string; silent: boolean; requeued: number; signalled: number }>;
 }
 
 export interface TaskListFilter {
@@ -79,5 +91,7 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
       return call<TaskPage>(supabase, "GET", `/tasks${qs ? "?" + qs : ""}`);
     },
     fleet: () => call<Fleet>(supabase, "GET", "/fleet"),
+    recover: (taskId, request = {}) => call(supabase, "POST", `/tasks/${taskId}/recover`, request),
+    recoverWorker: (workerId) => call(supabase, "POST", `/recover/${workerId}`, {}),
   };
 }

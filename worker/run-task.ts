@@ -2,8 +2,10 @@
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
 import { describeSave, restorePlanWorkspace, savePlanWorkspace, type RestoredWorkspace } from "./plan-workspace.ts";
+import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
+import { BlockSupervisor } from "./blocks/supervisor.ts";
 import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
-import { startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
+import { SANDBOX_DEFAULTS, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
 
@@ -13,6 +15,8 @@ export interface RunningTask {
   stop(reason: "cancelled" | "lease_lost" | "shutdown"): void;
   /** New stdin rows are waiting in the database. */
   stdinReady(): void;
+  /** Recover now (POST /tasks/:id/recover reached this worker). */
+  recover(request: RecoverRequest): void;
   readonly done: Promise<void>;
 }
 
@@ -43,6 +47,18 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
   let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
   let stdinSeq = 0;
   let stdinChain: Promise<void> = Promise.resolve();
+  const max = { ...SANDBOX_DEFAULTS.maxLimits, ...sandboxOptions.maxLimits };
+  const blocks = new BlockSupervisor({
+    task,
+    lease,
+    queue,
+    maxLimits: { wallTimeMs: max.wallTimeMs, memoryBytes: max.memoryBytes },
+    log,
+    onLeaseLost: () => {
+      stopReason ??= "lease_lost";
+      kill();
+    },
+  });
 
   let nextSeq = 0; // set by start_task; output continues after earlier attempts' rows
   const batcher = new OutputBatcher(async (chunks) => {
@@ -75,6 +91,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         if (row.data) stdin.write(row.data);
         if (row.eof) {
           stdin.end();
+          blocks.stdinEnded();
           return;
         }
       }
@@ -107,14 +124,16 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         sandboxOptions,
       );
       kill(); // a stop that arrived while the sandbox was starting
-      sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b)));
-      sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b)));
+      sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b), blocks.output(b)));
+      sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b), blocks.output(b)));
+      await blocks.attach(sandbox);
       sandbox.stdin?.on("error", () => {}); // the task may exit without reading its stdin
       if (task.stdinMode === "pipe") pumpStdin();
       const exit = await sandbox.exited;
       await stdinChain;
       let outcome = describeExit(exit, task);
       await lineEvents.close();
+      if (stopReason === "shutdown" || stopReason === "lease_lost") blocks.abandon(exit);
       if (stopReason === "shutdown") {
         await batcher.close();
         await queue.release(lease, "worker shut down before the task finished; re-queued");
@@ -132,6 +151,9 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         if (saved.error) outcome = { status: "failed", reason: `workspace not saved: ${saved.error}` };
       }
       await batcher.close();
+      // A recovery under way, or an exit that is itself a block (timeout, memory, output), may
+      // have re-queued or ended the task already.
+      if (await blocks.settle(exit, outcome)) return;
       await queue.finish(lease, {
         status: outcome.status,
         exitCode: exit.exitCode,
@@ -155,6 +177,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         .finish(lease, { status: "failed", exitCode: null, signal: null, reason: `could not run: ${err instanceof Error ? err.message : err}`, usage: {} })
         .catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
     } finally {
+      blocks.stop();
       await sandbox?.cleanup().catch((e) => log(`task ${task.id}: cleanup: ${e}`));
     }
   })();
@@ -166,6 +189,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       kill();
     },
     stdinReady: pumpStdin,
+    recover: (request) => blocks.recover(request),
     done,
   };
 }

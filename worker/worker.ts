@@ -4,6 +4,7 @@
 import { hostname, cpus, totalmem } from "node:os";
 import type { Sql } from "postgres";
 import { connect } from "../functions/_shared/db.ts";
+import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
 import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
@@ -17,9 +18,10 @@ export const WORKER_VERSION = "0.1.0";
 const LEASE_SAFETY = 0.7;
 
 interface Control {
-  action: "cancel" | "stdin" | "drain";
+  action: "cancel" | "stdin" | "drain" | "recover";
   taskId?: string;
   workerId?: string;
+  request?: RecoverRequest;
 }
 
 export class Worker {
@@ -184,6 +186,7 @@ export class Worker {
     if (!task) return;
     if (msg.action === "cancel") task.stop("cancelled");
     else if (msg.action === "stdin") task.stdinReady();
+    else if (msg.action === "recover") task.recover(msg.request ?? {});
   }
 
   private async heartbeat(): Promise<void> {

@@ -9,6 +9,7 @@ import { fileRoutes } from "./routes/files.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { planRoutes } from "./routes/plans.ts";
+import { recoveryRoutes } from "./routes/recovery.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -23,6 +24,7 @@ const routes: Route[] = [
   ...metricsRoutes,
   ...fileRoutes,
   ...analysisRoutes,
+  ...recoveryRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */
@@ -41,7 +43,7 @@ export function createApi(sql: Sql, runtime: RuntimeInfo): (req: Request) => Pro
         return await handler({ req, caller: callerFrom(req), params: m.slice(1), url, sql, runtime });
       }
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
-      if (/^\/(tasks|workers|analysis)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
+      if (/^\/(tasks|workers|analysis|recover)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
       throw new HttpError(404, "no_route", `no route ${req.method} ${route}`);
     } catch (err) {
       return errorResponse(err);

@@ -1,6 +1,7 @@
 // Request and message shapes, validated with zod at every edge; the SDK's types come from here.
 import { z } from "zod";
 import { validateWorkspacePath } from "./paths.ts";
+import { BlockDetectionSchema, RecoveryOptionsSchema } from "./recovery/options.ts";
 import { OUTPUT_STREAMS, TASK_STATES } from "./states.ts";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -75,6 +76,9 @@ export const ExecuteRequestSchema = z
     limits: LimitsSchema.default({}),
     requirements: RequirementsSchema.default({ kind: "basic", labels: [] }),
     idempotencyKey: z.string().min(1).max(200).optional(),
+    /** Block detection thresholds (functions/_shared/recovery/options.ts has the defaults). */
+    blockDetection: BlockDetectionSchema.optional(),
+    recovery: RecoveryOptionsSchema.optional(),
   })
   .strict()
   .refine((r) => (r.command === undefined) !== (r.argv === undefined), {

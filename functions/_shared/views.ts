@@ -1,4 +1,5 @@
 // Rows as Postgres returns them (camelCased columns) and the JSON the API answers with.
+import type { BlockDetectionOptions, RecoveryOptions } from "./recovery/options.ts";
 import type { TaskStatus } from "./states.ts";
 
 export interface TaskRow {
@@ -31,6 +32,9 @@ export interface TaskRow {
   eventSeq: string;
   stdinSeq: string;
   idempotencyKey: string | null;
+  blockDetection: Partial<BlockDetectionOptions>;
+  recovery: RecoveryOptions;
+  excludedWorkers: string[];
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
@@ -77,6 +81,8 @@ export function taskView(t: TaskRow) {
     outputSeq: Number(t.outputSeq),
     cancelRequested: t.cancelRequestedAt !== null,
     idempotencyKey: t.idempotencyKey,
+    blockDetection: t.blockDetection,
+    recovery: t.recovery,
     createdAt: iso(t.createdAt),
     claimedAt: iso(t.claimedAt),
     startedAt: iso(t.startedAt),

@@ -79,6 +79,10 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
       killSandbox?.();
     },
     stdinReady() {},
+    // Analysis steps run no user program: they are bounded by their own timeouts, not block-monitored.
+    recover() {
+      log(`analysis task ${task.id}: recovery requested; analysis steps are not block-monitored, ignored`);
+    },
     done,
   };
 }

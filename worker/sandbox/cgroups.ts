@@ -112,6 +112,10 @@ export class TaskCgroup {
     return CONTROLLERS.filter((c) => this.dirs[c]);
   }
 
+  get directories(): Readonly<Partial<Record<Controller, string>>> {
+    return { ...this.dirs };
+  }
+
   get procsFiles(): string[] {
     return Object.values(this.dirs).map((d) => join(d, 'cgroup.procs'));
   }

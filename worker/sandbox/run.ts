@@ -152,7 +152,7 @@ class Sandbox implements SandboxProcess {
     private readonly child: ChildProcess,
     readonly pid: number,
     private readonly ws: Workspace,
-    private readonly limits: SandboxLimits,
+    readonly limits: SandboxLimits,
     pollIntervalMs: number,
     private readonly cgroup: TaskCgroup | null,
     private readonly slot: Slot | null,
@@ -183,6 +183,10 @@ class Sandbox implements SandboxProcess {
     );
     const exit = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     this.exited = exit.then(([code, signal]) => this.finish(code, signal));
+  }
+
+  get cgroupDirs() {
+    return this.cgroup?.directories ?? {};
   }
 
   kill(reason: SandboxExitReason): void {

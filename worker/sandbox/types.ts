@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Controller } from './cgroups.ts';
 import type { SandboxLimits } from './options.ts';
 
 export interface SandboxFile {
@@ -57,6 +58,10 @@ export interface SandboxProcess {
   readonly pid: number;
   /** Host path of the workspace (bound at /workspace); readable after exit until cleanup(). */
   readonly workspace: string;
+  /** The limits in force (the request clamped to the worker's maxima). */
+  readonly limits: Readonly<SandboxLimits>;
+  /** Host directories of the task's cgroups, per controller it has (empty without cgroups). */
+  readonly cgroupDirs: Readonly<Partial<Record<Controller, string>>>;
   /** Read eagerly from the sandbox: a slow reader never stalls the task (buffer is capped by outputBytes). */
   stdout: Readable;
   stderr: Readable;

@@ -1,5 +1,6 @@
 // Tasks: execute, status, output and event replay by seq, stdin, cancel.
 import { HttpError, json, requireRole } from "../http.ts";
+import { setBlockOptions } from "./recovery.ts";
 import { asCaller, body, findTask, query, UUID, type Route } from "../routing.ts";
 import { ExecuteRequestSchema, PageQuerySchema, StdinRequestSchema, taskTopic } from "../schemas.ts";
 import { isFinal, type TaskStatus } from "../states.ts";
@@ -11,7 +12,11 @@ export const taskRoutes: Route[] = [
     const spec = await body(req, ExecuteRequestSchema);
     const headerKey = req.headers.get("idempotency-key");
     const withKey = headerKey && !spec.idempotencyKey ? { ...spec, idempotencyKey: headerKey } : spec;
-    const [row] = await asCaller(sql, caller, (tx) => tx<TaskRow[]>`select * from cogo.enqueue_task(${tx.json(withKey as never)})`);
+    const [row] = await asCaller(sql, caller, async (tx) => {
+      const rows = await tx<TaskRow[]>`select * from cogo.enqueue_task(${tx.json(withKey as never)})`;
+      if (spec.blockDetection || spec.recovery) await setBlockOptions(tx, rows[0]!.id, spec);
+      return rows;
+    });
     return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status });
   }],
   ["GET", new RegExp(`^/tasks/${UUID}$`), async ({ sql, caller, params }) => {
