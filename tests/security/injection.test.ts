@@ -15,11 +15,11 @@ const [P1, P2, P3] = pwned;
 const payloads = (p: string) => [`$(touch ${p})`, `\`touch ${p}\``, `; touch ${p}`, `'; touch ${p}; '`, `"; touch ${p}; "`, `| touch ${p}`, `&& touch ${p}`, `\ntouch ${p}\n`];
 
 // Host-side traps: a script BASH_ENV would source and fake tools a PATH lookup would find, should
-// the task's env ever reach a host shell or command (the launcher is bash, cleanup runs umount).
+// the task's env ever reach a host shell or command (the launcher is python3 execing bwrap, cleanup runs umount).
 const trapDir = `/var/tmp/cogo-sec-trap-${randomUUID()}`;
 mkdirSync(trapDir, { recursive: true });
 writeFileSync(`${trapDir}/bash_env`, `touch ${P3}\n`);
-for (const tool of ["bash", "sh", "bwrap", "mount", "umount", "env", "ls", "printenv", "cat"]) {
+for (const tool of ["bash", "sh", "python3", "bwrap", "mount", "umount", "env", "ls", "printenv", "cat"]) {
   writeFileSync(`${trapDir}/${tool}`, `#!/bin/sh\ntouch ${P3}\nexec /usr/bin/${tool} "$@"\n`);
   chmodSync(`${trapDir}/${tool}`, 0o755);
 }

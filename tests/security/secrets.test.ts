@@ -83,8 +83,8 @@ describe("secrets", () => {
     const names = /== env\n([^]*?)\n== pids/.exec(out)![1]!.split("\n").map((l) => l.split("=")[0]);
     expect(names).toEqual(["HOME", "HOSTNAME", "LANG", "LOGNAME", "PATH", "PWD", "SHELL", "TERM", "TMPDIR", "USER"]);
     expect(out).toContain(" /workspace rw,nosuid,nodev");
-    // /proc/1 is bwrap's init; its environ is the launcher's, which is PATH and bash's own two.
-    expect(out).toContain("== /proc/1/environ\nPWD=/\nSHLVL=0\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n\n== /proc/1/cmdline");
+    // /proc/1 is bwrap's init; its environ is what the launcher gave bwrap: PATH alone.
+    expect(out).toContain("== /proc/1/environ\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n\n== /proc/1/cmdline");
     // Only the sandbox's own few processes; the worker and Postgres do not exist in here.
     const pids = /== pids (.*)/.exec(out)![1]!.split(" ").map(Number);
     expect(pids.length).toBeLessThanOrEqual(4);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chown, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killQuietly, ownerAlive, ownerTag } from './procfs.ts';
@@ -75,35 +75,30 @@ export class TaskCgroup {
   private constructor(private readonly dirs: Partial<Record<Controller, string>>) {}
 
   /**
-   * Creates the task's cgroups and hands their cgroup.procs to `owner`, so the launcher can move
-   * itself in after dropping root (v1 lets a process move itself into a cgroup whose procs file it
-   * may write). The sandbox cannot reach them: /sys is not mounted inside.
+   * Creates the task's cgroups (one per controller, in parallel). The launcher joins them before
+   * it drops root; the sandbox cannot reach them (/sys is not mounted inside) and its uid cannot
+   * write them.
    */
-  static async create(
-    support: CgroupSupport,
-    limits: { memoryBytes: number; pids: number },
-    owner: { uid: number; gid: number } | null,
-  ): Promise<TaskCgroup> {
+  static async create(support: CgroupSupport, limits: { memoryBytes: number; pids: number }): Promise<TaskCgroup> {
     const name = `cogo-sandbox-${await ownerTag()}-${randomUUID()}`;
     const cg = new TaskCgroup({});
-    try {
-      for (const c of CONTROLLERS) {
-        const parent = support.usable[c];
-        if (!parent) continue;
-        const dir = join(parent, name);
+    const made = await Promise.allSettled(
+      CONTROLLERS.filter((c) => support.usable[c]).map(async (c) => {
+        const dir = join(support.usable[c]!, name);
         await mkdir(dir);
         cg.dirs[c] = dir;
-        if (owner) await chown(join(dir, 'cgroup.procs'), owner.uid, owner.gid);
-      }
-      if (cg.dirs.memory) {
-        await writeFile(join(cg.dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
-        // No swap escape; absent when the kernel has no swap accounting.
-        await writeFile(join(cg.dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {});
-      }
-      if (cg.dirs.pids) await writeFile(join(cg.dirs.pids, 'pids.max'), String(limits.pids));
-    } catch (err) {
+        if (c === 'memory') {
+          await writeFile(join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+          // No swap escape; absent when the kernel has no swap accounting.
+          await writeFile(join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {});
+        }
+        if (c === 'pids') await writeFile(join(dir, 'pids.max'), String(limits.pids));
+      }),
+    );
+    const failed = made.find((m) => m.status === 'rejected');
+    if (failed) {
       await cg.remove();
-      throw err;
+      throw failed.reason;
     }
     return cg;
   }
@@ -118,10 +113,8 @@ export class TaskCgroup {
 
   async pids(): Promise<number[]> {
     const all = new Set<number>();
-    for (const f of this.procsFiles) {
-      const text = await readFile(f, 'utf8').catch(() => '');
-      for (const p of text.split('\n')) if (p) all.add(Number(p));
-    }
+    const texts = await Promise.all(this.procsFiles.map((f) => readFile(f, 'utf8').catch(() => '')));
+    for (const text of texts) for (const p of text.split('\n')) if (p) all.add(Number(p));
     return [...all];
   }
 
@@ -140,7 +133,8 @@ export class TaskCgroup {
   async cpu(): Promise<{ userMs: number; systemMs: number } | null> {
     if (!this.dirs.cpuacct) return null;
     const read = async (f: string) => Number(await readFile(join(this.dirs.cpuacct!, f), 'utf8')) / 1e6;
-    return { userMs: await read('cpuacct.usage_user'), systemMs: await read('cpuacct.usage_sys') };
+    const [userMs, systemMs] = await Promise.all([read('cpuacct.usage_user'), read('cpuacct.usage_sys')]);
+    return { userMs, systemMs };
   }
 
   /** Total CPU ms (user + system) so far: one read, for polling the limit. */
@@ -164,18 +158,17 @@ export class TaskCgroup {
 
   /** Removes the (empty) cgroups; a busy one is retried for a second, then left behind. */
   async remove(): Promise<void> {
-    for (const c of CONTROLLERS) {
-      const dir = this.dirs[c];
-      if (!dir) continue;
-      for (let i = 0; i < 20; i++) {
-        try {
-          await rmdir(dir);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-          await sleep(50);
+    await Promise.all(
+      Object.values(this.dirs).map(async (dir) => {
+        for (let i = 0; i < 20; i++) {
+          try {
+            return await rmdir(dir);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+            await sleep(50);
+          }
         }
-      }
-    }
+      }),
+    );
   }
 }
