@@ -2,6 +2,7 @@
 // embedded default or a real project — using that client's auth for HTTP and Realtime.
 import type { SupabaseClient } from "@supabase/supabase-js";
 import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schemas.ts";
+import type { ArtifactList } from "../functions/_shared/artifacts/views.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
@@ -30,6 +31,10 @@ export interface SandboxClient {
   /** Drains a worker: no new claims; running tasks finish. Service key only. */
   drainWorker(workerId: string): Promise<WorkerView>;
   health(): Promise<Health>;
+  /** Artifacts the task named (`artifacts` in execute), collected after it exited. */
+  listArtifacts(taskId: string): Promise<ArtifactList>;
+  /** One artifact's bytes; a refused one (e.g. a symlink) throws a 409 ApiError saying why. */
+  getArtifact(taskId: string, path: string): Promise<Uint8Array>;
 }
 
 export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
@@ -45,5 +50,11 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
     createWorker: (worker) => call<WorkerView>(supabase, "POST", "/workers", worker),
     drainWorker: (workerId) => call<WorkerView>(supabase, "DELETE", `/workers/${workerId}`),
     health: () => call<Health>(supabase, "GET", "/health"),
+    listArtifacts: (taskId) => call<ArtifactList>(supabase, "GET", `/tasks/${taskId}/artifacts`),
+    async getArtifact(taskId, path) {
+      const route = `/tasks/${taskId}/artifacts/${path.split("/").map(encodeURIComponent).join("/")}`;
+      const blob = await call<Blob>(supabase, "GET", route);
+      return new Uint8Array(await blob.arrayBuffer());
+    },
   };
 }

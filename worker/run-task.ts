@@ -5,6 +5,7 @@ import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
 import { startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
+import { storeArtifacts } from "./store-artifacts.ts";
 
 export interface RunningTask {
   readonly lease: Lease;
@@ -96,6 +97,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
           env: task.env,
           limits: { wallTimeMs: task.timeoutMs, ...task.limits },
           stdin: task.stdinMode,
+          network: task.network,
         },
         sandboxOptions,
       );
@@ -120,6 +122,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         return;
       }
       await batcher.close();
+      if (task.artifactPatterns.length > 0) await storeArtifacts(queue, lease, sandbox.workspace, task.artifactPatterns, log);
       await queue.finish(lease, {
         status: outcome.status,
         exitCode: exit.exitCode,

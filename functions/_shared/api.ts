@@ -3,6 +3,7 @@
 import type { Sql } from "postgres";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
+import { artifactRoutes } from "./routes/artifacts.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
@@ -13,6 +14,7 @@ const routes: Route[] = [
   ...healthRoutes,
   ...workerRoutes,
   ...taskRoutes,
+  ...artifactRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */

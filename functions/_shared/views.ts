@@ -31,6 +31,10 @@ export interface TaskRow {
   eventSeq: string;
   stdinSeq: string;
   idempotencyKey: string | null;
+  /** Paths/globs collected from the workspace after exit (migration 20261125000700). */
+  artifactPatterns: string[];
+  /** Asked for network (granted only by a worker with --allow-network). */
+  network: boolean;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
@@ -63,6 +67,8 @@ export function taskView(t: TaskRow) {
     priority: t.priority,
     requirements: { kind: t.requiredKind, labels: t.requiredLabels },
     limits: t.limits,
+    network: t.network,
+    artifacts: t.artifactPatterns,
     timeoutMs: t.timeoutMs,
     planId: t.planId,
     step: t.step,

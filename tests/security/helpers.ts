@@ -26,7 +26,7 @@ export interface Ran extends TaskResult {
  * One worker of a kind no other file uses, with a workspace root of its own (so leftovers are
  * ours), and one user. Everything is torn down after the file.
  */
-export function securitySuite(prefix: string, options: { concurrency?: number; beforeStart?: () => void } = {}) {
+export function securitySuite(prefix: string, options: { concurrency?: number; beforeStart?: () => void; allowNetwork?: boolean } = {}) {
   const kind = uniqueKind(`sec-${prefix}`);
   const root = `/var/tmp/cogo-sec-${kind}`;
   const ctx = {
@@ -59,7 +59,7 @@ export function securitySuite(prefix: string, options: { concurrency?: number; b
   };
   beforeAll(async () => {
     options.beforeStart?.();
-    ctx.worker = await startWorker({ kind, concurrency: options.concurrency ?? 2, workspaceRoot: root });
+    ctx.worker = await startWorker({ kind, concurrency: options.concurrency ?? 2, workspaceRoot: root, allowNetwork: options.allowNetwork ?? false });
     ctx.user = await newUser();
   });
   afterAll(async () => {

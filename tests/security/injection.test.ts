@@ -49,7 +49,10 @@ describe("metacharacter fuzz", () => {
     [{ requirements: { kind: "basic", labels: ["gpu", `$(touch ${P1})`] } }, "requirements.labels.1: labels are letters, digits and . _ : -"],
     [{ requirements: { labels: ["`id`"] } }, "requirements.labels.0: labels are letters"],
     [{ argv: ["echo", "a\u0000b"] }, "argv.1: argument contains a NUL byte"],
-    [{ network: true }, 'Unrecognized key: "network"'],
+    [{ network: "yes" }, "network: "],
+    [{ artifacts: ["../../etc/shadow"] }, "artifacts.0: workspace path"],
+    [{ artifacts: ["/etc/shadow"] }, "artifacts.0: workspace path \"/etc/shadow\": is absolute"],
+    [{ artifacts: ["dist/a**"] }, "artifacts.0: workspace path \"dist/a**\": '**' must be a whole path component"],
   ])("400 for %j, naming the field, and no task", async (bad, message) => {
     const body = { command: "echo x", ...bad };
     if ("argv" in bad) delete (body as { command?: string }).command;

@@ -11,7 +11,13 @@ export const taskRoutes: Route[] = [
     const spec = await body(req, ExecuteRequestSchema);
     const headerKey = req.headers.get("idempotency-key");
     const withKey = headerKey && !spec.idempotencyKey ? { ...spec, idempotencyKey: headerKey } : spec;
-    const [row] = await asCaller(sql, caller, (tx) => tx<TaskRow[]>`select * from cogo.enqueue_task(${tx.json(withKey as never)})`);
+    const [row] = await asCaller(sql, caller, async (tx) => {
+      const rows = await tx<TaskRow[]>`select * from cogo.enqueue_task(${tx.json(withKey as never)})`;
+      if (spec.artifacts.length > 0 || spec.network) {
+        await tx`select cogo.request_sandbox_options(${rows[0]!.id}, ${spec.artifacts}::text[], ${spec.network})`;
+      }
+      return rows;
+    });
     return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status });
   }],
   ["GET", new RegExp(`^/tasks/${UUID}$`), async ({ sql, caller, params }) => {
