@@ -83,9 +83,12 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const [ok] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and status = 'succeeded'`;
+  const failures = await sql<{ reason: string; n: number }[]>`
+    select reason, count(*)::int as n from public.tasks where id = any(${ids}) and status <> 'succeeded' group by reason`;
   await w.stop(0);
   rows.push({ metric: `concurrent sleep 5: peak running`, value: `${peakRunning} of ${concurrent}`, target: `${concurrent} held`, ok: peakRunning === concurrent && ok!.n === concurrent });
   rows.push({ metric: `concurrent sleep 5: all done in`, value: `${secs.toFixed(1)} s (${ok!.n} succeeded)` });
+  for (const f of failures) rows.push({ metric: `concurrent sleep 5: not succeeded`, value: `${f.n}: ${f.reason}` });
   rows.push({ metric: "bench process RSS peak (worker + client)", value: `${(peakRss / 1024 / 1024).toFixed(0)} MiB` });
   rows.push({ metric: "bench process CPU (worker + client)", value: `${(((cpu.user + cpu.system) / 1e6 / secs) * 100).toFixed(0)} % of a core over ${secs.toFixed(1)} s` });
   return rows;

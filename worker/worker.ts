@@ -8,7 +8,7 @@ import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
-import { drainWorkspacePool, sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
+import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
 
 export const WORKER_VERSION = "0.1.0";
 
@@ -65,8 +65,8 @@ export class Worker {
       allowNetwork: this.options.allowNetwork,
       // A tmpfs per running task stays mounted between tasks: no mount/umount process per task.
       workspacePool: this.options.concurrency,
-      // Every running task needs its own uid slot.
-      slots: Math.max(64, this.options.concurrency),
+      // Every running task needs its own uid slot, and other workers of the machine share the range.
+      slots: Math.max(SANDBOX_DEFAULTS.slots, 2 * this.options.concurrency),
     };
   }
 

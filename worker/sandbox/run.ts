@@ -41,7 +41,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
     // Root drops to a per-slot uid; never run bwrap as root (the user namespace would map to host root).
     // The cgroups need no uid: made alongside the slot and workspace.
     const slotAndWorkspace = async () => {
-      const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir }) : null;
+      const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir, waitMs: o.slotWaitMs }) : null;
       if (slot) undo.push(() => slot.release(true));
       const owner: Owner | null = slot && { uid: slot.uid, gid: slot.gid };
       const workspace = await createWorkspace(o.root, limits.workspaceBytes, owner, o.workspacePool);
@@ -101,6 +101,7 @@ function resolveOptions(options: SandboxOptions) {
     gid: options.gid ?? options.uid ?? d.uid,
     slots: options.slots ?? d.slots,
     slotDir: options.slotDir ?? d.slotDir,
+    slotWaitMs: options.slotWaitMs ?? d.slotWaitMs,
     maxLimits: options.maxLimits,
     allowNetwork: options.allowNetwork ?? d.allowNetwork,
     hostname: options.hostname ?? d.hostname,
@@ -111,6 +112,7 @@ function resolveOptions(options: SandboxOptions) {
   for (const k of ['uid', 'gid', 'slots', 'pollIntervalMs'] as const) {
     if (!Number.isSafeInteger(o[k]) || o[k] <= 0) throw new InvalidSandboxSpec(`options.${k}`, 'must be a positive integer');
   }
+  if (!Number.isSafeInteger(o.slotWaitMs) || o.slotWaitMs < 0) throw new InvalidSandboxSpec('options.slotWaitMs', 'must be a whole number of ms');
   if (!Number.isSafeInteger(o.workspacePool) || o.workspacePool < 0) throw new InvalidSandboxSpec('options.workspacePool', 'must be a whole number');
   // Slot ids must never reach system or login accounts (slots.ts also checks /etc/passwd).
   for (const k of ['uid', 'gid'] as const) {
