@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { isRoot, liveProcessesOf, useSandboxRoot } from './helpers.ts';
+import { isRoot, liveProcessesOf, TEST_UID_BASE, useSandboxRoot } from './helpers.ts';
 
 const sb = useSandboxRoot();
 const SANDBOX = resolve(import.meta.dirname, '../../worker/sandbox/index.ts');
@@ -15,7 +15,7 @@ describe('a worker that dies mid-task', () => {
     writeFileSync(
       script,
       `import { startSandbox } from ${JSON.stringify(SANDBOX)};
-       const p = await startSandbox({ command: 'sleep 100 & sleep 100' }, { root: ${JSON.stringify(root)} });
+       const p = await startSandbox({ command: 'sleep 100 & sleep 100' }, { root: ${JSON.stringify(root)}, uid: ${TEST_UID_BASE} });
        console.log(p.workspace);
        setInterval(() => {}, 1000);`,
     );

@@ -1,6 +1,6 @@
 import { constants, type Dirent } from 'node:fs';
 import { open, readdir, type FileHandle } from 'node:fs/promises';
-import { ARTIFACT_LIMITS, artifactMatcher, hasWildcard, literalPrefix, validateArtifactPattern } from '../../functions/_shared/artifacts/patterns.ts';
+import { ARTIFACT_LIMITS, artifactMatcher, type ArtifactLimits, hasWildcard, literalPrefix, validateArtifactPattern } from '../../functions/_shared/artifacts/patterns.ts';
 import { ArtifactRejected } from './errors.ts';
 import { collectFile } from './workspace.ts';
 
@@ -16,7 +16,7 @@ const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOL
  * even one swapped in mid-walk. Whatever matches and is not a regular file (symlinks, fifos,
  * devices) or breaks a cap comes back with `error`; nothing here throws for what the task left.
  */
-export async function collectArtifacts(workspace: string, patterns: string[], limits = ARTIFACT_LIMITS): Promise<Artifact[]> {
+export async function collectArtifacts(workspace: string, patterns: string[], limits: Readonly<ArtifactLimits> = ARTIFACT_LIMITS): Promise<Artifact[]> {
   const found = new Map<string, Dirent | null>(); // null: named literally, not seen by a walk
   let visited = 0;
   let truncated = false;

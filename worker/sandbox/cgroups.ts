@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killQuietly, ownerAlive, ownerTag } from './procfs.ts';
@@ -65,42 +65,35 @@ async function detect(): Promise<CgroupSupport> {
 /** Removes task cgroups a crashed worker left; rmdir only succeeds on empty ones. */
 async function reapStale(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [])) {
-    const tag = /^cogo-sandbox-(\d+-\d+)-/.exec(name)?.[1];
+    const tag = /^cogo-(?:sandbox|spare)-(\d+-\d+)-/.exec(name)?.[1];
     if (tag && !(await ownerAlive(tag))) await rmdir(join(parent, name)).catch(() => {});
   }
 }
 
-/** One task's cgroups: one directory per usable controller, joined by the launcher before bwrap. */
+/**
+ * How the launcher makes a task's cgroups: one directory per usable controller under these
+ * parents, named with this worker's tag (so a crashed worker's are reaped), with these limits.
+ */
+export async function cgroupRequest(support: CgroupSupport, limits: { memoryBytes: number; pids: number }) {
+  const limitFiles: Record<string, number> = {};
+  if (support.usable.memory) {
+    limitFiles['memory.limit_in_bytes'] = limits.memoryBytes;
+    // No swap escape; skipped when the kernel has no swap accounting.
+    limitFiles['memory.memsw.limit_in_bytes'] = limits.memoryBytes;
+  }
+  if (support.usable.pids) limitFiles['pids.max'] = limits.pids;
+  const tag = await ownerTag();
+  // Spares waiting in the launcher are named apart and renamed when a task gets them.
+  return { parents: { ...support.usable }, prefix: `cogo-sandbox-${tag}-`, sparePrefix: `cogo-spare-${tag}-`, limits: limitFiles };
+}
+
+/** One task's cgroups: one directory per usable controller, joined before bwrap starts. */
 export class TaskCgroup {
   private constructor(private readonly dirs: Partial<Record<Controller, string>>) {}
 
-  /**
-   * Creates the task's cgroups (one per controller, in parallel). The launcher joins them before
-   * it drops root; the sandbox cannot reach them (/sys is not mounted inside) and its uid cannot
-   * write them.
-   */
-  static async create(support: CgroupSupport, limits: { memoryBytes: number; pids: number }): Promise<TaskCgroup> {
-    const name = `cogo-sandbox-${await ownerTag()}-${randomUUID()}`;
-    const cg = new TaskCgroup({});
-    const made = await Promise.allSettled(
-      CONTROLLERS.filter((c) => support.usable[c]).map(async (c) => {
-        const dir = join(support.usable[c]!, name);
-        await mkdir(dir);
-        cg.dirs[c] = dir;
-        if (c === 'memory') {
-          await writeFile(join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes));
-          // No swap escape; absent when the kernel has no swap accounting.
-          await writeFile(join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {});
-        }
-        if (c === 'pids') await writeFile(join(dir, 'pids.max'), String(limits.pids));
-      }),
-    );
-    const failed = made.find((m) => m.status === 'rejected');
-    if (failed) {
-      await cg.remove();
-      throw failed.reason;
-    }
-    return cg;
+  /** The cgroups the launcher made for one task (a spare it forked into them ahead of time). */
+  static adopt(dirs: Partial<Record<Controller, string>>): TaskCgroup {
+    return new TaskCgroup({ ...dirs });
   }
 
   get controllers(): Controller[] {

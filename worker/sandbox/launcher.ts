@@ -4,6 +4,7 @@ import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { findExecutable } from './bwrap.ts';
+import type { Controller, cgroupRequest } from './cgroups.ts';
 import { SandboxStartFailed, SandboxUnavailable } from './errors.ts';
 import { HELPER_PROCESSES, type SandboxLimits } from './options.ts';
 
@@ -14,6 +15,8 @@ export const STATUS_FD = 3;
 
 const openFd = promisify(open);
 const SCRIPT = fileURLToPath(new URL('./launcher.py', import.meta.url));
+
+type CgroupRequest = Awaited<ReturnType<typeof cgroupRequest>>;
 
 /** [RLIMIT name, soft, hard]; the launcher caps each at its own hard limit. */
 export type Rlimit = [name: string, soft: number, hard: number];
@@ -43,14 +46,16 @@ export interface LaunchRequest {
   /** Slot uid/gid to drop to (root worker), or null to stay the worker's user. */
   owner: { uid: number; gid: number } | null;
   rlimits: Rlimit[];
-  /** cgroup.procs files the child joins before exec. */
-  cgroups: string[];
+  /** The task's cgroups to make and start it in (cgroupRequest), or null for none. */
+  cgroup: CgroupRequest | null;
   stdin: boolean;
 }
 
 /** One process the launcher started: its pipes, its exit, and a kill that never hits a reused pid. */
 export interface Launched {
   pid: number;
+  /** The cgroup directories it runs in, per controller (null without cgroups). */
+  cgroupDirs: Partial<Record<Controller, string>> | null;
   stdin: Socket | null;
   stdout: Socket;
   stderr: Socket;
@@ -61,7 +66,15 @@ export interface Launched {
   kill(innerPid: number | null): void;
 }
 
-type Reply = { id: number; pid?: number; fds?: Record<string, number>; error?: string; exit?: number | null; signal?: number | null };
+type Reply = {
+  id: number;
+  pid?: number;
+  fds?: Record<string, number>;
+  cgroups?: Partial<Record<Controller, string>> | null;
+  error?: string;
+  exit?: number | null;
+  signal?: number | null;
+};
 
 /**
  * Client of launcher.py, the fork server that starts every sandbox of this worker: a fork of the
@@ -94,7 +107,7 @@ class Launcher {
     const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     const exit = new Promise<{ code: number | null; signal: number | null }>((resolve) => this.exits.set(id, resolve));
     void exit.then(() => this.exits.size === 0 && this.idle());
-    this.send({ op: 'start', id, path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroups: req.cgroups, stdin: req.stdin });
+    this.send({ op: 'start', id, path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin });
     let r: Reply;
     try {
       r = await replied;
@@ -128,7 +141,7 @@ class Launcher {
         throw new SandboxStartFailed(`cannot open the sandbox's pipes: ${(failed.reason as Error).message}`);
       }
       const [stdout, stderr, status, stdin] = ends.map((e) => (e as PromiseFulfilledResult<Socket | null>).value);
-      return { pid: r.pid, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.send({ op: 'kill', id, inner }) };
+      return { pid: r.pid, cgroupDirs: r.cgroups ?? null, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.send({ op: 'kill', id, inner }) };
     } finally {
       this.send({ op: 'opened', id });
     }

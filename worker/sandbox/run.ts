@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bwrapArgs, bwrapInfo } from './bwrap.ts';
-import { TaskCgroup, detectCgroups } from './cgroups.ts';
+import { TaskCgroup, cgroupRequest, detectCgroups } from './cgroups.ts';
 import { InvalidSandboxSpec, SandboxStartFailed } from './errors.ts';
 import { ensureEtc } from './etc.ts';
 import { STATUS_FD, launch, sandboxRlimits, type Launched } from './launcher.ts';
@@ -39,26 +39,12 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
   const undo: (() => Promise<unknown>)[] = [];
   try {
     // Root drops to a per-slot uid; never run bwrap as root (the user namespace would map to host root).
-    // The cgroups need no uid: made alongside the slot and workspace.
-    const slotAndWorkspace = async () => {
-      const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir, waitMs: o.slotWaitMs }) : null;
-      if (slot) undo.push(() => slot.release(true));
-      const owner: Owner | null = slot && { uid: slot.uid, gid: slot.gid };
-      const workspace = await createWorkspace(o.root, limits.workspaceBytes, owner, o.workspacePool);
-      // Nothing has run in it yet, so a pooled mount can be kept.
-      undo.push(() => workspace.remove(true));
-      return { slot, owner, workspace };
-    };
-    const [ws, cg] = await Promise.allSettled([
-      slotAndWorkspace(),
-      support && Object.keys(support.usable).length > 0
-        ? TaskCgroup.create(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES })
-        : null,
-    ]);
-    if (cg.status === 'fulfilled' && cg.value) undo.push(() => cg.value!.remove());
-    if (ws.status === 'rejected') throw ws.reason;
-    if (cg.status === 'rejected') throw cg.reason;
-    const [{ slot, owner, workspace }, cgroup] = [ws.value, cg.value];
+    const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir, waitMs: o.slotWaitMs }) : null;
+    if (slot) undo.push(() => slot.release(true));
+    const owner: Owner | null = slot && { uid: slot.uid, gid: slot.gid };
+    const workspace = await createWorkspace(o.root, limits.workspaceBytes, owner, o.workspacePool);
+    // Nothing has run in it yet, so a pooled mount can be kept.
+    undo.push(() => workspace.remove(true));
     await writeFiles(workspace.dir, checked.files, owner, limits.workspaceBytes);
 
     const inner = await bwrapArgs({
@@ -75,10 +61,14 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
       path: bw.path,
       argv: inner,
       owner,
-      rlimits: sandboxRlimits(limits, !cgroup?.controllers.includes('memory')),
-      cgroups: cgroup?.procsFiles ?? [],
+      rlimits: sandboxRlimits(limits, !support?.usable.memory),
+      // The launcher makes them and starts the task in them (a spare forked in ahead of time).
+      cgroup: support && Object.keys(support.usable).length > 0
+        ? await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES })
+        : null,
       stdin: checked.stdin === 'pipe',
     });
+    const cgroup = child.cgroupDirs ? TaskCgroup.adopt(child.cgroupDirs) : null;
     undo.length = 0; // from here on the Sandbox owns every resource
     const sandbox = new Sandbox(child, workspace, limits, o.pollIntervalMs, cgroup, slot);
     await sandbox.started.catch(async (err: unknown) => {
