@@ -8,7 +8,7 @@ import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
-import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
+import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, stopLauncher, type SandboxOptions } from "./sandbox/index.ts";
 
 export const WORKER_VERSION = "0.1.0";
 
@@ -117,6 +117,7 @@ export class Worker {
       await all;
     }
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
+    await stopLauncher().catch(() => {});
     for (const u of this.unlisten) await u().catch(() => {});
     if (this.id) await this.queue.setOffline(this.id).catch(() => {});
     await Promise.all([this.sql.end({ timeout: 5 }), this.heartbeatSql.end({ timeout: 5 })]);

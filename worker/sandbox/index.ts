@@ -1,5 +1,6 @@
 // The sandbox a worker runs each task in: bubblewrap + rlimits + (v1) cgroups. See README.md.
 export { startSandbox } from './run.ts';
+export { stopLauncher } from './launcher.ts';
 export { collectFile, drainWorkspacePool } from './workspace.ts';
 export { collectArtifacts, type Artifact } from './artifacts.ts';
 export { validateWorkspacePath } from '../../functions/_shared/paths.ts';

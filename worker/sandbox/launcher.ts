@@ -147,8 +147,19 @@ class Launcher {
     }
   }
 
+  /** Ends the launcher if no sandbox runs: it kills its spares and removes their cgroups first. */
+  async stop(): Promise<void> {
+    if (this.dead || this.exits.size > 0) return;
+    // Starts from here on get a new launcher.
+    this.dead = true;
+    if (launcher === this) launcher = undefined;
+    const closed = new Promise((resolve) => this.child.once('close', resolve));
+    this.child.stdin!.end();
+    await closed;
+  }
+
   private send(msg: object): void {
-    if (!this.dead) this.child.stdin!.write(JSON.stringify(msg) + '\n');
+    if (this.child.stdin!.writable) this.child.stdin!.write(JSON.stringify(msg) + '\n');
   }
 
   private onData(text: string): void {
@@ -196,7 +207,12 @@ export async function launch(req: LaunchRequest): Promise<Launched> {
   if (!launcher || launcher.dead) {
     const python = await findExecutable('python3');
     if (!python) throw new SandboxUnavailable('python3 is not installed (it runs the sandbox launcher): apt-get install python3');
-    launcher ??= new Launcher(python);
+    if (!launcher || launcher.dead) launcher = new Launcher(python);
   }
   return launcher.launch(req);
+}
+
+/** Stops this process's launcher when no sandbox is running (a worker calls it on shutdown). */
+export async function stopLauncher(): Promise<void> {
+  await launcher?.stop();
 }

@@ -3,8 +3,16 @@
 // Shared by the API (400 on a bad pattern) and the worker (which matches them while it walks).
 import { InvalidWorkspacePath, validateWorkspacePath } from "../paths.ts";
 
+export interface ArtifactLimits {
+  patterns: number;
+  files: number;
+  fileBytes: number;
+  totalBytes: number;
+  entriesVisited: number;
+}
+
 /** Caps on what one task may collect; past them files are refused with the reason. */
-export const ARTIFACT_LIMITS = Object.freeze({
+export const ARTIFACT_LIMITS: Readonly<ArtifactLimits> = Object.freeze({
   /** Patterns per task. */
   patterns: 32,
   /** Files collected per task (matches past it are dropped, and one row says so). */
