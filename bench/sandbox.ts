@@ -39,8 +39,9 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
     await sandboxTrue(root);
     const plain: number[] = [];
     const sb = { running: [] as number[], exited: [] as number[], total: [] as number[] };
-    for (let i = 0; i < RUNS; i++) plain.push(await plainTrue());
+    // Interleaved, so load from other processes hits both series alike.
     for (let i = 0; i < RUNS; i++) {
+      plain.push(await plainTrue());
       const r = await sandboxTrue(root);
       sb.running.push(r.running);
       sb.exited.push(r.exited);
@@ -58,15 +59,16 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
 
   progress(`${concurrent} concurrent sandboxed 'sleep 5' tasks through one worker…`);
   const kind = "bench-concurrent";
-  const w = new Worker({ databaseUrl: stack.dbUrl, kind, concurrency: concurrent, workspaceRoot: "/var/tmp/cogo-bench-ws", log: () => {} });
-  await w.start();
+  // All queued first: the figure is what one worker holds, not how fast one client enqueues.
   const ids: string[] = [];
   for (let i = 0; i < concurrent; i++) {
     const [r] = await sql<{ id: string }[]>`select id from cogo.enqueue_task(${sql.json({ command: "sleep 5", requirements: { kind } })})`;
     ids.push(r!.id);
   }
+  const w = new Worker({ databaseUrl: stack.dbUrl, kind, concurrency: concurrent, workspaceRoot: "/var/tmp/cogo-bench-ws", log: () => {} });
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
+  await w.start();
   let peakRunning = 0;
   let peakRss = 0;
   for (;;) {
@@ -81,9 +83,12 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const [ok] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and status = 'succeeded'`;
+  const failures = await sql<{ reason: string; n: number }[]>`
+    select reason, count(*)::int as n from public.tasks where id = any(${ids}) and status <> 'succeeded' group by reason`;
   await w.stop(0);
   rows.push({ metric: `concurrent sleep 5: peak running`, value: `${peakRunning} of ${concurrent}`, target: `${concurrent} held`, ok: peakRunning === concurrent && ok!.n === concurrent });
   rows.push({ metric: `concurrent sleep 5: all done in`, value: `${secs.toFixed(1)} s (${ok!.n} succeeded)` });
+  for (const f of failures) rows.push({ metric: `concurrent sleep 5: not succeeded`, value: `${f.n}: ${f.reason}` });
   rows.push({ metric: "bench process RSS peak (worker + client)", value: `${(peakRss / 1024 / 1024).toFixed(0)} MiB` });
   rows.push({ metric: "bench process CPU (worker + client)", value: `${(((cpu.user + cpu.system) / 1e6 / secs) * 100).toFixed(0)} % of a core over ${secs.toFixed(1)} s` });
   return rows;

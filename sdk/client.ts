@@ -3,6 +3,7 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schemas.ts";
+import type { ArtifactList } from "../functions/_shared/artifacts/views.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import type { Fleet, TaskPage } from "../functions/_shared/monitoring/lists.ts";
 import { call } from "./api.ts";
@@ -52,6 +53,10 @@ export interface SandboxClient extends PlanCalls, AnalysisCalls {
   recover(taskId: string, request?: RecoverRequest): Promise<{ taskId: string; applied: string; workerId: string | null }>;
   /** Re-queues a silent worker's tasks now, or asks a live one to recover its blocked tasks. Service key only. */
   recoverWorker(workerId: string): Promise<{ workerId: string; silent: boolean; requeued: number; signalled: number }>;
+  /** Artifacts the task named (`artifacts` in execute), collected after it exited. */
+  listArtifacts(taskId: string): Promise<ArtifactList>;
+  /** One artifact's bytes; a refused one (e.g. a symlink) throws a 409 ApiError saying why. */
+  getArtifact(taskId: string, path: string): Promise<Uint8Array>;
 }
 
 export interface TaskListFilter {
@@ -93,5 +98,11 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
     fleet: () => call<Fleet>(supabase, "GET", "/fleet"),
     recover: (taskId, request = {}) => call(supabase, "POST", `/tasks/${taskId}/recover`, request),
     recoverWorker: (workerId) => call(supabase, "POST", `/recover/${workerId}`, {}),
+    listArtifacts: (taskId) => call<ArtifactList>(supabase, "GET", `/tasks/${taskId}/artifacts`),
+    async getArtifact(taskId, path) {
+      const route = `/tasks/${taskId}/artifacts/${path.split("/").map(encodeURIComponent).join("/")}`;
+      const blob = await call<Blob>(supabase, "GET", route);
+      return new Uint8Array(await blob.arrayBuffer());
+    },
   };
 }

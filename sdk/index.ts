@@ -3,6 +3,7 @@ export { TaskHandle, type TaskCallbacks, type TaskResult, type HandleOptions } f
 export * from "./errors.ts";
 export type { ExecuteRequest, OutputChunk, OutputMessage, TaskEventMessage, Limits } from "../functions/_shared/schemas.ts";
 export type { TaskView, WorkerView } from "../functions/_shared/views.ts";
+export type { ArtifactList, ArtifactView } from "../functions/_shared/artifacts/views.ts";
 export { TASK_STATES, FINAL_STATES, type TaskStatus } from "../functions/_shared/states.ts";
 export type { Diagnostic, TestResults, ProgressUpdate, Severity, Stage } from "../functions/_shared/diagnostics/index.ts";
 export type { Fleet, TaskPage, TaskSummary, WorkerSummary, QueueDepth, TaskChangedMessage, WorkerChangedMessage } from "../functions/_shared/monitoring/lists.ts";

@@ -96,6 +96,11 @@ export class Queue {
         ${r.signal}, ${r.reason}, ${this.sql.json(r.usage as never)}, ${r.result ? this.sql.json(r.result as never) : null})`);
   }
 
+  /** Stores one artifact (bytes, or why it was refused); safe to retry. */
+  storeArtifact(l: Lease, path: string, content: Buffer | null, error: string | null): Promise<unknown> {
+    return fenced(() => this.sql`select cogo.store_artifact(${l.taskId}, ${l.attempt}, ${l.workerId}, ${path}, ${content}, ${error})`);
+  }
+
   release(l: Lease, reason: string): Promise<unknown> {
     return fenced(() => this.sql`select cogo.release_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${reason})`);
   }

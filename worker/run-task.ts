@@ -8,6 +8,7 @@ import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
 import { SANDBOX_DEFAULTS, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
+import { storeArtifacts } from "./store-artifacts.ts";
 
 export interface RunningTask {
   readonly lease: Lease;
@@ -120,6 +121,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
           env: task.env,
           limits: { wallTimeMs: task.timeoutMs, ...task.limits },
           stdin: task.stdinMode,
+          network: task.network,
         },
         sandboxOptions,
       );
@@ -151,6 +153,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         if (saved.error) outcome = { status: "failed", reason: `workspace not saved: ${saved.error}` };
       }
       await batcher.close();
+      if (task.artifactPatterns.length > 0) await storeArtifacts(queue, lease, sandbox.workspace, task.artifactPatterns, log);
       // A recovery under way, or an exit that is itself a block (timeout, memory, output), may
       // have re-queued or ended the task already.
       if (await blocks.settle(exit, outcome)) return;

@@ -10,7 +10,7 @@ import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
-import { drainWorkspacePool, sandboxFacts, type SandboxOptions } from "./sandbox/index.ts";
+import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, stopLauncher, type SandboxOptions } from "./sandbox/index.ts";
 
 export const WORKER_VERSION = "0.1.0";
 
@@ -68,8 +68,8 @@ export class Worker {
       allowNetwork: this.options.allowNetwork,
       // A tmpfs per running task stays mounted between tasks: no mount/umount process per task.
       workspacePool: this.options.concurrency,
-      // Every running task needs its own uid slot.
-      slots: Math.max(64, this.options.concurrency),
+      // Every running task needs its own uid slot, and other workers of the machine share the range.
+      slots: Math.max(SANDBOX_DEFAULTS.slots, 2 * this.options.concurrency),
     };
   }
 
@@ -120,6 +120,7 @@ export class Worker {
       await all;
     }
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
+    await stopLauncher().catch(() => {});
     for (const u of this.unlisten) await u().catch(() => {});
     if (this.id) await this.queue.setOffline(this.id).catch(() => {});
     await Promise.all([this.sql.end({ timeout: 5 }), this.heartbeatSql.end({ timeout: 5 })]);

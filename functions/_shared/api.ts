@@ -6,6 +6,7 @@ import type { Route, RuntimeInfo } from "./routing.ts";
 import { analysisRoutes } from "./routes/analysis.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { fileRoutes } from "./routes/files.ts";
+import { artifactRoutes } from "./routes/artifacts.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { planRoutes } from "./routes/plans.ts";
@@ -25,6 +26,7 @@ const routes: Route[] = [
   ...fileRoutes,
   ...analysisRoutes,
   ...recoveryRoutes,
+  ...artifactRoutes,
 ];
 
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */

@@ -1,5 +1,6 @@
 // Request and message shapes, validated with zod at every edge; the SDK's types come from here.
 import { z } from "zod";
+import { ARTIFACT_LIMITS, validateArtifactPattern } from "./artifacts/patterns.ts";
 import { validateWorkspacePath } from "./paths.ts";
 import { BlockDetectionSchema, RecoveryOptionsSchema } from "./recovery/options.ts";
 import { OUTPUT_STREAMS, TASK_STATES } from "./states.ts";
@@ -43,6 +44,15 @@ export const FileSchema = z
   })
   .strict();
 
+export const ArtifactPatternSchema = z.string().transform((p, ctx) => {
+  try {
+    return validateArtifactPattern(p);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
 export const RequirementsSchema = z
   .object({
     kind: z.string().regex(KIND, "kind must be lower-case letters, digits, _ or - (e.g. basic, flutter)").default("basic"),
@@ -79,6 +89,10 @@ export const ExecuteRequestSchema = z
     /** Block detection thresholds (functions/_shared/recovery/options.ts has the defaults). */
     blockDetection: BlockDetectionSchema.optional(),
     recovery: RecoveryOptionsSchema.optional(),
+    /** Workspace paths or globs collected after exit; see GET /tasks/:id/artifacts. */
+    artifacts: z.array(ArtifactPatternSchema).max(ARTIFACT_LIMITS.patterns).default([]),
+    /** Network for the task; only granted by workers started with --allow-network. */
+    network: z.boolean().default(false),
   })
   .strict()
   .refine((r) => (r.command === undefined) !== (r.argv === undefined), {

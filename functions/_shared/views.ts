@@ -35,6 +35,10 @@ export interface TaskRow {
   blockDetection: Partial<BlockDetectionOptions>;
   recovery: RecoveryOptions;
   excludedWorkers: string[];
+  /** Paths/globs collected from the workspace after exit (migration 20261125000700). */
+  artifactPatterns: string[];
+  /** Asked for network (granted only by a worker with --allow-network). */
+  network: boolean;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
@@ -67,6 +71,8 @@ export function taskView(t: TaskRow) {
     priority: t.priority,
     requirements: { kind: t.requiredKind, labels: t.requiredLabels },
     limits: t.limits,
+    network: t.network,
+    artifacts: t.artifactPatterns,
     timeoutMs: t.timeoutMs,
     planId: t.planId,
     step: t.step,

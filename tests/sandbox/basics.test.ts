@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CogoError } from '../../functions/_shared/errors.ts';
 import { InvalidSandboxSpec } from '../../worker/sandbox/index.ts';
-import { collect, isRoot, slotUid, useSandboxRoot } from './helpers.ts';
+import { collect, isRoot, slotUid, TEST_UID_BASE, useSandboxRoot } from './helpers.ts';
 
 const sb = useSandboxRoot();
 
@@ -76,7 +76,7 @@ describe('what the command can see', () => {
     );
     const r = await collect(proc);
     expect(r.stdout).toBe('1000\nsandbox\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\nuserns-denied\n');
-    if (isRoot) expect(slotUid(proc)).toBeGreaterThanOrEqual(200_000);
+    if (isRoot) expect(slotUid(proc)).toBeGreaterThanOrEqual(TEST_UID_BASE);
   });
 
   it('sees a read-only system, its own /proc and no host secrets', async () => {

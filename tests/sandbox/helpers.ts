@@ -8,6 +8,12 @@ import { sandboxFacts, startSandbox, type SandboxExit, type SandboxOptions, type
 
 export const isRoot = process.geteuid?.() === 0;
 
+/**
+ * Slot uids of these tests: apart from the default range, so a worker of another session on the
+ * machine never takes a uid a test has just freed (and shows up in a "nothing left" check).
+ */
+export const TEST_UID_BASE = 400_000;
+
 export interface Finished {
   exit: SandboxExit;
   stdout: string;
@@ -41,7 +47,7 @@ export function useSandboxRoot() {
     await rm(root, { recursive: true, force: true });
     if (left.length > 0) throw new Error(`workspaces left behind: ${left.join(', ')}`);
   });
-  const options = (): SandboxOptions => ({ root });
+  const options = (): SandboxOptions => ({ root, uid: TEST_UID_BASE });
   const start = async (spec: SandboxSpec, opts: Partial<SandboxOptions> = {}) => {
     const p = await startSandbox(spec, { ...options(), ...opts });
     started.push(p);

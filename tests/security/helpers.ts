@@ -8,9 +8,11 @@ import { afterAll, beforeAll, expect } from "vitest";
 import type { ExecuteRequest, TaskCallbacks, TaskResult } from "../../sdk/index.ts";
 import type { Worker } from "../../worker/worker.ts";
 import { detectCgroups } from "../../worker/sandbox/cgroups.ts";
-import { SANDBOX_DEFAULTS } from "../../worker/sandbox/index.ts";
 import { ownerTag } from "../../worker/sandbox/procfs.ts";
 import { newUser, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+
+/** Slot uids of the corpus's workers (apart from the default range other sessions' workers use). */
+export const SECURITY_UID_BASE = 420_000;
 
 /** A trivial task must finish end to end within this (the API, claim, sandbox, Realtime) ... */
 export const NORMAL_E2E_MS = 2500;
@@ -26,7 +28,7 @@ export interface Ran extends TaskResult {
  * One worker of a kind no other file uses, with a workspace root of its own (so leftovers are
  * ours), and one user. Everything is torn down after the file.
  */
-export function securitySuite(prefix: string, options: { concurrency?: number; beforeStart?: () => void } = {}) {
+export function securitySuite(prefix: string, options: { concurrency?: number; beforeStart?: () => void; allowNetwork?: boolean } = {}) {
   const kind = uniqueKind(`sec-${prefix}`);
   const root = `/var/tmp/cogo-sec-${kind}`;
   const ctx = {
@@ -59,7 +61,8 @@ export function securitySuite(prefix: string, options: { concurrency?: number; b
   };
   beforeAll(async () => {
     options.beforeStart?.();
-    ctx.worker = await startWorker({ kind, concurrency: options.concurrency ?? 2, workspaceRoot: root });
+    // Slot uids apart from the default range: no other session's worker takes a uid we just freed.
+    ctx.worker = await startWorker({ kind, concurrency: options.concurrency ?? 2, workspaceRoot: root, allowNetwork: options.allowNetwork ?? false, sandboxUidBase: SECURITY_UID_BASE });
     ctx.user = await newUser();
   });
   afterAll(async () => {
@@ -97,7 +100,7 @@ export function taskWorkspaces(root: string): string[] {
     }
     for (const p of [dir, ...inside]) {
       const uid = statSync(p, { throwIfNoEntry: false })?.uid;
-      if (uid !== undefined && uid >= SANDBOX_DEFAULTS.uid && uid < SANDBOX_DEFAULTS.uid + SANDBOX_DEFAULTS.slots) out.push(p);
+      if (uid !== undefined && uid >= SECURITY_UID_BASE && uid < SECURITY_UID_BASE + 10_000) out.push(p);
     }
   }
   return out;

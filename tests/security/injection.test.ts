@@ -15,11 +15,11 @@ const [P1, P2, P3] = pwned;
 const payloads = (p: string) => [`$(touch ${p})`, `\`touch ${p}\``, `; touch ${p}`, `'; touch ${p}; '`, `"; touch ${p}; "`, `| touch ${p}`, `&& touch ${p}`, `\ntouch ${p}\n`];
 
 // Host-side traps: a script BASH_ENV would source and fake tools a PATH lookup would find, should
-// the task's env ever reach a host shell or command (the launcher is bash, cleanup runs umount).
+// the task's env ever reach a host shell or command (the launcher is python3 execing bwrap, cleanup runs umount).
 const trapDir = `/var/tmp/cogo-sec-trap-${randomUUID()}`;
 mkdirSync(trapDir, { recursive: true });
 writeFileSync(`${trapDir}/bash_env`, `touch ${P3}\n`);
-for (const tool of ["bash", "sh", "bwrap", "mount", "umount", "env", "ls", "printenv", "cat"]) {
+for (const tool of ["bash", "sh", "python3", "bwrap", "mount", "umount", "env", "ls", "printenv", "cat"]) {
   writeFileSync(`${trapDir}/${tool}`, `#!/bin/sh\ntouch ${P3}\nexec /usr/bin/${tool} "$@"\n`);
   chmodSync(`${trapDir}/${tool}`, 0o755);
 }
@@ -49,7 +49,10 @@ describe("metacharacter fuzz", () => {
     [{ requirements: { kind: "basic", labels: ["gpu", `$(touch ${P1})`] } }, "requirements.labels.1: labels are letters, digits and . _ : -"],
     [{ requirements: { labels: ["`id`"] } }, "requirements.labels.0: labels are letters"],
     [{ argv: ["echo", "a\u0000b"] }, "argv.1: argument contains a NUL byte"],
-    [{ network: true }, 'Unrecognized key: "network"'],
+    [{ network: "yes" }, "network: "],
+    [{ artifacts: ["../../etc/shadow"] }, "artifacts.0: workspace path"],
+    [{ artifacts: ["/etc/shadow"] }, "artifacts.0: workspace path \"/etc/shadow\": is absolute"],
+    [{ artifacts: ["dist/a**"] }, "artifacts.0: workspace path \"dist/a**\": '**' must be a whole path component"],
   ])("400 for %j, naming the field, and no task", async (bad, message) => {
     const body = { command: "echo x", ...bad };
     if ("argv" in bad) delete (body as { command?: string }).command;

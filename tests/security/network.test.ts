@@ -76,6 +76,14 @@ describe("network", () => {
     await s.expectHealthy();
   });
 
+  it("a task asking for network on a worker without --allow-network gets none either", async () => {
+    const r = await s.run({ command: `python3 probe.py 127.0.0.1:${port} 1.1.1.1:443`, files: [PROBE], network: true, limits: { wallTimeMs: 15_000 } });
+    expect(r).toMatchObject({ status: "succeeded", stderr: "" });
+    expect(r.task.network).toBe(true);
+    expect(r.stdout).toBe([`tcp 127.0.0.1:${port} ECONNREFUSED`, "tcp 1.1.1.1:443 ENETUNREACH", "udp ENETUNREACH", "dns Temporary failure in name resolution", ""].join("\n"));
+    expect(accepted).toBe(0);
+  });
+
   it("bash /dev/tcp, node and curl: the same", async () => {
     const node = `const net = require('net');
       for (const [h, p] of [['127.0.0.1', ${dbPort}], ['${hostIp}', ${port}]])

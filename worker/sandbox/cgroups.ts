@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chown, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killQuietly, ownerAlive, ownerTag } from './procfs.ts';
@@ -65,47 +65,35 @@ async function detect(): Promise<CgroupSupport> {
 /** Removes task cgroups a crashed worker left; rmdir only succeeds on empty ones. */
 async function reapStale(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [])) {
-    const tag = /^cogo-sandbox-(\d+-\d+)-/.exec(name)?.[1];
+    const tag = /^cogo-(?:sandbox|spare)-(\d+-\d+)-/.exec(name)?.[1];
     if (tag && !(await ownerAlive(tag))) await rmdir(join(parent, name)).catch(() => {});
   }
 }
 
-/** One task's cgroups: one directory per usable controller, joined by the launcher before bwrap. */
+/**
+ * How the launcher makes a task's cgroups: one directory per usable controller under these
+ * parents, named with this worker's tag (so a crashed worker's are reaped), with these limits.
+ */
+export async function cgroupRequest(support: CgroupSupport, limits: { memoryBytes: number; pids: number }) {
+  const limitFiles: Record<string, number> = {};
+  if (support.usable.memory) {
+    limitFiles['memory.limit_in_bytes'] = limits.memoryBytes;
+    // No swap escape; skipped when the kernel has no swap accounting.
+    limitFiles['memory.memsw.limit_in_bytes'] = limits.memoryBytes;
+  }
+  if (support.usable.pids) limitFiles['pids.max'] = limits.pids;
+  const tag = await ownerTag();
+  // Spares waiting in the launcher are named apart and renamed when a task gets them.
+  return { parents: { ...support.usable }, prefix: `cogo-sandbox-${tag}-`, sparePrefix: `cogo-spare-${tag}-`, limits: limitFiles };
+}
+
+/** One task's cgroups: one directory per usable controller, joined before bwrap starts. */
 export class TaskCgroup {
   private constructor(private readonly dirs: Partial<Record<Controller, string>>) {}
 
-  /**
-   * Creates the task's cgroups and hands their cgroup.procs to `owner`, so the launcher can move
-   * itself in after dropping root (v1 lets a process move itself into a cgroup whose procs file it
-   * may write). The sandbox cannot reach them: /sys is not mounted inside.
-   */
-  static async create(
-    support: CgroupSupport,
-    limits: { memoryBytes: number; pids: number },
-    owner: { uid: number; gid: number } | null,
-  ): Promise<TaskCgroup> {
-    const name = `cogo-sandbox-${await ownerTag()}-${randomUUID()}`;
-    const cg = new TaskCgroup({});
-    try {
-      for (const c of CONTROLLERS) {
-        const parent = support.usable[c];
-        if (!parent) continue;
-        const dir = join(parent, name);
-        await mkdir(dir);
-        cg.dirs[c] = dir;
-        if (owner) await chown(join(dir, 'cgroup.procs'), owner.uid, owner.gid);
-      }
-      if (cg.dirs.memory) {
-        await writeFile(join(cg.dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
-        // No swap escape; absent when the kernel has no swap accounting.
-        await writeFile(join(cg.dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {});
-      }
-      if (cg.dirs.pids) await writeFile(join(cg.dirs.pids, 'pids.max'), String(limits.pids));
-    } catch (err) {
-      await cg.remove();
-      throw err;
-    }
-    return cg;
+  /** The cgroups the launcher made for one task (a spare it forked into them ahead of time). */
+  static adopt(dirs: Partial<Record<Controller, string>>): TaskCgroup {
+    return new TaskCgroup({ ...dirs });
   }
 
   get controllers(): Controller[] {
@@ -122,10 +110,8 @@ export class TaskCgroup {
 
   async pids(): Promise<number[]> {
     const all = new Set<number>();
-    for (const f of this.procsFiles) {
-      const text = await readFile(f, 'utf8').catch(() => '');
-      for (const p of text.split('\n')) if (p) all.add(Number(p));
-    }
+    const texts = await Promise.all(this.procsFiles.map((f) => readFile(f, 'utf8').catch(() => '')));
+    for (const text of texts) for (const p of text.split('\n')) if (p) all.add(Number(p));
     return [...all];
   }
 
@@ -144,7 +130,8 @@ export class TaskCgroup {
   async cpu(): Promise<{ userMs: number; systemMs: number } | null> {
     if (!this.dirs.cpuacct) return null;
     const read = async (f: string) => Number(await readFile(join(this.dirs.cpuacct!, f), 'utf8')) / 1e6;
-    return { userMs: await read('cpuacct.usage_user'), systemMs: await read('cpuacct.usage_sys') };
+    const [userMs, systemMs] = await Promise.all([read('cpuacct.usage_user'), read('cpuacct.usage_sys')]);
+    return { userMs, systemMs };
   }
 
   /** Total CPU ms (user + system) so far: one read, for polling the limit. */
@@ -168,18 +155,17 @@ export class TaskCgroup {
 
   /** Removes the (empty) cgroups; a busy one is retried for a second, then left behind. */
   async remove(): Promise<void> {
-    for (const c of CONTROLLERS) {
-      const dir = this.dirs[c];
-      if (!dir) continue;
-      for (let i = 0; i < 20; i++) {
-        try {
-          await rmdir(dir);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-          await sleep(50);
+    await Promise.all(
+      Object.values(this.dirs).map(async (dir) => {
+        for (let i = 0; i < 20; i++) {
+          try {
+            return await rmdir(dir);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+            await sleep(50);
+          }
         }
-      }
-    }
+      }),
+    );
   }
 }

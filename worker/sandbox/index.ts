@@ -1,6 +1,8 @@
 // The sandbox a worker runs each task in: bubblewrap + rlimits + (v1) cgroups. See README.md.
 export { startSandbox } from './run.ts';
+export { stopLauncher } from './launcher.ts';
 export { collectFile, drainWorkspacePool } from './workspace.ts';
+export { collectArtifacts, type Artifact } from './artifacts.ts';
 export { validateWorkspacePath } from '../../functions/_shared/paths.ts';
 export { sandboxFacts, type SandboxFacts } from './facts.ts';
 export { DEFAULT_LIMITS, SANDBOX_DEFAULTS, type SandboxLimits, type SandboxOptions } from './options.ts';

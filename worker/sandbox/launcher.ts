@@ -1,55 +1,218 @@
-import { readFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants, open } from 'node:fs';
+import { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { findExecutable } from './bwrap.ts';
+import type { Controller, cgroupRequest } from './cgroups.ts';
+import { SandboxStartFailed, SandboxUnavailable } from './errors.ts';
 import { HELPER_PROCESSES, type SandboxLimits } from './options.ts';
 
-/** The only environment the host-side launcher sees; bwrap then clears it anyway. */
+/** The only environment the launcher and bwrap see; bwrap then clears it anyway. */
 export const LAUNCHER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
-/** Inherited descriptor bwrap writes its JSON status to. */
+/** Descriptor of the child where bwrap writes its JSON status. */
 export const STATUS_FD = 3;
 
+const openFd = promisify(open);
+const SCRIPT = fileURLToPath(new URL('./launcher.py', import.meta.url));
+
+type CgroupRequest = Awaited<ReturnType<typeof cgroupRequest>>;
+
+/** [RLIMIT name, soft, hard]; the launcher caps each at its own hard limit. */
+export type Rlimit = [name: string, soft: number, hard: number];
+
 /**
- * The bash script that runs between the worker and bwrap, already as the sandbox uid (Node drops
- * root in spawn). It closes every inherited descriptor above the status fd (Node passes on any fd
- * the worker inherited without CLOEXEC, and bwrap would hand it to the task; dash cannot close fds
- * above 9), moves itself into the task's cgroups (args up to "--"), sets the rlimits (inherited by
- * everything in the sandbox, which cannot raise a hard limit), then execs bwrap.
+ * rlimits of the sandbox (inherited by everything in it, which cannot raise a hard limit).
+ * `addressSpace` stands in for memory only without a memory cgroup.
  */
-export async function launcherScript(limits: SandboxLimits, addressSpace: boolean): Promise<string> {
-  const hard = await hardLimits();
-  const cap = (name: string, value: number) => Math.max(1, Math.min(value, hard[name] ?? Infinity));
-  const kib = (name: string, bytes: number) => Math.max(1, Math.floor(cap(name, bytes) / 1024));
-  const cpuHard = cap('Max cpu time', Math.ceil(limits.cpuTimeMs / 1000) + 1);
-  const ulimits = [
-    // The soft CPU limit sends SIGXCPU, the hard one a second later SIGKILL.
-    `ulimit -S -t ${Math.max(1, cpuHard - 1)}`,
-    `ulimit -H -t ${cpuHard}`,
-    // RLIMIT_NPROC counts the slot uid's processes across the user namespace, so it is per task.
-    `ulimit -u ${cap('Max processes', limits.processes + HELPER_PROCESSES)}`,
-    `ulimit -n ${cap('Max open files', limits.openFiles)}`,
-    // bash counts in KiB: rounded down, so never above the limit.
-    `ulimit -f ${kib('Max file size', limits.fileSizeBytes)}`,
-    'ulimit -c 0',
-    // Stands in for memory only without a memory cgroup.
-    ...(addressSpace ? [`ulimit -v ${kib('Max address space', limits.memoryBytes)}`] : []),
-  ];
+export function sandboxRlimits(limits: SandboxLimits, addressSpace: boolean): Rlimit[] {
+  const cpuHard = Math.ceil(limits.cpuTimeMs / 1000) + 1;
+  const both = (name: string, v: number): Rlimit => [name, v, v];
   return [
-    `for f in /proc/self/fd/*; do n=\${f##*/}; (( n > ${STATUS_FD} )) && eval "exec $n>&-"; done`,
-    'while [[ $1 != -- ]]; do echo $$ > "$1" || exit 125; shift; done; shift',
-    `${ulimits.join(' && ')} || exit 125`,
-    'exec "$@"',
-  ].join('\n');
+    // The soft CPU limit sends SIGXCPU, the hard one a second later SIGKILL.
+    ['RLIMIT_CPU', cpuHard - 1, cpuHard],
+    // RLIMIT_NPROC counts the slot uid's processes across the user namespace, so it is per task.
+    both('RLIMIT_NPROC', limits.processes + HELPER_PROCESSES),
+    both('RLIMIT_NOFILE', limits.openFiles),
+    both('RLIMIT_FSIZE', limits.fileSizeBytes),
+    both('RLIMIT_CORE', 0),
+    ...(addressSpace ? [both('RLIMIT_AS', limits.memoryBytes)] : []),
+  ];
 }
 
-let hardCache: Promise<Record<string, number>> | undefined;
+export interface LaunchRequest {
+  path: string;
+  argv: string[];
+  /** Slot uid/gid to drop to (root worker), or null to stay the worker's user. */
+  owner: { uid: number; gid: number } | null;
+  rlimits: Rlimit[];
+  /** The task's cgroups to make and start it in (cgroupRequest), or null for none. */
+  cgroup: CgroupRequest | null;
+  stdin: boolean;
+}
 
-/** The worker's own hard limits: an unprivileged launcher cannot go above them. */
-function hardLimits(): Promise<Record<string, number>> {
-  hardCache ??= readFile('/proc/self/limits', 'utf8').then((text) => {
-    const out: Record<string, number> = {};
-    for (const line of text.split('\n').slice(1)) {
-      const m = /^(.+?)\s{2,}(\S+)\s+(\S+)/.exec(line);
-      if (m && m[3] !== 'unlimited') out[m[1]!] = Number(m[3]);
+/** One process the launcher started: its pipes, its exit, and a kill that never hits a reused pid. */
+export interface Launched {
+  pid: number;
+  /** The cgroup directories it runs in, per controller (null without cgroups). */
+  cgroupDirs: Partial<Record<Controller, string>> | null;
+  stdin: Socket | null;
+  stdout: Socket;
+  stderr: Socket;
+  status: Socket;
+  /** Exit code, or the signal number that killed it. Never rejects (a dead launcher reads as SIGKILL). */
+  exit: Promise<{ code: number | null; signal: number | null }>;
+  /** SIGKILLs its process group (and `innerPid`) unless it was already reaped. */
+  kill(innerPid: number | null): void;
+}
+
+type Reply = {
+  id: number;
+  pid?: number;
+  fds?: Record<string, number>;
+  cgroups?: Partial<Record<Controller, string>> | null;
+  error?: string;
+  exit?: number | null;
+  signal?: number | null;
+};
+
+/**
+ * Client of launcher.py, the fork server that starts every sandbox of this worker: a fork of the
+ * (large) worker costs milliseconds per 100 MiB of it, a fork of the launcher almost nothing.
+ * Started on first use; if it dies, its sandboxes die with it (bwrap --die-with-parent), their
+ * exits read as SIGKILL, and the next launch starts a new one.
+ */
+class Launcher {
+  private readonly child: ChildProcess;
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private readonly exits = new Map<number, (r: { code: number | null; signal: number | null }) => void>();
+  private nextId = 1;
+  private buffered = '';
+  private stderr = '';
+  dead = false;
+
+  constructor(python: string) {
+    this.child = spawn(python, ['-I', '-S', SCRIPT, String(process.pid)], { stdio: ['pipe', 'pipe', 'pipe'], env: LAUNCHER_ENV, cwd: '/' });
+    this.child.on('error', () => {});
+    this.child.stdin!.on('error', () => {});
+    this.child.stdout!.setEncoding('utf8').on('data', (text: string) => this.onData(text));
+    this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr = (this.stderr + text).slice(-4096)));
+    this.child.on('close', () => this.onDeath());
+    this.idle();
+  }
+
+  async launch(req: LaunchRequest): Promise<Launched> {
+    const id = this.nextId++;
+    this.busy();
+    const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const exit = new Promise<{ code: number | null; signal: number | null }>((resolve) => this.exits.set(id, resolve));
+    void exit.then(() => this.exits.size === 0 && this.idle());
+    this.send({ op: 'start', id, path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin });
+    let r: Reply;
+    try {
+      r = await replied;
+    } catch (err) {
+      this.exits.get(id)?.({ code: null, signal: 9 });
+      this.exits.delete(id);
+      throw err;
     }
-    return out;
-  });
-  return hardCache;
+    if (r.error || !r.pid || !r.fds) {
+      this.exits.delete(id);
+      if (this.exits.size === 0) this.idle();
+      throw new SandboxStartFailed(`cannot start the sandbox: ${r.error ?? 'no reply'}`);
+    }
+    const base = `/proc/${this.child.pid}/fd/`;
+    // O_NONBLOCK: opening a pipe end never waits for the other side (the task may be gone already).
+    const openEnd = async (name: string, flags: number) => {
+      const fd = await openFd(base + r.fds![name], flags | constants.O_NONBLOCK);
+      return new Socket({ fd, readable: flags === constants.O_RDONLY, writable: flags !== constants.O_RDONLY });
+    };
+    try {
+      const ends = await Promise.allSettled([
+        openEnd('stdout', constants.O_RDONLY),
+        openEnd('stderr', constants.O_RDONLY),
+        openEnd('status', constants.O_RDONLY),
+        r.fds.stdin === undefined ? null : openEnd('stdin', constants.O_WRONLY),
+      ]);
+      const failed = ends.find((e) => e.status === 'rejected');
+      if (failed) {
+        for (const e of ends) if (e.status === 'fulfilled') e.value?.destroy();
+        this.send({ op: 'kill', id });
+        throw new SandboxStartFailed(`cannot open the sandbox's pipes: ${(failed.reason as Error).message}`);
+      }
+      const [stdout, stderr, status, stdin] = ends.map((e) => (e as PromiseFulfilledResult<Socket | null>).value);
+      return { pid: r.pid, cgroupDirs: r.cgroups ?? null, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.send({ op: 'kill', id, inner }) };
+    } finally {
+      this.send({ op: 'opened', id });
+    }
+  }
+
+  /** Ends the launcher if no sandbox runs: it kills its spares and removes their cgroups first. */
+  async stop(): Promise<void> {
+    if (this.dead || this.exits.size > 0) return;
+    // Starts from here on get a new launcher.
+    this.dead = true;
+    if (launcher === this) launcher = undefined;
+    const closed = new Promise((resolve) => this.child.once('close', resolve));
+    this.child.stdin!.end();
+    await closed;
+  }
+
+  private send(msg: object): void {
+    if (this.child.stdin!.writable) this.child.stdin!.write(JSON.stringify(msg) + '\n');
+  }
+
+  private onData(text: string): void {
+    const lines = (this.buffered + text).split('\n');
+    this.buffered = lines.pop()!;
+    for (const line of lines) {
+      const r = JSON.parse(line) as Reply;
+      const p = this.pending.get(r.id);
+      if (p) {
+        this.pending.delete(r.id);
+        p.resolve(r);
+      } else if (r.exit !== undefined) {
+        this.exits.get(r.id)?.({ code: r.exit, signal: r.signal ?? null });
+        this.exits.delete(r.id);
+      }
+    }
+  }
+
+  private onDeath(): void {
+    this.dead = true;
+    if (launcher === this) launcher = undefined;
+    const why = new SandboxStartFailed(`the sandbox launcher exited: ${this.stderr.trim() || `code ${this.child.exitCode}`}`);
+    for (const p of this.pending.values()) p.reject(why);
+    for (const e of this.exits.values()) e({ code: null, signal: 9 });
+    this.pending.clear();
+    this.exits.clear();
+  }
+
+  /** No sandbox running: the launcher must not keep the worker's event loop alive. */
+  private idle(): void {
+    this.child.unref();
+    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) (s as unknown as Socket).unref?.();
+  }
+
+  private busy(): void {
+    this.child.ref();
+    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) (s as unknown as Socket).ref?.();
+  }
+}
+
+let launcher: Launcher | undefined;
+
+/** Starts `req` through this process's launcher (started on first use). */
+export async function launch(req: LaunchRequest): Promise<Launched> {
+  if (!launcher || launcher.dead) {
+    const python = await findExecutable('python3');
+    if (!python) throw new SandboxUnavailable('python3 is not installed (it runs the sandbox launcher): apt-get install python3');
+    if (!launcher || launcher.dead) launcher = new Launcher(python);
+  }
+  return launcher.launch(req);
+}
+
+/** Stops this process's launcher when no sandbox is running (a worker calls it on shutdown). */
+export async function stopLauncher(): Promise<void> {
+  await launcher?.stop();
 }

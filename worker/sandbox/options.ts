@@ -35,8 +35,10 @@ export interface SandboxOptions {
   uid?: number;
   /** First host gid of the slot range. @default the uid base */
   gid?: number;
-  /** Number of uid slots, i.e. sandboxes that may run at once on this machine. @default 64 */
+  /** Number of uid slots, i.e. sandboxes that may run at once on this machine (all its workers). @default 1024 */
   slots?: number;
+  /** How long a start waits for a free slot before failing with SandboxBusy. @default 30_000 */
+  slotWaitMs?: number;
   /** Directory of slot lock files shared by all workers of the machine. @default '/run/cogo-sandbox/slots' */
   slotDir?: string;
   /** Highest limits a task may ask for; a task asking more gets these. @default SANDBOX_DEFAULTS.maxLimits */
@@ -93,7 +95,8 @@ export const SANDBOX_DEFAULTS = Object.freeze({
   /** Below these bwrap itself cannot start, so requests are raised to them. */
   floors: Object.freeze<Partial<SandboxLimits>>({ openFiles: 32, memoryBytes: 16 * MiB, workspaceBytes: MiB }),
   uid: 200_000,
-  slots: 64,
+  slots: 1024,
+  slotWaitMs: 30_000,
   slotDir: '/run/cogo-sandbox/slots',
   allowNetwork: false,
   hostname: 'sandbox',

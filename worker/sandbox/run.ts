@@ -1,16 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { isAbsolute } from 'node:path';
 import { constants as osConstants } from 'node:os';
+import type { Socket } from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bwrapArgs, bwrapInfo, findExecutable } from './bwrap.ts';
-import { TaskCgroup, detectCgroups } from './cgroups.ts';
-import { InvalidSandboxSpec, SandboxStartFailed, SandboxUnavailable } from './errors.ts';
+import { bwrapArgs, bwrapInfo } from './bwrap.ts';
+import { TaskCgroup, cgroupRequest, detectCgroups } from './cgroups.ts';
+import { InvalidSandboxSpec, SandboxStartFailed } from './errors.ts';
 import { ensureEtc } from './etc.ts';
-import { LAUNCHER_ENV, STATUS_FD, launcherScript } from './launcher.ts';
+import { STATUS_FD, launch, sandboxRlimits, type Launched } from './launcher.ts';
 import { HELPER_PROCESSES, SANDBOX_DEFAULTS, resolveLimits, type SandboxLimits, type SandboxOptions } from './options.ts';
-import { killQuietly } from './procfs.ts';
 import { acquireSlot, type Slot } from './slots.ts';
 import { checkSpec } from './spec.ts';
 import type { SandboxExit, SandboxExitReason, SandboxProcess, SandboxSpec } from './types.ts';
@@ -29,33 +28,23 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
   const checked = checkSpec(spec);
   const o = resolveOptions(options);
   const limits = resolveLimits(spec.limits, o.maxLimits);
-  const [bw, bash] = await Promise.all([bwrapInfo(), findExecutable('bash')]);
-  if (!bash) throw new SandboxUnavailable('bash is not installed: apt-get install bash');
   const asRoot = process.geteuid?.() === 0;
-  await prepareRoot(o.root, asRoot);
-  await reapStaleWorkspaces(o.root);
-  const etcDir = await ensureEtc(o.root, o.hostname);
-  const support = o.cgroups ? await detectCgroups() : null;
+  const [bw, , etcDir, support] = await Promise.all([
+    bwrapInfo(),
+    prepareRoot(o.root, asRoot).then(() => reapStaleWorkspaces(o.root)),
+    ensureEtc(o.root, o.hostname),
+    o.cgroups ? detectCgroups() : null,
+  ]);
 
   const undo: (() => Promise<unknown>)[] = [];
   try {
     // Root drops to a per-slot uid; never run bwrap as root (the user namespace would map to host root).
-    const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir }) : null;
+    const slot = asRoot ? await acquireSlot({ uidBase: o.uid, gidBase: o.gid, slots: o.slots, slotDir: o.slotDir, waitMs: o.slotWaitMs }) : null;
     if (slot) undo.push(() => slot.release(true));
     const owner: Owner | null = slot && { uid: slot.uid, gid: slot.gid };
-    // Mounting a workspace is the slowest step (a process spawn): overlap it with the cgroups.
-    const [ws, cg] = await Promise.allSettled([
-      createWorkspace(o.root, limits.workspaceBytes, owner, o.workspacePool),
-      support && Object.keys(support.usable).length > 0
-        ? TaskCgroup.create(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES }, owner)
-        : null,
-    ]);
+    const workspace = await createWorkspace(o.root, limits.workspaceBytes, owner, o.workspacePool);
     // Nothing has run in it yet, so a pooled mount can be kept.
-    if (ws.status === 'fulfilled') undo.push(() => ws.value.remove(true));
-    if (cg.status === 'fulfilled' && cg.value) undo.push(() => cg.value!.remove());
-    if (ws.status === 'rejected') throw ws.reason;
-    if (cg.status === 'rejected') throw cg.reason;
-    const [workspace, cgroup] = [ws.value, cg.value];
+    undo.push(() => workspace.remove(true));
     await writeFiles(workspace.dir, checked.files, owner, limits.workspaceBytes);
 
     const inner = await bwrapArgs({
@@ -69,21 +58,20 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
       argv: checked.argv,
       statusFd: STATUS_FD,
     });
-    const script = await launcherScript(limits, !cgroup?.controllers.includes('memory'));
-    const args = ['-c', script, 'cogo-sandbox', ...(cgroup?.procsFiles ?? []), '--', bw.path, ...inner];
-    const child = spawn(bash, args, {
-      stdio: [checked.stdin === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
-      env: LAUNCHER_ENV,
-      cwd: '/',
-      detached: true,
-      ...(owner ?? {}),
+    const child = await launch({
+      path: bw.path,
+      argv: inner,
+      owner,
+      rlimits: sandboxRlimits(limits, !support?.usable.memory),
+      // The launcher makes them and starts the task in them (a spare forked in ahead of time).
+      cgroup: support && Object.keys(support.usable).length > 0
+        ? await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES })
+        : null,
+      stdin: checked.stdin === 'pipe',
     });
-    if (child.pid === undefined) {
-      const [err] = (await once(child, 'error')) as [Error];
-      throw new SandboxStartFailed(`cannot spawn the sandbox: ${err.message}`);
-    }
+    const cgroup = child.cgroupDirs ? TaskCgroup.adopt(child.cgroupDirs) : null;
     undo.length = 0; // from here on the Sandbox owns every resource
-    const sandbox = new Sandbox(child, child.pid, workspace, limits, o.pollIntervalMs, cgroup, slot);
+    const sandbox = new Sandbox(child, workspace, limits, o.pollIntervalMs, cgroup, slot);
     await sandbox.started.catch(async (err: unknown) => {
       await sandbox.cleanup();
       throw err;
@@ -104,6 +92,7 @@ function resolveOptions(options: SandboxOptions) {
     gid: options.gid ?? options.uid ?? d.uid,
     slots: options.slots ?? d.slots,
     slotDir: options.slotDir ?? d.slotDir,
+    slotWaitMs: options.slotWaitMs ?? d.slotWaitMs,
     maxLimits: options.maxLimits,
     allowNetwork: options.allowNetwork ?? d.allowNetwork,
     hostname: options.hostname ?? d.hostname,
@@ -114,6 +103,7 @@ function resolveOptions(options: SandboxOptions) {
   for (const k of ['uid', 'gid', 'slots', 'pollIntervalMs'] as const) {
     if (!Number.isSafeInteger(o[k]) || o[k] <= 0) throw new InvalidSandboxSpec(`options.${k}`, 'must be a positive integer');
   }
+  if (!Number.isSafeInteger(o.slotWaitMs) || o.slotWaitMs < 0) throw new InvalidSandboxSpec('options.slotWaitMs', 'must be a whole number of ms');
   if (!Number.isSafeInteger(o.workspacePool) || o.workspacePool < 0) throw new InvalidSandboxSpec('options.workspacePool', 'must be a whole number');
   // Slot ids must never reach system or login accounts (slots.ts also checks /etc/passwd).
   for (const k of ['uid', 'gid'] as const) {
@@ -148,25 +138,26 @@ class Sandbox implements SandboxProcess {
   private gone = false;
   readonly workspace: string;
 
+  readonly pid: number;
+
   constructor(
-    private readonly child: ChildProcess,
-    readonly pid: number,
+    private readonly child: Launched,
     private readonly ws: Workspace,
     readonly limits: SandboxLimits,
     pollIntervalMs: number,
     private readonly cgroup: TaskCgroup | null,
     private readonly slot: Slot | null,
   ) {
+    this.pid = child.pid;
     this.workspace = ws.dir;
-    this.usage = new UsageMonitor(pid, cgroup);
+    this.usage = new UsageMonitor(child.pid, cgroup);
     this.stdin = child.stdin;
-    // Writes after the task closed its stdin or exited (EPIPE), or a failed kill, would otherwise
-    // be unhandled 'error' events that crash the worker.
-    child.stdin?.on('error', () => {});
-    child.on('error', () => {});
-    this.forward(child.stdout!, this.stdout);
-    this.forward(child.stderr!, this.stderr);
-    this.started = this.watchStatus(child.stdio[STATUS_FD] as Readable);
+    // Writes after the task closed its stdin or exited (EPIPE) would otherwise be unhandled
+    // 'error' events that crash the worker.
+    for (const s of [child.stdin, child.stdout, child.stderr, child.status]) s?.on('error', () => {});
+    this.forward(child.stdout, this.stdout);
+    this.forward(child.stderr, this.stderr);
+    this.started = this.watchStatus(child.status);
     this.started.catch(() => {});
     this.timers.push(setTimeout(() => this.kill('timeout'), limits.wallTimeMs));
     let polling = false;
@@ -181,8 +172,7 @@ class Sandbox implements SandboxProcess {
           .finally(() => (polling = false));
       }, pollIntervalMs),
     );
-    const exit = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-    this.exited = exit.then(([code, signal]) => this.finish(code, signal));
+    this.exited = child.exit.then(({ code, signal }) => this.finish(code, signal === null ? null : (SIGNAL_NAMES.get(signal) ?? `signal ${signal}`)));
   }
 
   get cgroupDirs() {
@@ -193,9 +183,7 @@ class Sandbox implements SandboxProcess {
     if (this.launcherExited) return;
     this.killReason ??= reason;
     // Killing the namespace's init makes the kernel kill every process in the namespace.
-    if (this.innerPid !== null) killQuietly(this.innerPid);
-    killQuietly(-this.pid);
-    this.child.kill('SIGKILL');
+    this.child.kill(this.innerPid);
   }
 
   cleanup(): Promise<void> {
@@ -204,7 +192,7 @@ class Sandbox implements SandboxProcess {
   }
 
   /** Output is read eagerly and counted; past outputBytes the rest is dropped and the tree killed. */
-  private forward(from: Readable, to: PassThrough): void {
+  private forward(from: Socket, to: PassThrough): void {
     from.on('data', (chunk: Buffer) => {
       if (from === this.child.stderr) {
         if (this.startupErr.length < 4096 && this.innerPid === null) this.startupErr += chunk.toString();
@@ -252,7 +240,7 @@ class Sandbox implements SandboxProcess {
     });
   }
 
-  private async finish(code: number | null, signal: NodeJS.Signals | null): Promise<SandboxExit> {
+  private async finish(code: number | null, signal: string | null): Promise<SandboxExit> {
     this.launcherExited = true;
     const wallMs = Math.round(performance.now() - this.startedAt);
     for (const t of this.timers) clearTimeout(t);
@@ -295,8 +283,7 @@ class Sandbox implements SandboxProcess {
     let cgroupEmpty = false;
     try {
       cgroupEmpty = (await this.cgroup?.killAll()) ?? false;
-      usage = await this.usage.final();
-      oomKills = (await this.cgroup?.oomKills()) ?? null;
+      [usage, oomKills] = await Promise.all([this.usage.final(), this.cgroup?.oomKills() ?? null]);
       await this.cgroup?.remove();
     } catch {
       // measured what we could; the uid sweep below still runs
@@ -320,7 +307,7 @@ class Sandbox implements SandboxProcess {
   }
 
   private async drainStreams(): Promise<void> {
-    const streams = [this.child.stdout!, this.child.stderr!];
+    const streams = [this.child.stdout, this.child.stderr];
     const closed = Promise.all(streams.map((s) => (s.closed ? null : once(s, 'close').catch(() => null))));
     const timedOut = await Promise.race([closed.then(() => false), sleep(STREAM_DRAIN_MS).then(() => true)]);
     if (timedOut) for (const s of streams) s.destroy();

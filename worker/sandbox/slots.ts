@@ -25,6 +25,8 @@ export interface SlotConfig {
   gidBase: number;
   slots: number;
   slotDir: string;
+  /** How long to wait for a slot when all are taken. */
+  waitMs: number;
 }
 
 const checkedRanges = new Set<string>();
@@ -32,12 +34,26 @@ const madeDirs = new Set<string>();
 /** Lock files this process holds: skipped without touching the disk (they are never stale). */
 const held = new Set<string>();
 
+/**
+ * Takes a free slot; when every one is in use (other workers of the machine share the range),
+ * waits for one up to `cfg.waitMs`, then throws SandboxBusy.
+ */
 export async function acquireSlot(cfg: SlotConfig): Promise<Slot> {
   await checkRangeIsUnused(cfg);
   if (!madeDirs.has(cfg.slotDir)) {
     await mkdir(cfg.slotDir, { recursive: true, mode: 0o700 });
     madeDirs.add(cfg.slotDir);
   }
+  const deadline = Date.now() + cfg.waitMs;
+  for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+    const slot = await tryAcquire(cfg);
+    if (slot) return slot;
+    if (Date.now() + delay > deadline) throw new SandboxBusy(cfg.slots);
+    await sleep(delay);
+  }
+}
+
+async function tryAcquire(cfg: SlotConfig): Promise<Slot | null> {
   const me = await ownerTag();
   for (let i = 0; i < cfg.slots; i++) {
     const uid = cfg.uidBase + i;
@@ -62,7 +78,7 @@ export async function acquireSlot(cfg: SlotConfig): Promise<Slot> {
       },
     };
   }
-  throw new SandboxBusy(cfg.slots);
+  return null;
 }
 
 async function tryLock(path: string, content: string): Promise<boolean> {

@@ -55,12 +55,11 @@ export class UsageMonitor {
   /** Final figures; call once the task's processes are gone and before its cgroup is removed. */
   async final(): Promise<UsageFigures> {
     const out = { ...this.sampled };
-    const cpu = await this.cgroup?.cpu().catch(() => null);
+    const [cpu, peak] = await Promise.all([this.cgroup?.cpu().catch(() => null), this.cgroup?.peakMemoryBytes().catch(() => null)]);
     if (cpu) {
       out.cpuUserMs = cpu.userMs;
       out.cpuSystemMs = cpu.systemMs;
     }
-    const peak = await this.cgroup?.peakMemoryBytes().catch(() => null);
     if (peak != null) out.maxRssBytes = peak;
     return out;
   }

@@ -15,6 +15,9 @@ export const taskRoutes: Route[] = [
     const [row] = await asCaller(sql, caller, async (tx) => {
       const rows = await tx<TaskRow[]>`select * from cogo.enqueue_task(${tx.json(withKey as never)})`;
       if (spec.blockDetection || spec.recovery) await setBlockOptions(tx, rows[0]!.id, spec);
+      if (spec.artifacts.length > 0 || spec.network) {
+        await tx`select cogo.request_sandbox_options(${rows[0]!.id}, ${spec.artifacts}::text[], ${spec.network})`;
+      }
       return rows;
     });
     return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status });
