@@ -10,9 +10,11 @@ import { benchDiagnostics } from "./diagnostics.ts";
 import { benchFeedback } from "./feedback.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
+import { benchCompare } from "./compare.ts";
+import { benchRealtime } from "./realtime.ts";
 import { printTable, type Row } from "./stats.ts";
 
-const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback"] as const;
+const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback", "compare", "realtime"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -35,6 +37,8 @@ try {
   if (chosen.includes("sandbox")) results.sandbox = await benchSandbox(stack, sql, progress);
   if (chosen.includes("diagnostics")) results.diagnostics = await benchDiagnostics(stack, progress);
   if (chosen.includes("feedback")) results.feedback = await benchFeedback(stack, sql, progress);
+  if (chosen.includes("compare")) results.compare = await benchCompare(stack, sql, progress);
+  if (chosen.includes("realtime")) results.realtime = await benchRealtime(stack, sql, progress);
 } finally {
   await sql.end();
   await stack.stop();

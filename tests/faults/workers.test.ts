@@ -87,7 +87,7 @@ describe("faults: workers", () => {
     const a = spawnWorker(stack.dbUrl, kind, ["--concurrency", "4", "--grace-ms", "6000"]);
     try {
       const short = await submitWorkload(user, { count: 2, kind, lines: 10 });
-      const long = await submitWorkload(user, { count: 2, kind, lines: 400 });
+      const long = await submitWorkload(user, { count: 2, kind, lines: 200 });
       await streaming([...short, ...long], 1);
       a.kill("SIGTERM");
       expect(await a.exited).toBe(0);
