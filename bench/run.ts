@@ -13,6 +13,9 @@ import { benchSandbox } from "./sandbox.ts";
 import { benchCompare } from "./compare.ts";
 import { benchRealtime } from "./realtime.ts";
 import { printTable, type Row } from "./stats.ts";
+import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
+
+ignorePostgresClosedSocketWrites();
 
 const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback", "compare", "realtime"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });

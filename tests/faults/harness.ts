@@ -64,23 +64,44 @@ export interface Tracked {
   result: Promise<TaskResult>;
 }
 
-/** Submits `count` streaming tasks through the SDK and follows each one live. */
-export async function submitWorkload(
-  t: Tenant,
-  opts: { count: number; kind: string; lines?: number; everyMs?: number; maxAttempts?: number; pollIntervalMs?: number },
-): Promise<Tracked[]> {
+export interface WorkloadOptions {
+  kind: string;
+  /** Lines each task prints. @default 60 */
+  lines?: number;
+  /** Pause between lines. @default 50 */
+  everyMs?: number;
+  /** Exit with this code after the last line. @default 0 */
+  exitCode?: number;
+  /** @default 5 */
+  maxAttempts?: number;
+  /** The SDK's HTTP catch-up interval. @default 1000 */
+  pollIntervalMs?: number;
+  /** Marker in the command (retries of one submission must reuse it). @default a new one */
+  mark?: string;
+  /** Makes the submission safe to retry. @default none */
+  idempotencyKey?: string;
+}
+
+export const newMark = () => `${MARK_PREFIX}${randomUUID().slice(0, 8)}`;
+
+/** Submits one streaming task through the SDK and follows it live. */
+export async function submitTask(t: Tenant, opts: WorkloadOptions): Promise<Tracked> {
   const lines = opts.lines ?? 60;
+  const mark = opts.mark ?? newMark();
+  const received: OutputChunk[] = [];
+  const command = streamingCommand(mark, lines, opts.everyMs ?? 50) + (opts.exitCode ? `; exit ${opts.exitCode}` : "");
+  const handle = await t.sandbox.execute(
+    { command, maxAttempts: opts.maxAttempts ?? 5, requirements: { kind: opts.kind }, ...(opts.idempotencyKey ? { idempotencyKey: opts.idempotencyKey } : {}) },
+    { onOutput: (c) => received.push(c) },
+    { pollIntervalMs: opts.pollIntervalMs ?? 1000 },
+  );
+  return { mark, lines, handle, received, result: handle.result() };
+}
+
+/** Submits `count` streaming tasks, one after another. */
+export async function submitWorkload(t: Tenant, opts: WorkloadOptions & { count: number }): Promise<Tracked[]> {
   const out: Tracked[] = [];
-  for (let i = 0; i < opts.count; i++) {
-    const mark = `${MARK_PREFIX}${randomUUID().slice(0, 8)}`;
-    const received: OutputChunk[] = [];
-    const handle = await t.sandbox.execute(
-      { command: streamingCommand(mark, lines, opts.everyMs ?? 50), maxAttempts: opts.maxAttempts ?? 5, requirements: { kind: opts.kind } },
-      { onOutput: (c) => received.push(c) },
-      { pollIntervalMs: opts.pollIntervalMs ?? 1000 },
-    );
-    out.push({ mark, lines, handle, received, result: handle.result() });
-  }
+  for (let i = 0; i < opts.count; i++) out.push(await submitTask(t, opts));
   return out;
 }
 
@@ -137,59 +158,81 @@ export class SandboxWatch {
   }
 }
 
+export interface Audit {
+  /** Output rows missing: seq gaps in the database, lines skipped within an attempt, chunks the client never got. */
+  lost: number;
+  /** Output delivered twice: a line repeated within an attempt, a chunk the client got twice. */
+  duplicates: number;
+  /** Most sandboxes of the task seen running at the same time (must be ≤ 1). */
+  concurrentRuns: number;
+  problems: string[];
+}
+
 /**
- * The invariants, checked for every tracked task once all have ended:
- * - it ended exactly once (one final task_status event, final status = expected);
- * - its output rows are seqs 1..output_seq, each attempt's lines a gap-free, duplicate-free prefix,
- *   the last attempt complete;
+ * The invariants for one tracked task, once it has ended:
+ * - it ended exactly once (one final task_status event) with the expected status;
+ * - its output rows are seqs 1..output_seq; each attempt's lines are `<mark> 1..k` with nothing
+ *   skipped or repeated; a succeeded task's last attempt printed every line;
  * - the SDK client received exactly those rows, in order, once;
- * - no two sandboxes of it ever ran at once, and none is left.
+ * - no two sandboxes of it ran at once, and none is left.
  */
+export async function auditTask(sql: Sql, t: Tracked, watch: SandboxWatch, expectStatus = "succeeded"): Promise<Audit> {
+  const audit: Audit = { lost: 0, duplicates: 0, concurrentRuns: watch.peak.get(t.mark) ?? 0, problems: [] };
+  const r = await t.result;
+  const id = t.handle.taskId;
+  const problem = (s: string) => audit.problems.push(`task ${id} (${t.mark}): ${s}`);
+  if (r.status !== expectStatus) problem(`status ${r.status} (${r.reason}), expected ${expectStatus}`);
+  const [finals] = await sql<{ n: number }[]>`
+    select count(*)::int as n from public.task_events
+     where task_id = ${id} and type = 'task_status' and data->>'status' in ('succeeded', 'failed', 'cancelled', 'timed_out')`;
+  if (finals!.n !== 1) problem(`${finals!.n} final status events`);
+  const [task] = await sql<{ outputSeq: string; attempt: number }[]>`select output_seq, attempt from public.tasks where id = ${id}`;
+  const rows = await sql<{ seq: string; attempt: number; stream: string; data: string }[]>`
+    select seq, attempt, stream, data from public.task_output where task_id = ${id} order by seq`;
+  const gaps = Number(task!.outputSeq) - rows.length;
+  if (gaps || rows.some((x, i) => Number(x.seq) !== i + 1)) {
+    audit.lost += Math.max(1, gaps);
+    problem(`output seqs are not 1..${task!.outputSeq} (${rows.length} rows)`);
+  }
+  const byAttempt = new Map<number, number[]>();
+  for (const row of rows) {
+    if (row.stream !== "stdout") continue;
+    for (const line of row.data.split("\n")) {
+      if (!line) continue;
+      const m = new RegExp(`^${t.mark} (\\d+)$`).exec(line);
+      if (!m) problem(`unexpected stdout line ${JSON.stringify(line)}`);
+      else byAttempt.set(row.attempt, [...(byAttempt.get(row.attempt) ?? []), Number(m[1])]);
+    }
+  }
+  for (const [attempt, nums] of byAttempt) {
+    const dup = nums.length - new Set(nums).size;
+    const skipped = Math.max(...nums) - new Set(nums).size;
+    audit.duplicates += dup;
+    audit.lost += skipped;
+    if (nums.some((n, i) => n !== i + 1)) problem(`attempt ${attempt}: lines not 1..${nums.length} in order: ${nums.slice(0, 12).join(",")}`);
+  }
+  if (r.status === "succeeded" && byAttempt.get(task!.attempt)?.length !== t.lines) {
+    audit.lost += t.lines - (byAttempt.get(task!.attempt)?.length ?? 0);
+    problem(`final attempt ${task!.attempt} printed ${byAttempt.get(task!.attempt)?.length ?? 0} of ${t.lines} lines`);
+  }
+  const got = t.received.map((c) => `${c.sequence}:${c.data}`);
+  const want = rows.map((x) => `${x.seq}:${x.data}`);
+  if (got.length !== want.length || got.some((g, i) => g !== want[i])) {
+    const seen = new Set(got);
+    audit.duplicates += got.length - seen.size;
+    audit.lost += want.filter((w) => !seen.has(w)).length;
+    const at = got.findIndex((g, i) => g !== want[i]);
+    problem(`SDK received ${got.length} chunks, DB has ${want.length}; first difference at ${at}: ${got[at]} vs ${want[at]}`);
+  }
+  if (audit.concurrentRuns > 1) problem(`${audit.concurrentRuns} sandboxes ran it at the same time`);
+  if (watch.scan().has(t.mark)) problem("a sandbox is still running after it ended");
+  return audit;
+}
+
+/** Every tracked task audited; the problems found, none when the invariants hold. */
 export async function checkInvariants(sql: Sql, tasks: Tracked[], watch: SandboxWatch, expect: { status?: string } = {}): Promise<string[]> {
   const problems: string[] = [];
-  for (const t of tasks) {
-    const r = await t.result;
-    const id = t.handle.taskId;
-    const label = `task ${id} (${t.mark})`;
-    if (r.status !== (expect.status ?? "succeeded")) problems.push(`${label}: status ${r.status} (${r.reason})`);
-    const finals = await sql<{ n: number }[]>`
-      select count(*)::int as n from public.task_events
-       where task_id = ${id} and type = 'task_status' and data->>'status' in ('succeeded', 'failed', 'cancelled', 'timed_out')`;
-    if (finals[0]!.n !== 1) problems.push(`${label}: ${finals[0]!.n} final status events`);
-    const [task] = await sql<{ outputSeq: string; attempt: number }[]>`select output_seq, attempt from public.tasks where id = ${id}`;
-    const rows = await sql<{ seq: string; attempt: number; stream: string; data: string }[]>`
-      select seq, attempt, stream, data from public.task_output where task_id = ${id} order by seq`;
-    const seqs = rows.map((x) => Number(x.seq));
-    if (seqs.length !== Number(task!.outputSeq) || seqs.some((s, i) => s !== i + 1)) {
-      problems.push(`${label}: output seqs not 1..${task!.outputSeq}: ${seqs.slice(0, 5).join(",")}… (${seqs.length} rows)`);
-    }
-    // Lines per attempt: `<mark> 1`, `<mark> 2`, … with nothing skipped or repeated.
-    const byAttempt = new Map<number, number[]>();
-    for (const row of rows) {
-      if (row.stream !== "stdout") continue;
-      for (const line of row.data.split("\n")) {
-        if (!line) continue;
-        const m = new RegExp(`^${t.mark} (\\d+)$`).exec(line);
-        if (!m) problems.push(`${label}: unexpected stdout line ${JSON.stringify(line)}`);
-        else byAttempt.set(row.attempt, [...(byAttempt.get(row.attempt) ?? []), Number(m[1])]);
-      }
-    }
-    for (const [attempt, nums] of byAttempt) {
-      if (nums.some((n, i) => n !== i + 1)) problems.push(`${label}: attempt ${attempt} lines not 1..${nums.length} in order: ${nums.slice(0, 12).join(",")}`);
-    }
-    if (r.status === "succeeded" && byAttempt.get(task!.attempt)?.length !== t.lines) {
-      problems.push(`${label}: final attempt ${task!.attempt} printed ${byAttempt.get(task!.attempt)?.length ?? 0} of ${t.lines} lines`);
-    }
-    const got = t.received.map((c) => `${c.sequence}:${c.data}`);
-    const want = rows.map((x) => `${x.seq}:${x.data}`);
-    if (got.length !== want.length || got.some((g, i) => g !== want[i])) {
-      const at = got.findIndex((g, i) => g !== want[i]);
-      problems.push(`${label}: SDK received ${got.length} chunks, DB has ${want.length}; first difference at ${at}: ${got[at]} vs ${want[at]}`);
-    }
-    if ((watch.peak.get(t.mark) ?? 0) > 1) problems.push(`${label}: ${watch.peak.get(t.mark)} sandboxes ran it at the same time`);
-  }
-  const left = watch.scan();
-  for (const t of tasks) if (left.has(t.mark)) problems.push(`task ${t.handle.taskId}: a sandbox is still running after it ended`);
+  for (const t of tasks) problems.push(...(await auditTask(sql, t, watch, expect.status)).problems);
   return problems;
 }
 
