@@ -114,7 +114,7 @@ export class SandboxWatch {
   private timer: ReturnType<typeof setInterval> | undefined;
   /** marker → most sandboxes seen at once */
   readonly peak = new Map<string, number>();
-  /** marker → each sandbox (PID namespace) of it: first and last time seen (ms since epoch), oldest first */
+  /** marker → each sandbox of it: first and last time seen (ms since epoch), oldest first */
   readonly runs = new Map<string, Map<string, { first: number; last: number }>>();
 
   start(everyMs = 20): this {
@@ -126,9 +126,12 @@ export class SandboxWatch {
     clearInterval(this.timer);
   }
 
-  /** marker → sandbox PID namespaces alive now. */
+  /**
+   * marker → sandboxes alive now, each named by its PID namespace and the lowest host pid in it
+   * (namespace inode numbers are reused once a namespace is gone; the pair is not, within a run).
+   */
   scan(): Map<string, Set<string>> {
-    const now = new Map<string, Set<string>>();
+    const lowest = new Map<string, Map<string, number>>();
     for (const name of readdirSync("/proc")) {
       if (!/^\d+$/.test(name)) continue;
       try {
@@ -139,12 +142,14 @@ export class SandboxWatch {
         if (ns === this.hostNs) continue; // bwrap's outer process, before it enters the sandbox
         if (/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, "utf8"))) continue;
         const mark = cmd.slice(at, at + MARK_PREFIX.length + 8);
-        now.set(mark, (now.get(mark) ?? new Set()).add(ns));
+        const byNs = lowest.get(mark) ?? new Map<string, number>();
+        byNs.set(ns, Math.min(byNs.get(ns) ?? Infinity, Number(name)));
+        lowest.set(mark, byNs);
       } catch {
         // exited while we looked
       }
     }
-    return now;
+    return new Map([...lowest].map(([mark, byNs]) => [mark, new Set([...byNs].map(([ns, pid]) => `${ns}@${pid}`))]));
   }
 
   private sample(): void {
