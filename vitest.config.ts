@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { isPostgresClosedSocketWrite } from "./functions/_shared/postgres-closed-socket.ts";
 
 export default defineConfig({
   test: {
@@ -10,5 +11,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     include: ["tests/**/*.test.ts"],
     reporters: ["default"],
+    // postgres.js's closed-socket write when a fault test restarts Postgres (see that module).
+    onUnhandledError: (err) => (isPostgresClosedSocketWrite(err) ? false : undefined),
   },
 });

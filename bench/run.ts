@@ -1,4 +1,4 @@
-// `npm run bench [-- lifecycle|sandbox|diagnostics|feedback|analysis|blocks] [--json]`: starts a private embedded stack, measures, and
+// `npm run bench [-- <suite>…] [--json]` (suites: SUITES below; all by default): starts a private embedded stack, measures, and
 // prints one table; results are appended to bench/results/<timestamp>.json.
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -12,9 +12,14 @@ import { benchFeedback } from "./feedback.ts";
 import { benchBlocks } from "./blocks.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
+import { benchCompare } from "./compare.ts";
+import { benchRealtime } from "./realtime.ts";
 import { printTable, type Row } from "./stats.ts";
+import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 
-const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback", "analysis", "blocks"] as const;
+ignorePostgresClosedSocketWrites();
+
+const SUITES = ["lifecycle", "sandbox", "diagnostics", "feedback", "analysis", "blocks", "compare", "realtime"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -39,6 +44,8 @@ try {
   if (chosen.includes("feedback")) results.feedback = await benchFeedback(stack, sql, progress);
   if (chosen.includes("analysis")) results.analysis = await benchAnalysis(stack, sql, progress);
   if (chosen.includes("blocks")) results.blocks = await benchBlocks(stack, sql, progress);
+  if (chosen.includes("compare")) results.compare = await benchCompare(stack, sql, progress);
+  if (chosen.includes("realtime")) results.realtime = await benchRealtime(stack, sql, progress);
 } finally {
   await sql.end();
   await stack.stop();

@@ -1,11 +1,11 @@
-// Sandbox figures: start overhead of `true` in bwrap vs a plain spawn, and many concurrent
-// sandboxed `sleep 5` tasks through one worker, with the worker's RSS and CPU.
+// Sandbox figures: start overhead of `true` in bwrap vs a plain spawn, and 10, 50 and 200
+// concurrent sandboxed `sleep 5` tasks through one worker process, with that process's RSS and CPU.
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import path from "node:path";
 import type { Sql } from "postgres";
-import type { Stack } from "../embedded/stack.ts";
 import { drainWorkspacePool, startSandbox } from "../worker/sandbox/index.ts";
-import { Worker } from "../worker/worker.ts";
+import { PROJECT_ROOT, type Stack } from "../embedded/stack.ts";
 import { ms, percentile, type Row } from "./stats.ts";
 
 const RUNS = 50;
@@ -30,7 +30,7 @@ async function sandboxTrue(root: string): Promise<{ running: number; exited: num
   return { running: t1 - t0, exited: t2 - t0, total: performance.now() - t0 };
 }
 
-export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string) => void, concurrent = 200): Promise<Row[]> {
+export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string) => void, concurrency = [10, 50, 200]): Promise<Row[]> {
   const rows: Row[] = [];
   progress(`sandbox start overhead (${RUNS} runs)…`);
   const root = await mkdtemp("/var/tmp/cogo-bench-sandbox-");
@@ -57,39 +57,72 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
     await rm(root, { recursive: true, force: true });
   }
 
-  progress(`${concurrent} concurrent sandboxed 'sleep 5' tasks through one worker…`);
-  const kind = "bench-concurrent";
-  // All queued first: the figure is what one worker holds, not how fast one client enqueues.
-  const ids: string[] = [];
-  for (let i = 0; i < concurrent; i++) {
-    const [r] = await sql<{ id: string }[]>`select id from cogo.enqueue_task(${sql.json({ command: "sleep 5", requirements: { kind } })})`;
-    ids.push(r!.id);
-  }
-  const w = new Worker({ databaseUrl: stack.dbUrl, kind, concurrency: concurrent, workspaceRoot: "/var/tmp/cogo-bench-ws", log: () => {} });
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await w.start();
-  let peakRunning = 0;
-  let peakRss = 0;
-  for (;;) {
-    const [r] = await sql<{ running: number; done: number }[]>`
-      select count(*) filter (where status = 'running')::int as running, count(*) filter (where finished_at is not null)::int as done
-        from public.tasks where id = any(${ids})`;
-    peakRunning = Math.max(peakRunning, r!.running);
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    if (r!.done === concurrent) break;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  const secs = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const [ok] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and status = 'succeeded'`;
-  const failures = await sql<{ reason: string; n: number }[]>`
-    select reason, count(*)::int as n from public.tasks where id = any(${ids}) and status <> 'succeeded' group by reason`;
-  await w.stop(0);
-  rows.push({ metric: `concurrent sleep 5: peak running`, value: `${peakRunning} of ${concurrent}`, target: `${concurrent} held`, ok: peakRunning === concurrent && ok!.n === concurrent });
-  rows.push({ metric: `concurrent sleep 5: all done in`, value: `${secs.toFixed(1)} s (${ok!.n} succeeded)` });
-  for (const f of failures) rows.push({ metric: `concurrent sleep 5: not succeeded`, value: `${f.n}: ${f.reason}` });
-  rows.push({ metric: "bench process RSS peak (worker + client)", value: `${(peakRss / 1024 / 1024).toFixed(0)} MiB` });
-  rows.push({ metric: "bench process CPU (worker + client)", value: `${(((cpu.user + cpu.system) / 1e6 / secs) * 100).toFixed(0)} % of a core over ${secs.toFixed(1)} s` });
+  for (const n of concurrency) rows.push(...(await concurrentSleeps(stack, sql, n, progress)));
   return rows;
+}
+
+/** RSS (bytes) and CPU time (s) of a process, from /proc. */
+async function procUsage(pid: number): Promise<{ rss: number; cpuS: number } | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+    const ticks = Number(stat[11]) + Number(stat[12]); // utime + stime
+    return { rss: Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024, cpuS: ticks / 100 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** n `sleep 5` tasks through one worker process with concurrency n; its RSS and CPU from /proc. */
+async function concurrentSleeps(stack: Stack, sql: Sql, n: number, progress: (s: string) => void): Promise<Row[]> {
+  progress(`${n} concurrent sandboxed 'sleep 5' tasks through one worker process…`);
+  const kind = `bench-concurrent-${n}`;
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--kind", kind, "--concurrency", String(n)], {
+    env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: "/var/tmp/cogo-bench-ws" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  child.stderr!.on("data", (d: Buffer) => (log += d));
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  try {
+    for (const deadline = Date.now() + 60_000; !/online/.test(log); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`worker did not come online: ${log.slice(-2000)}`);
+    }
+    const idle = (await procUsage(child.pid!))!;
+    const [first] = await sql<{ ids: string[] }[]>`
+      select array_agg((cogo.enqueue_task(jsonb_build_object('command', 'sleep 5', 'requirements', jsonb_build_object('kind', ${kind}::text)))).id) as ids
+        from generate_series(1, ${n})`;
+    const ids = first!.ids;
+    const t0 = performance.now();
+    let peakRunning = 0;
+    let peakRss = idle.rss;
+    for (;;) {
+      const [r] = await sql<{ running: number; done: number }[]>`
+        select count(*) filter (where status = 'running')::int as running, count(*) filter (where finished_at is not null)::int as done
+          from public.tasks where id = any(${ids})`;
+      peakRunning = Math.max(peakRunning, r!.running);
+      peakRss = Math.max(peakRss, (await procUsage(child.pid!))?.rss ?? 0);
+      if (r!.done === n) break;
+      if (performance.now() - t0 > 120_000) throw new Error(`${n} sleep tasks not done in 120 s`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const secs = (performance.now() - t0) / 1000;
+    const cpuS = ((await procUsage(child.pid!))?.cpuS ?? idle.cpuS) - idle.cpuS;
+    const [ok] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and status = 'succeeded'`;
+    const failures = await sql<{ reason: string; n: number }[]>`
+      select reason, count(*)::int as n from public.tasks where id = any(${ids}) and status <> 'succeeded' group by reason`;
+    const mib = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MiB`;
+    return [
+      { metric: `${n} × sleep 5: peak running`, value: `${peakRunning} of ${n}`, target: `${n} held`, ok: peakRunning === n && ok!.n === n },
+      { metric: `${n} × sleep 5: all done in`, value: `${secs.toFixed(1)} s (${ok!.n} succeeded)` },
+      ...failures.map((f) => ({ metric: `${n} × sleep 5: not succeeded`, value: `${f.n}: ${f.reason}` })),
+      { metric: `${n} × sleep 5: worker RSS idle → peak`, value: `${mib(idle.rss)} → ${mib(peakRss)}` },
+      { metric: `${n} × sleep 5: worker CPU`, value: `${cpuS.toFixed(1)} s = ${((cpuS / secs) * 100).toFixed(0)} % of a core over ${secs.toFixed(1)} s` },
+    ];
+  } finally {
+    child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
 }

@@ -11,19 +11,20 @@ export interface Row {
   value: string;
   target?: string;
   ok?: boolean;
+  /** Side-by-side rows: this figure against ours, e.g. "cogo ÷ peer 1.8×". */
+  ratio?: string;
 }
 
 export function printTable(title: string, rows: Row[]): void {
-  const widths = [
-    Math.max(6, ...rows.map((r) => r.metric.length)),
-    Math.max(5, ...rows.map((r) => r.value.length)),
-    Math.max(6, ...rows.map((r) => (r.target ?? "").length)),
-  ];
-  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(widths[i] ?? 4)).join(" | ") + " |";
+  const withRatio = rows.some((r) => r.ratio !== undefined);
+  const cells = (r: Row) => [r.metric, r.value, ...(withRatio ? [r.ratio ?? ""] : []), r.target ?? "", r.ok === undefined ? "" : r.ok ? "yes" : "NO"];
+  const head = ["metric", "value", ...(withRatio ? ["ratio"] : []), "target", "met"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => cells(r)[i]!.length)));
+  const line = (c: string[]) => "| " + c.map((x, i) => x.padEnd(widths[i]!)).join(" | ") + " |";
   console.log(`\n${title}`);
-  console.log(line(["metric", "value", "target", "met"]));
-  console.log(line(widths.map((w) => "-".repeat(w)).concat("---")));
-  for (const r of rows) console.log(line([r.metric, r.value, r.target ?? "", r.ok === undefined ? "" : r.ok ? "yes" : "NO"]));
+  console.log(line(head));
+  console.log(line(widths.map((w) => "-".repeat(w))));
+  for (const r of rows) console.log(line(cells(r)));
 }
 
 export const ms = (v: number) => `${v.toFixed(1)} ms`;

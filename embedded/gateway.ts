@@ -78,13 +78,15 @@ function forward(
         up.on("error", () => (res.destroy(), resolve("done")));
       },
     );
+    // Removed when refused: a request retried while a function restarts must not pile up listeners.
+    const abort = () => upstream.destroy();
     upstream.on("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "ECONNREFUSED" && !res.headersSent) return resolve("refused");
+      if (err.code === "ECONNREFUSED" && !res.headersSent) return (res.off("close", abort), resolve("refused"));
       if (!res.headersSent) sendJson(res, 502, { code: "FUNCTION_UNREACHABLE", message: `Function ${fn.config.slug} failed: ${err.message}` });
       else res.destroy();
       resolve("done");
     });
-    res.on("close", () => upstream.destroy());
+    res.on("close", abort);
     upstream.end(body);
   });
 }

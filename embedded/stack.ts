@@ -11,7 +11,7 @@ import { loadOrCreateKeys, type ProjectKeys } from "./keys.ts";
 import { migrate } from "./migrate.ts";
 import { freePort, isFree } from "./ports.ts";
 import { startPostgres } from "./postgres.ts";
-import { createRealtime } from "./realtime/index.ts";
+import { createRealtime, type Realtime } from "./realtime/index.ts";
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -30,11 +30,16 @@ export interface StackOptions {
   log?: (line: string) => void;
 }
 
+/** A part of the stack that can be restarted in place (same ports, same data). */
+export type StackPart = "postgres" | "realtime" | "functions" | "gateway";
+
 export interface Stack {
   apiUrl: string;
   dbUrl: string;
   dataDir: string;
   keys: ProjectKeys;
+  /** Stops one part and starts it again, as an operator or a crash would (fault tests, soak). */
+  restart(part: StackPart): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -58,7 +63,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dbPort = await choosePort(options.dbPort, "COGO_DB_PORT", 54322);
   const apiPort = await choosePort(options.apiPort, "COGO_API_PORT", 54321);
 
-  const pg = await startPostgres({ dataDir, port: dbPort, onLog: (l) => log(`[postgres] ${l.trimEnd()}`) });
+  const pgOptions = { dataDir, port: dbPort, onLog: (l: string) => log(`[postgres] ${l.trimEnd()}`) };
+  let pg = await startPostgres(pgOptions);
   const stops: (() => Promise<unknown>)[] = [() => pg.stop()];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch((e) => log(`stop: ${e}`));
@@ -72,28 +78,42 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await sql.end();
     }
 
-    const realtime = await createRealtime({ databaseUrl: pg.url, jwtSecret: keys.jwtSecret, log: (l) => log(`[realtime] ${l}`) });
+    const startRealtime = () => createRealtime({ databaseUrl: pg.url, jwtSecret: keys.jwtSecret, log: (l) => log(`[realtime] ${l}`) });
+    let realtime = await startRealtime();
     stops.push(() => realtime.close());
+    // The gateway reaches Realtime through this, so a restarted Realtime takes over the same port.
+    const currentRealtime: Realtime = {
+      handleUpgrade: (req, socket, head) => realtime.handleUpgrade(req, socket, head),
+      handleHttp: (req, res) => realtime.handleHttp(req, res),
+      stats: () => realtime.stats(),
+      close: () => realtime.close(),
+    };
 
     const functions = new Map<string, RunningFunction>();
-    const gateway = createGateway({
-      jwtSecret: keys.jwtSecret,
-      realtime,
-      functionFor: (slug) => functions.get(slug),
-      dashboard: { dir: path.join(PROJECT_ROOT, "dashboard", "dist"), anonKey: keys.anonKey },
-    });
-    await new Promise<void>((resolve, reject) => {
-      gateway.once("error", reject);
-      gateway.listen(apiPort, "127.0.0.1", () => resolve());
-    });
-    stops.push(
-      () =>
-        new Promise<void>((resolve) => {
-          gateway.close(() => resolve());
-          gateway.closeAllConnections();
-        }),
-    );
-    const apiUrl = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    const listen = async (port: number) => {
+      const server = createGateway({
+        jwtSecret: keys.jwtSecret,
+        realtime: currentRealtime,
+        functionFor: (slug) => functions.get(slug),
+        dashboard: { dir: path.join(PROJECT_ROOT, "dashboard", "dist"), anonKey: keys.anonKey },
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, "127.0.0.1", () => resolve());
+      });
+      return server;
+    };
+    // Upgraded (WebSocket) connections may keep close() waiting; the port is free at once anyway.
+    const closeGateway = () =>
+      new Promise<void>((resolve) => {
+        gateway.close(() => resolve());
+        gateway.closeAllConnections();
+        setTimeout(resolve, 3000).unref();
+      });
+    let gateway = await listen(apiPort);
+    stops.push(closeGateway);
+    const port = (gateway.address() as AddressInfo).port;
+    const apiUrl = `http://127.0.0.1:${port}`;
 
     stops.push(async () => Promise.all([...functions.values()].map(stopFunction)));
     const env = {
@@ -103,10 +123,27 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       SUPABASE_DB_URL: pg.url,
     };
     const configs = readFunctionConfigs(path.join(PROJECT_ROOT, "supabase"));
-    await Promise.all(
-      configs.map(async (c) => functions.set(c.slug, await serveFunction(c, { env, watch: options.watch ?? true, log }))),
-    );
-    return { apiUrl, dbUrl: pg.url, dataDir, keys, stop };
+    const serveAll = () =>
+      Promise.all(configs.map(async (c) => functions.set(c.slug, await serveFunction(c, { env, watch: options.watch ?? true, log }))));
+    await serveAll();
+
+    const restart = async (part: StackPart) => {
+      log(`restarting ${part}`);
+      if (part === "postgres") {
+        await pg.stop(); // a fast shutdown, as `pg_ctl restart` does: clients lose their connections
+        pg = await startPostgres(pgOptions);
+      } else if (part === "realtime") {
+        await realtime.close();
+        realtime = await startRealtime();
+      } else if (part === "functions") {
+        await Promise.all([...functions.values()].map(stopFunction));
+        await serveAll();
+      } else {
+        await closeGateway();
+        gateway = await listen(port);
+      }
+    };
+    return { apiUrl, dbUrl: pg.url, dataDir, keys, restart, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -6,7 +6,10 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { mintUserToken } from "../embedded/keys.ts";
 import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
+import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 import { buildDashboard } from "./build-dashboard.ts";
+
+ignorePostgresClosedSocketWrites();
 
 /** The dashboard URL signs in as the CLI's dev user (sdk/cli.ts), so `npm run cogo` tasks show up there. */
 const DASHBOARD_USER = "00000000-0000-4000-8000-000000000001";

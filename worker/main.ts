@@ -1,7 +1,10 @@
 // `npm run worker -- --concurrency N --kind basic --labels a,b`
 import { existsSync } from "node:fs";
 import { parseWorkerArgs, WORKER_USAGE } from "./config.ts";
+import { ignorePostgresClosedSocketWrites } from "./process-guard.ts";
 import { Worker } from "./worker.ts";
+
+ignorePostgresClosedSocketWrites();
 
 if (!process.env.SUPABASE_DB_URL && existsSync(".env.local")) process.loadEnvFile(".env.local");
 

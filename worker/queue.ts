@@ -12,6 +12,11 @@ export class LeaseLostError extends CogoError {}
 const TRANSIENT = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "ECONNREFUSED", "ECONNRESET", "57P01", "57P02", "57P03", "08006", "08003"]);
 const RETRY_FOR_MS = 10_000;
 
+/** A lost or refused database connection (a restart, a killed backend), not a failed statement. */
+export function isTransient(err: unknown): boolean {
+  return TRANSIENT.has((err as { code?: string })?.code ?? "");
+}
+
 /** Retries a call that is safe to repeat while the database connection comes back. */
 async function retrying<T>(fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + RETRY_FOR_MS;
@@ -19,7 +24,7 @@ async function retrying<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      if (!TRANSIENT.has((err as { code?: string })?.code ?? "") || Date.now() > deadline) throw err;
+      if (!isTransient(err) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, delay));
     }
   }

@@ -4,7 +4,7 @@ import type { TaskRow } from "../functions/_shared/views.ts";
 import { describeSave, restorePlanWorkspace, savePlanWorkspace, type RestoredWorkspace } from "./plan-workspace.ts";
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import { BlockSupervisor } from "./blocks/supervisor.ts";
-import { LeaseLostError, type Lease, type Queue } from "./queue.ts";
+import { isTransient, LeaseLostError, type Lease, type Queue } from "./queue.ts";
 import { SANDBOX_DEFAULTS, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
@@ -39,6 +39,22 @@ function describeExit(exit: SandboxExit, task: TaskRow): { status: FinalStatus; 
       if (exit.exitCode === 0) return { status: "succeeded", reason: "exited with code 0" };
       if (exit.signal) return { status: "failed", reason: `killed by ${exit.signal}` };
       return { status: "failed", reason: `exited with code ${exit.exitCode}` };
+  }
+}
+
+const HAND_BACK_FOR_MS = 60_000;
+
+/** Releases a lease, retrying while the database is away; a lease already lost needs nothing. */
+async function handBack(queue: Queue, lease: Lease, reason: string, log: (l: string) => void): Promise<void> {
+  const deadline = Date.now() + HAND_BACK_FOR_MS;
+  for (;;) {
+    try {
+      return void (await queue.release(lease, reason));
+    } catch (err) {
+      if (err instanceof LeaseLostError) return;
+      if (Date.now() > deadline) return log(`task ${lease.taskId}: could not hand it back (${err}); the lease rescuer will`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 }
 
@@ -169,6 +185,14 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         stopReason = "lease_lost";
         sandbox?.kill("killed");
         log(`task ${task.id} attempt ${task.attempt}: ${err.message}; stopped it`);
+        return;
+      }
+      if (isTransient(err)) {
+        // The database, not the task, failed (e.g. a restart outlasting the retries): hand the
+        // task back for another attempt rather than fail it.
+        sandbox?.kill("killed");
+        log(`task ${task.id}: database unreachable (${err instanceof Error ? err.message : err}); handing it back`);
+        await handBack(queue, lease, "worker lost the database mid-task; re-queued", log);
         return;
       }
       // Anything else (a bad spec the API let through, a sandbox that would not start) fails the

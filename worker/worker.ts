@@ -101,6 +101,7 @@ export class Worker {
     this.unlisten.push(tasksListen.unlisten, controlListen.unlisten);
     this.timers.push(setInterval(() => this.nudge(), o.pollIntervalMs));
     this.timers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(o.leaseMs / 3))));
+    this.timers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
     this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
     this.rescuer.start();
     this.nudge();
@@ -190,22 +191,31 @@ export class Worker {
     else if (msg.action === "recover") task.recover(msg.request ?? {});
   }
 
-  private async heartbeat(): Promise<void> {
-    if (!this.id || this.stopping) return;
-    // A blackholed connection hangs rather than fails, so the clock decides, not the error.
+  /**
+   * A blackholed connection hangs rather than fails, so the clock decides, not the error. Checked
+   * on its own short timer: at heartbeat ticks (every lease/3) the first check past 70 % would
+   * come only at 100 %, when the lease has already run out.
+   */
+  private checkLeaseSafety(): void {
     const silentMs = performance.now() - this.lastHeartbeatOk;
-    if (silentMs > this.options.leaseMs * LEASE_SAFETY && this.running.size) {
+    if (silentMs > this.options.leaseMs * LEASE_SAFETY && this.running.size && !this.stopping) {
       this.options.log(`no heartbeat for ${silentMs.toFixed(0)} ms: stopping ${this.running.size} task(s) before their leases expire`);
       for (const task of this.running.values()) task.stop("lease_lost");
     }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.id || this.stopping) return;
     if (this.heartbeatInFlight) return;
     this.heartbeatInFlight = true;
     try {
       // A task claimed while the heartbeat is in flight may be missing from `kept` (the claim
       // committed after the heartbeat's snapshot): only tasks held before it was sent can be lost.
       const before = new Set(this.running.keys());
+      // The database extends leases from its clock when the call runs, after it was sent.
+      const sentAt = performance.now();
       const beat = await this.heartbeatQueue.heartbeat(this.id);
-      this.lastHeartbeatOk = performance.now();
+      this.lastHeartbeatOk = sentAt;
       for (const [id, task] of this.running) {
         if (beat.cancel.includes(id)) task.stop("cancelled");
         else if (before.has(id) && !beat.kept.has(id)) task.stop("lease_lost");

@@ -1,6 +1,11 @@
 // COGO Sandbox API. Thin: routes live in ../_shared/routes/.
 import { createApi } from "../_shared/api.ts";
 import { connect } from "../_shared/db.ts";
+import { isPostgresClosedSocketWrite } from "../_shared/postgres-closed-socket.ts";
+
+globalThis.addEventListener("error", (e) => {
+  if (isPostgresClosedSocketWrite(e.error)) e.preventDefault(); // see postgres-closed-socket.ts
+});
 
 const dbUrl = Deno.env.get("SUPABASE_DB_URL");
 if (!dbUrl) throw new Error("SUPABASE_DB_URL is not set; Supabase sets it for every function");

@@ -60,11 +60,7 @@ async function tryAcquire(cfg: SlotConfig): Promise<Slot | null> {
     const lock = join(cfg.slotDir, String(uid));
     if (held.has(lock)) continue;
     if (!(await tryLock(lock, me))) {
-      if (!(await isStale(lock))) continue;
-      // The worker that held it died; whatever it left running as this uid goes first.
-      if (!(await killUid(uid))) continue;
-      await unlink(lock).catch(() => {});
-      if (!(await tryLock(lock, me))) continue;
+      if (!(await isStale(lock)) || !(await reclaim(lock, uid, me))) continue;
     }
     held.add(lock);
     return {
@@ -79,6 +75,27 @@ async function tryAcquire(cfg: SlotConfig): Promise<Slot | null> {
     };
   }
   return null;
+}
+
+/**
+ * Takes over the lock of a worker that died. Whatever it left running as this uid goes first.
+ * Two workers may find the same stale lock at once: a guard file lets one reclaim, and it checks
+ * staleness again under the guard, or the later one would kill the other's fresh task and delete
+ * its lock (found by the fault tests: a task killed by SIGKILL after a worker was kill -9ed).
+ */
+async function reclaim(lock: string, uid: number, me: string): Promise<boolean> {
+  const guard = `${lock}.reclaim`;
+  if (!(await tryLock(guard, me))) {
+    if (await isStale(guard)) await unlink(guard).catch(() => {}); // its reclaimer died; retried next time
+    return false;
+  }
+  try {
+    if (!(await isStale(lock)) || !(await killUid(uid))) return false;
+    await unlink(lock).catch(() => {});
+    return await tryLock(lock, me);
+  } finally {
+    await unlink(guard).catch(() => {});
+  }
 }
 
 async function tryLock(path: string, content: string): Promise<boolean> {
