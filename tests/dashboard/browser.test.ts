@@ -13,8 +13,6 @@ import { newUser, sql, stack, startWorker, uniqueKind, userToken, waitFor } from
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve("test-artifacts", "dashboard");
-/** The blocks feature (issue 6) ships the detector under worker/blocks; until then its test is skipped. */
-const HAS_BLOCK_DETECTION = existsSync(path.resolve("worker", "blocks"));
 
 let browser: Browser;
 let page: Page;
@@ -209,15 +207,14 @@ describe("dashboard in a browser", () => {
     expect(await progress.innerText()).not.toContain("ETA");
   });
 
-  it.skipIf(!HAS_BLOCK_DETECTION)("shows a real block detected and recovered in the timeline", async () => {
-    // Fields of the blocks feature (issue 6), typed loosely so this file compiles before it lands.
-    const spec = {
+  it("shows a real block detected and recovered in the timeline", async () => {
+    const spec: ExecuteRequest = {
       command: "echo looping; while :; do :; done",
       requirements: { kind },
       blockDetection: { sampleIntervalMs: 200, infiniteLoopMs: 2000 },
       recovery: { alternativeCommand: "echo recovered" },
     };
-    const handle = await user.sandbox.execute(spec as ExecuteRequest);
+    const handle = await user.sandbox.execute(spec);
     await openTask(handle.taskId);
     await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=block]").innerText(), { timeout: 60_000 }).toMatch(/block detected: infinite_loop/);
     await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=recovered]").last().innerText(), { timeout: 60_000 }).toMatch(/recovery succeeded: alternative_command/);
