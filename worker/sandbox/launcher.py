@@ -320,6 +320,10 @@ def main():
     # The worker may have died before the prctl: then nobody would ever kill us.
     if os.getppid() != int(sys.argv[1]):
         sys.exit(0)
+    # Signals sent to the worker's process group (Ctrl-C, kill -TERM -pgid, systemd) are the
+    # worker's to handle: it drains its tasks, then ends us. Forked sandboxes reset these.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_IGN)
     Server().run()
 
 

@@ -195,7 +195,7 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
         h("code", { class: "cmd" }, task.command ?? task.argv?.join(" ") ?? ""),
         h("span", { style: "flex:1" }),
         h("button", { class: "danger", disabled: final || task.cancelRequested, "data-action": "cancel", onclick: () => void cancel() }, "Cancel"),
-        h("button", { disabled: !["blocked", "running", "failed", "timed_out"].includes(task.status), "data-action": "recover", onclick: () => void recover() }, "Recover")),
+        h("button", { disabled: !["claimed", "running", "blocked", "recovering"].includes(task.status), "data-action": "recover", onclick: () => void recover() }, "Recover")),
       h("div", { class: "dim" },
         `task ${task.id} · attempt ${task.attempt}/${task.maxAttempts} · ${task.requirements.kind}`,
         task.planId ? [" · ", h("a", { href: `#/tasks?plan=${task.planId}` }, `plan ${task.planId.slice(0, 8)}${task.step ? ` step ${task.step}` : ""}`)] : null,
