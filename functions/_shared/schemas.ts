@@ -60,16 +60,19 @@ export const RequirementsSchema = z
   })
   .strict();
 
+/** Files written into a workspace: capped in count and total size, paths unique. */
+export const FilesSchema = z
+  .array(FileSchema)
+  .max(MAX_FILES)
+  .default([])
+  .refine((fs) => fs.reduce((n, f) => n + f.content.length, 0) <= MAX_FILES_BYTES, `files total more than ${MAX_FILES_BYTES} bytes`)
+  .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path");
+
 export const ExecuteRequestSchema = z
   .object({
     command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
     argv: z.array(z.string().max(100_000).refine(noNul, "argument contains a NUL byte")).min(1).max(1000).optional(),
-    files: z
-      .array(FileSchema)
-      .max(MAX_FILES)
-      .default([])
-      .refine((fs) => fs.reduce((n, f) => n + f.content.length, 0) <= MAX_FILES_BYTES, `files total more than ${MAX_FILES_BYTES} bytes`)
-      .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path"),
+    files: FilesSchema,
     env: z
       .record(z.string(), z.string().max(32_768).refine(noNul, "env value contains a NUL byte"))
       .superRefine((e, ctx) => {

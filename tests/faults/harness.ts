@@ -12,6 +12,9 @@ import { PROJECT_ROOT } from "../../embedded/stack.ts";
 import type { OutputChunk } from "../../functions/_shared/schemas.ts";
 import { createSandboxClient, type SandboxClient } from "../../sdk/index.ts";
 import type { TaskHandle, TaskResult } from "../../sdk/handle.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+export { waitFor };
 
 /** What a harness needs of a stack: the shared test stack or a private one. */
 export interface Endpoints {
@@ -261,15 +264,6 @@ export function spawnWorker(dbUrl: string, kind: string, args: string[] = []) {
   return { child, exited, log: () => log, kill };
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 30_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** Resolves when every task has printed at least `lines` lines to the SDK client. */
 export const streaming = (tasks: Tracked[], lines = 3) =>

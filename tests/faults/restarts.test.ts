@@ -115,7 +115,7 @@ describe("faults: restarts (private stack)", () => {
     const all = Promise.all(Array.from({ length: lanes }, async (_, lane) => {
       for (let i = lane; i < keys.length; i += lanes) await submit(keys[i]!);
     }));
-    await waitFor(() => taskFor.size >= 5, "first submissions");
+    await waitFor(() => taskFor.size >= 5, "first submissions", 30_000);
     inFlightAtRestart.push(inFlight);
     await stack.restart("functions");
     await waitFor(() => taskFor.size >= 20, "submissions after the functions restart", 60_000);

@@ -7,7 +7,7 @@ export class TcpProxy {
   private readonly pairs = new Set<[net.Socket, net.Socket]>();
   private holes = false;
 
-  private constructor(private readonly target: { host: string; port: number }) {
+  private constructor(target: { host: string; port: number }) {
     this.server = net.createServer((client) => {
       const upstream = net.connect(target.port, target.host);
       const pair: [net.Socket, net.Socket] = [client, upstream];

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const live = await b.sandbox.execute({ command: "read x; echo got $x", stdin: "pipe", requirements: { kind } });
   running = live.taskId;
   await live.close();
-  await waitFor(async () => (await b.sandbox.getTask(running)).status === "running", "B's task to run");
+  await waitFor(async () => (await b.sandbox.getTask(running)).status === "running", "B's task to run", 30_000);
 });
 afterAll(async () => {
   await api("POST", `/tasks/${running}/stdin`, { token: b.token, body: { eof: true } });
@@ -75,7 +75,7 @@ describe("faults: tenant isolation", () => {
     expect(await join({ broadcast: { replay: { since: 0, limit: 25 } } })).toBe("CHANNEL_ERROR");
     // B's task produces output and events while A would be listening.
     await api("POST", `/tasks/${running}/stdin`, { token: b.token, body: { data: "hello\n" } });
-    await waitFor(async () => (await b.sandbox.getTask(running)).status === "succeeded", "B's task to finish");
+    await waitFor(async () => (await b.sandbox.getTask(running)).status === "succeeded", "B's task to finish", 30_000);
     await new Promise((r) => setTimeout(r, 300));
     expect(received).toEqual([]);
   });

@@ -90,12 +90,4 @@ afterAll(async () => {
 /** A worker kind unique to the calling file. */
 export const uniqueKind = (prefix = "t") => `${prefix}-${randomUUID().slice(0, 8)}`;
 
-export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 20_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { waitFor } from "./wait.ts";

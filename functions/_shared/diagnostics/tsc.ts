@@ -1,6 +1,6 @@
 // TypeScript's tsc: `file(line,col): error TS2322: …` (plain) and `file:line:col - error TS2322: …`
 // (--pretty); `tsc -b --verbose` lists its projects, then builds them one by one (progress).
-import { diagnostic, NONE, progress, type Finding, type LineParser, type Severity } from "./types.ts";
+import { diagnostic, NONE, progress, type LineParser, type Severity } from "./types.ts";
 
 const PLAIN = /^(.+?)\((\d+),(\d+)\): (error|warning|message) (TS\d+): (.*)$/;
 const PRETTY = /^(.+?):(\d+):(\d+) - (error|warning|message) (TS\d+): (.*)$/;

@@ -2,6 +2,7 @@
 // GET /fleet and the `user:<uid>` / `fleet` topics carry (built in SQL by cogo.task_summary and
 // cogo.worker_summary, migrations/20261125000600_dashboard_topics.sql).
 import type { TaskStatus } from "../states.ts";
+import type { WorkerView } from "../views.ts";
 
 export const USER_TOPIC_PREFIX = "user:";
 /** Private topic of one user's tasks: event `task_changed` on creation and every status change. */
@@ -48,21 +49,13 @@ export interface QueueDepth {
   count: number;
 }
 
-export interface WorkerSummary {
-  id: string;
-  name: string;
-  kind: string;
-  labels: string[];
-  capacity: number;
-  status: "online" | "draining" | "offline";
-  leaseMs: number;
-  version: string | null;
-  host: Record<string, unknown>;
+/** A worker with its load, as cogo.worker_summary() builds it (GET /fleet, the `fleet` topic). */
+export type WorkerSummary = Omit<WorkerView, "lastHeartbeatAt" | "createdAt"> & {
   lastHeartbeatAt: string;
   createdAt: string;
   /** Tasks the worker holds now (claimed, running, blocked, recovering). */
   running: number;
-}
+};
 
 /** Payload of `worker_changed` on `fleet`: the worker after the change and the queue at that moment. */
 export interface WorkerChangedMessage {

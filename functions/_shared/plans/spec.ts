@@ -2,7 +2,7 @@
 // cogo.create_plan stores: names unique, dependencies known and acyclic, per-step task fields with
 // the plan's defaults folded in, stages and input globs resolved. Pure (zod only).
 import { z } from "zod";
-import { ExecuteRequestSchema, FileSchema, MAX_FILES, MAX_FILES_BYTES } from "../schemas.ts";
+import { ExecuteRequestSchema, FileSchema, FilesSchema, MAX_FILES } from "../schemas.ts";
 import { validateWorkspacePath } from "../paths.ts";
 import { globToRegex } from "./globs.ts";
 
@@ -55,12 +55,7 @@ const PlanObjectSchema = z
   .object({
     name: z.string().min(1).max(200).optional(),
     /** Files written into the workspace before the first step. */
-    files: z
-      .array(FileSchema)
-      .max(MAX_FILES)
-      .default([])
-      .refine((fs) => fs.reduce((n, f) => n + f.content.length, 0) <= MAX_FILES_BYTES, `files total more than ${MAX_FILES_BYTES} bytes`)
-      .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path"),
+    files: FilesSchema,
     /** An existing workspace of the caller (another plan's) instead of a fresh one. */
     workspaceId: z.uuid().optional(),
     steps: z.array(PlanStepSchema).min(1).max(MAX_STEPS),
