@@ -181,23 +181,25 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         usage: exit.usage,
       });
     } catch (err) {
+      if (err instanceof LeaseLostError) stopReason = "lease_lost";
+      // Whatever failed, the sandbox goes first, and a recovery under way learns it is over.
+      if (sandbox) {
+        sandbox.kill("killed");
+        blocks.abandon(await sandbox.exited);
+      }
       if (err instanceof LeaseLostError) {
-        stopReason = "lease_lost";
-        sandbox?.kill("killed");
         log(`task ${task.id} attempt ${task.attempt}: ${err.message}; stopped it`);
         return;
       }
       if (isTransient(err)) {
         // The database, not the task, failed (e.g. a restart outlasting the retries): hand the
         // task back for another attempt rather than fail it.
-        sandbox?.kill("killed");
         log(`task ${task.id}: database unreachable (${err instanceof Error ? err.message : err}); handing it back`);
         await handBack(queue, lease, "worker lost the database mid-task; re-queued", log);
         return;
       }
       // Anything else (a bad spec the API let through, a sandbox that would not start) fails the
       // task with the reason, rather than leaving it to the lease rescuer.
-      sandbox?.kill("killed");
       log(`task ${task.id}: ${err instanceof Error ? err.message : err}`);
       await batcher.close().catch(() => {});
       await queue

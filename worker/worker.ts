@@ -40,7 +40,10 @@ export class Worker {
   private draining = false;
   private lastHeartbeatOk = performance.now();
   private heartbeatInFlight = false;
-  private timers: ReturnType<typeof setInterval>[] = [];
+  private pollTimer: ReturnType<typeof setInterval> | undefined;
+  /** Heartbeat and lease-safety timers: they run until the last task is done, shutdown included. */
+  private leaseTimers: ReturnType<typeof setInterval>[] = [];
+  private claimLoopDone: Promise<void> = Promise.resolve();
   private unlisten: (() => Promise<void>)[] = [];
   private stoppedResolve!: () => void;
   /** Resolves when the worker has stopped (SIGTERM, drain, or stop()). */
@@ -99,9 +102,9 @@ export class Worker {
     const tasksListen = await this.sql.listen("cogo_tasks", (kind) => kind === o.kind && this.nudge(), () => this.nudge());
     const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));
     this.unlisten.push(tasksListen.unlisten, controlListen.unlisten);
-    this.timers.push(setInterval(() => this.nudge(), o.pollIntervalMs));
-    this.timers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(o.leaseMs / 3))));
-    this.timers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
+    this.pollTimer = setInterval(() => this.nudge(), o.pollIntervalMs);
+    this.leaseTimers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(o.leaseMs / 3))));
+    this.leaseTimers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
     this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
     this.rescuer.start();
     this.nudge();
@@ -111,8 +114,12 @@ export class Worker {
   async stop(graceMs = this.options.graceMs): Promise<void> {
     if (this.stopping) return this.stopped;
     this.stopping = true;
-    for (const t of this.timers) clearInterval(t);
+    clearInterval(this.pollTimer);
     this.rescuer?.stop();
+    // A claim in flight launches its tasks before they are counted here.
+    await this.claimLoopDone;
+    // Heartbeats go on through the grace: a task longer than a lease must not be taken and run
+    // elsewhere while it still runs here.
     const all = Promise.all([...this.running.values()].map((t) => t.done));
     const graceOver = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), graceMs).unref());
     if ((await Promise.race([all, graceOver])) === "timeout") {
@@ -120,6 +127,7 @@ export class Worker {
       for (const t of this.running.values()) t.stop("shutdown");
       await all;
     }
+    for (const t of this.leaseTimers) clearInterval(t);
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
     await stopLauncher().catch(() => {});
     for (const u of this.unlisten) await u().catch(() => {});
@@ -134,7 +142,7 @@ export class Worker {
       this.claimAgain = true;
       return;
     }
-    void this.claimLoop();
+    this.claimLoopDone = this.claimLoop();
   }
 
   private async claimLoop(): Promise<void> {
@@ -157,12 +165,23 @@ export class Worker {
   }
 
   private launch(task: Parameters<typeof runTask>[0]): void {
+    // Re-queued by this worker (a recovery) and claimed again while the last attempt still
+    // cleans up: start once it is gone, so one entry tracks the task.
+    const previous = this.running.get(task.id);
+    if (previous) {
+      void previous.done.finally(() => {
+        if (!this.stopping) return this.launch(task);
+        this.queue.release({ taskId: task.id, attempt: task.attempt, workerId: this.id! }, "worker shut down before the task started; re-queued")
+          .catch((err) => this.options.log(`task ${task.id}: release: ${err}`));
+      });
+      return;
+    }
     const run = isAnalysisTask(task)
       ? runAnalysisTask(task, this.id!, this.queue, this.sandboxOptions, this.options.log)
       : runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
     this.running.set(task.id, run);
     void run.done.finally(() => {
-      this.running.delete(task.id);
+      if (this.running.get(task.id) === run) this.running.delete(task.id);
       if (this.draining && this.running.size === 0) {
         this.options.log("drained: no tasks left");
         void this.stop();
@@ -198,15 +217,14 @@ export class Worker {
    */
   private checkLeaseSafety(): void {
     const silentMs = performance.now() - this.lastHeartbeatOk;
-    if (silentMs > this.options.leaseMs * LEASE_SAFETY && this.running.size && !this.stopping) {
+    if (silentMs > this.options.leaseMs * LEASE_SAFETY && this.running.size) {
       this.options.log(`no heartbeat for ${silentMs.toFixed(0)} ms: stopping ${this.running.size} task(s) before their leases expire`);
       for (const task of this.running.values()) task.stop("lease_lost");
     }
   }
 
   private async heartbeat(): Promise<void> {
-    if (!this.id || this.stopping) return;
-    if (this.heartbeatInFlight) return;
+    if (!this.id || this.heartbeatInFlight) return;
     this.heartbeatInFlight = true;
     try {
       // A task claimed while the heartbeat is in flight may be missing from `kept` (the claim

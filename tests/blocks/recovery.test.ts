@@ -159,5 +159,9 @@ describe("recovery", () => {
     expect(ok.status).toBe(202);
     const task = await api("GET", `/tasks/${ok.body.taskId}`, { token: user.token });
     expect(task.body).toMatchObject({ blockDetection: { idleStallMs: 5000 }, recovery: { stdinAnswer: "y\n" } });
+    // Recover data travels in a NOTIFY (< 8000 bytes): a longer answer is refused up front.
+    const long = await api("POST", `/tasks/${ok.body.taskId}/recover`, { token: user.token, body: { action: "feed_stdin", data: "y".repeat(7000) } });
+    expect(long.status).toBe(400);
+    expect(long.body.error.message).toMatch(/^data: data is over 6000 bytes as JSON/);
   });
 });

@@ -108,6 +108,24 @@ describe("faults: workers", () => {
     }
   }, 150_000);
 
+  it("4b. SIGTERM with a grace longer than the lease: heartbeats go on, so the task finishes where it runs, once", async () => {
+    const kind = uniqueKind("f-grace");
+    const a = spawnWorker(stack.dbUrl, kind, ["--lease-ms", "2000", "--grace-ms", "15000"]);
+    try {
+      const [task] = await submitWorkload(user, { count: 1, kind, lines: 120 }); // ~6 s of output
+      await streaming([task!], 1);
+      a.kill("SIGTERM");
+      // Another worker of the kind, whose lease rescuer would take the task if its lease ran out.
+      await startWorker({ kind, leaseMs: 2000 });
+      expect(await a.exited).toBe(0);
+      expect(a.log()).not.toMatch(/grace of/);
+      expect(await checkInvariants(sql, [task!], watch)).toEqual([]);
+      expect((await attempts([task!.handle.taskId]))[0]).toMatchObject({ attempt: 1 });
+    } finally {
+      a.kill("SIGKILL");
+    }
+  }, 150_000);
+
   it("7. disk full in a task workspace: the task sees ENOSPC and keeps streaming; the next task on the slot gets a clean, empty workspace", async () => {
     const kind = uniqueKind("f-disk");
     await startWorker({ kind, concurrency: 2 });

@@ -85,6 +85,12 @@ export class BlockSupervisor {
   async attach(sandbox: SandboxProcess): Promise<void> {
     this.sandbox = sandbox;
     this.startedAt = performance.now();
+    // From the exit on, no sample or recover request acts on the process (its pid may be reused);
+    // settle() decides what the exit means once the output is flushed.
+    void sandbox.exited.then(() => {
+      this.sandboxExited = true;
+      this.stop();
+    });
     if (!this.o.enabled) return;
     const stdinLink = this.d.task.stdinMode === "pipe" ? await TreeSampler.stdinLinkOf(sandbox.pid) : null;
     const outputLinks = (await Promise.all([1, 2].map((fd) => TreeSampler.stdinLinkOf(sandbox.pid, fd)))).filter((l) => l !== null);

@@ -106,12 +106,18 @@ export const RECOVERY_DEFAULTS = {
   backoffMs: 1_000,
 } as const;
 
+const MAX_RECOVER_DATA_BYTES = 6000;
+
 /** `POST /tasks/:id/recover`: optionally force one action; otherwise the planner decides. */
 export const RecoverRequestSchema = z
   .object({
     action: z.enum(RECOVERY_ACTIONS),
-    /** For feed_stdin: what to write; omitted closes stdin. */
-    data: z.string().max(65_536).refine((s) => !s.includes("\0"), "data contains a NUL byte"),
+    /** For feed_stdin: what to write; omitted closes stdin. It reaches the worker in a Postgres
+     * NOTIFY (payloads < 8000 bytes), hence the cap on its JSON form. */
+    data: z
+      .string()
+      .refine((s) => !s.includes("\0"), "data contains a NUL byte")
+      .refine((s) => new TextEncoder().encode(JSON.stringify(s)).length <= MAX_RECOVER_DATA_BYTES, `data is over ${MAX_RECOVER_DATA_BYTES} bytes as JSON; write longer input with POST /tasks/:id/stdin`),
   })
   .partial()
   .strict();

@@ -19,12 +19,14 @@ export const artifactRoutes: Route[] = [
       const task = await findTask(tx, params[0]!);
       const rows = await tx<ArtifactRow[]>`
         select path, attempt, size_bytes, sha256, error, created_at from public.task_artifacts
-         where task_id = ${task.id} order by path`;
+         where task_id = ${task.id} and attempt = ${task.attempt} order by path`;
       return json(200, {
         taskId: task.id,
         status: task.status,
         patterns: task.artifactPatterns,
-        // Artifacts are stored before the task is marked finished: a final task's list is whole.
+        // Only the last attempt's: an earlier attempt's files are not this outcome's. The worker
+        // stores them before it marks the task finished, so a final task's list is whole (a task
+        // ended without its worker, e.g. by the lease rescuer, has none).
         complete: isFinal(task.status as TaskStatus),
         artifacts: rows.map((r) => ({
           path: r.path,
@@ -47,7 +49,7 @@ export const artifactRoutes: Route[] = [
     return await asCaller(sql, caller, async (tx) => {
       const task = await findTask(tx, params[0]!);
       const [row] = await tx<{ content: Uint8Array | null; error: string | null; sha256: string | null }[]>`
-        select content, error, sha256 from public.task_artifacts where task_id = ${task.id} and path = ${path}`;
+        select content, error, sha256 from public.task_artifacts where task_id = ${task.id} and attempt = ${task.attempt} and path = ${path}`;
       if (!row) throw new HttpError(404, "artifact_not_found", `task ${task.id} has no artifact ${JSON.stringify(path)}; GET /tasks/${task.id}/artifacts lists them`);
       if (row.content === null) throw new HttpError(409, "artifact_rejected", `artifact ${JSON.stringify(path)} was not collected: ${row.error}`, { path, problem: row.error });
       return new Response(new Uint8Array(row.content), {
