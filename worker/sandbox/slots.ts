@@ -1,4 +1,5 @@
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SandboxBusy, SandboxUnavailable } from './errors.ts';
@@ -99,12 +100,18 @@ async function reclaim(lock: string, uid: number, me: string): Promise<boolean> 
 }
 
 async function tryLock(path: string, content: string): Promise<boolean> {
+  // Written whole, then linked into place: a lock is never seen empty, which would read as stale
+  // and let another worker take a slot that was just locked.
+  const tmp = `${path}.${process.pid}.${randomUUID()}.tmp`;
+  await writeFile(tmp, content, { mode: 0o600 });
   try {
-    await writeFile(path, content, { flag: 'wx', mode: 0o600 });
+    await link(tmp, path);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
+  } finally {
+    await unlink(tmp).catch(() => {});
   }
 }
 
