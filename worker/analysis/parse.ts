@@ -9,7 +9,7 @@ interface SgNode {
   kind(): string;
   text(): string;
   isNamed(): boolean;
-  range(): { start: { line: number }; end: { line: number } };
+  range(): { start: { line: number; index: number }; end: { line: number; index: number } };
   field(name: string): SgNode | null;
   parent(): SgNode | null;
   children(): SgNode[];
@@ -63,8 +63,14 @@ interface Spec {
   /** Node kinds whose name becomes the `parent` of definitions inside them. */
   containers: string[];
   name?: (n: SgNode) => string | null;
-  exported: (n: SgNode, name: string, parent: string | null) => boolean;
-  imports: (root: SgNode) => ImportInfo[];
+  /** `within`: the kind of the nearest enclosing node the rule matched (see parseSource), or null. */
+  exported: (n: SgNode, name: string, parent: string | null, within: string | null) => boolean;
+  /** Node kinds that are import statements. */
+  importKinds: string[];
+  /** Further import rules, matched natively (their imports are listed after importKinds'). */
+  importRules?: object[];
+  /** The imports of a node matched by importKinds or importRules. */
+  imports: (n: SgNode) => ImportInfo[];
   /** Drop a matched node (e.g. a declaration that is not top-level). */
   skip?: (n: SgNode) => boolean;
 }
@@ -98,12 +104,6 @@ function validKinds(grammar: string, kinds: string[]): string[] {
   return kinds.filter((k) => ok.has(k));
 }
 
-/** The grammar of the file being parsed: set by parseSource, which runs synchronously to the end. */
-let currentGrammar = "";
-function all(root: SgNode, kinds: string[]): SgNode[] {
-  return root.findAll({ rule: { any: validKinds(currentGrammar, kinds).map((kind) => ({ kind })) } });
-}
-
 // ── TypeScript / JavaScript ──────────────────────────────────────────────────────────────────
 /** `require("x")` and `import("x")` calls only (matched natively, not every call of the file). */
 const IMPORT_CALL = {
@@ -120,23 +120,19 @@ const TOP_LEVEL_VARIABLE = {
   },
 };
 
-function jsImports(root: SgNode): ImportInfo[] {
-  const out: ImportInfo[] = [];
-  const calls = root.findAll({ rule: IMPORT_CALL });
-  for (const n of [...all(root, ["import_statement", "export_statement"]), ...calls]) {
-    if (n.kind() === "call_expression") {
-      const fn = n.field("function");
-      const args = n.field("arguments")?.children().filter((c) => c.isNamed());
-      const first = args?.[0];
-      if (!fn || !first || first.kind() !== "string") continue;
-      if (fn.kind() === "import") out.push({ specifier: unquote(first.text()), kind: "dynamic", line: line(n) });
-      else if (fn.text() === "require" && args!.length === 1) out.push({ specifier: unquote(first.text()), kind: "require", line: line(n) });
-      continue;
-    }
-    const src = n.field("source");
-    if (src) out.push({ specifier: unquote(src.text()), kind: n.kind() === "import_statement" ? "import" : "reexport", line: line(n) });
+function jsImports(n: SgNode): ImportInfo[] {
+  const kind = n.kind();
+  if (kind === "call_expression") {
+    const fn = n.field("function");
+    const args = n.field("arguments")?.children().filter((c) => c.isNamed());
+    const first = args?.[0];
+    if (!fn || !first || first.kind() !== "string") return [];
+    if (fn.kind() === "import") return [{ specifier: unquote(first.text()), kind: "dynamic", line: line(n) }];
+    if (fn.text() === "require" && args!.length === 1) return [{ specifier: unquote(first.text()), kind: "require", line: line(n) }];
+    return [];
   }
-  return out;
+  const src = n.field("source");
+  return src ? [{ specifier: unquote(src.text()), kind: kind === "import_statement" ? "import" : "reexport", line: line(n) }] : [];
 }
 const isExported = (n: SgNode) => n.parent()?.kind() === "export_statement" || (n.kind() === "variable_declarator" && n.parent()?.parent()?.kind() === "export_statement");
 const TS_DEFS: Record<string, Kind> = {
@@ -158,7 +154,10 @@ const tsSpec = (grammar: string): Spec => ({
   grammar,
   defs: TS_DEFS,
   containers: ["class_declaration", "abstract_class_declaration", "class", "interface_declaration"],
-  exported: (n) => n.kind() === "export_specifier" || isExported(n),
+  // An export_statement parent or grandparent is matched (an import kind), so it is `within`.
+  exported: (n, _name, _parent, within) => n.kind() === "export_specifier" || (within === "export_statement" && isExported(n)),
+  importKinds: ["import_statement", "export_statement"],
+  importRules: [IMPORT_CALL],
   imports: jsImports,
   skip: (n) => {
     if (n.kind() === "export_specifier") return n.parent()?.parent()?.field("source") !== null; // re-exports are imports
@@ -172,15 +171,15 @@ const pySpec: Spec = {
   defs: { function_definition: "function", class_definition: "class" },
   containers: ["class_definition"],
   exported: (n, name, parent) => !name.startsWith("_") && parent === null && ["module", "decorated_definition"].includes(n.parent()?.kind() ?? ""),
-  imports: (root) =>
-    all(root, ["import_statement", "import_from_statement"]).flatMap((n) => {
-      if (n.kind() === "import_from_statement") {
-        const m = n.field("module_name");
-        return m ? [{ specifier: m.text(), kind: "import" as const, line: line(n) }] : [];
-      }
-      return n.children().filter((c) => c.kind() === "dotted_name" || c.kind() === "aliased_import")
-        .map((c) => ({ specifier: (c.field("name") ?? c).text(), kind: "import" as const, line: line(n) }));
-    }),
+  importKinds: ["import_statement", "import_from_statement"],
+  imports: (n) => {
+    if (n.kind() === "import_from_statement") {
+      const m = n.field("module_name");
+      return m ? [{ specifier: m.text(), kind: "import", line: line(n) }] : [];
+    }
+    return n.children().filter((c) => c.kind() === "dotted_name" || c.kind() === "aliased_import")
+      .map((c) => ({ specifier: (c.field("name") ?? c).text(), kind: "import", line: line(n) }));
+  },
 };
 
 // ── Go ───────────────────────────────────────────────────────────────────────────────────────
@@ -189,8 +188,8 @@ const goSpec: Spec = {
   defs: { function_declaration: "function", method_declaration: "method", type_spec: "type", type_alias: "type" },
   containers: [],
   exported: (_n, name) => /^\p{Lu}/u.test(name),
-  imports: (root) =>
-    all(root, ["import_spec"]).map((n) => ({ specifier: unquote((n.field("path") ?? n).text()), kind: "import" as const, line: line(n) })),
+  importKinds: ["import_spec"],
+  imports: (n) => [{ specifier: unquote((n.field("path") ?? n).text()), kind: "import", line: line(n) }],
 };
 function goKind(n: SgNode, k: Kind): Kind {
   if (n.kind() !== "type_spec") return k;
@@ -210,12 +209,8 @@ const rustSpec: Spec = {
   containers: ["impl_item", "trait_item"],
   name: (n) => (n.kind() === "impl_item" ? n.field("type")?.text() ?? null : defaultName(n)),
   exported: (n) => n.children().some((c) => c.kind() === "visibility_modifier"),
-  imports: (root) =>
-    all(root, ["use_declaration", "extern_crate_declaration"]).map((n) => ({
-      specifier: (n.field("argument") ?? n.field("name") ?? n).text(),
-      kind: "use" as const,
-      line: line(n),
-    })),
+  importKinds: ["use_declaration", "extern_crate_declaration"],
+  imports: (n) => [{ specifier: (n.field("argument") ?? n.field("name") ?? n).text(), kind: "use", line: line(n) }],
 };
 
 // ── Java ─────────────────────────────────────────────────────────────────────────────────────
@@ -224,12 +219,8 @@ const javaSpec: Spec = {
   defs: { class_declaration: "class", interface_declaration: "interface", enum_declaration: "enum", record_declaration: "class", annotation_type_declaration: "interface", method_declaration: "method", constructor_declaration: "method" },
   containers: ["class_declaration", "interface_declaration", "enum_declaration", "record_declaration"],
   exported: (n) => n.children().some((c) => c.kind() === "modifiers" && /\bpublic\b/.test(c.text())),
-  imports: (root) =>
-    all(root, ["import_declaration"]).map((n) => ({
-      specifier: n.text().replace(/^import\s+(static\s+)?/, "").replace(/;\s*$/, "").trim(),
-      kind: "import" as const,
-      line: line(n),
-    })),
+  importKinds: ["import_declaration"],
+  imports: (n) => [{ specifier: n.text().replace(/^import\s+(static\s+)?/, "").replace(/;\s*$/, "").trim(), kind: "import", line: line(n) }],
 };
 
 // ── C / C++ ──────────────────────────────────────────────────────────────────────────────────
@@ -249,8 +240,6 @@ function cName(n: SgNode): string | null {
   if (n.kind() === "type_definition") return n.field("declarator")?.text() ?? null;
   return defaultName(n);
 }
-const cIncludes = (root: SgNode): ImportInfo[] =>
-  all(root, ["preproc_include"]).map((n) => ({ specifier: unquote((n.field("path") ?? n).text()), kind: "include" as const, line: line(n) }));
 const cSpec = (grammar: string): Spec => ({
   grammar,
   defs: {
@@ -260,7 +249,8 @@ const cSpec = (grammar: string): Spec => ({
   containers: grammar === "cpp" ? ["class_specifier", "struct_specifier"] : ["struct_specifier"],
   name: cName,
   exported: (n) => !n.children().some((c) => c.kind() === "storage_class_specifier" && c.text() === "static"),
-  imports: cIncludes,
+  importKinds: ["preproc_include"],
+  imports: (n) => [{ specifier: unquote((n.field("path") ?? n).text()), kind: "include", line: line(n) }],
   // A struct/enum/class mention without a body (`struct S *p;`) declares nothing.
   skip: (n) => ["struct_specifier", "union_specifier", "enum_specifier", "class_specifier"].includes(n.kind()) && !n.field("body"),
 });
@@ -280,11 +270,11 @@ const dartSpec: Spec = {
   containers: ["class_definition", "mixin_declaration", "extension_declaration"],
   name: dartName,
   exported: (_n, name) => !name.startsWith("_"),
-  imports: (root) =>
-    all(root, ["library_import", "library_export", "part_directive"]).map((n) => {
-      const uri = n.find({ rule: { kind: "string_literal" } });
-      return { specifier: uri ? unquote(uri.text()) : n.text(), kind: n.kind() === "library_export" ? ("reexport" as const) : ("import" as const), line: line(n) };
-    }),
+  importKinds: ["library_import", "library_export", "part_directive"],
+  imports: (n) => {
+    const uri = n.find({ rule: { kind: "string_literal" } });
+    return [{ specifier: uri ? unquote(uri.text()) : n.text(), kind: n.kind() === "library_export" ? "reexport" : "import", line: line(n) }];
+  },
   // A function_signature inside a method_signature is the method itself.
   // Top-level functions parse as a function_signature under the program, or (the grammar is
   // ambiguous there) inside a local_function_declaration's lambda_expression.
@@ -314,33 +304,80 @@ export const PARSED_LANGUAGES = Object.keys(SPECS);
 
 const FUNCTION_VALUES = new Set(["arrow_function", "function_expression", "function", "generator_function"]);
 
+/**
+ * One rule per spec matching definitions, containers and imports together: the tree is walked
+ * once per file, natively.
+ */
+const rules = new Map<Spec, object>();
+function ruleOf(spec: Spec): object {
+  let rule = rules.get(spec);
+  if (!rule) {
+    const kinds = new Set([...Object.keys(spec.defs).filter((k) => k !== "variable_declarator"), ...spec.containers, ...spec.importKinds]);
+    const any: object[] = [...validKinds(spec.grammar, [...kinds]).map((kind) => ({ kind })), ...(spec.importRules ?? [])];
+    if ("variable_declarator" in spec.defs) any.push(TOP_LEVEL_VARIABLE);
+    rules.set(spec, (rule = { any }));
+  }
+  return rule;
+}
+
+/** A matched node enclosing the current one (matches come in document order, parents first). */
+interface Open {
+  node: SgNode;
+  kind: string;
+  end: number;
+  name?: string | null;
+}
+
 /** Symbols and imports of `text`, or null when `language` has no parser here. Throws on parser failure. */
 export function parseSource(text: string, language: string): ParseResult | null {
   const spec = SPECS[language];
   if (!spec) return null;
   register();
-  currentGrammar = spec.grammar;
   const root = parse(spec.grammar as Lang, text).root() as unknown as SgNode;
   const nameOf = spec.name ?? defaultName;
-  const symbols: SymbolInfo[] = [];
   const containers = new Set(spec.containers);
-  const matches = all(root, Object.keys(spec.defs).filter((k) => k !== "variable_declarator"));
-  if ("variable_declarator" in spec.defs) matches.push(...root.findAll({ rule: TOP_LEVEL_VARIABLE }));
-  for (const n of matches) {
+  const importKinds = new Set(spec.importKinds);
+  // Listed as the separate passes listed them: definitions, then top-level variables; imports of
+  // importKinds, then those of importRules; each in document order.
+  const defs: SymbolInfo[] = [];
+  const variables: SymbolInfo[] = [];
+  const imports: ImportInfo[] = [];
+  const ruleImports: ImportInfo[] = [];
+  // The matched nodes enclosing the current one, innermost last: every container and every
+  // function is matched, so the nearest of them among these is the nearest among all ancestors
+  // (found without a parent() call per level, each a native round trip).
+  const open: Open[] = [];
+  for (const n of root.findAll({ rule: ruleOf(spec) })) {
+    const nodeKind = n.kind();
+    const r = n.range();
+    while (open.length && open[open.length - 1]!.end <= r.start.index) open.pop();
+    const within = open.length ? open[open.length - 1]!.kind : null;
+    const enclosing = open.length;
+    open.push({ node: n, kind: nodeKind, end: r.end.index });
+    if (importKinds.has(nodeKind)) {
+      imports.push(...spec.imports(n));
+      continue;
+    }
+    if (!Object.hasOwn(spec.defs, nodeKind)) {
+      if (!containers.has(nodeKind)) ruleImports.push(...spec.imports(n));
+      continue;
+    }
     if (spec.skip?.(n)) continue;
     let name = nameOf(n);
     if (!name) continue;
-    let kind = spec.defs[n.kind()]!;
+    let kind = spec.defs[nodeKind]!;
     if (spec.grammar === "go") kind = goKind(n, kind);
     if (kind === "variable" && FUNCTION_VALUES.has(n.field("value")?.kind() ?? "")) kind = "function";
     let parent: string | null = spec.grammar === "go" ? goParent(n) : null;
     if (!parent && containers.size) {
-      for (let a = n.parent(); a; a = a.parent()) {
-        if (containers.has(a.kind())) {
-          parent = (spec.name ?? defaultName)(a) ?? (a.kind() === "impl_item" ? a.field("type")?.text() ?? null : null);
+      for (let i = enclosing - 1; i >= 0; i--) {
+        const a = open[i]!;
+        if (containers.has(a.kind)) {
+          if (a.name === undefined) a.name = nameOf(a.node) ?? (a.kind === "impl_item" ? a.node.field("type")?.text() ?? null : null);
+          parent = a.name;
           break;
         }
-        if (a.kind() in spec.defs && spec.defs[a.kind()] === "function") break; // nested in a function
+        if (spec.defs[a.kind] === "function" && Object.hasOwn(spec.defs, a.kind)) break; // nested in a function
       }
     }
     // C++ out-of-class definitions name their class: `void K::m()`.
@@ -350,9 +387,8 @@ export function parseSource(text: string, language: string): ParseResult | null 
       name = name.slice(i + 2);
     }
     if (parent && kind === "function") kind = "method";
-    const r = n.range();
-    symbols.push({ name, kind, line: r.start.line + 1, endLine: r.end.line + 1, exported: spec.exported(n, name, parent), parent });
+    (nodeKind === "variable_declarator" ? variables : defs).push({ name, kind, line: r.start.line + 1, endLine: r.end.line + 1, exported: spec.exported(n, name, parent, within), parent });
   }
-  symbols.sort((a, b) => a.line - b.line || a.name.localeCompare(b.name));
-  return { symbols, imports: spec.imports(root), parser: `ast-grep:${spec.grammar}` };
+  const symbols = [...defs, ...variables].sort((a, b) => a.line - b.line || a.name.localeCompare(b.name));
+  return { symbols, imports: [...imports, ...ruleImports], parser: `ast-grep:${spec.grammar}` };
 }

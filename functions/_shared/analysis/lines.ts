@@ -58,9 +58,34 @@ export function hasCommentSyntax(language: string): boolean {
   return language in SYNTAX;
 }
 
+/**
+ * Characters where something other than code may start (a comment marker or a quote): the scan
+ * jumps between them instead of looking at every character.
+ */
+const specials = new Map<Syntax, RegExp | null>();
+function specialsOf(syn: Syntax): RegExp | null {
+  let re = specials.get(syn);
+  if (re === undefined) {
+    const first = new Set([...syn.line, ...syn.block.map(([open]) => open), ...syn.quotes].map((m) => m[0]!));
+    re = first.size ? new RegExp(`[${[...first].map((c) => c.replace(/[\\\]^-]/g, "\\$&")).join("")}]`, "g") : null;
+    specials.set(syn, re);
+  }
+  return re;
+}
+/** Any character that is not a blank within a line (what the scan skips). */
+const NOT_BLANK = /[^ \t\f\v]/;
+/** Where a string literal quoted with `q` ends, or an escape in it. */
+const quoteEnds = new Map<string, RegExp>();
+function quoteEndOf(q: string): RegExp {
+  let re = quoteEnds.get(q);
+  if (!re) quoteEnds.set(q, (re = new RegExp(`[\\\\${q.replace(/[\\\]^-]/g, "\\$&")}]`, "g")));
+  return re;
+}
+
 /** Counts lines of `text` as `language` (a linguist name; unknown languages have no comments). */
 export function countLines(text: string, language: string): LineCounts {
   const syn = SYNTAX[language] ?? NONE;
+  const special = specialsOf(syn);
   const counts: LineCounts = { code: 0, comment: 0, blank: 0 };
   const lines = text.split(/\r\n|\n|\r/);
   if (lines.length && lines[lines.length - 1] === "") lines.pop();
@@ -70,9 +95,12 @@ export function countLines(text: string, language: string): LineCounts {
       counts.blank++;
       continue;
     }
+    if (special === null) {
+      counts.code++; // no comment syntax: a line that is not blank is code
+      continue;
+    }
     let code = false;
     let comment = false;
-    let quote: string | null = null;
     let i = 0;
     scan: while (i < line.length) {
       if (closeBlock !== null) {
@@ -83,37 +111,44 @@ export function countLines(text: string, language: string): LineCounts {
         closeBlock = null;
         continue;
       }
-      const ch = line[i]!;
-      if (quote !== null) {
-        if (ch === "\\") i += 2;
-        else {
-          if (ch === quote) quote = null;
-          i++;
-        }
-        continue;
-      }
-      if (ch === " " || ch === "\t" || ch === "\f" || ch === "\v") {
-        i++;
-        continue;
-      }
+      special.lastIndex = i;
+      const next = special.exec(line);
+      const at = next ? next.index : line.length;
+      // Between specials every character is code or a blank.
+      if (!code && at > i && NOT_BLANK.test(line.slice(i, at))) code = true;
+      if (!next) break;
       // Block openers first: Lua's `--[[` must win over its `--` line comment.
       for (const [open, close] of syn.block) {
-        if (line.startsWith(open, i)) {
+        if (line.startsWith(open, at)) {
           comment = true;
           closeBlock = close;
-          i += open.length;
+          i = at + open.length;
           continue scan;
         }
       }
       for (const marker of syn.line) {
-        if (line.startsWith(marker, i)) {
+        if (line.startsWith(marker, at)) {
           comment = true;
           break scan;
         }
       }
       code = true;
-      if (syn.quotes.includes(ch)) quote = ch;
-      i++;
+      i = at + 1;
+      const ch = line[at]!;
+      if (syn.quotes.includes(ch)) {
+        // Inside a one-line string: skip escapes up to the closing quote (or the end of the line).
+        const end = quoteEndOf(ch);
+        for (;;) {
+          end.lastIndex = i;
+          const m = end.exec(line);
+          if (!m) break scan;
+          if (line[m.index] === "\\") i = m.index + 2;
+          else {
+            i = m.index + 1;
+            break;
+          }
+        }
+      }
     }
     if (code) counts.code++;
     else if (comment) counts.comment++;
