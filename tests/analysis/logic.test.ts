@@ -7,6 +7,7 @@ import { checkSource, privateAddressReason } from "../../functions/_shared/analy
 import { detectLanguage } from "../../worker/analysis/languages.ts";
 import { parseBlobs, parseTree } from "../../worker/analysis/clone.ts";
 import { isMinified, searchTerms } from "../../worker/analysis/run.ts";
+import { parseSource } from "../../worker/analysis/parse.ts";
 
 const closed = { allowPrivateHosts: false, localRoots: [] };
 
@@ -78,6 +79,8 @@ describe("line counts", () => {
     expect(countLines('"""doc\nmore"""\nx = 1  # c\n# only\n', "Python")).toEqual({ code: 1, comment: 3, blank: 0 });
     expect(countLines("--[[ block\n]]\n-- line\nprint(1)\n", "Lua")).toEqual({ code: 1, comment: 3, blank: 0 });
     expect(countLines("a\r\nb\r\n", "Text")).toEqual({ code: 2, comment: 0, blank: 0 });
+    // Escaped quotes stay inside the string; an unclosed quote ends with its line.
+    expect(countLines("const s = 'it\\'s // no /* no';\n'open /*\n/* c */ \t\n// d\n", "JavaScript")).toEqual({ code: 2, comment: 2, blank: 0 });
   });
 });
 
@@ -137,5 +140,35 @@ describe("per-file helpers", () => {
     expect(isMinified("const a = 1;\nconst b = 2;\n", "JavaScript")).toBe(false);
     expect(isMinified("x".repeat(500), "TypeScript")).toBe(false);
     expect(searchTerms("foo(bar, foo_bar); foo émoji42")).toBe("foo bar foo_bar émoji42");
+  });
+});
+
+describe("symbols of one file", () => {
+  const show = (text: string, language: string) =>
+    parseSource(text, language)!.symbols.map((s) => `${s.kind} ${s.parent ? s.parent + "." : ""}${s.name}${s.exported ? " +" : ""}`);
+  it("name the nearest enclosing class, stop at an enclosing function, and export only what an export statement holds", () => {
+    const ts = `export class A {
+  m() { function inner() {} }
+}
+const B = class { n() {} };
+function outer() { class C { k() {} } }
+export default (function () { function notExported() {} })();
+export const f = () => 1, g = 2;
+export { B };
+export { x } from "./x";
+`;
+    // Same line: by name. A function in a method belongs to the class; an anonymous class names no parent.
+    expect(show(ts, "TypeScript")).toEqual([
+      "class A +", "method A.inner", "method A.m", "variable B", "method n", "class C", "method C.k", "function outer",
+      "function notExported", "function f +", "variable g +", "export B +",
+    ]);
+  });
+  it("keep imports in order: statements, then require and import() calls", () => {
+    const js = `const a = require("a");\nimport b from "b";\nexport * from "c";\nimport("d");\n`;
+    expect(parseSource(js, "JavaScript")!.imports.map((i) => `${i.kind} ${i.specifier}`)).toEqual(["import b", "reexport c", "require a", "dynamic d"]);
+  });
+  it("take a Rust impl's type and a C++ class as parents", () => {
+    expect(show("impl T { pub fn new() {} }\nfn f() { fn g() {} }\n", "Rust")).toEqual(["method T.new +", "function f", "function g"]);
+    expect(show("class K { int s() { return 1; } };\nint K::t() { return 2; }\n", "C++")).toEqual(["class K +", "method K.s +", "method K.t +"]);
   });
 });
