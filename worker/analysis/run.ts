@@ -24,6 +24,9 @@ class Stopped extends Error {}
 /** Content sent to the database per call while storing blobs. */
 const STORE_CHUNK_BYTES = 4 * 1024 * 1024;
 const STORE_CHUNK_ROWS = 2000;
+const STORE_IN_FLIGHT = 2;
+/** Source bytes whose results a batch sends to the database at a time. */
+const RESULTS_PART_BYTES = 256 * 1024;
 
 export function isAnalysisTask(task: TaskRow): boolean {
   return task.requiredKind === "analysis" && (task.step === "analysis-clone" || task.step === "analysis-batch");
@@ -157,20 +160,37 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
   }
   let chunk: typeof fresh extends Map<string, infer V> ? V[] : never = [];
   let bytes = 0;
+  // Chunks are stored STORE_IN_FLIGHT at a time, on separate connections: Postgres compresses
+  // and writes them on more than one core while the other workers wait for the plan.
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  const settle = async (all: boolean) => {
+    while (inFlight.size >= (all ? 1 : STORE_IN_FLIGHT)) await Promise.race(inFlight);
+    if (failure) throw failure.error;
+  };
   const flush = async () => {
     if (!chunk.length) return;
-    await fenced(sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
-      ${chunk.map((c) => c.hash)}::text[], ${chunk.map((c) => c.language)}::text[], ${chunk.map((c) => c.size)}::bigint[],
-      ${chunk.map((c) => (c.binary ? "t" : "f"))}::text[]::boolean[], ${chunk.map((c) => c.content) as string[]}::text[])`);
+    const c = chunk;
     chunk = [];
     bytes = 0;
+    await settle(false);
+    const stored: Promise<void> = fenced(sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
+      ${c.map((x) => x.hash)}::text[], ${c.map((x) => x.language)}::text[], ${c.map((x) => x.size)}::bigint[],
+      ${c.map((x) => (x.binary ? "t" : "f"))}::text[]::boolean[], ${c.map((x) => x.content) as string[]}::text[])`)
+      .then(() => {}, (error: unknown) => void (failure ??= { error }))
+      .finally(() => inFlight.delete(stored));
+    inFlight.add(stored);
   };
-  for (const b of fresh.values()) {
-    chunk.push(b);
-    bytes += b.content?.length ?? 0;
-    if (bytes >= STORE_CHUNK_BYTES || chunk.length >= STORE_CHUNK_ROWS) await flush();
+  try {
+    for (const b of fresh.values()) {
+      chunk.push(b);
+      bytes += b.content?.length ?? 0;
+      if (bytes >= STORE_CHUNK_BYTES || chunk.length >= STORE_CHUNK_ROWS) await flush();
+    }
+    await flush();
+  } finally {
+    await settle(true); // every chunk has landed before the plan (or the first error goes up)
   }
-  await flush();
   const t2 = performance.now();
 
   const [plan] = await fenced(sql<{ batches: number }[]>`
@@ -213,7 +233,17 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     select bl.hash, bl.language, bl.content, bl.is_binary as binary from public.analysis_blobs bl
      where bl.repo_id = ${bt.repoId}
        and (bl.hash, bl.language) in (select f.hash, f.language from public.analysis_files f where f.analysis_id = ${bt.analysisId} and f.batch = ${bt.batch})`;
-  const results = [];
+  // Results go to the database in parts of about RESULTS_PART_BYTES of source, one part in flight:
+  // Postgres stores a part (on its own core) while the next is parsed here.
+  let results = [];
+  let partBytes = 0;
+  let storing: Promise<unknown> = Promise.resolve();
+  let storeMs = 0;
+  const store = async (part: unknown[]) => {
+    const s0 = performance.now();
+    await fenced(sql`select cogo.store_analysis_batch_results(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(part as never)})`);
+    storeMs += performance.now() - s0;
+  };
   const t0 = performance.now();
   let sinceYield = performance.now();
   for (const b of blobs) {
@@ -232,13 +262,22 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
       }
     }
     results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? skipped, parseError, terms: b.content === null ? "" : searchTerms(b.content) });
-    // Parsing is synchronous: let heartbeats and other tasks run between files.
+    partBytes += b.content?.length ?? 0;
+    if (partBytes >= RESULTS_PART_BYTES && b !== blobs[blobs.length - 1]) {
+      await storing; // its error, if any, goes up here
+      storing = store(results);
+      storing.catch(() => {}); // handled when awaited
+      results = [];
+      partBytes = 0;
+    }
+    // Parsing is synchronous: let heartbeats, stores and other tasks run between files.
     if (performance.now() - sinceYield > 50) {
       await new Promise((r) => setImmediate(r));
       sinceYield = performance.now();
     }
   }
   checkStop();
+  await storing;
   const t1 = performance.now();
   const [r] = await fenced(sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`);
   const t2 = performance.now();
@@ -246,7 +285,8 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
   return {
     reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`,
     analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length,
-    timingsMs: { parse: Math.round(t1 - t0), store: Math.round(t2 - t1) },
+    // parse: parsing, and waiting for the last part to land; store: the time parts took to store (partly while parsing)
+    timingsMs: { parse: Math.round(t1 - t0), store: Math.round(storeMs + t2 - t1) },
   };
 }
 
