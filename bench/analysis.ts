@@ -3,7 +3,7 @@
 // the same tree in the same run, and re-analysis time after a one-file change.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { appendFileSync, copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Sql } from "postgres";
 import { mintUserToken } from "../embedded/keys.ts";
@@ -66,6 +66,31 @@ async function stopWorker(child: ChildProcess): Promise<void> {
   await exited;
 }
 
+/** [ppid, CPU ms used by the process and its reaped children] from /proc (clock ticks of 10 ms). */
+function procCpu(pid: number): [number, number] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return [Number(f[1]), (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10];
+  } catch {
+    return null; // exited
+  }
+}
+
+/**
+ * CPU time used so far by the worker processes and by Postgres (postmaster and its backends):
+ * less sensitive than wall time to other load on a shared machine.
+ */
+function cpuNow(workers: ChildProcess[], postmaster: number): { workers: number; postgres: number } {
+  let pg = procCpu(postmaster)?.[1] ?? 0;
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    const c = procCpu(Number(e));
+    if (c && c[0] === postmaster) pg += c[1];
+  }
+  return { workers: workers.reduce((n, w) => n + (procCpu(w.pid!)?.[1] ?? 0), 0), postgres: pg };
+}
+
 /** Where the time went: clone task, batches (first claim → last finish), finalising. */
 async function steps(sql: Sql, id: string): Promise<string> {
   const [r] = await sql<{ clone: number; cloneSteps: Record<string, number> | null; batches: number | null; tail: number }[]>`
@@ -82,7 +107,8 @@ async function steps(sql: Sql, id: string): Promise<string> {
 }
 
 /** POST → completed, as a fresh user (so nothing is reused) unless `token` is given. */
-async function analyse(stack: Stack, sql: Sql, token: string, source: string): Promise<{ ms: number; status: any; steps: string }> {
+async function analyse(stack: Stack, sql: Sql, token: string, source: string, cpu: () => { workers: number; postgres: number }): Promise<{ ms: number; status: any; steps: string }> {
+  const cpu0 = cpu();
   const url = `${stack.apiUrl}/functions/v1/sandbox`;
   const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
   const t0 = performance.now();
@@ -92,7 +118,12 @@ async function analyse(stack: Stack, sql: Sql, token: string, source: string): P
   for (;;) {
     const s = (await (await fetch(`${url}/analysis/${started.analysisId}/status`, { headers })).json()) as any;
     if (s.phase === "failed") throw new Error(`analysis failed: ${s.error}`);
-    if (s.phase === "completed") return { ms: performance.now() - t0, status: s, steps: await steps(sql, started.analysisId) };
+    if (s.phase === "completed") {
+      const ms = performance.now() - t0;
+      const cpu1 = cpu();
+      const used = `; CPU: workers ${((cpu1.workers - cpu0.workers) / 1000).toFixed(1)} s, Postgres ${((cpu1.postgres - cpu0.postgres) / 1000).toFixed(1)} s`;
+      return { ms, status: s, steps: (await steps(sql, started.analysisId)) + used };
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -114,22 +145,26 @@ export async function benchAnalysis(stack: Stack, sql: Sql, progress: (s: string
     execFileSync("cloc", ["--skip-uniqueness", "--quiet", "--json", dir], { maxBuffer: 64 * 1024 * 1024 });
     const clocMs = performance.now() - c0;
 
+    const [backend] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    const pm = procCpu(backend!.pid)![0]; // its parent, the postmaster
+    const cpu = () => cpuNow(workers, pm);
+
     progress("analysis with 1 worker process…");
     workers.push(spawnWorker(stack));
     await new Promise((r) => setTimeout(r, 1500));
-    const one = await analyse(stack, sql, await mintUserToken(stack.keys.jwtSecret, randomUUID()), dir);
+    const one = await analyse(stack, sql, await mintUserToken(stack.keys.jwtSecret, randomUUID()), dir, cpu);
 
     progress("analysis with 2 worker processes…");
     workers.push(spawnWorker(stack));
     await new Promise((r) => setTimeout(r, 1500));
     const token = await mintUserToken(stack.keys.jwtSecret, randomUUID());
-    const two = await analyse(stack, sql, token, dir);
+    const two = await analyse(stack, sql, token, dir, cpu);
 
     progress("re-analysis after a one-file change…");
     const changed = execFileSync("git", ["ls-files", "*.js"], { cwd: dir, encoding: "utf8" }).split("\n")[0]!;
     appendFileSync(path.join(dir, changed), "\n// changed\nexport const benchChanged = 1;\n");
     execFileSync("git", ["-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qam", "one change"], { cwd: dir });
-    const re = await analyse(stack, sql, token, dir);
+    const re = await analyse(stack, sql, token, dir, cpu);
 
     const rate = (ms: number) => `${(tree.files / (ms / 1000)).toFixed(0)} files/s, ${(mb / (ms / 1000)).toFixed(1)} MB/s`;
     const speedup = one.ms / two.ms;

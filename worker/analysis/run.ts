@@ -238,11 +238,11 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
   let results = [];
   let partBytes = 0;
   let storing: Promise<unknown> = Promise.resolve();
-  let storeMs = 0;
-  const store = async (part: unknown[]) => {
-    const s0 = performance.now();
-    await fenced(sql`select cogo.store_analysis_batch_results(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(part as never)})`);
-    storeMs += performance.now() - s0;
+  let waitedMs = 0;
+  const landed = async () => {
+    const w0 = performance.now();
+    await storing; // its error, if any, goes up here
+    waitedMs += performance.now() - w0;
   };
   const t0 = performance.now();
   let sinceYield = performance.now();
@@ -264,8 +264,8 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? skipped, parseError, terms: b.content === null ? "" : searchTerms(b.content) });
     partBytes += b.content?.length ?? 0;
     if (partBytes >= RESULTS_PART_BYTES && b !== blobs[blobs.length - 1]) {
-      await storing; // its error, if any, goes up here
-      storing = store(results);
+      await landed();
+      storing = fenced(sql`select cogo.store_analysis_batch_results(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)})`);
       storing.catch(() => {}); // handled when awaited
       results = [];
       partBytes = 0;
@@ -277,7 +277,7 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     }
   }
   checkStop();
-  await storing;
+  await landed();
   const t1 = performance.now();
   const [r] = await fenced(sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`);
   const t2 = performance.now();
@@ -285,8 +285,8 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
   return {
     reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`,
     analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length,
-    // parse: parsing, and waiting for the last part to land; store: the time parts took to store (partly while parsing)
-    timingsMs: { parse: Math.round(t1 - t0), store: Math.round(storeMs + t2 - t1) },
+    // store: the time the batch waited for its results to land (parts mostly land while it parses)
+    timingsMs: { parse: Math.round(t1 - t0 - waitedMs), store: Math.round(waitedMs + t2 - t1) },
   };
 }
 
