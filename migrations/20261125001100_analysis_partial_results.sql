@@ -3,6 +3,44 @@
 -- `store_analysis_batch_results` writes results on the blobs without finishing the batch;
 -- `complete_analysis_batch` now stores its (last) part through it, so there is one UPDATE.
 -- Writing a blob's results twice (a retried batch) writes the same values.
+-- The clone step stores blob chunks on two connections at once: cogo.fence locks the task row FOR
+-- UPDATE, which ran them one after the other, so store_analysis_blobs now checks the same lease
+-- under a share lock (a claim or release of the task still waits for every chunk in flight).
+
+-- cogo.fence's check (20261125000100), holding the task row FOR SHARE instead of FOR UPDATE.
+create function cogo.fence_shared(p_task uuid, p_attempt integer, p_worker uuid) returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+  perform 1 from public.tasks
+   where id = p_task and attempt = p_attempt and worker_id = p_worker
+     and status in ('claimed', 'running', 'blocked', 'recovering') and lease_expires_at > now()
+     for share;
+  if not found then
+    raise exception 'lease lost: task % attempt % no longer belongs to worker %', p_task, p_attempt, p_worker
+      using errcode = 'CG409';
+  end if;
+end;
+$$;
+
+-- As in 20261125000500, fenced by cogo.fence_shared.
+create or replace function cogo.store_analysis_blobs(p_task uuid, p_attempt integer, p_worker uuid, p_repo uuid,
+                                                     p_hashes text[], p_languages text[], p_sizes bigint[],
+                                                     p_binary boolean[], p_contents text[]) returns integer
+language plpgsql security definer set search_path = '' as $$
+declare
+  n integer;
+begin
+  perform cogo.fence_shared(p_task, p_attempt, p_worker);
+  insert into public.analysis_blobs (repo_id, hash, language, size, is_binary, content)
+    -- A blob seen before under another language keeps its content (the clone did not fetch it again).
+    select p_repo, h, l, s, b, coalesce(c, (select b2.content from public.analysis_blobs b2
+                                              where b2.repo_id = p_repo and b2.hash = h and b2.content is not null limit 1))
+      from unnest(p_hashes, p_languages, p_sizes, p_binary, p_contents) as t(h, l, s, b, c)
+    on conflict do nothing;
+  get diagnostics n = row_count;
+  return n;
+end;
+$$;
 
 -- Stores `p_results` ([{hash, language, code, comment, blank, symbols, imports, parser, parseError,
 -- terms}], see complete_analysis_batch) of the caller's batch task. Returns the blobs updated, 0
@@ -69,5 +107,5 @@ begin
 end;
 $$;
 
-revoke execute on function cogo.store_analysis_batch_results(uuid, integer, uuid, jsonb) from public;
-grant execute on function cogo.store_analysis_batch_results(uuid, integer, uuid, jsonb) to service_role;
+revoke execute on function cogo.store_analysis_batch_results(uuid, integer, uuid, jsonb), cogo.fence_shared(uuid, integer, uuid) from public;
+grant execute on function cogo.store_analysis_batch_results(uuid, integer, uuid, jsonb), cogo.fence_shared(uuid, integer, uuid) to service_role;

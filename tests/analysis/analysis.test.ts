@@ -285,6 +285,18 @@ describe("repository analysis", () => {
     expect((await api("GET", `/analysis/${first.analysisId}/search?q=x`, { token: other.token })).status).toBe(404);
   });
 
+  it("writes no blob or result for a task whose lease is over", async () => {
+    const [clone] = await sql<{ id: string; attempt: number; workerId: string; repoId: string }[]>`
+      select t.id, t.attempt, t.worker_id, a.repo_id from public.analyses a join public.tasks t on t.id = a.clone_task_id where a.id = ${first.analysisId}`;
+    await expect(sql`select cogo.store_analysis_blobs(${clone!.id}, ${clone!.attempt}, ${clone!.workerId}, ${clone!.repoId},
+      ${["0".repeat(40)]}::text[], ${["Text"]}::text[], ${[1]}::bigint[], ${["f"]}::text[]::boolean[], ${["x"]}::text[])`).rejects.toMatchObject({ code: "CG409" });
+    const [batch] = await sql<{ id: string; attempt: number; workerId: string }[]>`
+      select t.id, t.attempt, t.worker_id from public.analysis_batches b join public.tasks t on t.id = b.task_id where b.analysis_id = ${first.analysisId} limit 1`;
+    await expect(sql`select cogo.store_analysis_batch_results(${batch!.id}, ${batch!.attempt}, ${batch!.workerId}, '[]'::jsonb)`).rejects.toMatchObject({ code: "CG409" });
+    const [stray] = await sql<{ n: number }[]>`select count(*)::int as n from public.analysis_blobs where hash = ${"0".repeat(40)}`;
+    expect(stray!.n).toBe(0);
+  });
+
   it("re-analysis after a one-file change parses exactly that file and reports the change", async () => {
     writeFiles(repo, { "src/util.ts": "export function helper(s: string): string {\n  return s.toUpperCase();\n}\nexport function added() {}\n" });
     git(repo, "commit", "-qam", "change util");
