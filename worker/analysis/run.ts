@@ -24,6 +24,7 @@ class Stopped extends Error {}
 /** Content sent to the database per call while storing blobs. */
 const STORE_CHUNK_BYTES = 4 * 1024 * 1024;
 const STORE_CHUNK_ROWS = 2000;
+/** Blob chunks being stored at once, each on its own connection of the pool. */
 const STORE_IN_FLIGHT = 2;
 /** Source bytes whose results a batch sends to the database at a time. */
 const RESULTS_PART_BYTES = 256 * 1024;
