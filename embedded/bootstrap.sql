@@ -159,30 +159,21 @@ exception
 end;
 $$;
 
--- Embedded-only delivery path. The hosted Realtime server reads realtime.messages through logical
--- replication; here a trigger NOTIFYs the embedded Realtime endpoint instead. NOTIFY payloads are
--- capped at 8000 bytes, so large rows are sent by reference and fetched by id.
+-- Embedded-only delivery path. As the hosted Realtime server does, the embedded Realtime endpoint
+-- reads inserted realtime.messages rows through logical replication (embedded/realtime/database-feed.ts)
+-- from this publication. An earlier version NOTIFYed each row from a trigger: Postgres serializes
+-- the commits of every transaction that notifies, so each task transaction waited for the others.
 create schema if not exists realtime_embedded;
-
-create or replace function realtime_embedded.notify_message() returns trigger language plpgsql as $$
-declare
-  body text;
+drop trigger if exists notify_message on realtime.messages;
+drop function if exists realtime_embedded.notify_message();
+do $$
 begin
-  body := json_build_object('id', new.id, 'topic', new.topic, 'event', new.event, 'private', new.private,
-                            'extension', new.extension, 'inserted_at', new.inserted_at,
-                            'payload', new.payload,
-                            'binary_payload', encode(new.binary_payload, 'base64'))::text;
-  if octet_length(body) > 7900 then
-    body := json_build_object('id', new.id, 'inserted_at', new.inserted_at, 'ref', true)::text;
+  if not exists (select 1 from pg_publication where pubname = 'realtime_embedded_messages') then
+    create publication realtime_embedded_messages for table realtime.messages
+      with (publish = 'insert', publish_via_partition_root = true);
   end if;
-  perform pg_notify('realtime_embedded_messages', body);
-  return null;
 end;
 $$;
-
-drop trigger if exists notify_message on realtime.messages;
-create trigger notify_message after insert on realtime.messages
-  for each row when (new.extension = 'broadcast') execute function realtime_embedded.notify_message();
 
 -- Daily partitions, yesterday .. today+3, as the Realtime server keeps them; older ones dropped.
 create or replace function realtime_embedded.maintain_partitions() returns void language plpgsql as $$

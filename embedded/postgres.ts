@@ -93,6 +93,8 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
       "-c", "max_connections=200",
       "-c", "shared_buffers=256MB",
       "-c", "fsync=on",
+      // Realtime reads realtime.messages through logical replication (embedded/realtime/database-feed.ts).
+      "-c", "wal_level=logical",
     ],
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),

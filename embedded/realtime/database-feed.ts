@@ -1,13 +1,16 @@
-// Rows inserted into realtime.messages, in commit order, from the NOTIFYs of the bootstrap's
-// trigger. Small rows travel whole in the notification; large ones by reference and are fetched by
-// id, with later rows held back so delivery order never changes.
+// Rows inserted into realtime.messages, in commit order, read through logical replication as the
+// hosted Realtime server reads them: a temporary pgoutput slot on the publication that
+// embedded/bootstrap.sql creates. (A NOTIFY per row, the earlier path, takes Postgres's global
+// notify lock until each commit is flushed, which serialized every task transaction.)
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
-import { isObject, type PayloadEncoding } from "./serializer.ts";
+import type { PayloadEncoding } from "./serializer.ts";
 
-export const NOTIFY_CHANNEL = "realtime_embedded_messages";
-/** How often the LISTEN connection is proven alive with a NOTIFY to ourselves. */
-const PING_INTERVAL_MS = 2000;
+export const PUBLICATION = "realtime_embedded_messages";
+/** How often the slot is checked and our position confirmed; a lost slot means a fresh one. */
+const CHECK_INTERVAL_MS = 2000;
+/** Microseconds from the Unix epoch to Postgres's (2000-01-01). */
+const PG_EPOCH_US = 946_684_800_000_000n;
 
 export interface DatabaseMessage {
   id: string;
@@ -18,44 +21,80 @@ export interface DatabaseMessage {
   body: Buffer;
 }
 
-type Row = {
-  id: string;
-  topic: string;
-  event: string | null;
-  private: boolean | null;
-  payload: string | null;
-  binary_payload: Buffer | null;
-};
+/** Column values of an inserted row in pgoutput's text form (null for SQL NULL). */
+type TextRow = Map<string, string | null>;
 
 /** Rows without an event or any payload are skipped, as the hosted replication handler does. */
-function fromRow(row: Row): DatabaseMessage | null {
-  if (row.event === null) return null;
-  const common = { id: row.id, topic: row.topic, event: row.event, private: row.private === true };
-  if (row.binary_payload !== null) return { ...common, encoding: "binary", body: row.binary_payload };
-  if (row.payload !== null) return { ...common, encoding: "json", body: Buffer.from(row.payload, "utf8") };
+export function fromRow(row: TextRow): DatabaseMessage | null {
+  const id = row.get("id");
+  const topic = row.get("topic");
+  const event = row.get("event");
+  if (row.get("extension") !== "broadcast" || !id || topic == null || event == null) return null;
+  const common = { id, topic, event, private: row.get("private") === "t" };
+  const binary = row.get("binary_payload");
+  if (binary != null) return { ...common, encoding: "binary", body: Buffer.from(binary.slice(2), "hex") }; // bytea text: \x<hex>
+  const payload = row.get("payload");
+  if (payload != null) return { ...common, encoding: "json", body: Buffer.from(payload, "utf8") };
   return null;
 }
 
-function fromNotification(data: Record<string, unknown>): DatabaseMessage | null {
-  if (typeof data.id !== "string" || typeof data.topic !== "string") return null;
-  return fromRow({
-    id: data.id,
-    topic: data.topic,
-    event: typeof data.event === "string" ? data.event : null,
-    private: data.private === true,
-    payload: data.payload === null || data.payload === undefined ? null : JSON.stringify(data.payload),
-    binary_payload: typeof data.binary_payload === "string" ? Buffer.from(data.binary_payload, "base64") : null,
-  });
+/** Decodes the pgoutput messages the feed needs (protocol version 1): Relation, Insert, Commit. */
+export class PgoutputDecoder {
+  private readonly relations = new Map<number, { schema: string; table: string; columns: string[] }>();
+
+  /** Returns the inserted row of `table`, or the commit's end LSN, or null for anything else. */
+  decode(m: Buffer, schema: string, table: string): { row: TextRow } | { commitEnd: bigint } | null {
+    const kind = String.fromCharCode(m[0]!);
+    if (kind === "R") {
+      let i = 5;
+      const str = () => {
+        const end = m.indexOf(0, i);
+        const s = m.toString("utf8", i, end);
+        i = end + 1;
+        return s;
+      };
+      const relSchema = str() || "pg_catalog";
+      const relTable = str();
+      i += 1; // replica identity
+      const n = m.readUInt16BE(i);
+      i += 2;
+      const columns: string[] = [];
+      for (let c = 0; c < n; c++) {
+        i += 1; // flags
+        columns.push(str());
+        i += 8; // type oid, typmod
+      }
+      this.relations.set(m.readUInt32BE(1), { schema: relSchema, table: relTable, columns });
+      return null;
+    }
+    if (kind === "I") {
+      const rel = this.relations.get(m.readUInt32BE(1));
+      if (!rel || rel.schema !== schema || rel.table !== table) return null;
+      let i = 6; // relid, 'N'
+      const n = m.readUInt16BE(i);
+      i += 2;
+      const row: TextRow = new Map();
+      for (let c = 0; c < n; c++) {
+        const k = m[i++];
+        if (k === 0x74 /* t */) {
+          const len = m.readUInt32BE(i);
+          row.set(rel.columns[c]!, m.toString("utf8", i + 4, i + 4 + len));
+          i += 4 + len;
+        } else row.set(rel.columns[c]!, null); // n (null); u (unchanged toast) cannot occur in an insert
+      }
+      return { row };
+    }
+    if (kind === "C") return { commitEnd: m.readBigUInt64BE(10) };
+    return null;
+  }
 }
 
 export class DatabaseFeed {
-  private listener: postgres.Sql | null = null;
-  private readonly nonce = randomUUID();
-  private pingsSent = 0;
-  private pingsSeen = 0;
-  private pingTimer: NodeJS.Timeout | undefined;
-  private pending = 0;
-  private tail: Promise<void> = Promise.resolve();
+  private conn: postgres.Sql | null = null;
+  private slot = "";
+  private stream: NodeJS.WritableStream | null = null;
+  private confirmed = 0n;
+  private checkTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(
@@ -72,99 +111,101 @@ export class DatabaseFeed {
     log: (line: string) => void,
   ): Promise<DatabaseFeed> {
     const feed = new DatabaseFeed(url, sql, deliver, log);
-    await feed.listen();
-    feed.schedulePing();
+    await feed.replicate();
+    feed.scheduleCheck();
     return feed;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.pingTimer);
-    await this.listener?.end({ timeout: 0 });
-    await this.tail;
+    clearTimeout(this.checkTimer);
+    await this.disconnect();
   }
 
-  private async listen(): Promise<void> {
-    const listener = postgres(this.url, {
+  private async disconnect(): Promise<void> {
+    const conn = this.conn;
+    this.conn = null;
+    this.stream = null;
+    await conn?.end({ timeout: 0 }).catch(() => {});
+  }
+
+  /** Opens a replication connection with a new temporary slot, streaming from now on. */
+  private async replicate(): Promise<void> {
+    const conn = postgres(this.url, {
       max: 1,
       onnotice: () => {},
-      connection: { application_name: "cogo-realtime-listen" },
+      fetch_types: false,
+      idle_timeout: 0,
+      max_lifetime: null,
+      connection: { application_name: "cogo-realtime-listen", replication: "database" } as Record<string, string>,
     });
-    this.listener = listener;
-    await listener.listen(NOTIFY_CHANNEL, (payload) => this.onNotify(payload));
+    this.conn = conn;
+    this.slot = `realtime_embedded_${randomUUID().replace(/-/g, "")}`;
+    const [slot] = await conn.unsafe<{ consistent_point: string }[]>(
+      `CREATE_REPLICATION_SLOT ${this.slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
+    );
+    const stream = await conn
+      .unsafe(`START_REPLICATION SLOT ${this.slot} LOGICAL ${slot!.consistent_point} (proto_version '1', publication_names '${PUBLICATION}')`)
+      .writable();
+    this.stream = stream;
+    const decoder = new PgoutputDecoder();
+    stream.on("data", (x: Buffer) => {
+      if (x[0] === 0x77 /* w: XLogData */) {
+        const r = decoder.decode(x.subarray(25), "realtime", "messages");
+        if (r && "row" in r) this.publish(fromRow(r.row));
+        else if (r) this.confirmed = r.commitEnd;
+      } else if (x[0] === 0x6b /* k: keepalive */) {
+        // Everything before the keepalive's position was sent and handled; confirming it lets a
+        // shutting-down server end this walsender (it waits for the client to catch up).
+        const sent = x.readBigUInt64BE(1);
+        if (sent > this.confirmed) this.confirmed = sent;
+        if (x[17]) this.sendStatus();
+      }
+    });
+    stream.on("error", (err: Error) => this.log(`realtime: replication stream error: ${err.message}`));
+    stream.on("close", () => {
+      if (this.stream === stream) this.stream = null;
+    });
+  }
+
+  /** Standby status update: everything up to the last delivered commit is done with. */
+  private sendStatus(): void {
+    if (!this.stream) return;
+    const x = Buffer.alloc(34);
+    x[0] = 0x72; // r
+    x.writeBigUInt64BE(this.confirmed, 1);
+    x.writeBigUInt64BE(this.confirmed, 9);
+    x.writeBigUInt64BE(this.confirmed, 17);
+    x.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_US, 25);
+    this.stream.write(x);
   }
 
   /**
-   * postgres.js re-LISTENs after a dropped connection, but gives up for good if the database is
-   * still down at that moment. A NOTIFY that does not come back means a fresh LISTEN connection.
+   * The replication connection ends with the server (restart, killed backend) and a temporary slot
+   * with it; a closed stream or a slot no longer active means a fresh connection. Rows committed in
+   * between are not delivered, as with the hosted server's temporary slot.
    */
-  private schedulePing(): void {
-    this.pingTimer = setTimeout(() => void this.ping().finally(() => this.closed || this.schedulePing()), PING_INTERVAL_MS);
-    this.pingTimer.unref();
+  private scheduleCheck(): void {
+    this.checkTimer = setTimeout(() => void this.check().finally(() => this.closed || this.scheduleCheck()), CHECK_INTERVAL_MS);
+    this.checkTimer.unref();
   }
 
-  private async ping(): Promise<void> {
-    if (this.pingsSeen < this.pingsSent) {
-      this.log("realtime: LISTEN connection lost, reconnecting");
-      this.pingsSeen = this.pingsSent;
-      try {
-        await this.listener?.end({ timeout: 0 });
-        await this.listen();
-        this.log("realtime: LISTEN connection restored");
-      } catch (err) {
-        this.log(`realtime: LISTEN failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
+  private async check(): Promise<void> {
+    this.sendStatus();
+    let alive = this.stream !== null;
+    if (alive) {
+      const rows = await this.sql`select 1 from pg_catalog.pg_replication_slots where slot_name = ${this.slot} and active`.catch(() => null);
+      alive = rows === null || rows.length > 0; // database unreachable: nothing to decide yet
     }
-    if (this.closed) return;
-    this.pingsSent++;
-    const body = JSON.stringify({ ping: this.nonce, n: this.pingsSent });
-    await this.sql`select pg_notify(${NOTIFY_CHANNEL}, ${body})`.catch(() => {});
-  }
-
-  private onNotify(text: string): void {
-    let data: unknown;
+    if (alive || this.closed) return;
+    this.log("realtime: replication connection lost, reconnecting");
     try {
-      data = JSON.parse(text);
-    } catch {
-      this.log("realtime: ignored a notification that is not JSON");
-      return;
+      await this.disconnect();
+      await this.replicate();
+      this.log("realtime: replication connection restored");
+    } catch (err) {
+      this.log(`realtime: replication failed: ${err instanceof Error ? err.message : String(err)}`);
     }
-    if (!isObject(data)) return;
-    if ("ping" in data) {
-      if (data.ping === this.nonce && typeof data.n === "number") this.pingsSeen = Math.max(this.pingsSeen, data.n);
-      return;
-    }
-    if (data.ref === true) this.enqueue(this.fetch(data.id, data.inserted_at));
-    else this.enqueue(fromNotification(data));
-  }
-
-  /** Typed as text in SQL: postgres.js would turn a timestamp parameter into a Date and drop the microseconds. */
-  private async fetch(id: unknown, insertedAt: unknown): Promise<DatabaseMessage | null> {
-    const rows = await this.sql<Row[]>`
-      select id, topic, event, private, payload::text as payload, binary_payload
-      from realtime.messages
-      where id = ${String(id)}::text::uuid and inserted_at = ${String(insertedAt)}::text::timestamp`;
-    return rows[0] ? fromRow(rows[0]) : null;
-  }
-
-  /** Delivers now unless an earlier row is still being fetched; then it waits its turn. */
-  private enqueue(item: DatabaseMessage | null | Promise<DatabaseMessage | null>): void {
-    if (this.pending === 0 && !(item instanceof Promise)) return this.publish(item);
-    // Settle at once: a fetch failing while earlier rows are pending must not be an unhandled rejection.
-    const settled =
-      item instanceof Promise
-        ? item.catch((err: unknown) => {
-            this.log(`realtime: could not fetch a large message: ${err instanceof Error ? err.message : String(err)}`);
-            return null;
-          })
-        : item;
-    this.pending++;
-    this.tail = this.tail
-      .then(() => settled)
-      .then((message) => this.publish(message))
-      .finally(() => {
-        this.pending--;
-      });
   }
 
   private publish(message: DatabaseMessage | null): void {

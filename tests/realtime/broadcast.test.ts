@@ -116,7 +116,7 @@ describe("broadcast from the database", () => {
     }
   });
 
-  it("keeps delivering after its LISTEN connection is killed", async () => {
+  it("keeps delivering after its replication connection is killed", async () => {
     const client = await connect(fx);
     try {
       const got: Received[] = [];
