@@ -1,6 +1,6 @@
 // The task_status events of claim → start → finish, at the SQL level: one event per change with
 // consecutive seqs and the documented payload, broadcast with the same seq, and each change
-// writing the task row once (migrations/20261125000900_cheaper_status_events.sql).
+// writing the task row once (migrations/20261125000900_queue_throughput.sql).
 import type { TransactionSql } from "postgres";
 import { describe, expect, it } from "vitest";
 import { sql, uniqueKind } from "../helpers/env.ts";
@@ -65,5 +65,23 @@ describe("task_status events of the queue path", () => {
       [5, "recovery_succeeded"],
       [6, "task_status"],
     ]);
+  });
+
+  it("start_task and finish_task refuse a stale attempt, another worker and an expired lease (CG409), changing nothing", async () => {
+    const kind = uniqueKind("ev");
+    const [w] = await sql<{ id: string }[]>`select id from cogo.register_worker('ev-worker', ${kind}, '{}', 2, 30000, 'test', '{}')`;
+    const [other] = await sql<{ id: string }[]>`select id from cogo.register_worker('ev-other', ${kind}, '{}', 2, 30000, 'test', '{}')`;
+    const [t] = await sql<{ id: string }[]>`select id from cogo.enqueue_task(${sql.json({ command: "true", requirements: { kind } })})`;
+    await sql`select id from cogo.claim_tasks(${w!.id}, 1)`;
+    const refused = async (call: Promise<unknown>) => expect(call).rejects.toMatchObject({ code: "CG409", message: expect.stringContaining("lease lost") });
+    await refused(sql`select cogo.start_task(${t!.id}, 2, ${w!.id})`);
+    await refused(sql`select cogo.start_task(${t!.id}, 1, ${other!.id})`);
+    await refused(sql`select cogo.finish_task(${t!.id}, 2, ${w!.id}, 'succeeded', 0, null, 'x', '{}', null)`);
+    await refused(sql`select cogo.finish_task(${t!.id}, 1, ${other!.id}, 'succeeded', 0, null, 'x', '{}', null)`);
+    await sql`select cogo.start_task(${t!.id}, 1, ${w!.id})`;
+    await sql`update public.tasks set lease_expires_at = now() - interval '1 second' where id = ${t!.id}`;
+    await refused(sql`select cogo.finish_task(${t!.id}, 1, ${w!.id}, 'succeeded', 0, null, 'x', '{}', null)`);
+    const [row] = await sql<{ status: string; n: string }[]>`select status, event_seq as n from public.tasks where id = ${t!.id}`;
+    expect([row!.status, Number(row!.n)]).toEqual(["running", 2]);
   });
 });

@@ -1,4 +1,7 @@
--- Queue throughput (bench/compare.ts). Every status change appended its `task_status` event with
+-- Queue throughput (bench/compare.ts): cheaper task_status events, and start/finish in one
+-- statement each (at the end).
+--
+-- Every status change appended its `task_status` event with
 -- cogo.append_event_unchecked, which updates the task row a second time to take the next event seq:
 -- a second row version per change, its index entries, and a foreign-key re-check that takes a
 -- KEY SHARE lock on the worker's row (shared by all of a worker's concurrent transactions).
@@ -80,3 +83,48 @@ $$;
 
 revoke execute on function cogo.insert_event(uuid, bigint, integer, text, jsonb), cogo.reserve_status_event_seq() from public;
 grant execute on function cogo.insert_event(uuid, bigint, integer, text, jsonb) to service_role;
+
+-- start_task and finish_task: the fence and the change in one UPDATE (it takes the row lock the
+-- fence's SELECT … FOR UPDATE took), one statement fewer per call. The WHERE clause is the fence's
+-- test; when it fails, cogo.fence raises the usual CG409 lease_lost.
+create or replace function cogo.start_task(p_task uuid, p_attempt integer, p_worker uuid) returns bigint
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_seq bigint;
+begin
+  update public.tasks set status = 'running', started_at = coalesce(started_at, now())
+   where id = p_task and attempt = p_attempt and worker_id is not distinct from p_worker
+     and status in ('claimed', 'running', 'blocked', 'recovering') and (lease_expires_at <= now()) is not true
+  returning output_seq into v_seq;
+  if not found then
+    perform cogo.fence(p_task, p_attempt, p_worker);
+    raise exception 'lease lost: task % attempt % no longer belongs to worker %', p_task, p_attempt, p_worker
+      using errcode = 'CG409';
+  end if;
+  return v_seq;
+end;
+$$;
+
+create or replace function cogo.finish_task(p_task uuid, p_attempt integer, p_worker uuid, p_status public.task_status,
+                                            p_exit_code integer, p_signal text, p_reason text, p_usage jsonb, p_result jsonb)
+returns public.tasks language plpgsql security definer set search_path = '' as $$
+declare
+  v_task public.tasks;
+begin
+  if p_status not in ('succeeded', 'failed', 'cancelled', 'timed_out') then
+    raise exception 'finish_task needs a final status, got %', p_status using errcode = '22023';
+  end if;
+  update public.tasks
+     set status = p_status, exit_code = p_exit_code, signal = p_signal, reason = p_reason, usage = p_usage,
+         result = p_result, finished_at = now(), lease_expires_at = null
+   where id = p_task and attempt = p_attempt and worker_id is not distinct from p_worker
+     and status in ('claimed', 'running', 'blocked', 'recovering') and (lease_expires_at <= now()) is not true
+  returning * into v_task;
+  if not found then
+    perform cogo.fence(p_task, p_attempt, p_worker);
+    raise exception 'lease lost: task % attempt % no longer belongs to worker %', p_task, p_attempt, p_worker
+      using errcode = 'CG409';
+  end if;
+  return v_task;
+end;
+$$;
