@@ -97,6 +97,12 @@ declare
   v_exclude boolean := coalesce((p_step ->> 'exclude')::boolean, false);
 begin
   v_task := cogo.fence(p_task, p_attempt, p_worker);
+  -- Cancelled while the recovery ran: the cancel wins, the task does not go back to the queue.
+  if v_task.cancel_requested_at is not null then
+    perform cogo.append_event_unchecked(p_task, 'recovery_failed',
+      p_event || '{"message": "cancelled during the recovery: not re-queued"}');
+    return cogo.finish_task(p_task, p_attempt, p_worker, 'cancelled', null, null, 'cancelled while recovering', '{}', null);
+  end if;
   if v_task.attempt >= v_task.max_attempts then
     raise exception 'task % has no attempts left (max %)', p_task, v_task.max_attempts using errcode = 'CG422';
   end if;
@@ -149,8 +155,18 @@ create trigger tasks_lease_lost_block after update of status on public.tasks
                      and new.lease_expires_at is null)
   execute function cogo.publish_worker_lost();
 
--- The API's recover request for one task. A task whose worker went silent for 70 % of a lease
--- (which then stopped its tasks itself) is re-queued at once; a live worker is told over
+-- How long without a heartbeat before the database may take a worker's tasks: the worker stops
+-- them itself at 70 % of a lease measured from when its last good heartbeat was *sent*, checked
+-- every lease/20, and killing takes a moment, so 70 % after the heartbeat *ran* would be too early
+-- (a task could be re-queued while its sandbox still ran). 75 % plus a second, and never later
+-- than the lease itself (then the lease rescuer would take them anyway).
+create function cogo.worker_silence(p_lease_ms integer) returns interval
+language sql immutable set search_path = '' as $$
+  select make_interval(secs => least(p_lease_ms, 0.75 * p_lease_ms + 1000) / 1000.0)
+$$;
+
+-- The API's recover request for one task. A task whose worker has been silent for
+-- cogo.worker_silence (it has stopped its tasks itself) is re-queued at once; a live worker is told over
 -- cogo_control and applies the request (or its own plan) through the fenced functions above.
 create function cogo.request_recovery(p_task uuid, p_request jsonb) returns jsonb
 language plpgsql security definer set search_path = '' as $$
@@ -167,7 +183,7 @@ begin
       using errcode = 'CG409';
   end if;
   select * into w from public.workers where id = v_task.worker_id;
-  if w.id is null or w.last_heartbeat_at < now() - make_interval(secs => 0.7 * w.lease_ms / 1000.0)
+  if w.id is null or w.last_heartbeat_at < now() - cogo.worker_silence(w.lease_ms)
      or v_task.lease_expires_at <= now() then
     update public.tasks set lease_expires_at = now() where id = p_task;
     perform cogo.requeue_expired();
@@ -194,7 +210,7 @@ begin
   if not found then
     raise exception 'worker % not found', p_worker using errcode = 'CG404';
   end if;
-  v_silent := w.status = 'offline' or w.last_heartbeat_at < now() - make_interval(secs => 0.7 * w.lease_ms / 1000.0);
+  v_silent := w.status = 'offline' or w.last_heartbeat_at < now() - cogo.worker_silence(w.lease_ms);
   if v_silent then
     update public.workers set status = 'offline' where id = p_worker;
     update public.tasks set lease_expires_at = now()
@@ -248,7 +264,7 @@ revoke execute on function cogo.set_block_options(uuid, jsonb, jsonb), cogo.skip
   cogo.report_block(uuid, integer, uuid, jsonb), cogo.begin_recovery(uuid, integer, uuid, jsonb),
   cogo.end_recovery(uuid, integer, uuid, boolean, jsonb, boolean),
   cogo.requeue_for_recovery(uuid, integer, uuid, jsonb, jsonb), cogo.publish_worker_lost(),
-  cogo.request_recovery(uuid, jsonb), cogo.recover_worker(uuid), cogo.block_health() from public;
+  cogo.request_recovery(uuid, jsonb), cogo.recover_worker(uuid), cogo.block_health(), cogo.worker_silence(integer) from public;
 grant execute on function cogo.set_block_options(uuid, jsonb, jsonb), cogo.request_recovery(uuid, jsonb)
   to authenticated, service_role;
 grant execute on function cogo.block_health() to anon, authenticated, service_role;
