@@ -91,6 +91,10 @@ try {
   stack = await startStack({ reset: values.reset, log });
 } catch (err) {
   console.error(`Could not start: ${err instanceof Error ? err.message : err}`);
+  if ((err as { code?: string }).code === "migration_failed") {
+    // Typically a data directory migrated by another checkout whose migrations differ.
+    console.error("If this data directory was set up by another version of COGO Sandbox, start afresh with `npm start -- --reset` (wipes it), or set COGO_DATA_DIR to a new directory.");
+  }
   process.exit(1);
 }
 
