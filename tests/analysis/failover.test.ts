@@ -1,11 +1,9 @@
 // A worker killed (SIGKILL) in the middle of an analysis batch: its lease expires, the batch runs
 // again on another worker, and the analysis completes with every file parsed once.
-import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../../embedded/stack.ts";
 import { api, newUser, sql, stack, startWorker, waitFor } from "../helpers/env.ts";
+import { spawnWorker } from "../helpers/worker-process.ts";
 import { makeRepo, ROOT, setPolicy, waitForAnalysis } from "./helpers.ts";
 
 /** A TypeScript module of about `lines` lines with distinct symbols. */
@@ -32,14 +30,7 @@ describe("analysis failover", () => {
     for (let i = 0; i < 120; i++) files[`src/m${i}.ts`] = module(i, 600);
     const repo = makeRepo("big", files);
     const user = await newUser();
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", "analysis", "--concurrency", "1", "--lease-ms", "2000"], {
-      env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: "/var/tmp/cogo-test-workspaces" },
-      stdio: ["ignore", "ignore", "pipe"],
-      detached: true,
-    });
-    let log = "";
-    child.stderr!.on("data", (d: Buffer) => (log += d));
-    const exited = new Promise((resolve) => child.on("exit", resolve));
+    const { kill, log, exited } = spawnWorker(stack.dbUrl, "analysis", ["--concurrency", "1", "--lease-ms", "2000"]);
     try {
       const start = await api("POST", "/analyze/repository", { token: user.token, body: { source: repo, options: { batchFiles: 40, batchBytes: 4 * 1024 * 1024 } } });
       expect(start.status).toBe(202);
@@ -50,8 +41,8 @@ describe("analysis failover", () => {
           select t.id from public.analysis_batches b join public.tasks t on t.id = b.task_id
            where b.analysis_id = ${id} and t.status in ('claimed', 'running')`;
         return rows[0]?.id;
-      }, `a running batch (worker log: ${log.slice(-500)})`, 60_000, 10);
-      process.kill(-child.pid!, "SIGKILL");
+      }, `a running batch (worker log: ${log().slice(-500)})`, 60_000, 10);
+      kill("SIGKILL");
       await exited;
       await startWorker({ kind: "analysis", concurrency: 2, leaseMs: 2000 });
       const done = await waitForAnalysis(user.token, id, 120_000);
@@ -71,7 +62,7 @@ describe("analysis failover", () => {
       const sym = await api("GET", `/analysis/${id}/results?section=symbols&name=f119_0`, { token: user.token });
       expect(sym.body.symbols).toEqual([expect.objectContaining({ path: "src/m119.ts", kind: "function", exported: true })]);
     } finally {
-      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, "SIGKILL");
+      kill("SIGKILL");
     }
   });
 });

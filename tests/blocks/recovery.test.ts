@@ -1,30 +1,19 @@
 // Recovery across workers and by request: worker kill -9 mid-task, reassign to another worker,
 // POST /tasks/:id/recover and POST /recover/:workerId, /health, and request validation.
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../../embedded/stack.ts";
 import { Queue } from "../../worker/queue.ts";
 import { api, newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+import { spawnWorker as spawnWorkerProcess } from "../helpers/worker-process.ts";
 import { eventsOf, FAST_DETECTION, story } from "./helpers.ts";
 
-function spawnWorker(kind: string, args: string[] = []) {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", kind, "--concurrency", "1", ...args], {
-    env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: "/var/tmp/cogo-test-workspaces" },
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: true,
-  });
-  let log = "";
-  child.stderr!.on("data", (d: Buffer) => (log += d));
-  return { child, log: () => log };
-}
+const spawnWorker = (kind: string, args: string[] = []) => spawnWorkerProcess(stack.dbUrl, kind, ["--concurrency", "1", ...args]);
 
 const statusOf = async (id: string) => (await sql<{ status: string }[]>`select status from public.tasks where id = ${id}`)[0]!.status;
 
 describe("recovery", () => {
   it("worker kill -9 mid-task: a worker_lost block, reassigned within the lease, finished once; /health shows it", async () => {
     const kind = uniqueKind("lost");
-    const { child, log } = spawnWorker(kind, ["--lease-ms", "2000"]);
+    const { kill, log } = spawnWorker(kind, ["--lease-ms", "2000"]);
     try {
       const user = await newUser();
       let out = "";
@@ -34,7 +23,7 @@ describe("recovery", () => {
       });
       const [first] = await sql<{ workerId: string }[]>`select worker_id from public.tasks where id = ${handle.taskId}`;
       const killedAt = Date.now();
-      process.kill(-child.pid!, "SIGKILL");
+      kill("SIGKILL");
       await startWorker({ kind, leaseMs: 2000 });
       const r = await handle.result();
       expect(r.status).toBe("succeeded");
@@ -53,11 +42,7 @@ describe("recovery", () => {
       expect(health.body.blocks.lastHour.workerLost).toBeGreaterThanOrEqual(1);
       expect(health.body.blocks.silentWorkers.map((w: { id: string }) => w.id)).toContain(first!.workerId);
     } finally {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        /* gone */
-      }
+      kill("SIGKILL");
     }
   });
 

@@ -1,20 +1,18 @@
 // The fault harness: a workload of streaming tasks, a watcher that sees every sandbox of that
 // workload on this machine, and the invariants every fault must leave intact.
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import path from "node:path";
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import type { Sql } from "postgres";
 import WebSocket from "ws";
 import { mintUserToken } from "../../embedded/keys.ts";
-import { PROJECT_ROOT } from "../../embedded/stack.ts";
 import type { OutputChunk } from "../../functions/_shared/schemas.ts";
 import { createSandboxClient, type SandboxClient } from "../../sdk/index.ts";
 import type { TaskHandle, TaskResult } from "../../sdk/handle.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { spawnWorker, WORKSPACES } from "../helpers/worker-process.ts";
 
-export { waitFor };
+export { spawnWorker, waitFor, WORKSPACES };
 
 /** What a harness needs of a stack: the shared test stack or a private one. */
 export interface Endpoints {
@@ -24,7 +22,6 @@ export interface Endpoints {
   jwtSecret: string;
 }
 
-export const WORKSPACES = "/var/tmp/cogo-test-workspaces";
 const MARK_PREFIX = "fault-mark-";
 
 export interface Tenant {
@@ -244,25 +241,6 @@ export async function checkInvariants(sql: Sql, tasks: Tracked[], watch: Sandbox
   return problems;
 }
 
-/** A worker in its own process (so it can be SIGKILLed or SIGTERMed), logging to a string. */
-export function spawnWorker(dbUrl: string, kind: string, args: string[] = []) {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", kind, ...args], {
-    env: { ...process.env, SUPABASE_DB_URL: dbUrl, COGO_WORKSPACE_ROOT: WORKSPACES },
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: true,
-  });
-  let log = "";
-  child.stderr!.on("data", (d: Buffer) => (log += d));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const kill = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      /* already gone */
-    }
-  };
-  return { child, exited, log: () => log, kill };
-}
 
 
 /** Resolves when every task has printed at least `lines` lines to the SDK client. */

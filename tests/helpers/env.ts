@@ -10,6 +10,7 @@ import { connect } from "../../functions/_shared/db.ts";
 import { Worker } from "../../worker/worker.ts";
 import type { WorkerOptions } from "../../worker/config.ts";
 import { createSandboxClient } from "../../sdk/index.ts";
+import { WORKSPACES } from "./worker-process.ts";
 
 export const stack = inject("stack");
 export const functionsUrl = `${stack.apiUrl}/functions/v1/sandbox`;
@@ -75,7 +76,7 @@ export async function startWorker(options: Partial<WorkerOptions> = {}): Promise
     leaseMs: 3000,
     pollIntervalMs: 500,
     graceMs: 2000,
-    workspaceRoot: "/var/tmp/cogo-test-workspaces",
+    workspaceRoot: WORKSPACES,
     log: () => {},
     ...options,
   });

@@ -1,22 +1,10 @@
 // Many tasks over two workers, and a worker killed mid-task: nothing runs twice, nothing is lost.
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../../embedded/stack.ts";
 import { LeaseLostError, Queue } from "../../worker/queue.ts";
 import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+import { spawnWorker as spawnWorkerProcess } from "../helpers/worker-process.ts";
 
-function spawnWorker(kind: string, args: string[] = []) {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "worker/main.ts"), "--kind", kind, "--concurrency", "1", ...args], {
-    env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl, COGO_WORKSPACE_ROOT: "/var/tmp/cogo-test-workspaces" },
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: true,
-  });
-  let log = "";
-  child.stderr!.on("data", (d: Buffer) => (log += d));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { child, exited, log: () => log };
-}
+const spawnWorker = (kind: string, args: string[] = []) => spawnWorkerProcess(stack.dbUrl, kind, ["--concurrency", "1", ...args]);
 
 describe("failover", () => {
   it("2 workers × 200 tasks: each runs exactly once, both workers take part", async () => {
@@ -53,7 +41,7 @@ describe("failover", () => {
 
   it("kill -9 of a worker mid-task: the lease expires, the task is re-queued and completes once; late writes are refused", async () => {
     const kind = uniqueKind("kill9");
-    const { child, log: childLog } = spawnWorker(kind, ["--lease-ms", "2000"]);
+    const { kill, log: childLog } = spawnWorker(kind, ["--lease-ms", "2000"]);
     try {
       const user = await newUser();
       let out = "";
@@ -65,7 +53,7 @@ describe("failover", () => {
         throw new Error(`${err.message}; the child worker said:\n${childLog()}`);
       });
       const [first] = await sql<{ workerId: string; attempt: number }[]>`select worker_id, attempt from public.tasks where id = ${handle.taskId}`;
-      process.kill(-child.pid!, "SIGKILL");
+      kill("SIGKILL");
       await startWorker({ kind, leaseMs: 2000 });
       const r = await handle.result();
       expect(r.status).toBe("succeeded");
@@ -82,11 +70,7 @@ describe("failover", () => {
       await expect(q.finish(stale, { status: "failed", exitCode: 1, signal: null, reason: "late", usage: {} })).rejects.toBeInstanceOf(LeaseLostError);
       expect((await user.sandbox.getTask(handle.taskId)).status).toBe("succeeded");
     } finally {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        /* already gone */
-      }
+      kill("SIGKILL");
     }
   });
 
