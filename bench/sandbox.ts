@@ -4,7 +4,8 @@ import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Sql } from "postgres";
-import { drainWorkspacePool, startSandbox } from "../worker/sandbox/index.ts";
+import { envCgroups } from "../worker/config.ts";
+import { drainWorkspacePool, sandboxFacts, startSandbox } from "../worker/sandbox/index.ts";
 import { PROJECT_ROOT, type Stack } from "../embedded/stack.ts";
 import { ms, percentile, type Row } from "./stats.ts";
 
@@ -19,7 +20,8 @@ function plainTrue(): Promise<number> {
 
 async function sandboxTrue(root: string): Promise<{ running: number; exited: number; total: number }> {
   const t0 = performance.now();
-  const p = await startSandbox({ command: ["true"] }, { root, workspacePool: 1 }); // pooled, as workers run
+  // Pooled and with COGO_CGROUPS, as workers run.
+  const p = await startSandbox({ command: ["true"] }, { root, workspacePool: 1, cgroups: envCgroups() });
   const t1 = performance.now();
   p.stdout.resume();
   p.stderr.resume();
@@ -48,6 +50,8 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
       sb.total.push(r.total);
     }
     const overhead = percentile(sb.exited, 50) - percentile(plain, 50);
+    const facts = await sandboxFacts(envCgroups());
+    rows.push({ metric: "cgroups in use (COGO_CGROUPS)", value: facts.cgroupsUsed ?? "none (rlimits)" });
     rows.push({ metric: "plain spawn true p50 / p99", value: `${ms(percentile(plain, 50))} / ${ms(percentile(plain, 99))}` });
     rows.push({ metric: "sandbox true start→exit p50 / p99", value: `${ms(percentile(sb.exited, 50))} / ${ms(percentile(sb.exited, 99))}` });
     rows.push({ metric: "sandbox overhead p50 (vs plain)", value: ms(overhead), target: "< 10 ms", ok: overhead < 10 });

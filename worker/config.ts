@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { CogoError } from "../functions/_shared/errors.ts";
+import type { CgroupMode } from "./sandbox/cgroups.ts";
 
 export class WorkerConfigError extends CogoError {}
 
@@ -30,6 +31,11 @@ export interface WorkerOptions {
   workspaceRoot: string;
   /** Let tasks that ask for it use the network. @default env COGO_ALLOW_NETWORK=1, else false */
   allowNetwork: boolean;
+  /**
+   * Cgroups for task limits: "auto" (v1 controllers when mounted, else v2), "v1", "v2", or "off"
+   * (rlimits only). @default env COGO_CGROUPS, else "auto"
+   */
+  cgroups: "auto" | "v1" | "v2" | "off";
   /** First host uid for sandboxes (one per slot) when the worker runs as root. @default 200000 */
   sandboxUidBase: number;
   /** Log lines. @default console.error with a timestamp */
@@ -47,6 +53,7 @@ export const WORKER_DEFAULTS = {
   flushIntervalMs: 20,
   workspaceRoot: "/var/tmp/cogo-workspaces",
   allowNetwork: false,
+  cgroups: "auto" as WorkerOptions["cgroups"],
   sandboxUidBase: 200_000,
 } satisfies Partial<WorkerOptions>;
 
@@ -58,6 +65,20 @@ function int(name: string, value: string | undefined, min: number, max: number):
   if (!Number.isInteger(n) || n < min || n > max) throw new WorkerConfigError("bad_option", `${name}=${value}: expected a whole number from ${min} to ${max}`);
   return n;
 }
+
+const CGROUP_MODES = ["auto", "v1", "v2", "off"] as const;
+
+function cgroupsMode(name: string, value: string | undefined): WorkerOptions["cgroups"] | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!(CGROUP_MODES as readonly string[]).includes(value)) throw new WorkerConfigError("bad_option", `${name}=${value}: expected one of ${CGROUP_MODES.join(", ")}`);
+  return value as WorkerOptions["cgroups"];
+}
+
+/** The sandbox option for a worker's cgroups mode. */
+export const sandboxCgroups = (mode: WorkerOptions["cgroups"]): CgroupMode => (mode === "off" ? false : mode);
+
+/** COGO_CGROUPS as a worker reads it, for code that starts sandboxes beside workers (bench, tests). */
+export const envCgroups = (env: NodeJS.ProcessEnv = process.env): CgroupMode => sandboxCgroups(cgroupsMode("COGO_CGROUPS", env.COGO_CGROUPS) ?? WORKER_DEFAULTS.cgroups);
 
 export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJS.ProcessEnv = process.env): WorkerOptions {
   const databaseUrl = partial.databaseUrl ?? env.SUPABASE_DB_URL;
@@ -79,6 +100,7 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
     graceMs: partial.graceMs ?? int("COGO_GRACE_MS", env.COGO_GRACE_MS, 0, 3_600_000) ?? WORKER_DEFAULTS.graceMs,
     workspaceRoot: partial.workspaceRoot ?? env.COGO_WORKSPACE_ROOT ?? WORKER_DEFAULTS.workspaceRoot,
     allowNetwork: partial.allowNetwork ?? env.COGO_ALLOW_NETWORK === "1",
+    cgroups: cgroupsMode("COGO_CGROUPS", partial.cgroups ?? env.COGO_CGROUPS) ?? WORKER_DEFAULTS.cgroups,
     log: partial.log ?? defaultLog,
   };
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new WorkerConfigError("bad_option", `concurrency must be ≥ 1, got ${opts.concurrency}`);
@@ -99,6 +121,8 @@ Options:
   --lease-ms MS       task lease; renewed every MS/3 (env COGO_LEASE_MS, default 15000)
   --grace-ms MS       on SIGTERM wait this long for running tasks (env COGO_GRACE_MS, default 30000)
   --allow-network     let tasks that ask for network have it (env COGO_ALLOW_NETWORK=1)
+  --cgroups MODE      auto (v1 controllers if mounted, else v2), v1, v2 or off: rlimits only
+                      (env COGO_CGROUPS, default auto); the worker logs what is in force
   -h, --help          this text
 `;
 
@@ -113,6 +137,7 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
       "lease-ms": { type: "string" },
       "grace-ms": { type: "string" },
       "allow-network": { type: "boolean" },
+      cgroups: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -126,5 +151,6 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
     leaseMs: int("--lease-ms", values["lease-ms"], 1000, 3_600_000),
     graceMs: int("--grace-ms", values["grace-ms"], 0, 3_600_000),
     allowNetwork: values["allow-network"],
+    cgroups: cgroupsMode("--cgroups", values.cgroups),
   };
 }

@@ -5,7 +5,7 @@ import { hostname, cpus, totalmem } from "node:os";
 import type { Sql } from "postgres";
 import { connect } from "../functions/_shared/db.ts";
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
-import { resolveWorkerOptions, type WorkerOptions } from "./config.ts";
+import { resolveWorkerOptions, sandboxCgroups, type WorkerOptions } from "./config.ts";
 import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { Queue } from "./queue.ts";
@@ -69,6 +69,7 @@ export class Worker {
       root: this.options.workspaceRoot,
       uid: this.options.sandboxUidBase,
       allowNetwork: this.options.allowNetwork,
+      cgroups: sandboxCgroups(this.options.cgroups),
       // A tmpfs per running task stays mounted between tasks: no mount/umount process per task.
       workspacePool: this.options.concurrency,
       // Every running task needs its own uid slot, and other workers of the machine share the range.
@@ -86,7 +87,7 @@ export class Worker {
 
   async start(): Promise<void> {
     const o = this.options;
-    const facts = await sandboxFacts();
+    const facts = await sandboxFacts(this.sandboxOptions.cgroups);
     const row = await this.queue.register({
       name: o.name,
       kind: o.kind,
@@ -97,7 +98,7 @@ export class Worker {
       host: { hostname: hostname(), pid: process.pid, cpus: cpus().length, memoryBytes: totalmem(), sandbox: facts },
     });
     this.id = row.id;
-    o.log(`worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}`);
+    o.log(`worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}${facts.cgroupNotes.length ? ` (${facts.cgroupNotes.join('; ')})` : ''}`);
 
     const tasksListen = await this.sql.listen("cogo_tasks", (kind) => kind === o.kind && this.nudge(), () => this.nudge());
     const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));

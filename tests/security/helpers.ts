@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs
 import { afterAll, beforeAll, expect } from "vitest";
 import type { ExecuteRequest, TaskCallbacks, TaskResult } from "../../sdk/index.ts";
 import type { Worker } from "../../worker/worker.ts";
+import { envCgroups } from "../../worker/config.ts";
 import { detectCgroups } from "../../worker/sandbox/cgroups.ts";
 import { ownerTag } from "../../worker/sandbox/procfs.ts";
 import { newUser, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
@@ -108,7 +109,16 @@ export function taskWorkspaces(root: string): string[] {
 
 /** Names of everything the worker in this process creates: cgroups `cogo-sandbox-<tag>-…`. */
 const tag = await ownerTag();
-const cgroupParents = Object.values((await detectCgroups()).usable);
+// The mode the workers of these tests use (COGO_CGROUPS, as the worker reads it).
+const cgroupSupport = await detectCgroups(envCgroups());
+const cgroupParents = Object.values(cgroupSupport.usable);
+
+/** For attacks only a memory cgroup stops exactly (the rlimit fallback bounds one process's address space, not tmpfs). */
+export function requireMemoryCgroup(): void {
+  if (!cgroupSupport.usable.memory) {
+    throw new Error(`this case needs a memory cgroup (a cgroup v1 memory hierarchy, or the v2 memory controller delegated to the worker's cgroup): ${cgroupSupport.notes.join("; ") || "none found"}`);
+  }
+}
 
 /**
  * Live host processes (not zombies) of the sandboxes of this process's workers: those in one of
@@ -122,7 +132,8 @@ export function sandboxProcesses(): { pid: number; cmd: string }[] {
     try {
       if (!readFileSync(`/proc/${name}/cgroup`, "utf8").includes(`/cogo-sandbox-${tag}-`)) continue;
       if (/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, "utf8"))) continue;
-      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ").trim().slice(0, 200) });
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ").trim().slice(0, 200);
+      if (!isSpare(cmd)) out.push({ pid: Number(name), cmd });
     } catch {
       // exited while we looked
     }
@@ -130,9 +141,24 @@ export function sandboxProcesses(): { pid: number; cmd: string }[] {
   return out;
 }
 
+/**
+ * A launcher spare waiting for a task (a fork of launcher.py). Under cgroup v2, which cannot rename
+ * a cgroup, spares wait in cgroups already named for a task.
+ */
+const isSpare = (cmd: string) => cmd.includes("/worker/sandbox/launcher.py");
+
 /** Task cgroups of this process still present (the worker removes them once they are empty). */
 export function leftoverCgroups(): string[] {
-  return cgroupParents.flatMap((dir) => readdirSync(dir).filter((n) => n.startsWith(`cogo-sandbox-${tag}-`)).map((n) => `${dir}/${n}`));
+  const spareOnly = (dir: string) => {
+    try {
+      const pids = readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n").filter(Boolean);
+      return pids.length > 0 && pids.every((p) => isSpare(readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ")));
+    } catch {
+      return false; // changed while we looked: count it, the caller's check will say what it is
+    }
+  };
+  const dirs = [...new Set(cgroupParents)].flatMap((dir) => readdirSync(dir).filter((n) => n.startsWith(`cogo-sandbox-${tag}-`)).map((n) => `${dir}/${n}`));
+  return dirs.filter((d) => !spareOnly(d));
 }
 
 /** Polls while `during` runs; returns the peak number of processes in this process's sandboxes. */

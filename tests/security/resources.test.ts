@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { peakSandboxProcesses, py, securitySuite } from "./helpers.ts";
+import { peakSandboxProcesses, py, requireMemoryCgroup, securitySuite } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 const s = securitySuite("res");
@@ -111,6 +111,7 @@ print("started all", n)
   });
 
   it("memory bomb: OOM-killed at memoryBytes and reported as the memory limit", async () => {
+    requireMemoryCgroup();
     const r = await s.run({
       command: "python3 -c 'a = []\nwhile True: a.append(bytearray(1 << 20))'",
       limits: { memoryBytes: 48 * MiB, wallTimeMs: 10_000 },
@@ -122,6 +123,7 @@ print("started all", n)
   });
 
   it("memory bomb through tmpfs: files in /dev/shm count against memoryBytes", async () => {
+    requireMemoryCgroup();
     const r = await s.run({
       command: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; rc=$?; stat -c %s /dev/shm/fill; exit $rc",
       limits: { memoryBytes: 32 * MiB, workspaceBytes: 256 * MiB, wallTimeMs: 10_000 },

@@ -1,7 +1,7 @@
 // Reads one task's process tree from /proc (and its cgroups when it has them): CPU, memory,
 // processes, I/O counters, and, when the task is quiet, what each thread is waiting in.
 import { readFile, readdir, readlink } from "node:fs/promises";
-import { join } from "node:path";
+import type { TaskCgroup } from "../sandbox/cgroups.ts";
 import { processTree } from "../sandbox/procfs.ts";
 
 const TICK_MS = 10; // USER_HZ is 100 everywhere we run
@@ -51,12 +51,6 @@ export interface TreeSample {
   forkFailures: number;
 }
 
-export interface CgroupDirs {
-  memory?: string;
-  pids?: string;
-  cpuacct?: string;
-}
-
 const readText = (path: string) => readFile(path, "utf8").catch(() => null);
 
 async function readProcess(pid: number): Promise<ProcessInfo | null> {
@@ -84,7 +78,7 @@ export class TreeSampler {
 
   constructor(
     private readonly rootPid: number,
-    private readonly cgroup: CgroupDirs,
+    private readonly cgroup: TaskCgroup | null,
     /** Link target of the task's stdin pipe as seen in /proc (e.g. "pipe:[123]"), or null if stdin is closed. */
     readonly stdinLink: string | null,
     /** Link targets of the task's stdout and stderr pipes (the worker reads their other ends). */
@@ -103,26 +97,25 @@ export class TreeSampler {
     const pids = await processTree(this.rootPid);
     const all = (await Promise.all(pids.map(readProcess))).filter((p) => p !== null);
     const processes = all.filter((p) => p.comm !== "bwrap");
-    const [cgCpu, cgStat, cgPids, oom, pidEvents] = await Promise.all([
-      this.cgroup.cpuacct ? readText(join(this.cgroup.cpuacct, "cpuacct.usage")) : null,
-      this.cgroup.memory ? readText(join(this.cgroup.memory, "memory.stat")) : null,
-      this.cgroup.pids ? readText(join(this.cgroup.pids, "pids.current")) : null,
-      this.cgroup.memory ? readText(join(this.cgroup.memory, "memory.oom_control")) : null,
-      this.cgroup.pids ? readText(join(this.cgroup.pids, "pids.events")) : null,
+    const cg = this.cgroup;
+    const [cgCpu, cgMemory, cgTasks, oomKills, forkFailures] = await Promise.all([
+      cg?.cpuTotalMs().catch(() => null) ?? null,
+      cg?.memoryBytes().catch(() => null) ?? null,
+      cg?.tasks().catch(() => null) ?? null,
+      cg?.oomKills().catch(() => null) ?? null,
+      cg?.forkFailures().catch(() => 0) ?? 0,
     ]);
     const procfsCpu = all.reduce((s, p) => s + p.cpuMs, 0);
     this.peakProcfsCpu = Math.max(this.peakProcfsCpu, procfsCpu);
-    const stat = (key: string) => Number(new RegExp(`^total_${key} (\\d+)$`, "m").exec(cgStat ?? "")?.[1] ?? NaN);
-    const cgMemory = stat("rss") + stat("shmem");
     return {
       at,
       processes,
-      cpuMs: cgCpu ? Number(cgCpu) / 1e6 : this.peakProcfsCpu,
-      memoryBytes: Number.isFinite(cgMemory) ? cgMemory : processes.reduce((s, p) => s + p.rssBytes, 0),
+      cpuMs: cgCpu ?? this.peakProcfsCpu,
+      memoryBytes: cgMemory ?? processes.reduce((s, p) => s + p.rssBytes, 0),
       // The cgroup also counts bwrap's two helpers.
-      tasks: cgPids ? Math.max(0, Number(cgPids) - 2) : processes.reduce((s, p) => s + p.threads, 0),
-      oomKills: Number(/^oom_kill (\d+)$/m.exec(oom ?? "")?.[1] ?? 0),
-      forkFailures: Number(/^max (\d+)$/m.exec(pidEvents ?? "")?.[1] ?? 0),
+      tasks: cgTasks !== null ? Math.max(0, cgTasks - 2) : processes.reduce((s, p) => s + p.threads, 0),
+      oomKills: oomKills ?? 0,
+      forkFailures,
     };
   }
 

@@ -94,7 +94,7 @@ export class BlockSupervisor {
     if (!this.o.enabled) return;
     const stdinLink = this.d.task.stdinMode === "pipe" ? await TreeSampler.stdinLinkOf(sandbox.pid) : null;
     const outputLinks = (await Promise.all([1, 2].map((fd) => TreeSampler.stdinLinkOf(sandbox.pid, fd)))).filter((l) => l !== null);
-    this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroupDirs, stdinLink, outputLinks);
+    this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroup, stdinLink, outputLinks);
     this.classifier = new BlockClassifier(this.o, sandbox.limits);
     this.timer = setInterval(() => void this.tick(), this.o.sampleIntervalMs);
   }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { BASE_ENV, bwrapInfo, findExecutable } from './bwrap.ts';
-import { detectCgroups } from './cgroups.ts';
+import { detectCgroups, type CgroupMode } from './cgroups.ts';
 
 const run = promisify(execFile);
 
@@ -24,31 +24,36 @@ const TOOLS: [name: string, ...args: string[]][] = [
 export interface SandboxFacts {
   /** bwrap path and version. */
   bwrap: string;
-  /** Cgroup hierarchy the machine mounts. */
+  /** Cgroup hierarchy the machine mounts (hybrid counts as v1). */
   cgroups: 'v2' | 'v1' | 'none';
+  /** The hierarchy task cgroups are made in, or null (rlimits only). */
+  cgroupsUsed: 'v2' | 'v1' | null;
+  /** Why a cgroup controller is not used, or what setting cgroups up took. */
+  cgroupNotes: string[];
   /** Which mechanism enforces each limit on this machine, for a worker running with these privileges. */
   limitsBy: string;
   /** Versions of tools on the sandbox's PATH (the sandbox sees the host's /usr read-only). */
   toolchain: Record<string, string>;
 }
 
-/** What the sandbox can do here; throws SandboxUnavailable if bwrap is missing. */
-export async function sandboxFacts(): Promise<SandboxFacts> {
-  const [bw, cg, toolchain] = await Promise.all([bwrapInfo(), detectCgroups(), toolVersions()]);
+/** What the sandbox can do here with these cgroup options; throws SandboxUnavailable if bwrap is missing. */
+export async function sandboxFacts(cgroups: CgroupMode = true): Promise<SandboxFacts> {
+  const [bw, cg, toolchain] = await Promise.all([bwrapInfo(), detectCgroups(cgroups), toolVersions()]);
   const asRoot = process.geteuid?.() === 0;
-  const v1 = (c: 'memory' | 'pids' | 'cpuacct') => c in cg.usable;
+  const has = (c: 'memory' | 'pids' | 'cpu') => c in cg.usable;
+  const v = cg.using;
   const limitsBy = [
     'wall=timer',
-    `cpu=RLIMIT_CPU+${v1('cpuacct') ? 'cpuacct-cgroup' : 'proc-sampling'}`,
-    `memory=${v1('memory') ? 'memory-cgroup(oom_kill)' : 'RLIMIT_AS(heuristic)'}`,
-    `processes=${v1('pids') ? 'pids-cgroup+' : ''}RLIMIT_NPROC(${asRoot ? 'per-slot-uid' : 'shared-with-worker-uid'})`,
+    `cpu=RLIMIT_CPU+${has('cpu') ? (v === 'v2' ? 'cgroup-v2(cpu.stat)' : 'cgroup-v1(cpuacct)') : 'proc-sampling'}`,
+    `memory=${has('memory') ? `cgroup-${v}(memory, oom_kill)` : 'RLIMIT_AS(heuristic)'}`,
+    `processes=${has('pids') ? `cgroup-${v}(pids)+` : ''}RLIMIT_NPROC(${asRoot ? 'per-slot-uid' : 'shared-with-worker-uid'})`,
     'openFiles=RLIMIT_NOFILE',
     'fileSize=RLIMIT_FSIZE',
     `workspace=${asRoot ? 'tmpfs(size)' : 'none(plain-dir)'}`,
     `tmp=${bw.size ? 'bwrap-tmpfs(size)' : 'bwrap-tmpfs(unsized)'}`,
     'output=byte-counter',
   ].join('; ');
-  return { bwrap: `${bw.path} (${bw.version})`, cgroups: cg.version, limitsBy, toolchain };
+  return { bwrap: `${bw.path} (${bw.version})`, cgroups: cg.version, cgroupsUsed: v, cgroupNotes: cg.notes, limitsBy, toolchain };
 }
 
 async function toolVersions(): Promise<Record<string, string>> {

@@ -40,7 +40,7 @@ def reply(msg):
 
 
 def join_cgroups(procs_files):
-    for procs in procs_files:
+    for procs in sorted(set(procs_files)):
         with open(procs, "w") as f:
             f.write(str(os.getpid()))
 
@@ -138,7 +138,7 @@ class Server:
                             with open(os.path.join(dirs[controller], name), "w") as f:
                                 f.write(str(value))
                         except OSError:
-                            if name != "memory.memsw.limit_in_bytes":  # absent without swap accounting
+                            if name not in cg["optional"]:  # e.g. swap files without swap accounting
                                 raise
                 socket.send_fds(spare.sock, [b"R"], theirs)
                 spare.sock.sendall(json.dumps(req).encode())
@@ -183,11 +183,12 @@ class Server:
         try:
             for controller, parent in cg["parents"].items():
                 path = os.path.join(parent, name)
-                os.mkdir(path)
+                if path not in dirs.values():  # v2: one directory serves every controller
+                    os.mkdir(path)
                 dirs[controller] = path
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         except OSError:
-            for path in dirs.values():
+            for path in set(dirs.values()):
                 os.rmdir(path)
             raise
         pid = os.fork()
@@ -201,13 +202,13 @@ class Server:
         return spare
 
     def take_spare(self, cg):
-        """A spare, its cgroups renamed from the spare prefix to the task prefix (v1 allows it)."""
+        """A spare, its v1 cgroups renamed from the spare prefix to the task prefix (v2 cannot rename)."""
         ready = self.spares.setdefault(self.layout(cg), [])
         spare = ready.pop(0) if ready else self.make_spare(cg)
         try:
             if spare.sock.recv(1) != b"J":
                 raise OSError("a spare could not join its cgroups")
-            for controller, path in list(spare.dirs.items()):
+            for controller, path in list(spare.dirs.items()) if cg["rename"] else []:
                 renamed = os.path.join(os.path.dirname(path), cg["prefix"] + os.path.basename(path)[len(cg["sparePrefix"]):])
                 os.rename(path, renamed)
                 spare.dirs[controller] = renamed
@@ -240,7 +241,7 @@ class Server:
         os.waitpid(spare.pid, 0)
         os.close(spare.pidfd)
         spare.sock.close()
-        for path in spare.dirs.values():
+        for path in set(spare.dirs.values()):
             for _ in range(100):
                 try:
                     os.rmdir(path)

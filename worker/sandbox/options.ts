@@ -1,3 +1,4 @@
+import type { CgroupMode } from './cgroups.ts';
 import { InvalidSandboxSpec } from './errors.ts';
 
 const MiB = 1024 * 1024;
@@ -47,8 +48,12 @@ export interface SandboxOptions {
   allowNetwork?: boolean;
   /** Hostname inside the sandbox. @default 'sandbox' */
   hostname?: string;
-  /** Use cgroups when the machine lets us create them; false forces the rlimit fallback. @default true */
-  cgroups?: boolean;
+  /**
+   * Cgroups for limits and accounting where the machine lets us create them: `true`/'auto' uses
+   * v1 controllers when mounted (hybrid machines) and v2 otherwise; 'v1'/'v2' insist on one;
+   * false forces the rlimit fallback. @default true
+   */
+  cgroups?: CgroupMode;
   /** How often CPU time (and, without cgroups, memory) is sampled. @default 100 */
   pollIntervalMs?: number;
   /**

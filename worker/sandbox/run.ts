@@ -33,7 +33,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
     bwrapInfo(),
     prepareRoot(o.root, asRoot).then(() => reapStaleWorkspaces(o.root)),
     ensureEtc(o.root, o.hostname),
-    o.cgroups ? detectCgroups() : null,
+    o.cgroups === false ? null : detectCgroups(o.cgroups),
   ]);
 
   const undo: (() => Promise<unknown>)[] = [];
@@ -69,7 +69,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
         : null,
       stdin: checked.stdin === 'pipe',
     });
-    const cgroup = child.cgroupDirs ? TaskCgroup.adopt(child.cgroupDirs) : null;
+    const cgroup = child.cgroupDirs && support?.using ? TaskCgroup.adopt(support.using, child.cgroupDirs) : null;
     undo.length = 0; // from here on the Sandbox owns every resource
     const sandbox = new Sandbox(child, workspace, limits, o.pollIntervalMs, cgroup, slot);
     await sandbox.started.catch(async (err: unknown) => {
@@ -145,7 +145,7 @@ class Sandbox implements SandboxProcess {
     private readonly ws: Workspace,
     readonly limits: SandboxLimits,
     pollIntervalMs: number,
-    private readonly cgroup: TaskCgroup | null,
+    readonly cgroup: TaskCgroup | null,
     private readonly slot: Slot | null,
   ) {
     this.pid = child.pid;
@@ -173,10 +173,6 @@ class Sandbox implements SandboxProcess {
       }, pollIntervalMs),
     );
     this.exited = child.exit.then(({ code, signal }) => this.finish(code, signal === null ? null : (SIGNAL_NAMES.get(signal) ?? `signal ${signal}`)));
-  }
-
-  get cgroupDirs() {
-    return this.cgroup?.directories ?? {};
   }
 
   kill(reason: SandboxExitReason): void {

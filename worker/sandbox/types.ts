@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Controller } from './cgroups.ts';
+import type { TaskCgroup } from './cgroups.ts';
 import type { SandboxLimits } from './options.ts';
 
 export interface SandboxFile {
@@ -60,8 +60,8 @@ export interface SandboxProcess {
   readonly workspace: string;
   /** The limits in force (the request clamped to the worker's maxima). */
   readonly limits: Readonly<SandboxLimits>;
-  /** Host directories of the task's cgroups, per controller it has (empty without cgroups). */
-  readonly cgroupDirs: Readonly<Partial<Record<Controller, string>>>;
+  /** The task's cgroups (host directories and counters, read by the block monitor), or null without cgroups. */
+  readonly cgroup: TaskCgroup | null;
   /** Read eagerly from the sandbox: a slow reader never stalls the task (buffer is capped by outputBytes). */
   stdout: Readable;
   stderr: Readable;

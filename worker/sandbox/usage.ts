@@ -24,7 +24,7 @@ export class UsageMonitor {
   ) {}
 
   private get needsProcfs(): boolean {
-    return !this.cgroup?.controllers.includes('cpuacct') || !this.cgroup.controllers.includes('memory');
+    return !this.cgroup?.controllers.includes('cpu') || !this.cgroup.controllers.includes('memory');
   }
 
   /** Updates the figures while the task runs; returns total CPU ms so far. */
