@@ -38,8 +38,12 @@ describe('delegateV2: enabling controllers for task cgroups', () => {
   let controller = '';
   let enabledInBase = false;
   let sleeper: ReturnType<typeof spawn> | undefined;
-  beforeAll(() => {
-    // The worker's cgroup (dir) must have a controller available: its parent (base) hands one down.
+  beforeAll(async () => {
+    // The worker's cgroup (dir) must have a controller available: its parent (base) hands one
+    // down. On a pure v2 machine our own setup gives base memory and pids (it moves this process
+    // into the leaf); a hybrid machine's unified root may enable one itself (the root is exempt
+    // from the no-internal-process rule).
+    await detectCgroups('v2');
     base = join(v2Mount(), own2());
     const words = (f: string) => readFileSync(join(base, f), 'utf8').split(/\s+/).filter(Boolean);
     controller = ['hugetlb', 'pids', 'memory', 'io', 'cpu'].find((c) => words('cgroup.controllers').includes(c)) ?? '';
@@ -66,7 +70,11 @@ describe('delegateV2: enabling controllers for task cgroups', () => {
     sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
     writeFileSync(join(dir, 'cgroup.procs'), String(sleeper.pid));
 
-    const r = await delegateV2(dir, [controller, 'nosuchctl']);
+    const told = await delegateV2(dir, [controller], { move: false });
+    expect(told).toMatchObject({ ok: true, parent: dir, enabled: [] });
+    expect(told.notes).toEqual([`cgroup v2 ${controller}: ${dir} has processes of its own; delegate it (systemd Delegate=yes) and start the worker with --cgroups v2 to move them into ${V2_LEAF}/`]);
+
+    const r = await delegateV2(dir, [controller, 'nosuchctl'], { move: true });
     expect(r).toMatchObject({ ok: true, parent: dir, enabled: [controller] });
     expect(r.notes).toEqual([`cgroup v2 nosuchctl: not delegated to ${dir}`, `cgroup v2: moved 1 process(es) of ${dir} into ${V2_LEAF}/ to enable controllers`]);
     // The kernel refused the controller while the sleeper sat in dir; now it lives in the leaf.
@@ -76,7 +84,7 @@ describe('delegateV2: enabling controllers for task cgroups', () => {
     expect(readdirSync(join(dir, 'task')).some((f) => f.startsWith(`${controller}.`))).toBe(true);
 
     // A worker started inside the leaf sets up its parent and moves nothing.
-    const again = await delegateV2(join(dir, V2_LEAF), [controller]);
+    const again = await delegateV2(join(dir, V2_LEAF), [controller], { move: false });
     expect(again).toEqual({ ok: true, parent: dir, enabled: [controller], notes: [] });
   });
 });

@@ -132,8 +132,8 @@ export function sandboxProcesses(): { pid: number; cmd: string }[] {
     try {
       if (!readFileSync(`/proc/${name}/cgroup`, "utf8").includes(`/cogo-sandbox-${tag}-`)) continue;
       if (/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, "utf8"))) continue;
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ").trim().slice(0, 200);
-      if (!isSpare(cmd)) out.push({ pid: Number(name), cmd });
+      if (isSpare(name)) continue;
+      out.push({ pid: Number(name), cmd: readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ").trim().slice(0, 200) });
     } catch {
       // exited while we looked
     }
@@ -145,14 +145,18 @@ export function sandboxProcesses(): { pid: number; cmd: string }[] {
  * A launcher spare waiting for a task (a fork of launcher.py). Under cgroup v2, which cannot rename
  * a cgroup, spares wait in cgroups already named for a task.
  */
-const isSpare = (cmd: string) => cmd.includes("/worker/sandbox/launcher.py");
+function isSpare(pid: string): boolean {
+  // The worker's uid (a task runs as a slot uid and cannot become it) and the launcher's command line.
+  const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  return uid === process.getuid!() && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("/worker/sandbox/launcher.py");
+}
 
 /** Task cgroups of this process still present (the worker removes them once they are empty). */
 export function leftoverCgroups(): string[] {
   const spareOnly = (dir: string) => {
     try {
       const pids = readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n").filter(Boolean);
-      return pids.length > 0 && pids.every((p) => isSpare(readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ")));
+      return pids.length > 0 && pids.every(isSpare);
     } catch {
       return false; // changed while we looked: count it, the caller's check will say what it is
     }

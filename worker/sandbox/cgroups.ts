@@ -40,7 +40,10 @@ const detected = new Map<string, Promise<CgroupSupport>>();
 export function detectCgroups(mode: CgroupMode = 'auto'): Promise<CgroupSupport> {
   const key = String(mode === true ? 'auto' : mode);
   let found = detected.get(key);
-  if (!found) detected.set(key, (found = detect(mode === true ? 'auto' : mode)));
+  if (!found) {
+    found = detect(mode === true ? 'auto' : mode).catch((err: Error) => ({ version: 'none' as const, using: null, usable: {}, notes: [`cgroup setup failed: ${err.message}`] }));
+    detected.set(key, found);
+  }
   return found;
 }
 
@@ -56,7 +59,8 @@ async function detect(mode: Exclude<CgroupMode, true>): Promise<CgroupSupport> {
     const [fstype = '', , superOpts = ''] = right.split(' ');
     return [{ root: l[3] ?? '/', point: l[4] ?? '', fstype, opts: superOpts.split(',') }];
   });
-  const ownPaths = own.split('\n').map((l) => l.split(':'));
+  // hierarchy-id:controllers:path (the path itself may contain ':')
+  const ownPaths = own.split('\n').map((l) => l.split(':')).map(([id = '', ctl = '', ...path]) => [id, ctl, path.join(':')]);
   const v1Mounts = mounts.filter((m) => m.fstype === 'cgroup');
   const v2Mount = mounts.find((m) => m.fstype === 'cgroup2');
   const version = v1Mounts.length > 0 ? 'v1' : v2Mount ? 'v2' : 'none';
@@ -67,18 +71,23 @@ async function detect(mode: Exclude<CgroupMode, true>): Promise<CgroupSupport> {
   if (v1 && (v1.usable.memory || v1.usable.pids || mode === 'v1')) {
     return Object.keys(v1.usable).length > 0 ? { version, using: 'v1', ...v1 } : { version, using: null, ...v1 };
   }
-  const v2 = await detectV2(v2Mount, ownPaths.find((f) => f[0] === '0' && f[1] === '')?.[2]);
+  const v2 = await detectV2(v2Mount, ownPaths.find((f) => f[0] === '0' && f[1] === '')?.[2], mode === 'v2');
   if (v2.using) return { version, ...v2 };
   if (v1 && Object.keys(v1.usable).length > 0) return { version, using: 'v1', usable: v1.usable, notes: [...v1.notes, ...v2.notes] };
   return { version, using: null, usable: {}, notes: [...(v1?.notes ?? []), ...v2.notes] };
 }
 
-async function detectV2(mount: Mount | undefined, ownPath: string | undefined): Promise<Omit<CgroupSupport, 'version'>> {
+/**
+ * `insist`: the operator chose v2, so the worker may move the processes of its cgroup. Otherwise
+ * it only does so in the root of its cgroup namespace (a container's own cgroup): a systemd unit
+ * that was not delegated gets its controllers reset by systemd later, limits and all.
+ */
+async function detectV2(mount: Mount | undefined, ownPath: string | undefined, insist: boolean): Promise<Omit<CgroupSupport, 'version'>> {
   const none = (note: string) => ({ using: null, usable: {}, notes: [note] });
   if (!mount || ownPath === undefined) return none('cgroup v2: not mounted');
   const rel = relative(mount.root, ownPath);
   if (rel.startsWith('..')) return none(`cgroup v2: our cgroup ${ownPath} is outside the mounted hierarchy`);
-  const v2 = await delegateV2(join(mount.point, rel), V2_WANTED);
+  const v2 = await delegateV2(join(mount.point, rel), V2_WANTED, { move: insist || ownPath === '/' });
   if (!v2.ok) return { using: null, usable: {}, notes: v2.notes };
   const usable: CgroupSupport['usable'] = { cpu: v2.parent };
   for (const c of v2.enabled) usable[c as Controller] = v2.parent;
@@ -129,7 +138,7 @@ export const V2_LEAF = 'cogo-workers';
  * Delegate= or a container's init expects) is moved into the leaf `own/cogo-workers`, and task
  * cgroups become its siblings. A worker started in that leaf uses its parent.
  */
-export async function delegateV2(own: string, want: string[]): Promise<{ ok: boolean; parent: string; enabled: string[]; notes: string[] }> {
+export async function delegateV2(own: string, want: string[], options: { move: boolean }): Promise<{ ok: boolean; parent: string; enabled: string[]; notes: string[] }> {
   const parent = basename(own) === V2_LEAF ? dirname(own) : own;
   const notes: string[] = [];
   const words = async (file: string) => (await readFile(join(parent, file), 'utf8').catch(() => '')).split(/\s+/).filter(Boolean);
@@ -144,6 +153,10 @@ export async function delegateV2(own: string, want: string[]): Promise<{ ok: boo
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EBUSY') {
         notes.push(`cgroup v2 ${c}: cannot enable in ${parent}: ${(err as Error).message}`);
+        continue;
+      }
+      if (!options.move) {
+        notes.push(`cgroup v2 ${c}: ${parent} has processes of its own; delegate it (systemd Delegate=yes) and start the worker with --cgroups v2 to move them into ${V2_LEAF}/`);
         continue;
       }
       moved += await moveProcesses(parent, join(parent, V2_LEAF));
@@ -283,6 +296,12 @@ export class TaskCgroup {
     if (stat === null) return null;
     const sum = this.version === 'v2' ? statField(stat, 'anon') + statField(stat, 'shmem') : statField(stat, 'total_rss') + statField(stat, 'total_shmem');
     return Number.isFinite(sum) ? sum : null;
+  }
+
+  /** Memory charged now (processes, page cache, tmpfs); null without the controller. */
+  async memoryCurrentBytes(): Promise<number | null> {
+    const n = await this.read('memory', this.version === 'v2' ? 'memory.current' : 'memory.usage_in_bytes');
+    return n === null ? null : Number(n);
   }
 
   /** Peak memory charged (v2: `memory.peak`, Linux ≥ 5.19); null if unknown. */

@@ -17,6 +17,8 @@ export interface UsageFigures {
  */
 export class UsageMonitor {
   private readonly sampled: UsageFigures = { cpuUserMs: 0, cpuSystemMs: 0, maxRssBytes: 0, maxVsizeBytes: 0 };
+  /** Whether the memory cgroup records its peak (null until the first sample asks). */
+  private hasPeak: boolean | null = null;
 
   constructor(
     private readonly rootPid: number,
@@ -48,6 +50,10 @@ export class UsageMonitor {
         this.sampled.cpuSystemMs = system;
       }
       this.sampled.maxRssBytes = Math.max(this.sampled.maxRssBytes, rss);
+    } else if (this.cgroup) {
+      this.hasPeak ??= (await this.cgroup.peakMemoryBytes()) !== null;
+      // v2 before Linux 5.19 keeps no peak: track the highest charge seen.
+      if (!this.hasPeak) this.sampled.maxRssBytes = Math.max(this.sampled.maxRssBytes, (await this.cgroup.memoryCurrentBytes()) ?? 0);
     }
     return (await this.cgroup?.cpuTotalMs()) ?? this.sampled.cpuUserMs + this.sampled.cpuSystemMs;
   }
