@@ -15,8 +15,13 @@ import { newUser, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
 /** Slot uids of the corpus's workers (apart from the default range other sessions' workers use). */
 export const SECURITY_UID_BASE = 420_000;
 
-/** A trivial task must finish end to end within this (the API, claim, sandbox, Realtime) ... */
+/** A trivial task must go from queued to finished within this (the API, claim, sandbox) ... */
 export const NORMAL_E2E_MS = 2500;
+/**
+ * ... and reach the client within this: a final message Realtime delivers late (the shared test
+ * stack decodes every test's WAL in one stream) is covered by the SDK's 3 s HTTP poll.
+ */
+const CLIENT_E2E_MS = NORMAL_E2E_MS + 3000;
 /** ... and its sandbox run (bwrap start to exit) within this. */
 export const NORMAL_WALL_MS = 700;
 
@@ -53,7 +58,8 @@ export function securitySuite(prefix: string, options: { concurrency?: number; b
       const r = await ctx.run({ command: `echo ok-${marker}`, limits: { wallTimeMs: 10_000 } });
       expect(r).toMatchObject({ status: "succeeded", exitCode: 0, stdout: `ok-${marker}\n`, stderr: "", reason: "exited with code 0" });
       expect(r.task.workerId).toBe(ctx.worker.workerId);
-      expect(r.elapsedMs).toBeLessThan(NORMAL_E2E_MS);
+      expect(Date.parse(r.task.finishedAt!) - Date.parse(r.task.createdAt!)).toBeLessThan(NORMAL_E2E_MS);
+      expect(r.elapsedMs).toBeLessThan(CLIENT_E2E_MS);
       expect((r.usage as { wallMs: number }).wallMs).toBeLessThan(NORMAL_WALL_MS);
       expect(sandboxProcesses()).toEqual([]);
       expect(leftoverCgroups()).toEqual([]);
