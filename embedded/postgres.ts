@@ -17,6 +17,14 @@ const exitHook = createRequire(import.meta.url)("async-exit-hook") as { unhookEv
 exitHook.unhookEvent("beforeExit");
 exitHook.unhookEvent("exit");
 
+/**
+ * For a process that stops the whole stack itself on a signal (npm start): the signal hooks would
+ * stop Postgres at once and then exit the process, under workers still draining their tasks.
+ */
+export function ownSignals(): void {
+  for (const event of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"]) exitHook.unhookEvent(event);
+}
+
 export interface PostgresOptions {
   /** Root of all embedded state; the cluster lives in `<dataDir>/postgres/data`. */
   dataDir: string;

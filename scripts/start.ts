@@ -5,6 +5,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { mintUserToken } from "../embedded/keys.ts";
+import { ownSignals } from "../embedded/postgres.ts";
 import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
 import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 import { buildDashboard } from "./build-dashboard.ts";
@@ -167,8 +168,9 @@ const shutdown = async (sig: string) => {
   console.error("Stopped.");
   process.exit(0);
 };
-process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
+// From here on this process stops everything in order: workers first, then the stack.
+ownSignals();
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown(sig));
 for (const w of workers) {
   w.on("exit", (code) => {
     if (!stopping) console.error(`a worker exited (code ${code}); the rest keep running. Restart with npm start.`);

@@ -1,0 +1,59 @@
+// `npm start` (the README's first command) on a private data directory and ports: it comes up,
+// and a SIGINT or SIGTERM to its own pid (a process manager, `kill <pid>`; Ctrl-C signals the
+// whole group instead) stops the workers first, then the stack, and leaves no process.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { freePort } from "../../embedded/ports.ts";
+import { PROJECT_ROOT } from "../../embedded/stack.ts";
+import { processTree } from "../../worker/sandbox/procfs.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const dataDir = `/var/tmp/cogo-start-test-${process.pid}`;
+afterAll(() => rm(dataDir, { recursive: true, force: true }));
+
+/** Running, not a zombie (an exited child its new parent has not reaped yet holds nothing). */
+const alive = (pid: number) => {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+};
+
+describe("npm start", () => {
+  it.each(["SIGINT", "SIGTERM"] as const)("stops in order on %s to its own pid and leaves no process", async (signal) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "scripts/start.ts")], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, COGO_DATA_DIR: dataDir, COGO_DB_PORT: String(await freePort()), COGO_API_PORT: String(await freePort()) },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true, // its own group: only the signal below reaches it
+    });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d));
+    child.stderr!.on("data", (d: Buffer) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await waitFor(() => out.includes("COGO Sandbox is running"), "npm start to come up", 90_000);
+      // Two workers (basic, analysis) online, and Postgres among the descendants.
+      await waitFor(() => (out.match(/ online: /g) ?? []).length === 2, "both workers online", 30_000);
+      const descendants = (await processTree(child.pid!)).filter((p) => p !== child.pid);
+      expect(descendants.length).toBeGreaterThanOrEqual(3);
+
+      process.kill(child.pid!, signal);
+      expect(await exited).toBe(0);
+      expect(out).toContain(`${signal}: stopping workers, functions, Realtime and Postgres`);
+      expect(out).toMatch(/worker local-1 stopped[\s\S]*Stopped\.\n$/);
+      expect(out).toContain("worker local-analysis stopped");
+      expect(descendants.filter(alive)).toEqual([]);
+    } finally {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  }, 150_000);
+});
