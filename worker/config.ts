@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { CogoError } from "../functions/_shared/errors.ts";
 import type { CgroupMode } from "./sandbox/cgroups.ts";
+import type { SandboxOptions } from "./sandbox/options.ts";
 
 export class WorkerConfigError extends CogoError {}
 
@@ -38,6 +39,11 @@ export interface WorkerOptions {
   cgroups: "auto" | "v1" | "v2" | "off";
   /** First host uid for sandboxes (one per slot) when the worker runs as root. @default 200000 */
   sandboxUidBase: number;
+  /**
+   * Sandbox options over the ones the worker derives (root, uid, network, cgroups, pool, slots):
+   * for embedding, e.g. `{ slotWaitMs: 5000 }`. @default {}
+   */
+  sandbox: Partial<Omit<SandboxOptions, "root">>;
   /** Log lines. @default console.error with a timestamp */
   log: (line: string) => void;
 }
@@ -55,6 +61,7 @@ export const WORKER_DEFAULTS = {
   allowNetwork: false,
   cgroups: "auto" as WorkerOptions["cgroups"],
   sandboxUidBase: 200_000,
+  sandbox: {},
 } satisfies Partial<WorkerOptions>;
 
 const defaultLog = (line: string) => console.error(`${new Date().toISOString()} ${line}`);

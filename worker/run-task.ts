@@ -5,7 +5,7 @@ import { describeSave, restorePlanWorkspace, savePlanWorkspace, type RestoredWor
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import { BlockSupervisor } from "./blocks/supervisor.ts";
 import { isTransient, LeaseLostError, type Lease, type Queue } from "./queue.ts";
-import { SANDBOX_DEFAULTS, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
+import { SANDBOX_DEFAULTS, SandboxBusy, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
 import { storeArtifacts } from "./store-artifacts.ts";
@@ -198,8 +198,15 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         await handBack(queue, lease, "worker lost the database mid-task; re-queued", log);
         return;
       }
-      // Anything else (a bad spec the API let through, a sandbox that would not start) fails the
-      // task with the reason, rather than leaving it to the lease rescuer.
+      if (err instanceof SandboxBusy && task.attempt < task.maxAttempts) {
+        // This machine is full, not the task at fault: another worker (or this one later) takes it.
+        log(`task ${task.id}: ${err.message}; handing it back`);
+        await handBack(queue, lease, `no free sandbox on worker ${workerId} (${err.message}); re-queued`, log);
+        return;
+      }
+      // Anything else (a bad spec the API let through, a sandbox that would not start, no free
+      // sandbox on the last attempt) fails the task with the reason, rather than leaving it to
+      // the lease rescuer.
       log(`task ${task.id}: ${err instanceof Error ? err.message : err}`);
       await batcher.close().catch(() => {});
       await queue

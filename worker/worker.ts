@@ -74,6 +74,7 @@ export class Worker {
       workspacePool: this.options.concurrency,
       // Every running task needs its own uid slot, and other workers of the machine share the range.
       slots: Math.max(SANDBOX_DEFAULTS.slots, 2 * this.options.concurrency),
+      ...this.options.sandbox,
     };
   }
 

@@ -1,12 +1,36 @@
 // Many tasks over two workers, and a worker killed mid-task: nothing runs twice, nothing is lost.
 import { describe, expect, it } from "vitest";
 import { LeaseLostError, Queue } from "../../worker/queue.ts";
+import { SANDBOX_DEFAULTS } from "../../worker/sandbox/index.ts";
+import { acquireSlot } from "../../worker/sandbox/slots.ts";
 import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
 import { spawnWorker as spawnWorkerProcess } from "../helpers/worker-process.ts";
 
 const spawnWorker = (kind: string, args: string[] = []) => spawnWorkerProcess(stack.dbUrl, kind, ["--concurrency", "1", ...args]);
 
 describe("failover", () => {
+  it("a worker without a free sandbox hands the task back while attempts remain, then fails it saying why", async () => {
+    const kind = uniqueKind("busy");
+    // The worker's only sandbox slot (a uid range of its own) is held here, as another worker of the machine would.
+    const uidBase = 450_000;
+    const held = await acquireSlot({ uidBase, gidBase: uidBase, slots: 1, slotDir: SANDBOX_DEFAULTS.slotDir, waitMs: 0 });
+    try {
+      const worker = await startWorker({ kind, concurrency: 1, sandboxUidBase: uidBase, sandbox: { slots: 1, slotWaitMs: 200 } });
+      const user = await newUser();
+      const handle = await user.sandbox.execute({ command: "echo never", requirements: { kind }, maxAttempts: 2 });
+      const r = await handle.result();
+      expect(r).toMatchObject({ status: "failed", stdout: "", reason: "could not run: all 1 sandbox uid slots are in use" });
+      expect(r.task.attempt).toBe(2);
+      const statuses = await sql<{ status: string; attempt: number; reason: string | null }[]>`
+        select data->>'status' as status, (data->>'attempt')::int as attempt, data->>'reason' as reason
+          from public.task_events where task_id = ${r.taskId} and type = 'task_status' order by seq`;
+      expect(statuses.map((e) => `${e.status}#${e.attempt}`)).toEqual(["claimed#1", "running#1", "queued#1", "claimed#2", "running#2", "failed#2"]);
+      expect(statuses[2]!.reason).toBe(`no free sandbox on worker ${worker.workerId} (all 1 sandbox uid slots are in use); re-queued`);
+    } finally {
+      await held.release(false);
+    }
+  });
+
   it("2 workers × 200 tasks: each runs exactly once, both workers take part", async () => {
     const kind = uniqueKind("pair");
     const user = await newUser();

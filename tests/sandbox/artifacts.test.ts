@@ -34,4 +34,15 @@ describe('collectArtifacts', () => {
       ['a/b/3.txt', "is larger than 1 bytes (the task's artifacts may total 15 bytes)"],
     ]);
   });
+
+  it('reads a huge directory only up to the entry cap', async () => {
+    const r = await sb.run({ command: 'mkdir many && cd many && seq 1 5000 | xargs touch' });
+    expect(r.exit.exitCode).toBe(0);
+    const list = await collectArtifacts(r.proc.workspace, ['many/*'], { ...ARTIFACT_LIMITS, files: 10_000, entriesVisited: 100 });
+    const truncated = list.pop();
+    expect(truncated?.path).toBe('.cogo-artifacts-truncated');
+    // The walk starts in "many" (the pattern's literal prefix): 100 of its 5000 entries, then the cap.
+    expect(list.length).toBe(100);
+    expect(list.every((a) => /^many\/\d+$/.test(a.path) && a.content?.length === 0)).toBe(true);
+  });
 });

@@ -1,5 +1,5 @@
 import { constants, type Dirent } from 'node:fs';
-import { open, readdir, type FileHandle } from 'node:fs/promises';
+import { open, opendir, type FileHandle } from 'node:fs/promises';
 import { ARTIFACT_LIMITS, artifactMatcher, type ArtifactLimits, hasWildcard, literalPrefix, validateArtifactPattern } from '../../functions/_shared/artifacts/patterns.ts';
 import { ArtifactRejected } from './errors.ts';
 import { collectFile } from './workspace.ts';
@@ -8,6 +8,26 @@ import { collectFile } from './workspace.ts';
 export type Artifact = { path: string; content: Buffer; error?: undefined } | { path: string; content?: undefined; error: string };
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/** At most `max` entries of an open directory (in the order the filesystem gives them); [] if unreadable. */
+async function listDir(dir: FileHandle, max: number): Promise<Dirent[]> {
+  const entries: Dirent[] = [];
+  if (max <= 0) return entries;
+  const d = await opendir(`/proc/self/fd/${dir.fd}`).catch(() => null);
+  if (!d) return entries;
+  try {
+    while (entries.length < max) {
+      const e = await d.read();
+      if (!e) break;
+      entries.push(e);
+    }
+  } catch {
+    // unreadable midway: what was read so far
+  } finally {
+    await d.close().catch(() => {});
+  }
+  return entries;
+}
 
 /**
  * Collects the files `patterns` name from a workspace whose task has exited. Literal paths are
@@ -28,7 +48,8 @@ export async function collectArtifacts(workspace: string, patterns: string[], li
     }
     const matches = artifactMatcher(pattern);
     const walk = async (dir: FileHandle, rel: string, depth: number): Promise<void> => {
-      const entries = await readdir(`/proc/self/fd/${dir.fd}`, { withFileTypes: true }).catch(() => [] as Dirent[]);
+      // One past what the cap allows: a directory of a million entries is never listed whole.
+      const entries = await listDir(dir, limits.entriesVisited - visited + 1);
       entries.sort((a, b) => (a.name < b.name ? -1 : 1));
       for (const e of entries) {
         if (++visited > limits.entriesVisited) return void (truncated = true);

@@ -1,4 +1,4 @@
-// The sandbox a worker runs each task in: bubblewrap + rlimits + (v1) cgroups. See README.md.
+// The sandbox a worker runs each task in: bubblewrap + rlimits + cgroups (v1 or v2). See README.md.
 export { startSandbox } from './run.ts';
 export { stopLauncher } from './launcher.ts';
 export { collectFile, drainWorkspacePool } from './workspace.ts';
