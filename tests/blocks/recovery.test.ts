@@ -66,6 +66,25 @@ describe("recovery", () => {
     expect(r.task.attempt).toBe(3);
   });
 
+  it("a worker excluded from the task at the head of the queue claims the next one; alone, it takes the excluded one too", async () => {
+    const kind = uniqueKind("excluded");
+    const user = await newUser();
+    const head = await user.sandbox.execute({ command: "echo head", requirements: { kind } });
+    const next = await user.sandbox.execute({ command: "echo next", requirements: { kind } });
+    const q = new Queue(sql);
+    const register = (name: string) => q.register({ name, kind, labels: [], capacity: 1, leaseMs: 60_000, version: "test", host: {} });
+    const [excluded, other] = await Promise.all([register("excluded"), register("other")]);
+    // The state a `reassign` away from `excluded` leaves behind.
+    await sql`update public.tasks set excluded_workers = ${[excluded.id]}::uuid[] where id = ${head.taskId}`;
+
+    expect((await q.claim(excluded.id, 1)).map((t) => t.id)).toEqual([next.taskId]);
+    await q.release({ taskId: next.taskId, attempt: 1, workerId: excluded.id }, "test");
+    // With `other` silent, nobody else can take the head task: the exclusion gives way.
+    await sql`update public.workers set last_heartbeat_at = now() - interval '5 minutes' where id = ${other.id}`;
+    expect((await q.claim(excluded.id, 2)).map((t) => t.id)).toEqual([head.taskId, next.taskId]);
+    await Promise.all([head.cancel(), next.cancel()]);
+  });
+
   it("recovery.automatic false: the task stays blocked until POST /tasks/:id/recover feeds it", async () => {
     const kind = uniqueKind("manual");
     await startWorker({ kind });
