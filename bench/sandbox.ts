@@ -1,21 +1,38 @@
-// Sandbox figures: start overhead of `true` in bwrap vs a plain spawn, and 10, 50 and 200
-// concurrent sandboxed `sleep 5` tasks through one worker process, with that process's RSS and CPU.
+// Sandbox figures: start overhead of `true` in bwrap vs a plain spawn (and bwrap alone, to tell
+// bwrap's own cost on this machine from ours), and 10, 50 and 200 concurrent sandboxed
+// `sleep 5` tasks through one worker process, with that process's RSS and CPU.
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Sql } from "postgres";
 import { envCgroups } from "../worker/config.ts";
-import { drainWorkspacePool, sandboxFacts, startSandbox } from "../worker/sandbox/index.ts";
+import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, startSandbox } from "../worker/sandbox/index.ts";
+import { bwrapArgs, bwrapInfo } from "../worker/sandbox/bwrap.ts";
+import { ensureEtc } from "../worker/sandbox/etc.ts";
 import { PROJECT_ROOT, type Stack } from "../embedded/stack.ts";
 import { ms, percentile, type Row } from "./stats.ts";
 
 const RUNS = 50;
 
-function plainTrue(): Promise<number> {
+function timedSpawn(file: string, args: string[] = [], ids: { uid: number; gid: number } | {} = {}): Promise<number> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    spawn("/usr/bin/true", { stdio: "ignore" }).on("error", reject).on("exit", () => resolve(performance.now() - t0));
+    spawn(file, args, { stdio: "ignore", env: { PATH: "/usr/bin:/bin" }, ...ids })
+      .on("error", reject)
+      .on("exit", (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${file} exited ${code}`))));
   });
+}
+
+/** bwrap with a task's arguments, spawned directly (no launcher, slot, cgroup or pooled workspace). */
+async function bareBwrap(root: string): Promise<() => Promise<number>> {
+  const workspace = await mkdtemp(path.join(root, "bare-"));
+  await chmod(workspace, 0o777);
+  const args = await bwrapArgs({ workspace, etcDir: await ensureEtc(root, "sandbox"), hostname: "sandbox", network: false, tmpBytes: 1 << 30, env: {}, argv: ["true"], statusFd: 3 });
+  const noStatus = args.filter((a, i) => a !== "--json-status-fd" && args[i - 1] !== "--json-status-fd");
+  // As root, bwrap runs as an unprivileged uid just below the slot range, as sandboxes do.
+  const ids = process.geteuid?.() === 0 ? { uid: SANDBOX_DEFAULTS.uid - 1, gid: SANDBOX_DEFAULTS.uid - 1 } : {};
+  const { path: bwrap } = await bwrapInfo();
+  return () => timedSpawn(bwrap, noStatus, ids);
 }
 
 async function sandboxTrue(root: string): Promise<{ running: number; exited: number; total: number }> {
@@ -37,13 +54,17 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
   progress(`sandbox start overhead (${RUNS} runs)…`);
   const root = await mkdtemp("/var/tmp/cogo-bench-sandbox-");
   try {
-    await plainTrue();
-    await sandboxTrue(root);
+    const plainTrue = () => timedSpawn("/usr/bin/true");
+    await sandboxTrue(root); // also makes root traversable for the sandbox uids
+    const bwrapTrue = await bareBwrap(root);
+    await Promise.all([plainTrue(), bwrapTrue()]);
     const plain: number[] = [];
+    const bare: number[] = [];
     const sb = { running: [] as number[], exited: [] as number[], total: [] as number[] };
     // Interleaved, so load from other processes hits both series alike.
     for (let i = 0; i < RUNS; i++) {
       plain.push(await plainTrue());
+      bare.push(await bwrapTrue());
       const r = await sandboxTrue(root);
       sb.running.push(r.running);
       sb.exited.push(r.exited);
@@ -53,6 +74,7 @@ export async function benchSandbox(stack: Stack, sql: Sql, progress: (s: string)
     const facts = await sandboxFacts(envCgroups());
     rows.push({ metric: "cgroups in use (COGO_CGROUPS)", value: facts.cgroupsUsed ?? "none (rlimits)" });
     rows.push({ metric: "plain spawn true p50 / p99", value: `${ms(percentile(plain, 50))} / ${ms(percentile(plain, 99))}` });
+    rows.push({ metric: "bwrap alone true p50 / p99 (same args, direct spawn)", value: `${ms(percentile(bare, 50))} / ${ms(percentile(bare, 99))}` });
     rows.push({ metric: "sandbox true start→exit p50 / p99", value: `${ms(percentile(sb.exited, 50))} / ${ms(percentile(sb.exited, 99))}` });
     rows.push({ metric: "sandbox overhead p50 (vs plain)", value: ms(overhead), target: "< 10 ms", ok: overhead < 10 });
     rows.push({ metric: "sandbox incl. workspace cleanup p50", value: ms(percentile(sb.total, 50)) });

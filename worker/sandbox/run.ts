@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { isAbsolute } from 'node:path';
-import { constants as osConstants } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +15,11 @@ import { checkSpec } from './spec.ts';
 import type { SandboxExit, SandboxExitReason, SandboxProcess, SandboxSpec } from './types.ts';
 import { UsageMonitor, type UsageFigures } from './usage.ts';
 import { createWorkspace, prepareRoot, reapStaleWorkspaces, writeFiles, type Owner, type Workspace } from './workspace.ts';
+
+/** Cores a task can keep busy at once: how fast its CPU time can grow per wall-clock ms. */
+const CPUS = availableParallelism();
+/** Longest wait between CPU limit checks of a task with exact cgroup figures. */
+const MAX_POLL_MS = 10_000;
 
 /** How long stdout/stderr may stay open after every process is gone (only a leak could hold them). */
 const STREAM_DRAIN_MS = 2000;
@@ -125,7 +130,8 @@ class Sandbox implements SandboxProcess {
 
   private readonly startedAt = performance.now();
   private readonly usage: UsageMonitor;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private wallTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
   private killReason: SandboxExitReason | null = null;
   private innerPid: number | null = null;
   private launcherExited = false;
@@ -159,20 +165,24 @@ class Sandbox implements SandboxProcess {
     this.forward(child.stderr, this.stderr);
     this.started = this.watchStatus(child.status);
     this.started.catch(() => {});
-    this.timers.push(setTimeout(() => this.kill('timeout'), limits.wallTimeMs));
-    let polling = false;
-    this.timers.push(
-      setInterval(() => {
-        if (polling) return;
-        polling = true;
-        this.usage
-          .sample()
-          .then((cpuMs) => cpuMs >= limits.cpuTimeMs && this.kill('cpu_limit'))
-          .catch(() => {})
-          .finally(() => (polling = false));
-      }, pollIntervalMs),
-    );
+    this.wallTimer = setTimeout(() => this.kill('timeout'), limits.wallTimeMs);
+    this.pollUsage(pollIntervalMs);
     this.exited = child.exit.then(({ code, signal }) => this.finish(code, signal === null ? null : (SIGNAL_NAMES.get(signal) ?? `signal ${signal}`)));
+  }
+
+  /**
+   * Samples usage and enforces the CPU limit. With exact cgroup figures the next check waits as
+   * long as the CPU left could not be used up (all cores busy), not just `everyMs`: hundreds of
+   * idle sandboxes would otherwise cost the worker thousands of file reads a second.
+   */
+  private pollUsage(everyMs: number, delayMs = everyMs): void {
+    this.pollTimer = setTimeout(async () => {
+      const cpuMs = await this.usage.sample().catch(() => 0);
+      if (cpuMs >= this.limits.cpuTimeMs) this.kill('cpu_limit');
+      if (this.launcherExited) return;
+      const exhaustibleInMs = (this.limits.cpuTimeMs - cpuMs) / CPUS;
+      this.pollUsage(everyMs, this.usage.exact ? Math.max(everyMs, Math.min(exhaustibleInMs, MAX_POLL_MS)) : everyMs);
+    }, delayMs);
   }
 
   kill(reason: SandboxExitReason): void {
@@ -239,7 +249,8 @@ class Sandbox implements SandboxProcess {
   private async finish(code: number | null, signal: string | null): Promise<SandboxExit> {
     this.launcherExited = true;
     const wallMs = Math.round(performance.now() - this.startedAt);
-    for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.wallTimer);
+    clearTimeout(this.pollTimer);
     const { usage, oomKills } = await this.teardown();
     await this.drainStreams();
 

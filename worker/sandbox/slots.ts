@@ -32,7 +32,7 @@ export interface SlotConfig {
 
 const checkedRanges = new Set<string>();
 const madeDirs = new Set<string>();
-/** Lock files this process holds: skipped without touching the disk (they are never stale). */
+/** Lock files this process holds or is taking: skipped without touching the disk. */
 const held = new Set<string>();
 
 /**
@@ -54,16 +54,29 @@ export async function acquireSlot(cfg: SlotConfig): Promise<Slot> {
   }
 }
 
+/** Where the next scan of a slot range starts: past the slot taken last, where free ones likely are. */
+const cursors = new Map<string, number>();
+
 async function tryAcquire(cfg: SlotConfig): Promise<Slot | null> {
   const me = await ownerTag();
-  for (let i = 0; i < cfg.slots; i++) {
+  const range = `${cfg.slotDir}:${cfg.uidBase}:${cfg.slots}`;
+  const start = cursors.get(range) ?? 0;
+  for (let n = 0; n < cfg.slots; n++) {
+    const i = (start + n) % cfg.slots;
     const uid = cfg.uidBase + i;
     const lock = join(cfg.slotDir, String(uid));
     if (held.has(lock)) continue;
-    if (!(await tryLock(lock, me))) {
-      if (!(await isStale(lock)) || !(await reclaim(lock, uid, me))) continue;
-    }
+    // Reserved in memory before the disk is asked, so concurrent starts of this process try
+    // different slots instead of all contending for the first free one.
     held.add(lock);
+    let locked = false;
+    try {
+      locked = (await tryLock(lock, me)) || ((await isStale(lock)) && (await reclaim(lock, uid, me)));
+    } finally {
+      if (!locked) held.delete(lock);
+    }
+    if (!locked) continue;
+    cursors.set(range, (i + 1) % cfg.slots);
     return {
       uid,
       gid: cfg.gidBase + i,

@@ -25,6 +25,14 @@ export class UsageMonitor {
     private readonly cgroup: TaskCgroup | null,
   ) {}
 
+  /**
+   * Whether the cgroup alone gives exact CPU and peak memory, so sampling only serves the CPU
+   * limit check (known after the first sample).
+   */
+  get exact(): boolean {
+    return !this.needsProcfs && this.hasPeak === true;
+  }
+
   private get needsProcfs(): boolean {
     return !this.cgroup?.controllers.includes('cpu') || !this.cgroup.controllers.includes('memory');
   }
