@@ -15,7 +15,7 @@ const [P1, P2, P3] = pwned;
 const payloads = (p: string) => [`$(touch ${p})`, `\`touch ${p}\``, `; touch ${p}`, `'; touch ${p}; '`, `"; touch ${p}; "`, `| touch ${p}`, `&& touch ${p}`, `\ntouch ${p}\n`];
 
 // Host-side traps: a script BASH_ENV would source and fake tools a PATH lookup would find, should
-// the task's env ever reach a host shell or command (the launcher is python3 execing bwrap, cleanup runs umount).
+// the task's env ever reach a host shell or command (the launcher is python3 execing bwrap and mounting workspaces).
 const trapDir = `/var/tmp/cogo-sec-trap-${randomUUID()}`;
 mkdirSync(trapDir, { recursive: true });
 writeFileSync(`${trapDir}/bash_env`, `touch ${P3}\n`);

@@ -12,11 +12,15 @@ busy machine), so when a task wants cgroups the child is a "spare": forked ahead
 fresh task cgroups, where it waits on a socketpair for its request and pipes (SCM_RIGHTS). The
 launcher keeps a few spares per cgroup layout and makes the next one after each start.
 
+It also mounts and unmounts the workspace tmpfs mounts (mount(2), umount2(2)): as a child process
+of the worker each would be another fork of the worker.
+
 Commands arrive as JSON lines on stdin, replies leave as JSON lines on stdout. EOF on stdin (the
 worker died or stopped) kills every sandbox still running and exits; so does the worker's death
 (PR_SET_PDEATHSIG), and bwrap's --die-with-parent takes the sandboxes down with us.
 """
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -29,6 +33,11 @@ import sys
 import time
 
 PR_SET_PDEATHSIG = 1
+MS_NOSUID, MS_NODEV = 2, 4
+MNT_DETACH = 2
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 # Fds a child juggles through before landing on 0..3 (never below, so dup2 cannot collide).
 HIGH_FD = 64
 # Spares kept ready per cgroup layout.
@@ -84,7 +93,7 @@ def child(req, stdin_r, out_w, err_w, status_w):
 def spare_main(sock, procs_files):
     """A spare: joins its cgroups now, then waits for its request; never returns."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         # Only the socket stays: a copy of another task's stdin pipe would keep its EOF away.
         keep = sock.fileno()
         os.closerange(0, keep)
@@ -249,6 +258,24 @@ class Server:
                 except OSError:
                     time.sleep(0.001)
 
+    def mount(self, req):
+        """A tmpfs (nosuid, nodev) with the given options (size, mode, uid, gid) on target."""
+        ok = libc.mount(b"cogo-workspace", req["target"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV, req["options"].encode()) == 0
+        self.done(req, ok)
+
+    def umount(self, req):
+        """Unmounts target; if it is busy, detaches it (freed once the last user goes)."""
+        target = req["target"].encode()
+        ok = libc.umount2(target, 0) == 0 or (ctypes.get_errno() == errno.EBUSY and libc.umount2(target, MNT_DETACH) == 0)
+        self.done(req, ok)
+
+    def done(self, req, ok):
+        if ok:
+            reply({"id": req["id"]})
+        else:
+            e = ctypes.get_errno()
+            reply({"id": req["id"], "error": "%s: %s" % (errno.errorcode.get(e, e), os.strerror(e))})
+
     def opened(self, req):
         for fd in self.held.pop(req["id"], []):
             os.close(fd)
@@ -287,6 +314,10 @@ class Server:
             self.opened(req)
         elif op == "kill":
             self.kill(req)
+        elif op == "mount":
+            self.mount(req)
+        elif op == "umount":
+            self.umount(req)
 
     def shutdown(self):
         for tid in list(self.running):
@@ -317,7 +348,7 @@ class Server:
 
 
 def main():
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     # The worker may have died before the prctl: then nobody would ever kill us.
     if os.getppid() != int(sys.argv[1]):
         sys.exit(0)

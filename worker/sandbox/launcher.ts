@@ -106,7 +106,7 @@ class Launcher {
     this.busy();
     const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     const exit = new Promise<{ code: number | null; signal: number | null }>((resolve) => this.exits.set(id, resolve));
-    void exit.then(() => this.exits.size === 0 && this.idle());
+    void exit.then(() => this.idleIfUnused());
     this.send({ op: 'start', id, path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin });
     let r: Reply;
     try {
@@ -118,7 +118,7 @@ class Launcher {
     }
     if (r.error || !r.pid || !r.fds) {
       this.exits.delete(id);
-      if (this.exits.size === 0) this.idle();
+      this.idleIfUnused();
       throw new SandboxStartFailed(`cannot start the sandbox: ${r.error ?? 'no reply'}`);
     }
     const base = `/proc/${this.child.pid}/fd/`;
@@ -144,6 +144,20 @@ class Launcher {
       return { pid: r.pid, cgroupDirs: r.cgroups ?? null, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.send({ op: 'kill', id, inner }) };
     } finally {
       this.send({ op: 'opened', id });
+    }
+  }
+
+  /** Mounts or unmounts a workspace tmpfs in the launcher (root): no fork of the worker. */
+  async mountOp(msg: { op: 'mount'; target: string; options: string } | { op: 'umount'; target: string }): Promise<void> {
+    const id = this.nextId++;
+    this.busy();
+    const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.send({ ...msg, id });
+    try {
+      const r = await replied;
+      if (r.error) throw new Error(r.error);
+    } finally {
+      this.idleIfUnused();
     }
   }
 
@@ -188,6 +202,10 @@ class Launcher {
     this.exits.clear();
   }
 
+  private idleIfUnused(): void {
+    if (this.exits.size === 0 && this.pending.size === 0) this.idle();
+  }
+
   /** No sandbox running: the launcher must not keep the worker's event loop alive. */
   private idle(): void {
     this.child.unref();
@@ -202,14 +220,29 @@ class Launcher {
 
 let launcher: Launcher | undefined;
 
-/** Starts `req` through this process's launcher (started on first use). */
-export async function launch(req: LaunchRequest): Promise<Launched> {
+/** This process's launcher, started on first use. */
+async function theLauncher(): Promise<Launcher> {
   if (!launcher || launcher.dead) {
     const python = await findExecutable('python3');
     if (!python) throw new SandboxUnavailable('python3 is not installed (it runs the sandbox launcher): apt-get install python3');
     if (!launcher || launcher.dead) launcher = new Launcher(python);
   }
-  return launcher.launch(req);
+  return launcher;
+}
+
+/** Starts `req` through this process's launcher. */
+export async function launch(req: LaunchRequest): Promise<Launched> {
+  return (await theLauncher()).launch(req);
+}
+
+/** Mounts a tmpfs (nosuid, nodev) with `options` (size=…,mode=…) on `target`; needs root. */
+export async function mountTmpfs(target: string, options: string): Promise<void> {
+  await (await theLauncher()).mountOp({ op: 'mount', target, options });
+}
+
+/** Unmounts `target`, detaching it if busy. */
+export async function unmount(target: string): Promise<void> {
+  await (await theLauncher()).mountOp({ op: 'umount', target });
 }
 
 /** Stops this process's launcher when no sandbox is running (a worker calls it on shutdown). */

@@ -1,16 +1,13 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, rmdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ArtifactRejected, InvalidSandboxSpec, SandboxUnavailable, WorkspaceFull } from './errors.ts';
 import { validateWorkspacePath } from '../../functions/_shared/paths.ts';
+import { mountTmpfs, unmount } from './launcher.ts';
 import { ownerAlive, ownerTag } from './procfs.ts';
 import type { SandboxFile } from './types.ts';
 
-const run = promisify(execFile);
-const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 
 export interface Owner {
   uid: number;
@@ -54,8 +51,9 @@ const idle = new Map<string, { mount: string; bytes: number }[]>();
  * Creates an empty workspace under root. As root it is on a tmpfs of exactly `bytes` (nosuid,
  * nodev) owned by the sandbox uid: the size cap is enforced by the kernel. With `pool` > 0 the
  * tmpfs outlives the task: the workspace is a fresh subdirectory of an idle mount of that size,
- * and up to `pool` emptied mounts per root are kept, which saves a `mount` and an `umount`
- * process per task. Without root it is a plain directory and only RLIMIT_FSIZE bounds the task.
+ * and up to `pool` emptied mounts per root are kept, which saves a mount and an unmount (by the
+ * sandbox launcher) per task. Without root it is a plain directory and only RLIMIT_FSIZE bounds
+ * the task.
  */
 export async function createWorkspace(root: string, bytes: number, owner: Owner | null, pool: number): Promise<Workspace> {
   if (!owner) {
@@ -64,13 +62,13 @@ export async function createWorkspace(root: string, bytes: number, owner: Owner 
     return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
   }
   if (pool <= 0) {
-    const dir = await mountTmpfs(root, bytes, `mode=0700,uid=${owner.uid},gid=${owner.gid}`);
+    const dir = await mountWorkspace(root, bytes, `mode=0700,uid=${owner.uid},gid=${owner.gid}`);
     return { dir, remove: () => removeWorkspace(dir, true) };
   }
   const free = idle.get(root) ?? [];
   const i = free.findIndex((m) => m.bytes === bytes);
   // The mount's root stays the worker's (0711): the task only ever sees its own subdirectory.
-  const mount = i >= 0 ? free.splice(i, 1)[0]!.mount : await mountTmpfs(root, bytes, 'mode=0711');
+  const mount = i >= 0 ? free.splice(i, 1)[0]!.mount : await mountWorkspace(root, bytes, 'mode=0711');
   const dir = join(mount, `task-${randomUUID()}`);
   try {
     await mkdir(dir, { mode: 0o700 });
@@ -103,11 +101,11 @@ export async function drainWorkspacePool(root: string): Promise<void> {
   await Promise.all(list.map((m) => removeWorkspace(m.mount, true)));
 }
 
-async function mountTmpfs(root: string, bytes: number, access: string): Promise<string> {
+async function mountWorkspace(root: string, bytes: number, access: string): Promise<string> {
   const dir = join(root, `ws-${await ownerTag()}-${randomUUID()}`);
   await mkdir(dir, { mode: 0o700 });
   try {
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${bytes},${access},nosuid,nodev`, 'cogo-workspace', dir], { env: HOST_ENV });
+    await mountTmpfs(dir, `size=${bytes},${access}`);
   } catch (err) {
     await rmdir(dir).catch(() => {});
     throw new SandboxUnavailable(`cannot mount the workspace tmpfs: ${(err as Error).message}`);
@@ -141,9 +139,7 @@ export function reapStaleWorkspaces(root: string): Promise<void> {
 /** Unmounts (as root) or deletes the workspace; nothing in it is followed. Idempotent. */
 export async function removeWorkspace(dir: string, mounted: boolean): Promise<void> {
   if (mounted) {
-    await run('umount', [dir], { env: HOST_ENV }).catch(async () => {
-      await run('umount', ['--lazy', dir], { env: HOST_ENV }).catch(() => {});
-    });
+    await unmount(dir).catch(() => {});
     await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
