@@ -22,7 +22,9 @@ if (parsed === "help") {
 
 try {
   const worker = new Worker(parsed);
-  await worker.start();
+  // Signals are handled from the start on: one that comes while the worker registers and starts
+  // listening (it already says "online") stops it once it is up, instead of killing it mid-start.
+  const started = worker.start();
   let signals = 0;
   const onSignal = (sig: string) => {
     if (++signals > 1) {
@@ -30,10 +32,11 @@ try {
       process.exit(130);
     }
     console.error(`${sig}: finishing running tasks (up to ${worker.options.graceMs} ms), then exiting; ${sig} again to exit now`);
-    void worker.stop();
+    void started.then(() => worker.stop(), () => {});
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
+  await started;
   await worker.stopped;
 } catch (err) {
   console.error(`worker: ${err instanceof Error ? err.message : err}`);

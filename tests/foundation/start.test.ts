@@ -47,7 +47,8 @@ describe("npm start", () => {
       expect(out).toContain(`${signal}: stopping workers, functions, Realtime and Postgres`);
       expect(out).toMatch(/worker local-1 stopped[\s\S]*Stopped\.\n$/);
       expect(out).toContain("worker local-analysis stopped");
-      expect(descendants.filter(alive)).toEqual([]);
+      const left = descendants.filter(alive).map((pid) => `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")}`);
+      expect(left).toEqual([]);
     } finally {
       try {
         process.kill(-child.pid!, "SIGKILL");
