@@ -35,10 +35,13 @@ function describeExit(exit: SandboxExit, task: TaskRow): { status: FinalStatus; 
       return { status: "failed", reason: "output byte limit reached; output after it was dropped" };
     case "killed":
       return { status: "failed", reason: "killed by the worker" };
-    case "exited":
-      if (exit.exitCode === 0) return { status: "succeeded", reason: "exited with code 0" };
-      if (exit.signal) return { status: "failed", reason: `killed by ${exit.signal}` };
-      return { status: "failed", reason: `exited with code ${exit.exitCode}` };
+    case "exited": {
+      // Under onOutputLimit "truncate" the task ran on past the limit: its exit decides.
+      const cut = exit.outputTruncated ? "; output past the byte limit was dropped" : "";
+      if (exit.exitCode === 0) return { status: "succeeded", reason: `exited with code 0${cut}` };
+      if (exit.signal) return { status: "failed", reason: `killed by ${exit.signal}${cut}` };
+      return { status: "failed", reason: `exited with code ${exit.exitCode}${cut}` };
+    }
   }
 }
 
@@ -130,18 +133,25 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         restored = await restorePlanWorkspace(queue.sql, lease);
         batcher.system(`workspace restored: ${restored.files.length} file(s), ${restored.bytes} bytes`);
       }
+      const { onOutputLimit, ...limits } = task.limits;
       sandbox = await startSandbox(
         {
           command: task.command ?? task.argv!,
           files: [...(restored?.files ?? []), ...task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 }))],
           env: task.env,
-          limits: { wallTimeMs: task.timeoutMs, ...task.limits },
+          limits: { wallTimeMs: task.timeoutMs, ...limits },
           stdin: task.stdinMode,
           network: task.network,
+          onOutputLimit,
         },
         sandboxOptions,
       );
       kill(); // a stop that arrived while the sandbox was starting
+      const outputBytes = sandbox.limits.outputBytes;
+      void sandbox.outputTruncated.then(() =>
+        batcher.system(onOutputLimit === "truncate"
+          ? `output limit of ${outputBytes} bytes reached: further output is dropped, the task keeps running`
+          : `output limit of ${outputBytes} bytes reached: further output is dropped and the task stopped`));
       sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b), blocks.output(b)));
       sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b), blocks.output(b)));
       await blocks.attach(sandbox);

@@ -23,6 +23,8 @@ export const LimitsSchema = z
     fileSizeBytes: z.number().int().min(1024).max(1024 ** 4),
     workspaceBytes: z.number().int().min(1024 * 1024).max(1024 ** 4),
     outputBytes: z.number().int().min(1024).max(1024 ** 4),
+    /** Past outputBytes: "stop" kills the task (failed, output_limit); "truncate" drops the rest and lets it run. */
+    onOutputLimit: z.enum(["stop", "truncate"]),
   })
   .partial()
   .strict();

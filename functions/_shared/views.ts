@@ -1,5 +1,6 @@
 // Rows as Postgres returns them (camelCased columns) and the JSON the API answers with.
 import type { BlockDetectionOptions, RecoveryOptions } from "./recovery/options.ts";
+import type { Limits } from "./schemas.ts";
 import type { TaskStatus } from "./states.ts";
 
 export interface TaskRow {
@@ -15,7 +16,8 @@ export interface TaskRow {
   priority: number;
   requiredKind: string;
   requiredLabels: string[];
-  limits: Record<string, number>;
+  /** LimitsSchema's fields: numbers, and `onOutputLimit`. */
+  limits: Limits;
   timeoutMs: number;
   status: TaskStatus;
   attempt: number;

@@ -20,6 +20,7 @@ describe("API input and tenancy", () => {
     [{ command: "echo", requirements: { kind: "Bad Kind!" } }, "requirements.kind"],
     [{ command: "echo", requirements: { labels: ["$(reboot)"] } }, "requirements.labels.0"],
     [{ command: "echo", limits: { memoryBytes: 1 } }, "limits.memoryBytes"],
+    [{ command: "echo", limits: { onOutputLimit: "ignore" } }, "limits.onOutputLimit"],
     [{ command: "echo", surprise: true }, "surprise"],
   ])("400 for %j naming the field", async (body, fragment) => {
     const user = await newUser();

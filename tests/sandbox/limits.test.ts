@@ -99,7 +99,7 @@ describe('cpu', () => {
 describe('output', () => {
   it('cuts stdout+stderr at exactly outputBytes and kills the flood', async () => {
     const r = await sb.run({ command: 'echo first; yes err >&2', limits: { outputBytes: 100_000 } });
-    expect(r.exit.reason).toBe('output_limit');
+    expect(r.exit).toMatchObject({ reason: 'output_limit', outputTruncated: true });
     expect(r.stdout).toBe('first\n'); // stdout counts towards the same budget
     expect(Buffer.byteLength(r.stderr)).toBe(100_000 - 6);
 
@@ -110,8 +110,21 @@ describe('output', () => {
 
   it('lets output of exactly the limit through', async () => {
     const r = await sb.run({ command: 'head -c 5000 /dev/zero | tr "\\0" x', limits: { outputBytes: 5000 } });
-    expect(r.exit.reason).toBe('exited');
+    expect(r.exit).toMatchObject({ reason: 'exited', outputTruncated: false });
     expect(r.stdout).toBe('x'.repeat(5000));
+  });
+
+  it("with onOutputLimit 'truncate' drops output past the limit and lets the task run to its end", async () => {
+    const r = await sb.run({
+      command: 'head -c 300000 /dev/zero | tr "\\0" x; echo late >&2; sleep 0.5; exit 3',
+      limits: { outputBytes: 100_000 },
+      onOutputLimit: 'truncate',
+    });
+    expect(r.exit).toMatchObject({ reason: 'exited', exitCode: 3, outputTruncated: true });
+    expect(r.stdout).toBe('x'.repeat(100_000));
+    expect(r.stderr).toBe('');
+    expect(r.exit.usage.wallMs).toBeGreaterThanOrEqual(500);
+    await expect(sb.run({ command: 'true', onOutputLimit: 'later' as never })).rejects.toThrow("onOutputLimit: must be 'stop' or 'truncate'");
   });
 });
 

@@ -73,6 +73,19 @@ print("started all", n)
     await s.expectHealthy();
   });
 
+  it("output flood with onOutputLimit 'truncate': cut at exactly outputBytes, the client told, the task runs to its end", async () => {
+    let system = "";
+    const r = await s.run(
+      { command: "yes | head -c 1000000; echo late >&2; exit 0", limits: { outputBytes: 64 * 1024, onOutputLimit: "truncate" } },
+      { onOutput: (c) => c.stream === "system" && (system += c.data) },
+    );
+    expect(r).toMatchObject({ status: "succeeded", exitCode: 0, reason: "exited with code 0; output past the byte limit was dropped" });
+    expect(r.stdout).toBe("y\n".repeat(32 * 1024));
+    expect(r.stderr).toBe("");
+    expect(system).toContain("output limit of 65536 bytes reached: further output is dropped, the task keeps running");
+    await s.expectHealthy();
+  });
+
   it("output flood (`cat /dev/zero | tr` on both streams): cut at exactly outputBytes", async () => {
     const r = await s.run({
       command: "cat /dev/zero | tr '\\0' o & cat /dev/zero | tr '\\0' e >&2; wait",

@@ -20,7 +20,7 @@ export interface SandboxLimits {
   fileSizeBytes: number;
   /** Size of /workspace; /tmp and /dev/shm are each capped at the same size. */
   workspaceBytes: number;
-  /** stdout + stderr bytes forwarded; past it output is cut and the tree killed with 'output_limit'. */
+  /** stdout + stderr bytes forwarded; past it output is cut and (unless SandboxSpec.onOutputLimit is 'truncate') the tree killed with 'output_limit'. */
   outputBytes: number;
 }
 

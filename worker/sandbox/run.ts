@@ -76,7 +76,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
     });
     const cgroup = child.cgroupDirs && support?.using ? TaskCgroup.adopt(support.using, child.cgroupDirs) : null;
     undo.length = 0; // from here on the Sandbox owns every resource
-    const sandbox = new Sandbox(child, workspace, limits, o.pollIntervalMs, cgroup, slot);
+    const sandbox = new Sandbox(child, workspace, limits, checked.onOutputLimit, o.pollIntervalMs, cgroup, slot);
     await sandbox.started.catch(async (err: unknown) => {
       await sandbox.cleanup();
       throw err;
@@ -127,6 +127,9 @@ class Sandbox implements SandboxProcess {
   readonly exited: Promise<SandboxExit>;
   /** Resolves when bwrap reports the command running; rejects if the launcher died first. */
   readonly started: Promise<void>;
+  readonly outputTruncated: Promise<void>;
+  private truncated = false;
+  private onTruncated!: () => void;
 
   private readonly startedAt = performance.now();
   private readonly usage: UsageMonitor;
@@ -150,12 +153,14 @@ class Sandbox implements SandboxProcess {
     private readonly child: Launched,
     private readonly ws: Workspace,
     readonly limits: SandboxLimits,
+    private readonly onOutputLimit: 'stop' | 'truncate',
     pollIntervalMs: number,
     readonly cgroup: TaskCgroup | null,
     private readonly slot: Slot | null,
   ) {
     this.pid = child.pid;
     this.workspace = ws.dir;
+    this.outputTruncated = new Promise((resolve) => (this.onTruncated = resolve));
     this.usage = new UsageMonitor(child.pid, cgroup);
     this.stdin = child.stdin;
     // Writes after the task closed its stdin or exited (EPIPE) would otherwise be unhandled
@@ -197,7 +202,10 @@ class Sandbox implements SandboxProcess {
     return this.removal;
   }
 
-  /** Output is read eagerly and counted; past outputBytes the rest is dropped and the tree killed. */
+  /**
+   * Output is read eagerly and counted; past outputBytes the rest is dropped, and the tree killed
+   * unless the policy is 'truncate' (then the pipes are still drained, so the task never blocks).
+   */
   private forward(from: Socket, to: PassThrough): void {
     from.on('data', (chunk: Buffer) => {
       if (from === this.child.stderr) {
@@ -216,6 +224,11 @@ class Sandbox implements SandboxProcess {
         this.outputBytes += room;
         to.write(chunk.subarray(0, room));
       }
+      if (!this.truncated) {
+        this.truncated = true;
+        this.onTruncated();
+      }
+      if (this.onOutputLimit === 'truncate') return;
       // Set even if the launcher already exited: output was cut either way.
       this.killReason ??= 'output_limit';
       this.kill('output_limit');
@@ -276,6 +289,7 @@ class Sandbox implements SandboxProcess {
       exitCode,
       signal: sig,
       reason,
+      outputTruncated: this.truncated,
       usage: { wallMs, cpuUserMs: Math.round(usage.cpuUserMs), cpuSystemMs: Math.round(usage.cpuSystemMs), maxRssBytes: usage.maxRssBytes },
     };
   }

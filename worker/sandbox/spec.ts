@@ -12,6 +12,7 @@ export interface CheckedSpec {
   stdin: 'pipe' | 'closed';
   network: boolean;
   readOnlyBinds: { source: string; target: string }[];
+  onOutputLimit: 'stop' | 'truncate';
 }
 
 /** Validates the untrusted parts of a spec (limits are checked by resolveLimits). */
@@ -24,7 +25,18 @@ export function checkSpec(spec: SandboxSpec): CheckedSpec {
   if (spec.files !== undefined && !Array.isArray(spec.files)) throw new InvalidSandboxSpec('files', 'must be an array');
   if (spec.stdin !== undefined && spec.stdin !== 'pipe' && spec.stdin !== 'closed') throw new InvalidSandboxSpec('stdin', "must be 'pipe' or 'closed'");
   if (spec.network !== undefined && typeof spec.network !== 'boolean') throw new InvalidSandboxSpec('network', 'must be a boolean');
-  return { argv, env, files: spec.files ?? [], stdin: spec.stdin ?? 'closed', network: spec.network ?? false, readOnlyBinds: checkBinds(spec.readOnlyBinds) };
+  if (spec.onOutputLimit !== undefined && spec.onOutputLimit !== 'stop' && spec.onOutputLimit !== 'truncate') {
+    throw new InvalidSandboxSpec('onOutputLimit', "must be 'stop' or 'truncate'");
+  }
+  return {
+    argv,
+    env,
+    files: spec.files ?? [],
+    stdin: spec.stdin ?? 'closed',
+    network: spec.network ?? false,
+    readOnlyBinds: checkBinds(spec.readOnlyBinds),
+    onOutputLimit: spec.onOutputLimit ?? 'stop',
+  };
 }
 
 function checkBinds(binds: unknown): { source: string; target: string }[] {

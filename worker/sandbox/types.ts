@@ -30,6 +30,11 @@ export interface SandboxSpec {
   readOnlyBinds?: { source: string; target: string }[];
   /** 'pipe' gives the caller a writable stdin; 'closed' connects /dev/null. @default 'closed' */
   stdin?: 'pipe' | 'closed';
+  /**
+   * Past `limits.outputBytes`: 'stop' kills the tree (reason 'output_limit'); 'truncate' drops
+   * the rest of the output and lets the task run to its end. @default 'stop'
+   */
+  onOutputLimit?: 'stop' | 'truncate';
 }
 
 export type SandboxExitReason = 'exited' | 'cancelled' | 'timeout' | 'cpu_limit' | 'memory_limit' | 'output_limit' | 'killed';
@@ -51,6 +56,8 @@ export interface SandboxExit {
   signal: string | null;
   reason: SandboxExitReason;
   usage: SandboxUsage;
+  /** Output past `outputBytes` was dropped (either policy). */
+  outputTruncated: boolean;
 }
 
 export interface SandboxProcess {
@@ -66,6 +73,8 @@ export interface SandboxProcess {
   stdout: Readable;
   stderr: Readable;
   stdin: Writable | null;
+  /** Resolves when output is first dropped at `outputBytes`; never resolves if it is not. */
+  readonly outputTruncated: Promise<void>;
   /** Kills the whole tree; the first reason given wins. No-op after exit. */
   kill(reason: SandboxExitReason): void;
   /** Resolves once every process of the task is gone and stdout/stderr have ended. Never rejects. */
