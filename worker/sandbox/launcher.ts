@@ -103,11 +103,9 @@ class Launcher {
 
   async launch(req: LaunchRequest): Promise<Launched> {
     const id = this.nextId++;
-    this.busy();
-    const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     const exit = new Promise<{ code: number | null; signal: number | null }>((resolve) => this.exits.set(id, resolve));
     void exit.then(() => this.idleIfUnused());
-    this.send({ op: 'start', id, path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin });
+    const replied = this.ask(id, { op: 'start', path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin });
     let r: Reply;
     try {
       r = await replied;
@@ -149,12 +147,8 @@ class Launcher {
 
   /** Mounts or unmounts a workspace tmpfs in the launcher (root): no fork of the worker. */
   async mountOp(msg: { op: 'mount'; target: string; options: string } | { op: 'umount'; target: string }): Promise<void> {
-    const id = this.nextId++;
-    this.busy();
-    const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.send({ ...msg, id });
     try {
-      const r = await replied;
+      const r = await this.ask(this.nextId++, msg);
       if (r.error) throw new Error(r.error);
     } finally {
       this.idleIfUnused();
@@ -170,6 +164,14 @@ class Launcher {
     const closed = new Promise((resolve) => this.child.once('close', resolve));
     this.child.stdin!.end();
     await closed;
+  }
+
+  /** Sends request `id`; its reply (or the launcher's death) settles the promise. */
+  private ask(id: number, msg: object): Promise<Reply> {
+    this.busy();
+    const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.send({ ...msg, id });
+    return replied;
   }
 
   private send(msg: object): void {
