@@ -182,10 +182,11 @@ class Sandbox implements SandboxProcess {
    */
   private pollUsage(everyMs: number, delayMs = everyMs): void {
     this.pollTimer = setTimeout(async () => {
-      const cpuMs = await this.usage.sample().catch(() => 0);
-      if (cpuMs >= this.limits.cpuTimeMs) this.kill('cpu_limit');
+      const cpuMs = await this.usage.sample().catch(() => null);
+      if (cpuMs !== null && cpuMs >= this.limits.cpuTimeMs) this.kill('cpu_limit');
       if (this.launcherExited) return;
-      const exhaustibleInMs = (this.limits.cpuTimeMs - cpuMs) / CPUS;
+      // A failed sample says nothing about the CPU left: check again soon.
+      const exhaustibleInMs = cpuMs === null ? 0 : (this.limits.cpuTimeMs - cpuMs) / CPUS;
       this.pollUsage(everyMs, this.usage.exact ? Math.max(everyMs, Math.min(exhaustibleInMs, MAX_POLL_MS)) : everyMs);
     }, delayMs);
   }
