@@ -69,14 +69,37 @@ export interface ServeOptions {
   env: Record<string, string>;
   watch: boolean;
   log: (line: string) => void;
+  /** How long a function may take to listen. @default 30000 */
+  startTimeoutMs?: number;
 }
 
-async function waitForPort(port: number, child: ChildProcess, slug: string, timeoutMs: number): Promise<void> {
+/**
+ * Variables a child that may reach the network needs on a network with a proxy or a private
+ * certificate authority; everything else of ours stays out of the function's environment.
+ */
+export const NETWORK_ENV = [
+  "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
+  "SSL_CERT_FILE", "SSL_CERT_DIR", "DENO_CERT", "DENO_TLS_CA_STORE", "NODE_EXTRA_CA_CERTS",
+  "NPM_CONFIG_REGISTRY", "npm_config_registry", "DENO_AUTH_TOKENS",
+];
+
+export function networkEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(NETWORK_ENV.flatMap((k) => (env[k] ? [[k, env[k]!]] : [])));
+}
+
+/** Lines a failed start quotes from the function's own log. */
+const TAIL_LINES = 20;
+
+/** `--watch` keeps a function whose module failed to load alive, waiting for a change: a failed start. */
+const WATCH_FAILED = /^error: |Process failed/;
+
+async function waitForPort(port: number, child: ChildProcess, slug: string, timeoutMs: number, failed: () => boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) {
-      throw new EmbeddedError("function_exited", `Function ${slug} exited with code ${child.exitCode} while starting; see its log lines above.`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new EmbeddedError("function_exited", `Function ${slug} exited (${child.exitCode ?? child.signalCode}) while starting.`);
     }
+    if (failed()) throw new EmbeddedError("function_failed", `Function ${slug} failed to load.`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, "127.0.0.1", () => (s.end(), resolve(true)));
       s.once("error", () => resolve(false));
@@ -89,7 +112,9 @@ async function waitForPort(port: number, child: ChildProcess, slug: string, time
 
 export async function serveFunction(config: FunctionConfig, options: ServeOptions): Promise<RunningFunction> {
   const port = await freePort();
-  const args = ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", "--no-prompt"];
+  // npm: imports resolve from the project's node_modules (installed by `npm install` at the exact
+  // versions of the import map), so a start needs no download and works offline after install.
+  const args = ["run", "--node-modules-dir=manual", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", "--no-prompt"];
   if (options.watch) args.push("--watch", "--no-clear-screen");
   if (config.importMap) args.push("--config", config.importMap);
   args.push(config.entrypoint);
@@ -98,6 +123,7 @@ export async function serveFunction(config: FunctionConfig, options: ServeOption
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       HOME: process.env.HOME ?? "/tmp",
       ...(process.env.DENO_DIR ? { DENO_DIR: process.env.DENO_DIR } : {}),
+      ...networkEnv(),
       NO_COLOR: "1",
       ...options.env,
       SUPABASE_FUNCTION_SLUG: config.slug,
@@ -105,13 +131,32 @@ export async function serveFunction(config: FunctionConfig, options: ServeOption
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  const tail: string[] = [];
+  let loadFailed = false;
   const forward = (chunk: Buffer) => {
-    for (const line of chunk.toString().split("\n")) if (line.trim()) options.log(`[${config.slug}] ${line}`);
+    for (const line of chunk.toString().split("\n")) {
+      if (!line.trim()) continue;
+      options.log(`[${config.slug}] ${line}`);
+      tail.push(line);
+      if (tail.length > TAIL_LINES) tail.shift();
+      if (WATCH_FAILED.test(line)) loadFailed = true;
+    }
   };
   child.stdout!.on("data", forward);
   child.stderr!.on("data", forward);
-  await waitForPort(port, child, config.slug, 30_000);
-  return { config, port, process: child };
+  const running = { config, port, process: child };
+  try {
+    await waitForPort(port, child, config.slug, options.startTimeoutMs ?? 30_000, () => loadFailed);
+  } catch (err) {
+    // A failed start leaves nothing running and says what the function itself said.
+    await stopFunction(running);
+    const said = tail.length ? `\nIts last log lines:\n  ${tail.join("\n  ")}` : " It logged nothing.";
+    const hint = tail.some((l) => l.includes("in the node_modules directory"))
+      ? " Run npm install: the functions' npm: packages come from the project's node_modules."
+      : "";
+    throw new EmbeddedError((err as EmbeddedError).code, `${(err as Error).message}${hint}${said}`);
+  }
+  return running;
 }
 
 export async function stopFunction(fn: RunningFunction): Promise<void> {

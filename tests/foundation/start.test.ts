@@ -1,4 +1,5 @@
-// `npm start` (the README's first command) on a private data directory and ports: it comes up,
+// `npm start` (the README's first command) on a private data directory and ports, with an empty
+// Deno cache and no reachable proxy (nothing is downloaded at start): it comes up,
 // and a SIGINT or SIGTERM to its own pid (a process manager, `kill <pid>`; Ctrl-C signals the
 // whole group instead) stops the workers first, then the stack, and leaves no process.
 import { spawn } from "node:child_process";
@@ -12,7 +13,7 @@ import { processTree } from "../../worker/sandbox/procfs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const dataDir = `/var/tmp/cogo-start-test-${process.pid}`;
-afterAll(() => rm(dataDir, { recursive: true, force: true }));
+afterAll(() => Promise.all([dataDir, `${dataDir}-deno`].map((d) => rm(d, { recursive: true, force: true }))));
 
 /** Running, not a zombie (an exited child its new parent has not reaped yet holds nothing). */
 const alive = (pid: number) => {
@@ -27,7 +28,16 @@ describe("npm start", () => {
   it.each(["SIGINT", "SIGTERM"] as const)("stops in order on %s to its own pid and leaves no process", async (signal) => {
     const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "scripts/start.ts")], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, COGO_DATA_DIR: dataDir, COGO_DB_PORT: String(await freePort()), COGO_API_PORT: String(await freePort()) },
+      env: {
+        ...process.env,
+        COGO_DATA_DIR: dataDir,
+        COGO_DB_PORT: String(await freePort()),
+        COGO_API_PORT: String(await freePort()),
+        // As on a new machine offline: an empty Deno cache, and proxies that answer nothing.
+        DENO_DIR: `${dataDir}-deno`,
+        HTTPS_PROXY: "http://127.0.0.1:9",
+        https_proxy: "http://127.0.0.1:9",
+      },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true, // its own group: only the signal below reaches it
     });
