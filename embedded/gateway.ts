@@ -5,7 +5,7 @@ import http from "node:http";
 import type { Duplex } from "node:stream";
 import { serveDashboard, type DashboardOptions } from "./dashboard.ts";
 import type { RunningFunction } from "./functions.ts";
-import { verifyJwt } from "./jwt.ts";
+import { AuthError, credentialOf, GATEWAY_HEADER, type Authenticator } from "../functions/_shared/auth.ts";
 import type { Realtime } from "./realtime/index.ts";
 
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -13,7 +13,10 @@ const MAX_BODY_BYTES = 64 * 1024 * 1024;
 const RESTART_RETRY_MS = 10_000;
 
 export interface GatewayOptions {
-  jwtSecret: string;
+  /** Proves callers of functions with verify_jwt (the same rule the function applies itself). */
+  auth: Authenticator;
+  /** Sent to functions in GATEWAY_HEADER so they can refuse anyone who skipped the gateway. */
+  gatewaySecret: string;
   realtime: Realtime;
   /** Looked up per request so a restarted function's new port is used. */
   functionFor(slug: string): RunningFunction | undefined;
@@ -30,20 +33,22 @@ function unauthorized(res: http.ServerResponse, code: string, message: string): 
   sendJson(res, 401, { code, message, msg: message }, { "sb-error-code": code });
 }
 
-/** Mirrors the edge runtime's verify_jwt: Bearer token, else `sb-api-key`; HS256 only here. */
-async function checkJwt(req: http.IncomingMessage, secret: string): Promise<[string, string] | undefined> {
-  const auth = req.headers.authorization;
-  let token = auth?.startsWith("Bearer ") ? auth.slice(7).trim() : undefined;
-  if (!token || token.startsWith("sb_")) {
-    const apiKey = req.headers["sb-api-key"];
-    token = typeof apiKey === "string" ? apiKey : undefined;
-  }
-  if (!token) return ["UNAUTHORIZED_NO_AUTH_HEADER", "Missing authorization header"];
-  if (token.split(".").length !== 3) return ["UNAUTHORIZED_INVALID_JWT_FORMAT", "Invalid JWT"];
+/**
+ * verify_jwt as the edge runtime answers it (its error codes and messages), with the function's
+ * own rule (functions/_shared/auth.ts): the bearer token, else the apikey header, proven; an
+ * `sb_` key is compared with the configured keys, never decoded or swapped for another header.
+ */
+async function checkCaller(req: http.IncomingMessage, auth: Authenticator): Promise<[string, string] | undefined> {
   try {
-    await verifyJwt(secret, token);
+    const header = (name: string) => {
+      const v = req.headers[name];
+      return typeof v === "string" ? v : undefined;
+    };
+    await auth.verify(credentialOf(header));
     return undefined;
-  } catch {
+  } catch (err) {
+    if (!(err instanceof AuthError)) throw err;
+    if (err.reason === "missing") return ["UNAUTHORIZED_NO_AUTH_HEADER", "Missing authorization header"];
     return ["UNAUTHORIZED_INVALID_JWT_FORMAT", "Invalid JWT"];
   }
 }
@@ -61,13 +66,15 @@ async function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> 
 
 function forward(
   fn: RunningFunction,
+  gatewaySecret: string,
   req: http.IncomingMessage,
   path: string,
   body: Buffer,
   res: http.ServerResponse,
 ): Promise<"refused" | "done"> {
   return new Promise((resolve) => {
-    const headers = { ...req.headers, host: `127.0.0.1:${fn.port}`, "content-length": String(body.length) };
+    // A client's own GATEWAY_HEADER is replaced: only the gateway knows the secret.
+    const headers = { ...req.headers, host: `127.0.0.1:${fn.port}`, "content-length": String(body.length), [GATEWAY_HEADER]: gatewaySecret };
     delete headers["transfer-encoding"];
     const upstream = http.request(
       { host: "127.0.0.1", port: fn.port, method: req.method, path, headers },
@@ -101,7 +108,7 @@ async function handleFunction(req: http.IncomingMessage, res: http.ServerRespons
     return;
   }
   if (req.method !== "OPTIONS" && first.config.verifyJwt) {
-    const failure = await checkJwt(req, options.jwtSecret);
+    const failure = await checkCaller(req, options.auth);
     if (failure) return unauthorized(res, ...failure);
   }
   const body = await readBody(req);
@@ -110,7 +117,7 @@ async function handleFunction(req: http.IncomingMessage, res: http.ServerRespons
   const deadline = Date.now() + RESTART_RETRY_MS;
   for (;;) {
     const fn = options.functionFor(slug) ?? first;
-    if ((await forward(fn, req, target, body, res)) === "done") return;
+    if ((await forward(fn, options.gatewaySecret, req, target, body, res)) === "done") return;
     if (Date.now() > deadline) {
       return sendJson(res, 503, { code: "FUNCTION_UNAVAILABLE", message: `Function ${slug} is not accepting connections; check its log.` });
     }

@@ -1,10 +1,12 @@
 // The embedded default in one call: Postgres (bootstrapped like a Supabase database, migrated),
 // the Realtime endpoint, the edge functions in Deno, and the gateway in front of them.
+import { randomBytes } from "node:crypto";
 import { readFile, rm, mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import { authConfigFromEnv, Authenticator } from "../functions/_shared/auth.ts";
 import { readFunctionConfigs, serveFunction, stopFunction, type RunningFunction } from "./functions.ts";
 import { createGateway } from "./gateway.ts";
 import { loadOrCreateKeys, type ProjectKeys } from "./keys.ts";
@@ -38,6 +40,8 @@ export interface Stack {
   dbUrl: string;
   dataDir: string;
   keys: ProjectKeys;
+  /** The loopback port a function's own Deno process listens on (behind the gateway). */
+  functionPort(slug: string): number | undefined;
   /** Stops one part and starts it again, as an operator or a crash would (fault tests, soak). */
   restart(part: StackPart): Promise<void>;
   stop(): Promise<void>;
@@ -89,10 +93,24 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       close: () => realtime.close(),
     };
 
+    // The keys as hosted Supabase gives them to a function, plus the HS256 secret (COGO_JWT_SECRET,
+    // which hosted does not pass); the gateway proves callers from the same settings.
+    const keyEnv: Record<string, string> = {
+      SUPABASE_ANON_KEY: keys.anonKey,
+      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
+      SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: keys.publishableKey }),
+      SUPABASE_SECRET_KEYS: JSON.stringify({ default: keys.secretKey }),
+      SUPABASE_JWKS: JSON.stringify(keys.jwks),
+      COGO_JWT_SECRET: keys.jwtSecret,
+    };
+    const auth = new Authenticator(authConfigFromEnv((k) => keyEnv[k]));
+    // Proves to a function that a request came through the gateway (functions/_shared/api.ts).
+    const gatewaySecret = randomBytes(32).toString("base64url");
     const functions = new Map<string, RunningFunction>();
     const listen = async (port: number) => {
       const server = createGateway({
-        jwtSecret: keys.jwtSecret,
+        auth,
+        gatewaySecret,
         realtime: currentRealtime,
         functionFor: (slug) => functions.get(slug),
         dashboard: { dir: path.join(PROJECT_ROOT, "dashboard", "dist"), anonKey: keys.anonKey },
@@ -116,12 +134,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const apiUrl = `http://127.0.0.1:${port}`;
 
     stops.push(async () => Promise.all([...functions.values()].map(stopFunction)));
-    const env = {
-      SUPABASE_URL: apiUrl,
-      SUPABASE_ANON_KEY: keys.anonKey,
-      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
-      SUPABASE_DB_URL: pg.url,
-    };
+    const env = { ...keyEnv, SUPABASE_URL: apiUrl, SUPABASE_DB_URL: pg.url, COGO_GATEWAY_SECRET: gatewaySecret };
     const configs = readFunctionConfigs(path.join(PROJECT_ROOT, "supabase"));
     // Every start settles before a failure is thrown, so stop() finds each function that did start.
     const serveAll = async () => {
@@ -149,7 +162,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         gateway = await listen(port);
       }
     };
-    return { apiUrl, dbUrl: pg.url, dataDir, keys, restart, stop };
+    return { apiUrl, dbUrl: pg.url, dataDir, keys, restart, stop, functionPort: (slug) => functions.get(slug)?.port };
   } catch (err) {
     await stop();
     throw err;

@@ -1,6 +1,7 @@
 // The `sandbox` edge function: one handler over the route modules in ./routes. Runs the same in
 // Deno (served) and Node (tests call the handler directly).
 import type { Sql } from "postgres";
+import { constantTimeEqual, GATEWAY_HEADER, type Authenticator } from "./auth.ts";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import type { Route, RuntimeInfo } from "./routing.ts";
 import { analysisRoutes } from "./routes/analysis.ts";
@@ -29,11 +30,28 @@ const routes: Route[] = [
   ...artifactRoutes,
 ];
 
+export interface ApiOptions {
+  runtime: RuntimeInfo;
+  /** Proves every caller (functions/_shared/auth.ts). */
+  auth: Authenticator;
+  /**
+   * When set, only requests carrying it in GATEWAY_HEADER are served: the embedded default gives
+   * the function a per-start secret so a local process (or a sandbox on a host network) that
+   * reaches the function's own port cannot skip the gateway. Hosted Supabase reaches functions
+   * only through its gateway and sets none. @default undefined
+   */
+  gatewaySecret?: string;
+}
+
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */
-export function createApi(sql: Sql, runtime: RuntimeInfo): (req: Request) => Promise<Response> {
+export function createApi(sql: Sql, options: ApiOptions): (req: Request) => Promise<Response> {
+  const { runtime, auth, gatewaySecret } = options;
   return async (req) => {
-    if (req.method === "OPTIONS") return new Response("ok", { headers: corsHeaders });
     try {
+      if (gatewaySecret !== undefined && !(await constantTimeEqual(req.headers.get(GATEWAY_HEADER) ?? "", gatewaySecret))) {
+        throw new HttpError(401, "gateway_required", "this port answers only the API gateway; call <SUPABASE_URL>/functions/v1/<function>");
+      }
+      if (req.method === "OPTIONS") return new Response("ok", { headers: corsHeaders });
       const url = new URL(req.url);
       const route = "/" + url.pathname.split("/").slice(2).join("/");
       let pathMatched = false;
@@ -42,7 +60,7 @@ export function createApi(sql: Sql, runtime: RuntimeInfo): (req: Request) => Pro
         if (!m) continue;
         pathMatched = true;
         if (method !== req.method) continue;
-        return await handler({ req, caller: callerFrom(req), params: m.slice(1), url, sql, runtime });
+        return await handler({ req, caller: await callerFrom(req, auth), params: m.slice(1), url, sql, runtime });
       }
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
       if (/^\/(tasks|workers|analysis|recover)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);

@@ -1,4 +1,5 @@
 // HTTP plumbing for the edge function: typed errors to responses, CORS, caller claims.
+import { AuthError, credentialOf, type Authenticator, type Caller, type Role } from "./auth.ts";
 import { CogoError } from "./errors.ts";
 
 /** An error with an HTTP status; everything the API refuses is one of these. */
@@ -45,41 +46,17 @@ export function errorResponse(err: unknown): Response {
   return json(500, { error: { code: "internal", message: "internal error; see the function log" } });
 }
 
-export type Role = "anon" | "authenticated" | "service_role";
+export type { Caller, Role } from "./auth.ts";
 
-export interface Caller {
-  role: Role;
-  userId: string | null;
-  claims: Record<string, unknown>;
-}
-
-function decodeSegment(seg: string): unknown {
-  const b64 = seg.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(seg.length / 4) * 4, "=");
-  const bin = atob(b64);
-  return JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
-}
-
-/**
- * The caller from the bearer token. The signature was checked before the request reached us
- * (verify_jwt = true in supabase/config.toml, on the embedded gateway and on Supabase alike).
- */
-export function callerFrom(req: Request): Caller {
-  const auth = req.headers.get("authorization") ?? "";
-  const token = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
-  const parts = token.split(".");
-  if (parts.length !== 3) throw new HttpError(401, "unauthorized", "send Authorization: Bearer <anon key, service key or user JWT>");
-  let claims: Record<string, unknown>;
+/** The caller of a request, proven by `auth`; a refused credential is a 401 saying why. */
+export async function callerFrom(req: Request, auth: Authenticator): Promise<Caller> {
   try {
-    claims = decodeSegment(parts[1]!) as Record<string, unknown>;
-  } catch {
-    throw new HttpError(401, "unauthorized", "the bearer token is not a JWT");
+    return await auth.verify(credentialOf((h) => req.headers.get(h)));
+  } catch (err) {
+    if (!(err instanceof AuthError)) throw err;
+    if (err.reason === "forbidden_role") throw new HttpError(403, "forbidden", err.message);
+    throw new HttpError(401, "unauthorized", err.message);
   }
-  const role = claims.role;
-  if (role !== "anon" && role !== "authenticated" && role !== "service_role") {
-    throw new HttpError(403, "forbidden", `role ${JSON.stringify(role)} may not use this API`);
-  }
-  const sub = typeof claims.sub === "string" ? claims.sub : null;
-  return { role, userId: role === "authenticated" ? sub : null, claims };
 }
 
 export function requireRole(caller: Caller, ...roles: Role[]): void {

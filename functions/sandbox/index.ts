@@ -1,5 +1,6 @@
 // COGO Sandbox API. Thin: routes live in ../_shared/routes/.
 import { createApi } from "../_shared/api.ts";
+import { authConfigFromEnv, Authenticator } from "../_shared/auth.ts";
 import { connect } from "../_shared/db.ts";
 import { isPostgresClosedSocketWrite } from "../_shared/postgres-closed-socket.ts";
 
@@ -14,7 +15,11 @@ const PLATFORM_ENV = ["SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROL
 
 Deno.serve(
   createApi(connect(dbUrl, { max: 10 }), {
-    runtime: `deno ${Deno.version.deno}`,
-    env: Object.fromEntries(PLATFORM_ENV.map((k) => [k, Boolean(Deno.env.get(k))])),
+    runtime: {
+      runtime: `deno ${Deno.version.deno}`,
+      env: Object.fromEntries(PLATFORM_ENV.map((k) => [k, Boolean(Deno.env.get(k))])),
+    },
+    auth: new Authenticator(authConfigFromEnv((k) => Deno.env.get(k))),
+    gatewaySecret: Deno.env.get("COGO_GATEWAY_SECRET") || undefined,
   }),
 );

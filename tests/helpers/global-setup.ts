@@ -7,7 +7,16 @@ import { startStack, type Stack } from "../../embedded/stack.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
-    stack: { apiUrl: string; dbUrl: string; dataDir: string; anonKey: string; serviceRoleKey: string; jwtSecret: string };
+    stack: {
+      apiUrl: string;
+      dbUrl: string;
+      dataDir: string;
+      anonKey: string;
+      serviceRoleKey: string;
+      jwtSecret: string;
+      /** The sandbox function's own port, behind the gateway (attacks that skip the gateway). */
+      functionPort: number;
+    };
   }
 }
 
@@ -28,6 +37,7 @@ export async function setup(project: TestProject) {
     anonKey: stack.keys.anonKey,
     serviceRoleKey: stack.keys.serviceRoleKey,
     jwtSecret: stack.keys.jwtSecret,
+    functionPort: stack.functionPort("sandbox")!,
   });
 }
 
