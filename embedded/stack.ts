@@ -11,6 +11,7 @@ import { readFunctionConfigs, serveFunction, stopFunction, type RunningFunction 
 import { createGateway } from "./gateway.ts";
 import { loadOrCreateKeys, type ProjectKeys } from "./keys.ts";
 import { migrate } from "./migrate.ts";
+import { assertPrivateDir } from "./private-files.ts";
 import { freePort, isFree } from "./ports.ts";
 import { startPostgres } from "./postgres.ts";
 import { createRealtime, type Realtime } from "./realtime/index.ts";
@@ -63,6 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = path.resolve(options.dataDir ?? process.env.COGO_DATA_DIR ?? "/var/tmp/cogo-sandbox");
   if (options.reset) await rm(dataDir, { recursive: true, force: true });
   await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  await assertPrivateDir(dataDir);
   const keys = await loadOrCreateKeys(dataDir);
   const dbPort = await choosePort(options.dbPort, "COGO_DB_PORT", 54322);
   const apiPort = await choosePort(options.apiPort, "COGO_API_PORT", 54321);

@@ -87,14 +87,25 @@ function decodePayload(jwt: string): Record<string, unknown> {
   return JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 function callerFromClaims(claims: Record<string, unknown>): Caller {
   const role = claims.role;
   if (typeof role !== "string" || !ROLES.includes(role)) {
     throw new AuthError("forbidden_role", `role ${JSON.stringify(role)} may not use this API`);
   }
-  const sub = typeof claims.sub === "string" ? claims.sub : null;
-  if (role === "authenticated" && !sub) throw new AuthError("invalid", "a user token must carry `sub`");
-  return { role: role as Role, userId: role === "authenticated" ? sub : null, claims };
+  if (role !== "authenticated") {
+    // A key is nobody: a `sub` on it must not become auth.uid() in Postgres.
+    const { sub: _sub, ...rest } = claims;
+    return { role: role as Role, userId: null, claims: rest };
+  }
+  // As Supabase Auth issues them: `sub` is the user's UUID, `aud` is "authenticated".
+  if (typeof claims.sub !== "string" || !UUID.test(claims.sub)) throw new AuthError("invalid", "a user token's `sub` must be the user's UUID");
+  const aud = claims.aud;
+  if (!(aud === "authenticated" || (Array.isArray(aud) && aud.includes("authenticated")))) {
+    throw new AuthError("invalid", 'a user token\'s `aud` must be "authenticated"');
+  }
+  return { role: "authenticated", userId: claims.sub, claims };
 }
 
 /** Verifies credentials against one project's keys; the remote JWKS is fetched once, lazily. */

@@ -27,6 +27,7 @@ export function json(status: number, body: unknown): Response {
 
 const SQLSTATE_STATUS: Record<string, [number, string]> = {
   CG401: [403, "forbidden"],
+  "42501": [403, "forbidden"], // insufficient_privilege: a role without EXECUTE or a policy
   CG404: [404, "not_found"],
   CG409: [409, "conflict"],
   CG413: [413, "too_large"],

@@ -130,9 +130,36 @@ describe("forged credentials", () => {
     const res = await handler(new Request("http://f/sandbox/health", { headers: { authorization: `Bearer ${admin}` } }));
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: { message: string } }).error.message).toBe('role "supabase_admin" may not use this API');
-    const subless = await signJwt(stack.jwtSecret, { role: "authenticated" });
-    const r = await handler(new Request("http://f/sandbox/tasks", { headers: { authorization: `Bearer ${subless}` } }));
-    expect(r.status).toBe(401);
+    for (const [name, claims] of [
+      ["no sub", { role: "authenticated", aud: "authenticated" }],
+      ["sub not a UUID", { role: "authenticated", aud: "authenticated", sub: "not-a-uuid" }],
+      ["no aud", { role: "authenticated", sub: victim.id }],
+      ["aud of another audience", { role: "authenticated", aud: "other", sub: victim.id }],
+    ] as const) {
+      const token = await signJwt(stack.jwtSecret, claims);
+      const r = await handler(new Request(`http://f/sandbox/tasks/${victimTask}`, { headers: { authorization: `Bearer ${token}` } }));
+      expect([name, r.status]).toEqual([name, 401]);
+    }
+  });
+
+  it("a key carrying a user's sub is still nobody: it cannot reach that user's tasks", async () => {
+    // Signed with the project's secret: only someone holding it could make this, but a `sub` on a
+    // key must never become auth.uid() all the same.
+    const anonWithSub = await signJwt(stack.jwtSecret, { role: "anon", sub: victim.id });
+    const caller = await new Authenticator({ jwtSecret: stack.jwtSecret, anonKeys: [], serviceKeys: [], legacyKeys: [] }).verify(anonWithSub);
+    expect(caller).toMatchObject({ role: "anon", userId: null });
+    expect(caller.claims).not.toHaveProperty("sub"); // so auth.uid() is null in Postgres
+    for (const [method, route, body] of attacks().filter(([, r]) => r.startsWith("/tasks"))) {
+      const res = await handler(
+        new Request(`http://f/sandbox${route}`, {
+          method,
+          headers: { authorization: `Bearer ${anonWithSub}`, "content-type": "application/json" },
+          body: body ? JSON.stringify(body) : undefined,
+        }),
+      );
+      expect([method, route, res.status >= 400 && res.status < 500]).toEqual([method, route, true]);
+    }
+    await expectNothingWritten();
   });
 });
 
