@@ -352,7 +352,7 @@ describe("repository analysis", () => {
     const cases: [unknown, number, RegExp][] = [
       [{ source: "ssh://git@github.com/a/b.git" }, 400, /scheme ssh/],
       [{ source: "git@github.com:a/b.git" }, 400, /scp-style/],
-      [{ source: "http://169.254.169.254/latest/meta-data" }, 400, /metadata/],
+      [{ source: "http://169.254.169.254/latest/meta-data" }, 400, /169\.254\.0\.0\/16 \(link-local\); refused/],
       [{ source: "https://127.0.0.1/repo.git" }, 400, /loopback/],
       [{ source: "https://10.1.2.3/repo.git" }, 400, /private/],
       [{ source: "https://localhost/repo.git" }, 400, /loopback/],

@@ -5,8 +5,11 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cloneInSandbox } from "../../worker/analysis/clone.ts";
 import { api, newUser, startWorker } from "../helpers/env.ts";
 import { git, makeRepo, ROOT, setPolicy, waitForAnalysis } from "./helpers.ts";
 
@@ -82,6 +85,31 @@ describe("analysis of a repository fetched over http", () => {
     const user = await newUser();
     const r = await api("POST", "/analyze/repository", { token: user.token, body: { source: `${base}/served/.git` } });
     expect(r.status).toBe(400);
-    expect(r.body.error.message).toMatch(/127\.0\.0\.1 is a loopback address/);
+    expect(r.body.error.message).toMatch(/host 127\.0\.0\.1 is in 127\.0\.0\.0\/8 \(loopback\); refused/);
+  });
+
+  it("connects git to the address the worker resolved and checked, never asking DNS again", async () => {
+    // A name no DNS answers (.invalid): the fetch works only if git uses the pinned address.
+    const calls: string[] = [];
+    const root = mkdtempSync(path.join(tmpdir(), "cogo-pin-"));
+    try {
+      const clone = await cloneInSandbox(
+        {
+          source: `${base.replace("127.0.0.1", "repo.pinned.invalid")}/served/.git`,
+          ref: "HEAD",
+          known: [],
+          maxFileBytes: 1024 * 1024,
+          maxTotalBytes: 16 * 1024 * 1024,
+          timeoutMs: 30_000,
+          policy: { allowPrivateHosts: true, localRoots: [] },
+          resolve: async (host) => (calls.push(host), ["127.0.0.1"]),
+        },
+        { root, allowNetwork: true },
+      );
+      expect(clone.commit).toBe(git(`${ROOT}/served`, "rev-parse", "HEAD"));
+      expect(calls).toEqual(["repo.pinned.invalid"]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

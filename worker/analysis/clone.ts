@@ -5,10 +5,24 @@
 import { lookup } from "node:dns/promises";
 import { realpath, stat } from "node:fs/promises";
 import { CogoError } from "../../functions/_shared/errors.ts";
-import { checkSource, isUnder, privateAddressReason, SourceRefused, type AnalysisPolicy } from "../../functions/_shared/analysis/source.ts";
+import { addressRefusal, parseAddress } from "../../functions/_shared/analysis/addresses.ts";
+import { checkSource, isUnder, PUBLIC_HOSTS_ONLY, SourceRefused, type AnalysisPolicy } from "../../functions/_shared/analysis/source.ts";
 import { collectFile, startSandbox, type SandboxOptions, type SandboxSpec } from "../sandbox/index.ts";
 
+/** A clone that did not complete; `details` (the worker's log only) has what git or DNS said. */
 export class CloneFailed extends CogoError {}
+
+/**
+ * What a user is told for any failure to reach the repository: DNS, connection (refused, reset,
+ * timed out), TLS, HTTP status, a server that is not git. One message for all, so the reason
+ * cannot be used to tell open, closed and filtered ports or live hosts apart.
+ */
+export const COULD_NOT_FETCH = "could not fetch the repository (no answer from the host as a git server, or the repository does not exist or needs credentials); the worker's log has the details";
+
+/** The addresses a host name resolves to, looked up once. */
+export type Resolver = (host: string) => Promise<string[]>;
+
+const dnsResolver: Resolver = async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 
 export interface TreeEntry {
   mode: string;
@@ -34,6 +48,8 @@ export interface CloneRequest {
   maxTotalBytes: number;
   timeoutMs: number;
   policy: AnalysisPolicy;
+  /** How the source's host name is resolved. @default getaddrinfo (node:dns lookup) */
+  resolve?: Resolver;
 }
 
 // A remote source is fetched (one ref, depth 1) into a bare repository in the workspace; a local
@@ -86,28 +102,44 @@ async function prepare(req: CloneRequest): Promise<Pick<SandboxSpec, "env" | "ne
       files: [{ path: ".gitconfig", content: "[safe]\n\tdirectory = /mnt/source\n\tdirectory = /mnt/source/.git\n" }],
     };
   }
-  // Pin the addresses checked here, so a second DNS answer cannot point git somewhere private.
-  const addresses = await lookup(source.host, { all: true }).catch((err: Error) => {
-    throw new CloneFailed("source_unreachable", `cannot resolve ${source.host}: ${err.message}`);
-  });
-  if (!req.policy.allowPrivateHosts) {
-    for (const a of addresses) {
-      const reason = privateAddressReason(a.address);
-      if (reason) throw new SourceRefused(`host ${source.host} resolves to ${a.address}, which ${reason}`);
-    }
-  }
-  const pinned = addresses.map((a) => (a.family === 6 ? `[${a.address}]` : a.address)).join(",");
+  const pins: [string, string][] = parseAddress(source.host)
+    ? [] // an address literal, checked by checkSource: git resolves nothing
+    : [["http.curloptResolve", await pinAddresses(source.host, source.port, req.policy, req.resolve)]];
   return {
     network: true,
     env: {
       SRC: source.url,
-      ...gitConfig([...base, ["protocol.https.allow", "always"], ["protocol.http.allow", req.policy.allowPrivateHosts ? "always" : "never"],
-        ["http.curloptResolve", `${source.host}:${source.port}:${pinned}`]]),
+      ...gitConfig([...base, ["protocol.https.allow", "always"], ["protocol.http.allow", req.policy.allowPrivateHosts ? "always" : "never"], ...pins]),
     },
   };
 }
 
-/** Runs the clone step in a sandbox; throws CloneFailed (with git's message) or SourceRefused. */
+/**
+ * Resolves `host` once, refuses it when any address is not public (unless the policy allows
+ * private hosts), and returns git's http.curloptResolve entry (`host:port:addr,[addr6]`) that
+ * makes curl connect to exactly the addresses checked here: a second DNS answer (rebinding)
+ * is never asked for.
+ */
+export async function pinAddresses(host: string, port: number, policy: AnalysisPolicy, resolve: Resolver = dnsResolver): Promise<string> {
+  const addresses = await resolve(host).catch((err: Error) => {
+    throw new CloneFailed("source_unreachable", COULD_NOT_FETCH, { host, resolve: err.message });
+  });
+  if (!addresses.length) throw new CloneFailed("source_unreachable", COULD_NOT_FETCH, { host, resolve: "no addresses" });
+  if (!policy.allowPrivateHosts) {
+    for (const address of addresses) {
+      const why = addressRefusal(address);
+      // The address and its range go to the log: the user learns only that the name is refused.
+      if (why) throw new SourceRefused(`host ${host} resolves to an address that is not public; ${PUBLIC_HOSTS_ONLY}`, { host, address, why });
+    }
+  }
+  return `${host}:${port}:${addresses.map((a) => (a.includes(":") ? `[${a}]` : a)).join(",")}`;
+}
+
+/**
+ * Runs the clone step in a sandbox; throws SourceRefused, or CloneFailed: COULD_NOT_FETCH when the
+ * repository could not be fetched (what DNS or git said is in its details only), git's message
+ * for a failure after the fetch.
+ */
 export async function cloneInSandbox(req: CloneRequest, sandboxOptions: SandboxOptions, onStart?: (stop: () => void) => void): Promise<CloneResult> {
   const plan = await prepare(req);
   const workspaceBytes = Math.min(2 * req.maxTotalBytes + 64 * 1024 * 1024, 8 * 1024 ** 3);
@@ -131,7 +163,14 @@ export async function cloneInSandbox(req: CloneRequest, sandboxOptions: SandboxO
     if (exit.reason !== "exited" || exit.exitCode !== 0) {
       const why = exit.reason === "exited" ? `exit code ${exit.exitCode}` : exit.reason;
       const msg = stderr.trim().replace(/\/mnt\/source/g, req.source) || "no message";
-      throw new CloneFailed("clone_failed", `cloning ${req.source} at ${req.ref} failed (${why}): ${msg}`);
+      const details = { source: req.source, ref: req.ref, exit: why, stderr: msg };
+      // `commit` is written once the fetch has succeeded; before that, git talked to the network.
+      const fetched = plan.network ? await collectFile(sandbox.workspace, "commit", 200).then(() => true, () => false) : true;
+      if (!fetched) {
+        const missing = /couldn't find remote ref /.test(msg);
+        throw new CloneFailed("clone_failed", missing ? `ref ${req.ref} was not found in the repository` : COULD_NOT_FETCH, details);
+      }
+      throw new CloneFailed("clone_failed", `cloning ${req.source} at ${req.ref} failed (${why}): ${msg}`, details);
     }
     const commit = (await collectFile(sandbox.workspace, "commit", 200)).toString("utf8").trim();
     if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(commit)) throw new CloneFailed("clone_failed", `git reported no commit for ${req.ref}`);

@@ -72,6 +72,8 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
       const status = stopReason === "cancelled" ? "cancelled" : "failed";
       const reason = stopReason === "cancelled" ? "cancelled while running" : err instanceof Error ? err.message : String(err);
       if (!(err instanceof CogoError) && !(err instanceof Stopped)) log(`analysis task ${task.id}: ${err instanceof Error ? err.stack : err}`);
+      // What the network said (DNS, git's stderr, the address refused) is for the operator only.
+      else if (err instanceof CogoError && err.details) log(`analysis task ${task.id}: ${err.code}: ${JSON.stringify(err.details)}`);
       await queue.finish(lease, { status, exitCode: null, signal: null, reason, usage: {} }).catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
     }
   })();
