@@ -1,7 +1,7 @@
 // A plan's steps share one workspace, stored in Postgres (workspace_files): restored into the
 // sandbox before a step, and what the step changed saved back after it succeeds, so the next
 // step sees it on whichever worker claims it (docs/plans.md). Both calls are fenced by the lease.
-import { lstat, readdir } from "node:fs/promises";
+import { lstat, opendir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { WORKSPACE_LIMITS } from "../functions/_shared/plans/limits.ts";
@@ -42,31 +42,53 @@ export async function restorePlanWorkspace(sql: Sql, lease: Lease): Promise<Rest
   };
 }
 
-/** Regular files under `dir` (relative paths); symlinks and special files are reported, never followed. */
-async function walk(dir: string, rel = "", out: { files: string[]; other: { path: string; why: string }[] } = { files: [], other: [] }) {
-  for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    try {
-      validateWorkspacePath(path); // a name the API would refuse would also fail the next restore
-    } catch (err) {
-      out.other.push({ path: JSON.stringify(path).slice(1, -1), why: (err as Error).message });
-      continue;
+/** Entries of any kind a save looks at before giving up (a task may leave millions behind). */
+const MAX_WALK_ENTRIES = 4 * WORKSPACE_LIMITS.files;
+
+interface Walked {
+  files: string[];
+  other: { path: string; why: string }[];
+  /** Why the walk stopped early: the workspace is over a cap and is not saved. */
+  over?: string;
+}
+
+/**
+ * Regular files under `dir` (relative paths); symlinks and special files are reported, never
+ * followed. Directories are read a few entries at a time (opendir), never listed whole, and the
+ * walk stops at the caps: a task that left 600,000 files costs the worker no more than the caps.
+ */
+export async function walkWorkspace(dir: string): Promise<Walked> {
+  const out: Walked = { files: [], other: [] };
+  let seen = 0;
+  const visit = async (rel: string): Promise<void> => {
+    for await (const e of await opendir(join(dir, rel), { bufferSize: 64 })) {
+      if (++seen > MAX_WALK_ENTRIES) {
+        out.over = `the workspace holds more than ${MAX_WALK_ENTRIES} entries`;
+        return; // leaving the loop closes the directory
+      }
+      const path = rel ? `${rel}/${e.name}` : e.name;
+      try {
+        validateWorkspacePath(path); // a name the API would refuse would also fail the next restore
+      } catch (err) {
+        if (out.other.length < WORKSPACE_LIMITS.files) out.other.push({ path: JSON.stringify(path).slice(1, -1), why: (err as Error).message });
+        continue;
+      }
+      if (e.isDirectory()) await visit(path);
+      else if (e.isFile()) out.files.push(path);
+      else if (out.other.length < WORKSPACE_LIMITS.files) out.other.push({ path, why: e.isSymbolicLink() ? "symlinks are not saved" : "not a regular file" });
+      if (out.files.length > WORKSPACE_LIMITS.files) out.over = `the workspace holds more than ${WORKSPACE_LIMITS.files} files`;
+      if (out.over) return;
     }
-    if (e.isDirectory()) await walk(dir, path, out);
-    else if (e.isFile()) out.files.push(path);
-    else out.other.push({ path, why: e.isSymbolicLink() ? "symlinks are not saved" : "not a regular file" });
-    if (out.files.length > WORKSPACE_LIMITS.files) break;
-  }
+  };
+  await visit("");
   return out;
 }
 
 /** Saves the step's changes (new, modified, deleted files) where nobody changed them meanwhile. */
 export async function savePlanWorkspace(sql: Sql, lease: Lease, dir: string, restored: RestoredWorkspace): Promise<SaveOutcome> {
-  const found = await walk(dir);
+  const found = await walkWorkspace(dir);
   const skipped = [...found.other];
-  if (found.files.length > WORKSPACE_LIMITS.files) {
-    return { saved: [], deleted: [], skipped, error: `the workspace holds more than ${WORKSPACE_LIMITS.files} files` };
-  }
+  if (found.over) return { saved: [], deleted: [], skipped, error: found.over };
   const changed: { path: string; content: string; executable: boolean }[] = [];
   const present = new Set<string>();
   for (const path of found.files) {
