@@ -57,6 +57,21 @@ export async function loadOrCreateKeys(dataDir: string): Promise<ProjectKeys> {
   };
 }
 
+/**
+ * The keys as hosted Supabase passes them to a function, plus the HS256 secret as COGO_JWT_SECRET
+ * (which hosted does not pass; docs/auth.md). Read by authConfigFromEnv.
+ */
+export function functionKeyEnv(keys: ProjectKeys): Record<string, string> {
+  return {
+    SUPABASE_ANON_KEY: keys.anonKey,
+    SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
+    SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: keys.publishableKey }),
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: keys.secretKey }),
+    SUPABASE_JWKS: JSON.stringify(keys.jwks),
+    COGO_JWT_SECRET: keys.jwtSecret,
+  };
+}
+
 /** A user token as Supabase Auth would issue it: role authenticated, sub = user id. */
 export async function mintUserToken(jwtSecret: string, userId: string, expiresInS = 3600): Promise<string> {
   return await signJwt(jwtSecret, { iss: "supabase-demo", aud: "authenticated", role: "authenticated", sub: userId }, expiresInS);

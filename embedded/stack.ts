@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { authConfigFromEnv, Authenticator } from "../functions/_shared/auth.ts";
 import { readFunctionConfigs, serveFunction, stopFunction, type RunningFunction } from "./functions.ts";
 import { createGateway } from "./gateway.ts";
-import { loadOrCreateKeys, type ProjectKeys } from "./keys.ts";
+import { functionKeyEnv, loadOrCreateKeys, type ProjectKeys } from "./keys.ts";
 import { migrate } from "./migrate.ts";
 import { assertPrivateDir } from "./private-files.ts";
 import { freePort, isFree } from "./ports.ts";
@@ -95,16 +95,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       close: () => realtime.close(),
     };
 
-    // The keys as hosted Supabase gives them to a function, plus the HS256 secret (COGO_JWT_SECRET,
-    // which hosted does not pass); the gateway proves callers from the same settings.
-    const keyEnv: Record<string, string> = {
-      SUPABASE_ANON_KEY: keys.anonKey,
-      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
-      SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: keys.publishableKey }),
-      SUPABASE_SECRET_KEYS: JSON.stringify({ default: keys.secretKey }),
-      SUPABASE_JWKS: JSON.stringify(keys.jwks),
-      COGO_JWT_SECRET: keys.jwtSecret,
-    };
+    // The gateway proves callers from the same settings the function gets.
+    const keyEnv = functionKeyEnv(keys);
     const auth = new Authenticator(authConfigFromEnv((k) => keyEnv[k]));
     // Proves to a function that a request came through the gateway (functions/_shared/api.ts).
     const gatewaySecret = randomBytes(32).toString("base64url");

@@ -1,20 +1,14 @@
 // Serving edge functions in Deno: packages come from the project's node_modules (no download at
 // start, even with an empty Deno cache and no reachable proxy), and a function that fails to load
 // fails the start at once, quoting its own log, with nothing left running.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readFunctionConfigs, serveFunction, stopFunction, type RunningFunction } from "../../embedded/functions.ts";
 import { PROJECT_ROOT } from "../../embedded/stack.ts";
+import { tempDirs } from "../helpers/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
-const tempDir = async () => {
-  const d = await mkdtemp(path.join(os.tmpdir(), "cogo-fn-"));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs("cogo-fn-");
 
 /** Runs `fn` with an empty Deno cache and every proxy pointing at a closed port. */
 async function offline<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,19 +1,13 @@
 // The walk that saves a plan's workspace stops at its caps and never lists a directory whole: a
 // task may leave hundreds of thousands of entries behind, and the walk runs on the worker's loop.
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { WORKSPACE_LIMITS } from "../../functions/_shared/plans/limits.ts";
 import { walkWorkspace } from "../../worker/plan-workspace.ts";
+import { tempDirs } from "../helpers/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
-const tempDir = async () => {
-  const d = await mkdtemp(path.join(os.tmpdir(), "cogo-walk-"));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs("cogo-walk-");
 const many = async (n: number, make: (i: number) => Promise<void>) => {
   for (let i = 0; i < n; i += 500) await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => make(i + k)));
 };

@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateKeys, mintAsymmetricUserToken, type ProjectKeys } from "../../embedded/keys.ts";
+import { functionKeyEnv, loadOrCreateKeys, mintAsymmetricUserToken, type ProjectKeys } from "../../embedded/keys.ts";
 import { signJwt } from "../../embedded/jwt.ts";
 import { createApi } from "../../functions/_shared/api.ts";
 import { authConfigFromEnv, Authenticator, GATEWAY_HEADER } from "../../functions/_shared/auth.ts";
@@ -24,18 +24,7 @@ beforeAll(async () => {
   keys = await loadOrCreateKeys(stack.dataDir);
   handler = createApi(sql, {
     runtime: { runtime: "node (test)", env: {} },
-    auth: new Authenticator(
-      authConfigFromEnv((k) =>
-        ({
-          SUPABASE_ANON_KEY: keys.anonKey,
-          SUPABASE_SERVICE_ROLE_KEY: keys.serviceRoleKey,
-          SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: keys.publishableKey }),
-          SUPABASE_SECRET_KEYS: JSON.stringify({ default: keys.secretKey }),
-          SUPABASE_JWKS: JSON.stringify(keys.jwks),
-          COGO_JWT_SECRET: keys.jwtSecret,
-        })[k],
-      ),
-    ),
+    auth: new Authenticator(authConfigFromEnv((k) => functionKeyEnv(keys)[k])),
   });
   victim = await newUser();
   // Queued for a kind no worker serves: it stays put, so anything done to it shows.

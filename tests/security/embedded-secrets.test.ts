@@ -1,23 +1,17 @@
 // The embedded default's own secrets: the database superuser has a password of its own (a fixed
 // one let any local process, or a sandbox sharing the host's loopback, run programs on the host
 // through COPY … TO PROGRAM), and a data directory or key file someone else planted is refused.
-import { chmod, chown, lstat, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { chmod, chown, lstat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import postgres from "postgres";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { freePort } from "../../embedded/ports.ts";
 import { assertPrivateDir, assertPrivateFile } from "../../embedded/private-files.ts";
 import { startStack } from "../../embedded/stack.ts";
 import { api, stack } from "../helpers/env.ts";
+import { tempDirs } from "../helpers/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
-const tempDir = async () => {
-  const d = await mkdtemp(path.join(os.tmpdir(), "cogo-secrets-"));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs("cogo-secrets-");
 
 describe("the database superuser", () => {
   it("has a password of its own: the old fixed one and no password are refused", async () => {
