@@ -7,19 +7,23 @@ import path from "node:path";
 import type { Sql } from "postgres";
 import { envCgroups } from "../worker/config.ts";
 import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, startSandbox } from "../worker/sandbox/index.ts";
-import { bwrapArgs, bwrapInfo } from "../worker/sandbox/bwrap.ts";
-import { ensureEtc } from "../worker/sandbox/etc.ts";
+import { bwrapCommand, bwrapInfo } from "../worker/sandbox/bwrap.ts";
+import { seccompFilter } from "../worker/sandbox/launcher.ts";
 import { PROJECT_ROOT, type Stack } from "../embedded/stack.ts";
 import { ms, percentile, type Row } from "./stats.ts";
 
 const RUNS = 50;
 
-function timedSpawn(file: string, args: string[] = [], ids: { uid: number; gid: number } | {} = {}): Promise<number> {
+/** Spawns `file`; `fds` are written to pipes at those descriptors (as the launcher's memory files). */
+function timedSpawn(file: string, args: string[] = [], ids: { uid: number; gid: number } | {} = {}, fds = new Map<number, Buffer>()): Promise<number> {
   const t0 = performance.now();
+  const top = Math.max(2, ...fds.keys());
+  const stdio = Array.from({ length: top + 1 }, (_, fd) => (fds.has(fd) ? "pipe" : "ignore")) as ("pipe" | "ignore")[];
   return new Promise((resolve, reject) => {
-    spawn(file, args, { stdio: "ignore", env: { PATH: "/usr/bin:/bin" }, ...ids })
+    const child = spawn(file, args, { stdio, env: { PATH: "/usr/bin:/bin" }, ...ids })
       .on("error", reject)
       .on("exit", (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${file} exited ${code}`))));
+    for (const [fd, data] of fds) (child.stdio[fd] as NodeJS.WritableStream).end(data);
   });
 }
 
@@ -27,12 +31,19 @@ function timedSpawn(file: string, args: string[] = [], ids: { uid: number; gid: 
 async function bareBwrap(root: string): Promise<() => Promise<number>> {
   const workspace = await mkdtemp(path.join(root, "bare-"));
   await chmod(workspace, 0o777);
-  const args = await bwrapArgs({ workspace, etcDir: await ensureEtc(root, "sandbox"), hostname: "sandbox", network: false, tmpBytes: 1 << 30, env: {}, argv: ["true"], statusFd: 3 });
-  const noStatus = args.filter((a, i) => a !== "--json-status-fd" && args[i - 1] !== "--json-status-fd");
+  const cmd = await bwrapCommand({ workspace, hostname: "sandbox", network: false, tmpBytes: 1 << 30, env: {}, argv: ["true"], statusFd: 3 });
+  const noStatus = cmd.args.filter((a, i) => a !== "--json-status-fd" && cmd.args[i - 1] !== "--json-status-fd");
+  // The same descriptors the launcher prepares: the arguments (less the status fd), /etc files, seccomp programs.
+  const { programs } = await seccompFilter();
+  const argsFd = Number(cmd.argv[cmd.argv.indexOf("--args") + 1]);
+  const fds = new Map<number, Buffer>([
+    ...cmd.fds.map((f): [number, Buffer] => [f.fd, Buffer.from(f.fd === argsFd ? noStatus.map((a) => `${a}\0`).join("") : f.data)]),
+    ...cmd.filterFds.map((fd, i): [number, Buffer] => [fd, Buffer.from(programs[i]!, "base64")]),
+  ]);
   // As root, bwrap runs as an unprivileged uid just below the slot range, as sandboxes do.
   const ids = process.geteuid?.() === 0 ? { uid: SANDBOX_DEFAULTS.uid - 1, gid: SANDBOX_DEFAULTS.uid - 1 } : {};
   const { path: bwrap } = await bwrapInfo();
-  return () => timedSpawn(bwrap, noStatus, ids);
+  return () => timedSpawn(bwrap, cmd.argv, ids, fds);
 }
 
 async function sandboxTrue(root: string): Promise<{ running: number; exited: number; total: number }> {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SandboxUnavailable } from './errors.ts';
 import { SANDBOX_UID, etcFiles } from './etc.ts';
+import type { FdData } from './launcher.ts';
 
 const run = promisify(execFile);
 
@@ -27,6 +28,28 @@ export const BASE_ENV: Readonly<Record<string, string>> = Object.freeze({
 const ETC_BINDS = ['ld.so.cache', 'ld.so.conf', 'ld.so.conf.d', 'alternatives', 'ssl', 'ca-certificates', 'localtime', 'os-release'];
 /** Merged-/usr links (or real directories on older systems) recreated at the sandbox root. */
 const ROOT_DIRS = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
+
+/**
+ * /proc entries hidden as Docker hides them (plus the kernel's build config, boot command line,
+ * pressure stall figures, symbols and key users): a file reads empty (/dev/null bound read-only
+ * over it), a directory is an empty read-only tmpfs. Only those the kernel has. They tell about
+ * the host (hardware, boot, other tenants' load and timers, kernel layout) or reach it (sysrq).
+ * bwrap itself already binds `sys`, `sysrq-trigger`, `irq` and `bus` read-only.
+ */
+export const PROC_MASKED_FILES = [
+  'kcore', 'kallsyms', 'keys', 'key-users', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats',
+  'config.gz', 'cmdline', 'interrupts', 'sysrq-trigger',
+];
+export const PROC_MASKED_DIRS = ['acpi', 'asound', 'scsi', 'pressure'];
+
+/**
+ * Descriptors of bwrap besides stdio and the status pipe (3): memory files the launcher writes
+ * (launcher.py place_data). bwrap reads each and closes it before the task starts.
+ */
+const ARGS_FD = 4;
+/** The launcher's two seccomp programs (syscall_filter.py): the denylist and the personality rule. */
+export const FILTER_FDS = [5, 6];
+const FIRST_FILE_FD = 7;
 
 export async function findExecutable(name: string): Promise<string | null> {
   for (const dir of SYSTEM_DIRS) {
@@ -53,6 +76,10 @@ export function bwrapInfo(): Promise<BwrapInfo> {
     if (!path) throw new SandboxUnavailable('bubblewrap (bwrap) is not installed: apt-get install bubblewrap');
     const env = { PATH: BASE_ENV.PATH };
     const [{ stdout: version }, { stdout: help }] = await Promise.all([run(path, ['--version'], { env }), run(path, ['--help'], { env })]);
+    // Every sandbox gets the seccomp filter (--add-seccomp-fd, bwrap >= 0.6) and files written by --file with --perms.
+    if (!help.includes('--add-seccomp-fd') || !help.includes('--perms')) {
+      throw new SandboxUnavailable(`bubblewrap ${version.trim()} is too old (no --add-seccomp-fd or --perms; 0.6 or later needed): apt-get install bubblewrap`);
+    }
     return { path, version: version.trim(), size: help.includes('--size'), disableUserns: help.includes('--disable-userns') };
   })();
   info.catch(() => (info = undefined));
@@ -78,9 +105,25 @@ function hostLayout(): Promise<Layout> {
   return layout;
 }
 
+let masks: Promise<Layout> | undefined;
+
+/** The /proc masks this kernel needs (after `--proc /proc`). */
+function procMasks(): Promise<Layout> {
+  masks ??= (async () => {
+    const args: string[] = [];
+    for (const name of PROC_MASKED_FILES) {
+      if ((await lstat(`/proc/${name}`).catch(() => null))?.isFile()) args.push('--dev-bind', '/dev/null', `/proc/${name}`);
+    }
+    for (const name of PROC_MASKED_DIRS) {
+      if ((await lstat(`/proc/${name}`).catch(() => null))?.isDirectory()) args.push('--tmpfs', `/proc/${name}`, '--remount-ro', `/proc/${name}`);
+    }
+    return args;
+  })();
+  return masks;
+}
+
 export interface BwrapPlan {
   workspace: string;
-  etcDir: string;
   hostname: string;
   network: boolean;
   /** Host directories bound read-only (checked by checkSpec). */
@@ -93,7 +136,36 @@ export interface BwrapPlan {
   statusFd: number;
 }
 
-export async function bwrapArgs(plan: BwrapPlan): Promise<string[]> {
+/** How to start bwrap for a plan: its argv, and the descriptors the launcher prepares for it. */
+export interface BwrapCommand {
+  /**
+   * bwrap's own argv after its path: `--args <fd> -- <the task's command>`. Its process is the
+   * sandbox's PID 1, whose command line every task can read; its options name host paths.
+   */
+  argv: string[];
+  /** The options (NUL-terminated) and the generated /etc files, by descriptor. */
+  fds: FdData[];
+  /** Descriptors for the launcher's seccomp programs (`--add-seccomp-fd`). */
+  filterFds: number[];
+  /** The options, as the fd at `--args` holds them. */
+  args: string[];
+}
+
+export async function bwrapCommand(plan: BwrapPlan): Promise<BwrapCommand> {
+  const args = await bwrapOptions(plan);
+  // A NUL would split an argument in two (checkSpec refuses them in anything a task gives).
+  if (args.some((a) => a.includes('\0'))) throw new SandboxUnavailable('a bwrap argument contains NUL');
+  const etc = Object.values(etcFiles(plan.hostname)).map((data, i) => ({ fd: FIRST_FILE_FD + i, data }));
+  return {
+    // bwrap takes the command only from its own argv, after the options read from the fd.
+    argv: ['--args', String(ARGS_FD), '--', ...plan.argv],
+    fds: [{ fd: ARGS_FD, data: args.map((a) => `${a}\0`).join('') }, ...etc],
+    filterFds: FILTER_FDS,
+    args,
+  };
+}
+
+async function bwrapOptions(plan: BwrapPlan): Promise<string[]> {
   const bw = await bwrapInfo();
   const sized = (bytes: number) => (bw.size ? ['--size', String(bytes)] : []);
   return [
@@ -108,9 +180,11 @@ export async function bwrapArgs(plan: BwrapPlan): Promise<string[]> {
     '--gid', String(SANDBOX_UID),
     '--hostname', plan.hostname,
     ...(await hostLayout()),
-    ...Object.keys(etcFiles(plan.hostname)).flatMap((name) => ['--ro-bind', join(plan.etcDir, name), `/etc/${name}`]),
+    // Generated files written into the root (no bind mount, so no host path in mountinfo).
+    ...Object.keys(etcFiles(plan.hostname)).flatMap((name, i) => ['--perms', '0444', '--file', String(FIRST_FILE_FD + i), `/etc/${name}`]),
     ...(plan.network ? ['--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf'] : []),
     '--proc', '/proc',
+    ...(await procMasks()),
     '--dev', '/dev',
     ...sized(plan.tmpBytes), '--tmpfs', '/tmp',
     ...sized(plan.tmpBytes), '--tmpfs', '/dev/shm',
@@ -122,7 +196,7 @@ export async function bwrapArgs(plan: BwrapPlan): Promise<string[]> {
     '--clearenv',
     ...Object.entries(plan.env).flatMap(([k, v]) => ['--setenv', k, v]),
     '--json-status-fd', String(plan.statusFd),
-    '--',
-    ...plan.argv,
+    // Loaded last, right before the exec of the task (and in bwrap's PID 1, which only waits).
+    ...FILTER_FDS.flatMap((fd) => ['--add-seccomp-fd', String(fd)]),
   ];
 }

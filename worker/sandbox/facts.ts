@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { BASE_ENV, bwrapInfo, findExecutable } from './bwrap.ts';
+import { lstat } from 'node:fs/promises';
+import { BASE_ENV, PROC_MASKED_DIRS, PROC_MASKED_FILES, bwrapInfo, findExecutable } from './bwrap.ts';
 import { detectCgroups, type CgroupMode } from './cgroups.ts';
+import { seccompFilter } from './launcher.ts';
 
 const run = promisify(execFile);
 
@@ -32,13 +34,24 @@ export interface SandboxFacts {
   cgroupNotes: string[];
   /** Which mechanism enforces each limit on this machine, for a worker running with these privileges. */
   limitsBy: string;
+  /**
+   * Protections besides the limits, as the worker logs them: the seccomp filter, the /proc
+   * entries masked on this kernel, user namespaces, what PID 1's command line shows.
+   */
+  protections: string;
+  /** System calls the seccomp filter denies with EPERM, and its rules on arguments and ABIs. */
+  seccomp: { denied: string[]; rules: string[] };
   /** Versions of tools on the sandbox's PATH (the sandbox sees the host's /usr read-only). */
   toolchain: Record<string, string>;
 }
 
-/** What the sandbox can do here with these cgroup options; throws SandboxUnavailable if bwrap is missing. */
+/**
+ * What the sandbox can do here with these cgroup options. Throws SandboxUnavailable if bwrap is
+ * missing or too old, or the seccomp filter cannot be built (python3-seccomp missing): a worker
+ * never runs tasks without it.
+ */
 export async function sandboxFacts(cgroups: CgroupMode = true): Promise<SandboxFacts> {
-  const [bw, cg, toolchain] = await Promise.all([bwrapInfo(), detectCgroups(cgroups), toolVersions()]);
+  const [bw, cg, toolchain, filter, masked] = await Promise.all([bwrapInfo(), detectCgroups(cgroups), toolVersions(), seccompFilter(), maskedProc()]);
   const asRoot = process.geteuid?.() === 0;
   const has = (c: 'memory' | 'pids' | 'cpu') => c in cg.usable;
   const v = cg.using;
@@ -53,7 +66,30 @@ export async function sandboxFacts(cgroups: CgroupMode = true): Promise<SandboxF
     `tmp=${bw.size ? 'bwrap-tmpfs(size)' : 'bwrap-tmpfs(unsized)'}`,
     'output=byte-counter',
   ].join('; ');
-  return { bwrap: `${bw.path} (${bw.version})`, cgroups: cg.version, cgroupsUsed: v, cgroupNotes: cg.notes, limitsBy, toolchain };
+  const protections = [
+    `seccomp=denylist(${filter.denied.length} syscalls + ${filter.rules.length} rules, EPERM; 32-bit ABI denied)`,
+    `proc-masked=${masked.join(',') || 'none'}`,
+    `nested-userns=${bw.disableUserns ? 'disabled(--disable-userns)' : 'denied(seccomp)'}`,
+    'caps=none',
+    'pid1-argv=--args-fd',
+  ].join('; ');
+  return {
+    bwrap: `${bw.path} (${bw.version})`,
+    cgroups: cg.version,
+    cgroupsUsed: v,
+    cgroupNotes: cg.notes,
+    limitsBy,
+    protections,
+    seccomp: { denied: filter.denied, rules: filter.rules },
+    toolchain,
+  };
+}
+
+/** The /proc entries this kernel has that the sandbox masks (bwrap.ts procMasks). */
+async function maskedProc(): Promise<string[]> {
+  const all = [...PROC_MASKED_FILES, ...PROC_MASKED_DIRS];
+  const present = await Promise.all(all.map((n) => lstat(`/proc/${n}`).then(() => n, () => null)));
+  return present.filter((n) => n !== null);
 }
 
 async function toolVersions(): Promise<Record<string, string>> {

@@ -15,10 +15,16 @@ launcher keeps a few spares per cgroup layout and makes the next one after each 
 It also mounts and unmounts the workspace tmpfs mounts (mount(2), umount2(2)): as a child process
 of the worker each would be another fork of the worker.
 
+It builds the sandboxes' seccomp filter once at start (syscall_filter.py, libseccomp through
+Debian's python3-seccomp) and refuses to run without it. Each child gets the filter programs, and
+any data the request carries (bwrap's real arguments, generated /etc files), as memory files at
+the descriptors the request names; bwrap reads and closes them before the task starts.
+
 Commands arrive as JSON lines on stdin, replies leave as JSON lines on stdout. EOF on stdin (the
 worker died or stopped) kills every sandbox still running and exits; so does the worker's death
 (PR_SET_PDEATHSIG), and bwrap's --die-with-parent takes the sandboxes down with us.
 """
+import base64
 import ctypes
 import errno
 import fcntl
@@ -32,6 +38,17 @@ import uuid
 import sys
 import time
 
+# -I -S keep the user's and the script's directories off sys.path; Debian's python3-seccomp lives
+# in the system's dist-packages, syscall_filter.py next to this file (both root-owned).
+sys.dont_write_bytecode = True  # no __pycache__ in the worker's tree
+sys.path.append("/usr/lib/python3/dist-packages")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import syscall_filter
+except ImportError as e:
+    sys.stderr.write("cogo launcher: the sandbox seccomp filter needs libseccomp's python module (%s): apt-get install python3-seccomp\n" % e)
+    sys.exit(3)
+
 PR_SET_PDEATHSIG = 1
 MS_NOSUID, MS_NODEV = 2, 4
 MNT_DETACH = 2
@@ -42,6 +59,8 @@ libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 HIGH_FD = 64
 # Spares kept ready per cgroup layout.
 SPARES = 2
+# The seccomp programs of every sandbox and what they deny (main() builds them).
+FILTERS, FILTER_INFO = [], {}
 
 
 def reply(msg):
@@ -70,6 +89,11 @@ def child(req, stdin_r, out_w, err_w, status_w):
             os.dup2(fd, target)
         # Everything else, including fds the worker inherited without CLOEXEC (close_range(2)).
         os.closerange(4, 1 << 30)
+        data = [(e["fd"], e["data"].encode("utf-8", "surrogateescape")) for e in req["fds"]]
+        if len(req["filterFds"]) != len(FILTERS):
+            raise ValueError("%d seccomp programs, %d descriptors for them" % (len(FILTERS), len(req["filterFds"])))
+        data += list(zip(req["filterFds"], FILTERS))
+        place_data(data)
         for name, soft, hard in req["rlimits"]:
             which = getattr(resource, name)
             cap = resource.getrlimit(which)[1]
@@ -88,6 +112,21 @@ def child(req, stdin_r, out_w, err_w, status_w):
             os.write(2, ("cogo launcher: %s\n" % e).encode())
         finally:
             os._exit(125)
+
+
+def place_data(entries):
+    """Each (fd, bytes) as a memory file at that descriptor (>= 4), positioned at its start."""
+    for target, data in sorted(entries):
+        if target < 4:
+            raise ValueError("data descriptor %d would replace stdio or the status pipe" % target)
+        fd = os.memfd_create("cogo", 0)  # not CLOEXEC: bwrap reads it after the exec
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
 
 
 def spare_main(sock, procs_files):
@@ -318,6 +357,8 @@ class Server:
             self.mount(req)
         elif op == "umount":
             self.umount(req)
+        elif op == "filter":
+            reply({"id": req["id"], "filter": {**FILTER_INFO, "programs": [base64.b64encode(p).decode() for p in FILTERS]}})
 
     def shutdown(self):
         for tid in list(self.running):
@@ -356,6 +397,12 @@ def main():
     # worker's to handle: it drains its tasks, then ends us. Forked sandboxes reset these.
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
+    global FILTERS, FILTER_INFO
+    try:
+        FILTERS, FILTER_INFO = syscall_filter.build(deny_userns="--deny-userns" in sys.argv[2:])
+    except Exception as e:  # noqa: BLE001 - no filter, no sandboxes
+        sys.stderr.write("cogo launcher: cannot build the seccomp filter: %s\n" % e)
+        sys.exit(3)
     Server().run()
 
 

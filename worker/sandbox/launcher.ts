@@ -3,7 +3,7 @@ import { constants, open } from 'node:fs';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { findExecutable } from './bwrap.ts';
+import { bwrapInfo, findExecutable } from './bwrap.ts';
 import type { Controller, cgroupRequest } from './cgroups.ts';
 import { SandboxStartFailed, SandboxUnavailable } from './errors.ts';
 import { HELPER_PROCESSES, type SandboxLimits } from './options.ts';
@@ -40,9 +40,19 @@ export function sandboxRlimits(limits: SandboxLimits, addressSpace: boolean): Rl
   ];
 }
 
+/** Data handed to the child as a memory file at descriptor `fd` (>= 4), read from its start. */
+export interface FdData {
+  fd: number;
+  data: string;
+}
+
 export interface LaunchRequest {
   path: string;
   argv: string[];
+  /** Data descriptors of the child (bwrap's arguments, generated /etc files). */
+  fds: FdData[];
+  /** Where the child gets the launcher's seccomp programs, one descriptor per program (bwrap.ts FILTER_FDS). */
+  filterFds: number[];
   /** Slot uid/gid to drop to (root worker), or null to stay the worker's user. */
   owner: { uid: number; gid: number } | null;
   rlimits: Rlimit[];
@@ -66,8 +76,17 @@ export interface Launched {
   kill(innerPid: number | null): void;
 }
 
+/** What the launcher's seccomp filter denies (syscall_filter.py), and its programs (base64 cBPF). */
+export interface FilterInfo {
+  denied: string[];
+  rules: string[];
+  bytes: number;
+  programs: string[];
+}
+
 type Reply = {
   id: number;
+  filter?: FilterInfo;
   pid?: number;
   fds?: Record<string, number>;
   cgroups?: Partial<Record<Controller, string>> | null;
@@ -91,8 +110,8 @@ class Launcher {
   private stderr = '';
   dead = false;
 
-  constructor(python: string) {
-    this.child = spawn(python, ['-I', '-S', SCRIPT, String(process.pid)], { stdio: ['pipe', 'pipe', 'pipe'], env: LAUNCHER_ENV, cwd: '/' });
+  constructor(python: string, denyUserns: boolean) {
+    this.child = spawn(python, ['-I', '-S', SCRIPT, String(process.pid), ...(denyUserns ? ['--deny-userns'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], env: LAUNCHER_ENV, cwd: '/' });
     this.child.on('error', () => {});
     this.child.stdin!.on('error', () => {});
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => this.onData(text));
@@ -105,7 +124,7 @@ class Launcher {
     const id = this.nextId++;
     const exit = new Promise<{ code: number | null; signal: number | null }>((resolve) => this.exits.set(id, resolve));
     void exit.then(() => this.idleIfUnused());
-    const replied = this.ask(id, { op: 'start', path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin });
+    const replied = this.ask(id, { op: 'start', path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin, fds: req.fds, filterFds: req.filterFds });
     let r: Reply;
     try {
       r = await replied;
@@ -150,6 +169,17 @@ class Launcher {
     try {
       const r = await this.ask(this.nextId++, msg);
       if (r.error) throw new Error(r.error);
+    } finally {
+      this.idleIfUnused();
+    }
+  }
+
+  /** What the seccomp filter the launcher built at its start denies. */
+  async filter(): Promise<FilterInfo> {
+    try {
+      const r = await this.ask(this.nextId++, { op: 'filter' });
+      if (!r.filter) throw new Error(r.error ?? 'no filter in the reply');
+      return r.filter;
     } finally {
       this.idleIfUnused();
     }
@@ -227,7 +257,9 @@ async function theLauncher(): Promise<Launcher> {
   if (!launcher || launcher.dead) {
     const python = await findExecutable('python3');
     if (!python) throw new SandboxUnavailable('python3 is not installed (it runs the sandbox launcher): apt-get install python3');
-    if (!launcher || launcher.dead) launcher = new Launcher(python);
+    // Without --disable-userns (bwrap < 0.8) nested user namespaces are refused by the filter instead.
+    const { disableUserns } = await bwrapInfo();
+    if (!launcher || launcher.dead) launcher = new Launcher(python, !disableUserns);
   }
   return launcher;
 }
@@ -235,6 +267,19 @@ async function theLauncher(): Promise<Launcher> {
 /** Starts `req` through this process's launcher. */
 export async function launch(req: LaunchRequest): Promise<Launched> {
   return (await theLauncher()).launch(req);
+}
+
+/**
+ * What the sandboxes' seccomp filter denies. Starting the launcher builds it: fails with
+ * SandboxUnavailable (naming the package) if libseccomp's python module is missing.
+ */
+export async function seccompFilter(): Promise<FilterInfo> {
+  try {
+    return await (await theLauncher()).filter();
+  } catch (err) {
+    if (err instanceof SandboxUnavailable) throw err;
+    throw new SandboxUnavailable(`no seccomp filter, so no sandbox can start: ${(err as Error).message}`);
+  }
 }
 
 /** Mounts a tmpfs (nosuid, nodev) with `options` (size=…,mode=…) on `target`; needs root. */

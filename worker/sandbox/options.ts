@@ -97,8 +97,11 @@ export const SANDBOX_DEFAULTS = Object.freeze({
     workspaceBytes: 8 * GiB,
     outputBytes: 256 * MiB,
   }),
-  /** Below these bwrap itself cannot start, so requests are raised to them. */
-  floors: Object.freeze<Partial<SandboxLimits>>({ openFiles: 32, memoryBytes: 16 * MiB, workspaceBytes: MiB }),
+  /**
+   * Below these bwrap itself cannot start, so requests are raised to them (it writes the
+   * generated /etc files, a few hundred bytes, under the task's RLIMIT_FSIZE).
+   */
+  floors: Object.freeze<Partial<SandboxLimits>>({ openFiles: 32, memoryBytes: 16 * MiB, workspaceBytes: MiB, fileSizeBytes: 4096 }),
   uid: 200_000,
   slots: 1024,
   slotWaitMs: 30_000,

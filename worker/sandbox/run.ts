@@ -4,10 +4,9 @@ import { availableParallelism, constants as osConstants } from 'node:os';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bwrapArgs, bwrapInfo } from './bwrap.ts';
+import { bwrapCommand, bwrapInfo } from './bwrap.ts';
 import { TaskCgroup, cgroupRequest, detectCgroups } from './cgroups.ts';
 import { InvalidSandboxSpec, SandboxStartFailed } from './errors.ts';
-import { ensureEtc } from './etc.ts';
 import { STATUS_FD, launch, sandboxRlimits, type Launched } from './launcher.ts';
 import { HELPER_PROCESSES, SANDBOX_DEFAULTS, resolveLimits, type SandboxLimits, type SandboxOptions } from './options.ts';
 import { acquireSlot, type Slot } from './slots.ts';
@@ -34,10 +33,9 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
   const o = resolveOptions(options);
   const limits = resolveLimits(spec.limits, o.maxLimits);
   const asRoot = process.geteuid?.() === 0;
-  const [bw, , etcDir, support] = await Promise.all([
+  const [bw, , support] = await Promise.all([
     bwrapInfo(),
     prepareRoot(o.root, asRoot).then(() => reapStaleWorkspaces(o.root)),
-    ensureEtc(o.root, o.hostname),
     o.cgroups === false ? null : detectCgroups(o.cgroups),
   ]);
 
@@ -52,9 +50,8 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
     undo.push(() => workspace.remove(true));
     await writeFiles(workspace.dir, checked.files, owner, limits.workspaceBytes);
 
-    const inner = await bwrapArgs({
+    const bwrap = await bwrapCommand({
       workspace: workspace.dir,
-      etcDir,
       hostname: o.hostname,
       network: checked.network && o.allowNetwork,
       readOnlyBinds: checked.readOnlyBinds,
@@ -65,7 +62,9 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
     });
     const child = await launch({
       path: bw.path,
-      argv: inner,
+      argv: bwrap.argv,
+      fds: bwrap.fds,
+      filterFds: bwrap.filterFds,
       owner,
       rlimits: sandboxRlimits(limits, !support?.usable.memory),
       // The launcher makes them and starts the task in them (a spare forked in ahead of time).

@@ -62,7 +62,15 @@ export async function createWorkspace(root: string, bytes: number, owner: Owner 
     return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
   }
   if (pool <= 0) {
-    const dir = await mountWorkspace(root, bytes, `mode=0700,uid=${owner.uid},gid=${owner.gid}`);
+    // Owned by root at mount, handed over after: tmpfs options show in the task's mountinfo, and
+    // the kernel prints uid=/gid= there as host ids (the slot uid).
+    const dir = await mountWorkspace(root, bytes, 'mode=0700');
+    try {
+      await chown(dir, owner.uid, owner.gid);
+    } catch (err) {
+      await removeWorkspace(dir, true);
+      throw err;
+    }
     return { dir, remove: () => removeWorkspace(dir, true) };
   }
   const free = idle.get(root) ?? [];
