@@ -89,6 +89,7 @@ export class Worker {
   async start(): Promise<void> {
     const o = this.options;
     const facts = await sandboxFacts(this.sandboxOptions.cgroups);
+    const registeredAt = performance.now();
     const row = await this.queue.register({
       name: o.name,
       kind: o.kind,
@@ -99,6 +100,9 @@ export class Worker {
       host: { hostname: hostname(), pid: process.pid, cpus: cpus().length, memoryBytes: totalmem(), sandbox: facts },
     });
     this.id = row.id;
+    // Registering stamps last_heartbeat_at: the lease-safety clock starts there, not when this
+    // object was made (a slow start would stop, and hand back, the first tasks it claims).
+    this.lastHeartbeatOk = registeredAt;
     o.log(`sandbox toolchain: ${Object.entries(facts.toolchain).map(([tool, version]) => `${tool} ${version}`).join("; ") || "none found in /usr"}`);
     o.log(`worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}${facts.cgroupNotes.length ? ` (${facts.cgroupNotes.join('; ')})` : ''}`);
     o.log(`sandbox protections: ${facts.protections}`);

@@ -10,6 +10,16 @@ const LABEL = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const KIND = /^[a-z][a-z0-9_-]{0,31}$/;
 const noNul = (s: string) => !s.includes("\0");
 
+/**
+ * What the system names its own tasks (cogo.start_analysis, cogo.plan_analysis): no user task or
+ * plan step may take these, so nothing a user submits can pass for an internal task. Mirrors
+ * cogo.reserved_kind / cogo.reserved_step (migrations/20261125001300_internal_tasks.sql), which
+ * refuse them in SQL too. Which tasks are internal is tasks.internal, never a name.
+ */
+export const RESERVED_KINDS: readonly string[] = ["analysis"];
+export const RESERVED_STEP_PREFIX = "analysis-";
+export const isReservedStepName = (name: string) => name.toLowerCase().startsWith(RESERVED_STEP_PREFIX);
+
 export const MAX_FILES = 1000;
 export const MAX_FILES_BYTES = 32 * 1024 * 1024;
 
@@ -57,7 +67,11 @@ export const ArtifactPatternSchema = z.string().transform((p, ctx) => {
 
 export const RequirementsSchema = z
   .object({
-    kind: z.string().regex(KIND, "kind must be lower-case letters, digits, _ or - (e.g. basic, flutter)").default("basic"),
+    kind: z
+      .string()
+      .regex(KIND, "kind must be lower-case letters, digits, _ or - (e.g. basic, flutter)")
+      .refine((k) => !RESERVED_KINDS.includes(k), { error: (iss) => `"${iss.input}" is reserved for the system's own tasks (repository analysis: POST /analyze/repository)` })
+      .default("basic"),
     labels: z.array(z.string().regex(LABEL, "labels are letters, digits and . _ : -")).max(32).default([]),
   })
   .strict();

@@ -41,6 +41,8 @@ export interface TaskRow {
   artifactPatterns: string[];
   /** Asked for network (granted only by a worker with --allow-network). */
   network: boolean;
+  /** The system job this task is (migration 20261125001300); null for every user task. */
+  internal: "analysis-clone" | "analysis-batch" | null;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;

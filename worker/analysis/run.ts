@@ -29,8 +29,12 @@ const STORE_IN_FLIGHT = 2;
 /** Source bytes whose results a batch sends to the database at a time. */
 const RESULTS_PART_BYTES = 256 * 1024;
 
+/**
+ * Whether the system made this task as a step of a repository analysis: tasks.internal, which only
+ * cogo.start_analysis and cogo.plan_analysis set. Never the kind or step name, which users choose.
+ */
 export function isAnalysisTask(task: TaskRow): boolean {
-  return task.requiredKind === "analysis" && (task.step === "analysis-clone" || task.step === "analysis-batch");
+  return task.internal === "analysis-clone" || task.internal === "analysis-batch";
 }
 
 /** Turns the fence's CG409 into LeaseLostError, as Queue does for task writes. */
@@ -54,7 +58,7 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
   const done = (async () => {
     try {
       await queue.start(lease);
-      const result = task.step === "analysis-clone"
+      const result = task.internal === "analysis-clone"
         ? await cloneStep(queue.sql, lease, sandboxOptions, (kill) => (killSandbox = kill))
         : await batchStep(queue.sql, lease, checkStop);
       checkStop();
@@ -96,6 +100,7 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
 interface AnalysisRecord {
   id: string;
   repoId: string;
+  phase: string;
   source: string;
   ref: string;
   include: string[];
@@ -105,6 +110,11 @@ interface AnalysisRecord {
 
 async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onSandbox: (kill: () => void) => void) {
   const [a] = await fenced(sql<AnalysisRecord[]>`select * from cogo.begin_analysis_clone(${l.taskId}, ${l.attempt}, ${l.workerId})`);
+  if (a!.phase !== "cloning") {
+    // An earlier attempt listed and planned it, then lost its lease before it finished.
+    if (a!.phase === "finalizing") await finalize(sql, l, a!.id);
+    return { reason: `listed and planned by an earlier attempt (analysis ${a!.phase})`, analysisId: a!.id };
+  }
   const options = AnalysisOptionsSchema.parse(a!.options);
   const [pol] = await sql<{ policy: AnalysisPolicy }[]>`select cogo.analysis_policy() as policy`;
   const policy = pol!.policy;

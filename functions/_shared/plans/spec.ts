@@ -2,7 +2,7 @@
 // cogo.create_plan stores: names unique, dependencies known and acyclic, per-step task fields with
 // the plan's defaults folded in, stages and input globs resolved. Pure (zod only).
 import { z } from "zod";
-import { ExecuteRequestSchema, FileSchema, FilesSchema, MAX_FILES } from "../schemas.ts";
+import { ExecuteRequestSchema, FileSchema, FilesSchema, isReservedStepName, MAX_FILES, RESERVED_STEP_PREFIX } from "../schemas.ts";
 import { validateWorkspacePath } from "../paths.ts";
 import { globToRegex } from "./globs.ts";
 
@@ -24,7 +24,10 @@ const GlobSchema = z.string().min(1).max(4095).refine((g) => {
 
 export const PlanStepSchema = z
   .object({
-    name: z.string().regex(STEP_NAME, "step names are letters, digits and . _ - (up to 64)"),
+    name: z
+      .string()
+      .regex(STEP_NAME, "step names are letters, digits and . _ - (up to 64)")
+      .refine((n) => !isReservedStepName(n), `step names starting with "${RESERVED_STEP_PREFIX}" are reserved for the system's own tasks`),
     command: task.command,
     argv: task.argv,
     /** Steps that must succeed first. @default the previous step in the list (none for the first) */
