@@ -5,7 +5,7 @@ import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schemas.ts";
 import type { ArtifactList } from "../functions/_shared/artifacts/views.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
-import type { Fleet, TaskPage } from "../functions/_shared/monitoring/lists.ts";
+import type { Fleet, TaskPage, WorkerSummary } from "../functions/_shared/monitoring/lists.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
 import { analysisCalls, type AnalysisCalls } from "./analysis.ts";
@@ -25,7 +25,8 @@ export interface Health {
   blocks: {
     blocked: number;
     recovering: number;
-    silentWorkers: { id: string; name: string; status: string; lastHeartbeatAt: string; activeTasks: number }[];
+    /** `name` for the service key only. */
+    silentWorkers: { id: string; name?: string; status: string; lastHeartbeatAt: string; activeTasks: number }[];
     lastHour: { detected: Record<string, number>; workerLost: number; recoverySucceeded: number; recoveryFailed: number };
   };
   function: { runtime: string; env: Record<string, boolean> };
@@ -39,7 +40,8 @@ export interface SandboxClient extends PlanCalls, AnalysisCalls {
   attach(taskId: string, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   getTask(taskId: string): Promise<TaskView>;
   cancel(taskId: string): Promise<TaskView>;
-  listWorkers(): Promise<WorkerView[]>;
+  /** Every worker; name, version and host are there for the service key only. */
+  listWorkers(): Promise<WorkerSummary[]>;
   /** Registers a worker record (service key only); worker processes do this themselves. */
   createWorker(worker: RegisterWorker): Promise<WorkerView>;
   /** Drains a worker: no new claims; running tasks finish. Service key only. */
@@ -83,7 +85,7 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
     attach: (taskId, callbacks, options) => new TaskHandle(supabase, taskId, callbacks, options).start(),
     getTask: (taskId) => call<TaskView>(supabase, "GET", `/tasks/${taskId}`),
     cancel: (taskId) => call<TaskView>(supabase, "DELETE", `/tasks/${taskId}`),
-    listWorkers: async () => (await call<{ workers: WorkerView[] }>(supabase, "GET", "/workers")).workers,
+    listWorkers: async () => (await call<{ workers: WorkerSummary[] }>(supabase, "GET", "/workers")).workers,
     createWorker: (worker) => call<WorkerView>(supabase, "POST", "/workers", worker),
     drainWorker: (workerId) => call<WorkerView>(supabase, "DELETE", `/workers/${workerId}`),
     health: () => call<Health>(supabase, "GET", "/health"),

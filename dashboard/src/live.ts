@@ -122,7 +122,7 @@ export class Live {
     if (old && Date.parse(old.lastHeartbeatAt) > Date.parse(w.lastHeartbeatAt) && old.status === w.status) return;
     this.workers.set(w.id, w);
     if (fromTopic && (!old || old.status !== w.status)) {
-      log("fleet", w.status === "offline" ? "warn" : "info", `worker ${w.name} (${w.kind}${w.labels.length ? ", " + w.labels.join(",") : ""}) ${old ? `${old.status} → ${w.status}` : w.status}`);
+      log("fleet", w.status === "offline" ? "warn" : "info", `worker ${workerLabel(w)} (${w.kind}${w.labels.length ? ", " + w.labels.join(",") : ""}) ${old ? `${old.status} → ${w.status}` : w.status}`);
     }
   }
 
@@ -136,6 +136,11 @@ export class Live {
   private emitFleet(): void {
     for (const l of this.fleetListeners) l();
   }
+}
+
+/** How a worker is shown: its name where the caller may see it (service role), else its id's start. */
+export function workerLabel(w: WorkerSummary): string {
+  return w.name ?? w.id.slice(0, 8);
 }
 
 /** Of two copies of a task, the newer (its event seq only grows). */

@@ -1,6 +1,7 @@
 // Fleet: workers (kind, labels, load, heartbeat age, status), queue depth by priority, health.
+// A user sees no worker's name, version or host (the service role's): workers go by their id.
 import { duration, h, replace, statusBadge } from "../dom.ts";
-import type { Live } from "../live.ts";
+import { workerLabel, type Live } from "../live.ts";
 
 /** A worker whose last heartbeat is older than this many leases is shown as late. */
 const LATE_LEASES = 2;
@@ -14,7 +15,7 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
   const render = () => {
     const f = live.fleet;
     const now = live.serverNow();
-    const list = [...live.workers.values()].sort((a, b) => a.name.localeCompare(b.name) || a.createdAt.localeCompare(b.createdAt));
+    const list = [...live.workers.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
     const liveCount = list.filter((w) => w.status === "online" && now - Date.parse(w.lastHeartbeatAt) < LATE_LEASES * w.leaseMs).length;
     const queued = live.queue.reduce((n, q) => n + q.count, 0);
     const running = list.reduce((n, w) => n + (w.status === "offline" ? 0 : w.running), 0);
@@ -34,19 +35,18 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
       list.length === 0
         ? h("div", { class: "empty" }, "No workers have registered. Start one: npm run worker")
         : h("table", { "data-testid": "workers" },
-            h("thead", null, h("tr", null, ...["name", "kind", "labels", "load", "heartbeat", "status", "version"].map((c) => h("th", null, c)))),
+            h("thead", null, h("tr", null, ...["worker", "kind", "labels", "load", "heartbeat", "status"].map((c) => h("th", null, c)))),
             h("tbody", null, list.map((w) => {
               const age = now - Date.parse(w.lastHeartbeatAt);
               const late = w.status !== "offline" && age > LATE_LEASES * w.leaseMs;
               const load = Math.min(1, w.running / w.capacity);
               return h("tr", { "data-worker": w.id },
-                h("td", null, w.name),
+                h("td", null, h("code", { title: w.id }, workerLabel(w))),
                 h("td", null, h("code", null, w.kind)),
                 h("td", null, w.labels.length ? w.labels.map((l) => h("span", { class: "badge" }, l)) : h("span", { class: "dim" }, "–")),
                 h("td", null, h("div", { class: "load" }, h("div", { class: "bar" }, h("div", { style: `width:${load * 100}%` })), `${w.running}/${w.capacity}`)),
                 h("td", { class: late ? "s-failed" : "" }, `${duration(age)} ago`),
-                h("td", null, statusBadge(w.status), late ? h("span", { class: "dim" }, " (late)") : null),
-                h("td", { class: "dim" }, w.version ?? "–"));
+                h("td", null, statusBadge(w.status), late ? h("span", { class: "dim" }, " (late)") : null));
             }))),
     );
     const max = Math.max(1, ...live.queue.map((q) => q.count));

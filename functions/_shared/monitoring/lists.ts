@@ -2,12 +2,12 @@
 // GET /fleet and the `user:<uid>` / `fleet` topics carry (built in SQL by cogo.task_summary and
 // cogo.worker_summary, migrations/20261125000600_dashboard_topics.sql).
 import type { TaskStatus } from "../states.ts";
-import type { WorkerView } from "../views.ts";
+import type { WorkerRow } from "../views.ts";
 
 export const USER_TOPIC_PREFIX = "user:";
 /** Private topic of one user's tasks: event `task_changed` on creation and every status change. */
 export const userTopic = (userId: string) => USER_TOPIC_PREFIX + userId;
-/** Private topic of the fleet, readable by any signed-in user: event `worker_changed`. */
+/** Private topic of the fleet, readable by any signed-in user: event `worker_changed` (no host details). */
 export const FLEET_TOPIC = "fleet";
 
 export interface TaskSummary {
@@ -49,13 +49,27 @@ export interface QueueDepth {
   count: number;
 }
 
-/** A worker with its load, as cogo.worker_summary() builds it (GET /fleet, the `fleet` topic). */
-export type WorkerSummary = Omit<WorkerView, "lastHeartbeatAt" | "createdAt"> & {
-  lastHeartbeatAt: string;
-  createdAt: string;
+/**
+ * A worker with its load (GET /workers, GET /fleet, the `fleet` topic), as every signed-in user
+ * sees it: cogo.worker_public_summary(), migrations/20261125001400_fleet_views.sql.
+ */
+export interface WorkerSummary {
+  id: string;
+  kind: string;
+  labels: string[];
+  capacity: number;
   /** Tasks the worker holds now (claimed, running, blocked, recovering). */
   running: number;
-};
+  status: WorkerRow["status"];
+  leaseMs: number;
+  lastHeartbeatAt: string;
+  createdAt: string;
+  /** Service role only, as the rest below (cogo.worker_summary): by default `<hostname>-<pid>`. */
+  name?: string;
+  version?: string | null;
+  /** hostname, pid, cpus, memoryBytes, sandbox (limits, cgroups, toolchain with versions). */
+  host?: Record<string, unknown>;
+}
 
 /** Payload of `worker_changed` on `fleet`: the worker after the change and the queue at that moment. */
 export interface WorkerChangedMessage {

@@ -34,8 +34,7 @@ export const dashboardRoutes: Route[] = [
     const started = performance.now();
     const [row] = await asCaller(sql, caller, (tx) => tx<Omit<Fleet, "db" | "function">[]>`
       select clock_timestamp() as now, cogo.health() as health, cogo.queue_depth() as queue,
-             (select coalesce(jsonb_agg(cogo.worker_summary(w) order by w.created_at), '[]') from public.workers w
-               where w.status <> 'offline' or w.last_heartbeat_at > now() - interval '1 hour') as workers`);
+             cogo.fleet_workers(true) as workers`);
     const body: Fleet = {
       ...row!,
       db: { ok: true, latencyMs: Math.round((performance.now() - started) * 10) / 10 },

@@ -1,5 +1,6 @@
 // Workers: register (service role), list, drain.
 import { HttpError, json, requireRole } from "../http.ts";
+import type { WorkerSummary } from "../monitoring/lists.ts";
 import { asCaller, body, UUID, type Route } from "../routing.ts";
 import { RegisterWorkerSchema } from "../schemas.ts";
 import { workerView, type WorkerRow } from "../views.ts";
@@ -15,8 +16,9 @@ export const workerRoutes: Route[] = [
   }],
   ["GET", /^\/workers$/, async ({ sql, caller }) => {
     requireRole(caller, "authenticated", "service_role");
-    const rows = await asCaller(sql, caller, (tx) => tx<WorkerRow[]>`select * from public.workers order by created_at`);
-    return json(200, { workers: rows.map(workerView) });
+    // Users see kinds, labels, load and health; name, version and host only the service role.
+    const [row] = await asCaller(sql, caller, (tx) => tx<{ workers: WorkerSummary[] }[]>`select cogo.fleet_workers(false) as workers`);
+    return json(200, { workers: row!.workers });
   }],
   ["DELETE", new RegExp(`^/workers/${UUID}$`), async ({ sql, caller, params }) => {
     requireRole(caller, "service_role");
