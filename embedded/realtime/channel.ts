@@ -6,6 +6,7 @@ import type postgres from "postgres";
 import type { Claims } from "../jwt.ts";
 import { AuthorizationError, emptyPolicies, type Authorizer, type Policies } from "./authorization.ts";
 import { Outgoing, subscriptionKey, type Fanout, type Subscriber } from "./fanout.ts";
+import type { RealtimeLimits } from "./limits.ts";
 import type { PresenceMember, PresenceTracker } from "./presence.ts";
 import { fetchReplay, type StoredMessage } from "./replay.ts";
 import {
@@ -26,6 +27,7 @@ export interface RealtimeContext {
   fanout: Fanout;
   presence: PresenceTracker;
   authorizer: Authorizer;
+  limits: RealtimeLimits;
   log: (line: string) => void;
 }
 
@@ -38,6 +40,9 @@ export interface ChannelSocket {
   /** Runs `task` after everything already queued for `topic` (a channel handles one message at a time). */
   enqueue(topic: string, task: () => void | Promise<void>): void;
   channelClosed(channel: Channel): void;
+  /** Counts a channel's first presence entry against limits.maxPresenceEntriesPerConnection; false when full. */
+  claimPresence(channel: Channel): boolean;
+  releasePresence(channel: Channel): void;
 }
 
 export const TOPIC_PREFIX = "realtime:";
@@ -46,6 +51,8 @@ const CONFIRM_TOKEN_MAX_MS = 5 * 60_000;
 const PRESENCE_MAX_CALLS = 5;
 const PRESENCE_WINDOW_MS = 30_000;
 const REPLAY_DEFAULT_LIMIT = 25;
+/** No hosted equivalent (see limits.maxPresenceEntriesPerConnection); named in the hosted style. */
+const PRESENCE_LIMIT_REACHED = "PresenceLimitReached: Too many presence entries on this connection";
 
 interface Settings {
   isPrivate: boolean;
@@ -135,7 +142,7 @@ export async function joinChannel(ctx: RealtimeContext, socket: ChannelSocket, m
   let policies: Policies | null = null;
   if (settings.isPrivate) {
     try {
-      policies = await ctx.authorizer.read(subTopic, claims, emptyPolicies(), settings.presenceEnabled);
+      policies = await ctx.authorizer.read(socket, subTopic, claims, emptyPolicies(), settings.presenceEnabled);
     } catch (err) {
       if (!(err instanceof AuthorizationError)) throw err;
       ctx.log(`realtime: authorization of ${subTopic} failed: ${err.message}`);
@@ -263,6 +270,7 @@ export class Channel implements Subscriber, PresenceMember {
     clearTimeout(this.confirmTimer);
     this.ctx.fanout.remove(this);
     this.ctx.presence.untrack(this);
+    this.socket.releasePresence(this);
   }
 
   private readableFrom(policies: Policies | null): { broadcast: boolean; presence: boolean | undefined } {
@@ -314,8 +322,9 @@ export class Channel implements Subscriber, PresenceMember {
     let policies = this.policies ?? emptyPolicies();
     if (policies.broadcast.write === undefined) {
       try {
-        policies = await this.ctx.authorizer.write(this.subTopic, this.claims, policies);
+        policies = await this.ctx.authorizer.write(this.socket, this.subTopic, this.claims, policies);
       } catch (err) {
+        if (this.closed) return;
         this.ctx.log(`realtime: write authorization of ${this.subTopic} failed: ${err instanceof Error ? err.message : String(err)}`);
         return;
       }
@@ -340,6 +349,7 @@ export class Channel implements Subscriber, PresenceMember {
         return this.track(msg);
       case "untrack":
         this.ctx.presence.untrack(this);
+        this.socket.releasePresence(this);
         this.presencePayload = null;
         return this.reply(msg.ref, "ok");
       default:
@@ -364,6 +374,13 @@ export class Channel implements Subscriber, PresenceMember {
     if (this.policies && !this.policies.presence.write) return this.reply(msg.ref, "error");
     const meta = "payload" in msg.payload ? msg.payload.payload : {};
     if (!isObject(meta)) return this.reply(msg.ref, "error", { reason: "Presence track payload must be a map" });
+    // Hosted: Tenants.validate_payload_size, then shutdown_response (realtime_channel.ex).
+    if (Buffer.byteLength(JSON.stringify(meta)) > this.ctx.limits.maxPresencePayloadBytes) {
+      return this.shutdown("Track message size exceeded");
+    }
+    if (this.presencePayload === null && !this.socket.claimPresence(this)) {
+      return this.reply(msg.ref, "error", { reason: PRESENCE_LIMIT_REACHED });
+    }
     if (!isDeepStrictEqual(meta, this.presencePayload)) {
       this.ctx.presence.track(this, meta);
       this.presencePayload = meta;
@@ -377,10 +394,11 @@ export class Channel implements Subscriber, PresenceMember {
     let policies = this.policies ?? emptyPolicies();
     try {
       if (policies.presence.read === undefined) {
-        policies = await this.ctx.authorizer.read(this.subTopic, this.claims, policies, true);
+        policies = await this.ctx.authorizer.read(this.socket, this.subTopic, this.claims, policies, true);
       }
-      policies = await this.ctx.authorizer.write(this.subTopic, this.claims, policies, true);
+      policies = await this.ctx.authorizer.write(this.socket, this.subTopic, this.claims, policies, true);
     } catch (err) {
+      if (this.closed) return;
       this.ctx.log(`realtime: presence authorization of ${this.subTopic} failed: ${err instanceof Error ? err.message : String(err)}`);
       return this.reply(msg.ref, "error");
     }
@@ -408,8 +426,9 @@ export class Channel implements Subscriber, PresenceMember {
     if (!this.isPrivate || !previous) return;
     let policies: Policies;
     try {
-      policies = await this.ctx.authorizer.read(this.subTopic, claims, emptyPolicies(), this.presenceEnabled);
+      policies = await this.ctx.authorizer.read(this.socket, this.subTopic, claims, emptyPolicies(), this.presenceEnabled);
     } catch (err) {
+      if (this.closed) return;
       if (!(err instanceof AuthorizationError)) throw err;
       return this.shutdown(refreshAuthorizationFailure(err, this.subTopic));
     }

@@ -7,7 +7,9 @@ import { EmbeddedError } from "../errors.ts";
 import { Authorizer } from "./authorization.ts";
 import type { RealtimeContext } from "./channel.ts";
 import { DatabaseFeed, type DatabaseMessage } from "./database-feed.ts";
+import { FairQueue } from "./fair-queue.ts";
 import { Fanout, Outgoing, subscriptionKey } from "./fanout.ts";
+import { resolveLimits, type RealtimeLimits } from "./limits.ts";
 import { PresenceTracker } from "./presence.ts";
 import { handleRest } from "./rest.ts";
 import { SocketServer } from "./server.ts";
@@ -16,6 +18,8 @@ export interface RealtimeOptions {
   databaseUrl: string; // postgres superuser URL
   jwtSecret: string; // HS256 secret; verify with verifyJwt from embedded/jwt.ts
   log?: (line: string) => void;
+  /** What one client may hold and do; each field's default is in REALTIME_LIMIT_DEFAULTS. @default {} */
+  limits?: Partial<RealtimeLimits>;
 }
 
 export interface Realtime {
@@ -23,8 +27,11 @@ export interface Realtime {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Handles /realtime/v1/api/* (REST broadcast); returns false if the path is not its own. */
   handleHttp(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
-  /** Stats for health/metrics: connected sockets, joined channels, messages delivered. */
-  stats(): { sockets: number; channels: number; delivered: number };
+  /**
+   * Stats for health/metrics: connected sockets, joined channels, messages delivered, presence
+   * entries held, authorization transactions waiting for a database slot.
+   */
+  stats(): { sockets: number; channels: number; delivered: number; presences: number; authorizationsWaiting: number };
   close(): Promise<void>;
 }
 
@@ -32,6 +39,7 @@ const PARTITION_INTERVAL_MS = 60 * 60 * 1000;
 
 export async function createRealtime(options: RealtimeOptions): Promise<Realtime> {
   const log = options.log ?? (() => {});
+  const limits = resolveLimits(options.limits);
   const sql = postgres(options.databaseUrl, {
     max: 10,
     onnotice: () => {},
@@ -49,14 +57,9 @@ export async function createRealtime(options: RealtimeOptions): Promise<Realtime
   }
 
   const fanout = new Fanout();
-  const ctx: RealtimeContext = {
-    jwtSecret: options.jwtSecret,
-    sql,
-    fanout,
-    presence: new PresenceTracker(fanout),
-    authorizer: new Authorizer(sql),
-    log,
-  };
+  const presence = new PresenceTracker(fanout);
+  const authorizer = new Authorizer(sql, new FairQueue(limits.maxConcurrentAuthorizations, limits.maxAuthorizationsPerConnection));
+  const ctx: RealtimeContext = { jwtSecret: options.jwtSecret, sql, fanout, presence, authorizer, limits, log };
   const deliver = (m: DatabaseMessage) =>
     fanout.publish(subscriptionKey(m.private, m.topic), Outgoing.user(m.event, m.encoding, m.body, { id: m.id }, m.id));
   let feed: DatabaseFeed;
@@ -81,7 +84,13 @@ export async function createRealtime(options: RealtimeOptions): Promise<Realtime
   return {
     handleUpgrade: (req, socket, head) => sockets.handleUpgrade(req, socket, head),
     handleHttp: (req, res) => handleRest(ctx, req, res),
-    stats: () => ({ sockets: sockets.socketCount, channels: fanout.size, delivered: fanout.delivered }),
+    stats: () => ({
+      sockets: sockets.socketCount,
+      channels: fanout.size,
+      delivered: fanout.delivered,
+      presences: presence.size,
+      authorizationsWaiting: authorizer.waiting,
+    }),
     close: () =>
       (closing ??= (async () => {
         clearInterval(partitionTimer);

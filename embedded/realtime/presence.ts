@@ -27,8 +27,14 @@ function single(presenceKey: string, meta: Json): PresenceMap {
 
 export class PresenceTracker {
   private readonly topics = new Map<string, Map<string, Map<PresenceMember, Entry>>>();
+  private entries = 0;
 
   constructor(private readonly fanout: Fanout) {}
+
+  /** Tracked entries (one per tracking channel), all topics together. */
+  get size(): number {
+    return this.entries;
+  }
 
   list(key: string): PresenceMap {
     const state: PresenceMap = {};
@@ -46,6 +52,7 @@ export class PresenceTracker {
     const previous = members.get(member);
     const ref = newRef();
     members.set(member, { ref, meta });
+    if (!previous) this.entries++;
     const joinMeta = previous ? { ...meta, phx_ref: ref, phx_ref_prev: previous.ref } : { ...meta, phx_ref: ref };
     const leaves = previous ? single(member.presenceKey, { ...previous.meta, phx_ref: previous.ref }) : {};
     this.publish(member.key, single(member.presenceKey, joinMeta), leaves);
@@ -57,6 +64,7 @@ export class PresenceTracker {
     const entry = members?.get(member);
     if (!keys || !members || !entry) return;
     members.delete(member);
+    this.entries--;
     if (members.size === 0) keys.delete(member.presenceKey);
     if (keys.size === 0) this.topics.delete(member.key);
     this.publish(member.key, {}, single(member.presenceKey, { ...entry.meta, phx_ref: entry.ref }));

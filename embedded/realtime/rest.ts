@@ -64,8 +64,9 @@ async function authenticate(ctx: RealtimeContext, req: IncomingMessage): Promise
   }
 }
 
-async function canWrite(ctx: RealtimeContext, topic: string, claims: Claims): Promise<boolean> {
-  const policies = await ctx.authorizer.write(topic, claims, emptyPolicies());
+/** A REST client's checks share one place in the authorization queue per address. */
+async function canWrite(ctx: RealtimeContext, req: IncomingMessage, topic: string, claims: Claims): Promise<boolean> {
+  const policies = await ctx.authorizer.write(`rest:${req.socket.remoteAddress ?? "unknown"}`, topic, claims, emptyPolicies());
   return policies.broadcast.write === true;
 }
 
@@ -125,7 +126,7 @@ async function broadcastBatch(ctx: RealtimeContext, req: IncomingMessage, claims
   for (const [topic, group] of privateByTopic) {
     let allowed = false;
     try {
-      allowed = await canWrite(ctx, topic, claims);
+      allowed = await canWrite(ctx, req, topic, claims);
     } catch (err) {
       ctx.log(`realtime: REST broadcast authorization of ${topic} failed: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -170,7 +171,7 @@ async function broadcastSingle(
   if (isPrivate) {
     let allowed: boolean;
     try {
-      allowed = await canWrite(ctx, topic, claims);
+      allowed = await canWrite(ctx, req, topic, claims);
     } catch (err) {
       if (err instanceof AuthorizationError) throw new HttpFailure(422, authorizationFailureBody(err));
       throw err;

@@ -1,5 +1,6 @@
 // The WebSocket endpoint: checks the apikey and protocol version before upgrading, as
 // RealtimeWeb.UserSocket.connect does; a refused connection gets an HTTP error, never a socket.
+// Also caps the sockets one client address holds open (limits.maxConnectionsPerAddress).
 import { STATUS_CODES, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
@@ -9,8 +10,11 @@ import type { Vsn } from "./serializer.ts";
 import { TokenError, verifyRealtimeToken } from "./tokens.ts";
 
 export const WEBSOCKET_PATH = "/realtime/v1/websocket";
-/** The hosted endpoint's max_frame_size. */
-const MAX_FRAME_BYTES = 5_000_000;
+/**
+ * The hosted answer when a tenant is at max_concurrent_users, logged as ConnectionRateLimitReached
+ * (lib/realtime_web/channels/user_socket.ex, error_response(:too_many_connections)).
+ */
+const TOO_MANY_CONNECTIONS = { status: 429, body: JSON.stringify({ error: "Too many connected users" }) };
 
 /** Phoenix negotiates "~> 1.0.0" and "~> 2.0.0"; a missing vsn means 1.0.0. */
 function parseVsn(raw: string | null): Vsn | null {
@@ -33,16 +37,21 @@ function refuse(socket: Duplex, status: number, body: string): void {
 type Accepted = { ok: true; vsn: Vsn; token: string } | { ok: false; status: number; body: string };
 
 export class SocketServer {
-  private readonly wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: MAX_FRAME_BYTES,
-    perMessageDeflate: false,
-    // Invalid UTF-8 then fails JSON parsing and is dropped like any malformed frame.
-    skipUTF8Validation: true,
-  });
+  private readonly wss: WebSocketServer;
   private readonly connections = new Set<Connection>();
+  /** Upgrade requests and open sockets per client address, counted until the TCP socket closes. */
+  private readonly perAddress = new Map<string, number>();
 
-  constructor(private readonly ctx: RealtimeContext) {}
+  constructor(private readonly ctx: RealtimeContext) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      // A bigger frame is refused from its header (close 1009), before it is buffered.
+      maxPayload: ctx.limits.maxMessageBytes,
+      perMessageDeflate: false,
+      // Invalid UTF-8 then fails JSON parsing and is dropped like any malformed frame.
+      skipUTF8Validation: true,
+    });
+  }
 
   get socketCount(): number {
     return this.connections.size;
@@ -50,6 +59,9 @@ export class SocketServer {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", (err) => this.ctx.log(`realtime: upgrade socket error: ${err.message}`));
+    if (!this.countAddress(req.socket.remoteAddress ?? "unknown", socket)) {
+      return refuse(socket, TOO_MANY_CONNECTIONS.status, TOO_MANY_CONNECTIONS.body);
+    }
     void this.accept(req).then(
       (result) => {
         if (!result.ok) return refuse(socket, result.status, result.body);
@@ -60,6 +72,23 @@ export class SocketServer {
         refuse(socket, 500, JSON.stringify({ error: "Error connecting to Realtime" }));
       },
     );
+  }
+
+  /** Counts the socket against its address until it closes; false (and not counted) when the address is full. */
+  private countAddress(address: string, socket: Duplex): boolean {
+    if (socket.destroyed) return true; // gone already: its upgrade fails, nothing to count
+    const open = this.perAddress.get(address) ?? 0;
+    if (open >= this.ctx.limits.maxConnectionsPerAddress) {
+      this.ctx.log(`realtime: ConnectionRateLimitReached: ${open} sockets open from ${address}; refused another`);
+      return false;
+    }
+    this.perAddress.set(address, open + 1);
+    socket.once("close", () => {
+      const n = (this.perAddress.get(address) ?? 1) - 1;
+      if (n <= 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, n);
+    });
+    return true;
   }
 
   /** Closes every socket as a restarting server does (1012 Service Restart); stragglers are cut after 1 s. */

@@ -31,7 +31,31 @@ function cleanToken(token: string): string {
   return decoded.replace(/\s/g, "");
 }
 
+/**
+ * Tokens that verified, so the same token on every join (supabase-js sends it each time; a flood
+ * sends the anon key thousands of times) costs one HMAC, not one per join. Expiry is checked on
+ * each use; a failed verification is never kept.
+ */
+const VERIFIED_MAX = 1024;
+const verified = new Map<string, { secret: string; claims: Claims }>();
+
+function remembered(secret: string, token: string): Claims | undefined {
+  const hit = verified.get(token);
+  if (!hit || hit.secret !== secret) return undefined;
+  verified.delete(token);
+  if ((hit.claims.exp as number) * 1000 <= Date.now()) return undefined;
+  verified.set(token, hit); // most recently used last
+  return hit.claims;
+}
+
+function remember(secret: string, token: string, claims: Claims): void {
+  if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!);
+  verified.set(token, { secret, claims });
+}
+
 export async function verifyRealtimeToken(secret: string, token: string): Promise<Claims> {
+  const known = remembered(secret, token);
+  if (known) return known;
   let claims: Claims;
   try {
     claims = await verifyJwt(secret, cleanToken(token));
@@ -49,5 +73,6 @@ export async function verifyRealtimeToken(secret: string, token: string): Promis
   if (!("role" in claims) || typeof claims.exp !== "number") {
     throw new TokenError("missing_claims", "InvalidJWTToken", "Fields `role` and `exp` are required in JWT");
   }
+  remember(secret, token, claims);
   return claims;
 }
