@@ -23,6 +23,19 @@ export interface DashboardConfig {
 export async function buildDashboard(options: { outDir?: string; config?: DashboardConfig } = {}): Promise<string> {
   const outDir = options.outDir ?? DASHBOARD_DIST;
   await mkdir(outDir, { recursive: true });
+  try {
+    await build(outDir);
+  } finally {
+    // esbuild's service child would otherwise live on beside `npm start`, and outlive it briefly
+    // at exit (the start test saw it after SIGINT on a loaded machine). A later build starts anew.
+    await esbuild.stop();
+  }
+  await copyFile(path.join(DASHBOARD_SRC, "index.html"), path.join(outDir, "index.html"));
+  if (options.config) await writeFile(path.join(outDir, "config.json"), JSON.stringify(options.config, null, 2) + "\n");
+  return outDir;
+}
+
+async function build(outDir: string): Promise<void> {
   await esbuild.build({
     entryPoints: { app: path.join(DASHBOARD_SRC, "src", "main.ts"), style: path.join(DASHBOARD_SRC, "style.css") },
     outdir: outDir,
@@ -34,9 +47,6 @@ export async function buildDashboard(options: { outDir?: string; config?: Dashbo
     sourcemap: "linked",
     logLevel: "warning",
   });
-  await copyFile(path.join(DASHBOARD_SRC, "index.html"), path.join(outDir, "index.html"));
-  if (options.config) await writeFile(path.join(outDir, "config.json"), JSON.stringify(options.config, null, 2) + "\n");
-  return outDir;
 }
 
 const USAGE = `Usage: npm run dashboard:build -- [options]
