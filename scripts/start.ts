@@ -58,8 +58,12 @@ if (!Number.isInteger(workerCount) || workerCount < 0 || workerCount > 64) {
   process.exit(2);
 }
 
-/** Workers need bubblewrap. As root on Debian/Ubuntu, install it, saying so; else say how. */
-function ensureBubblewrap(): void {
+/**
+ * Workers need bubblewrap and python3's seccomp bindings (the launcher builds each sandbox's
+ * syscall filter with them). As root on Debian/Ubuntu, install what is missing, saying so; else
+ * say how.
+ */
+function ensureSandboxTools(): void {
   const has = (cmd: string, args: string[]) => {
     try {
       execFileSync(cmd, args, { stdio: "ignore" });
@@ -68,18 +72,22 @@ function ensureBubblewrap(): void {
       return false;
     }
   };
-  if (has("bwrap", ["--version"])) return;
+  const missing = [
+    ...(has("bwrap", ["--version"]) ? [] : ["bubblewrap"]),
+    ...(has("python3", ["-c", "import seccomp"]) ? [] : ["python3-seccomp"]),
+  ];
+  if (missing.length === 0) return;
   if (process.getuid?.() === 0 && has("apt-get", ["--version"])) {
-    console.error("bubblewrap (bwrap) is missing; installing it with apt-get…");
+    console.error(`${missing.join(" and ")} missing; installing with apt-get…`);
     execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
-    execFileSync("apt-get", ["install", "-y", "-qq", "bubblewrap"], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    execFileSync("apt-get", ["install", "-y", "-qq", ...missing], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
     return;
   }
-  console.error("Workers run tasks in bubblewrap, which is missing. Install it (Debian/Ubuntu: sudo apt-get install bubblewrap) and run npm start again, or use --workers 0.");
+  console.error(`Workers run tasks in bubblewrap sandboxes under a seccomp filter; missing: ${missing.join(", ")}. Install (Debian/Ubuntu: sudo apt-get install ${missing.join(" ")}) and run npm start again, or use --workers 0.`);
   process.exit(1);
 }
 
-if (workerCount > 0) ensureBubblewrap();
+if (workerCount > 0) ensureSandboxTools();
 const t0 = performance.now();
 const log = values.verbose ? (l: string) => console.error(l) : () => {};
 console.error(values.reset ? "Wiping data and starting COGO Sandbox…" : "Starting COGO Sandbox…");
