@@ -44,7 +44,11 @@ describe("analysis failover", () => {
       }, `a running batch (worker log: ${log().slice(-500)})`, 60_000, 10);
       kill("SIGKILL");
       await exited;
-      await startWorker({ kind: "analysis", concurrency: 2, leaseMs: 2000 });
+      // Only the victim's lease (2 s) decides how soon its batch is redone. The survivor runs in
+      // this test process, whose loop a loaded machine can stall past 70 % of a 2 s lease: it
+      // would hand its own batches back until their attempts ran out (seen under fresh-check
+      // --loaded). Keeping heartbeats off a busy main loop is issue 17's.
+      await startWorker({ kind: "analysis", concurrency: 2, leaseMs: 10_000 });
       const done = await waitForAnalysis(user.token, id, 120_000);
       expect(done.blobsParsed).toBe(done.blobsToParse);
       expect(done.filesDone).toBe(done.filesTotal);
