@@ -3,7 +3,7 @@
 import type { Sql } from "postgres";
 import { constantTimeEqual, GATEWAY_HEADER, type Authenticator } from "./auth.ts";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
-import type { Route, RuntimeInfo } from "./routing.ts";
+import { UUID, type Route, type RuntimeInfo } from "./routing.ts";
 import { analysisRoutes } from "./routes/analysis.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { fileRoutes } from "./routes/files.ts";
@@ -63,7 +63,9 @@ export function createApi(sql: Sql, options: ApiOptions): (req: Request) => Prom
         return await handler({ req, caller: await callerFrom(req, auth), params: m.slice(1), url, sql, runtime });
       }
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
-      if (/^\/(tasks|workers|analysis|recover)\/[^/]+/.test(route)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
+      // Only an id that is not a UUID is the caller's mistake; an unknown route under a good id is a 404.
+      const id = /^\/(?:tasks|workers|analysis|recover)\/([^/]+)/.exec(route)?.[1];
+      if (id !== undefined && !new RegExp(`^${UUID}$`).test(id)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
       throw new HttpError(404, "no_route", `no route ${req.method} ${route}`);
     } catch (err) {
       return errorResponse(err);

@@ -42,6 +42,23 @@ describe("API input and tenancy", () => {
     const notUuid = await api("GET", "/tasks/12345", { token: user.token });
     expect(notUuid.status).toBe(400);
     expect(notUuid.body.error.message).toContain("ids are UUIDs");
+    // A good id under a route that does not exist is a 404 naming the route, not "ids are UUIDs".
+    const id = "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f";
+    const unknown = await api("GET", `/tasks/${id}/nope`, { token: user.token });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toEqual({ code: "no_route", message: `no route GET /tasks/${id}/nope` });
+  });
+
+  it("GET /tasks/:id/status (the seed API's name) is the task's view, for its owner only", async () => {
+    const user = await newUser();
+    const r = await api("POST", "/execute", { token: user.token, body: { command: "true", requirements: { kind: uniqueKind("status-alias") } } });
+    expect(r.status).toBe(202);
+    const status = await api("GET", `/tasks/${r.body.taskId}/status`, { token: user.token });
+    expect(status.status).toBe(200);
+    expect(status.body).toEqual((await api("GET", `/tasks/${r.body.taskId}`, { token: user.token })).body);
+    expect(status.body).toMatchObject({ id: r.body.taskId, status: "queued" });
+    const stranger = await newUser();
+    expect((await api("GET", `/tasks/${r.body.taskId}/status`, { token: stranger.token })).status).toBe(404);
   });
 
   it("the anon key cannot run tasks or register workers; users cannot register workers", async () => {

@@ -22,7 +22,8 @@ export const taskRoutes: Route[] = [
     });
     return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status });
   }],
-  ["GET", new RegExp(`^/tasks/${UUID}$`), async ({ sql, caller, params }) => {
+  // `/status` is the seed API's name for the same view (docs: README API table).
+  ["GET", new RegExp(`^/tasks/${UUID}(?:/status)?$`), async ({ sql, caller, params }) => {
     const row = await asCaller(sql, caller, (tx) => findTask(tx, params[0]!));
     return json(200, taskView(row));
   }],
