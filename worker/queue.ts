@@ -57,12 +57,6 @@ export class Queue {
     return this.sql<TaskRow[]>`select * from cogo.claim_tasks(${workerId}, ${max})`;
   }
 
-  async heartbeat(workerId: string): Promise<{ kept: Set<string>; cancel: string[]; workerStatus: WorkerRow["status"] }> {
-    const [row] = await this.sql<{ kept: string[]; cancel: string[]; workerStatus: WorkerRow["status"] }[]>`
-      select * from cogo.heartbeat(${workerId})`;
-    return { kept: new Set(row!.kept), cancel: row!.cancel, workerStatus: row!.workerStatus };
-  }
-
   /** Marks the task running; returns its last output seq (earlier attempts' output stays). */
   async start(l: Lease): Promise<number> {
     const [row] = await fenced(() => this.sql<{ seq: string }[]>`select cogo.start_task(${l.taskId}, ${l.attempt}, ${l.workerId}) as seq`);

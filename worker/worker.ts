@@ -8,6 +8,7 @@ import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import { resolveWorkerOptions, sandboxCgroups, type WorkerOptions } from "./config.ts";
 import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
+import { HeartbeatThread, nowMs, type Beat } from "./heartbeat.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
 import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, stopLauncher, type SandboxOptions } from "./sandbox/index.ts";
@@ -16,6 +17,11 @@ export const WORKER_VERSION = "0.1.0";
 
 /** Stop running tasks once this share of the lease has passed without a successful heartbeat. */
 const LEASE_SAFETY = 0.7;
+/**
+ * The heartbeat thread renews leases only while the main loop has ticked within 4 leases, and at
+ * least this long: a loaded machine stalls a loop for seconds, a wedged one never comes back.
+ */
+const MIN_MAIN_STALL_MS = 30_000;
 
 interface Control {
   action: "cancel" | "stdin" | "drain" | "recover";
@@ -28,8 +34,6 @@ export class Worker {
   readonly options: WorkerOptions;
   private readonly sql: Sql;
   private readonly queue: Queue;
-  private readonly heartbeatSql: Sql;
-  private readonly heartbeatQueue: Queue;
   private readonly running = new Map<string, RunningTask>();
   private readonly sandboxOptions: SandboxOptions;
   private rescuer: LeaseRescuer | undefined;
@@ -38,8 +42,10 @@ export class Worker {
   private claimAgain = false;
   private stopping = false;
   private draining = false;
-  private lastHeartbeatOk = performance.now();
-  private heartbeatInFlight = false;
+  /** Renews leases from its own thread (worker/heartbeat.ts); made once registered. */
+  private heartbeats: HeartbeatThread | undefined;
+  /** When each running task was launched (nowMs): a heartbeat sent earlier cannot know it. */
+  private readonly launchedAt = new Map<string, number>();
   private pollTimer: ReturnType<typeof setInterval> | undefined;
   /** Heartbeat and lease-safety timers: they run until the last task is done, shutdown included. */
   private leaseTimers: ReturnType<typeof setInterval>[] = [];
@@ -57,14 +63,6 @@ export class Worker {
       connection: { application_name: `cogo-worker ${this.options.name}` },
     });
     this.queue = new Queue(this.sql);
-    // Heartbeats get their own connection so a pool busy with output writes cannot delay them
-    // past the lease and make the worker stop healthy tasks.
-    this.heartbeatSql = connect(this.options.databaseUrl, {
-      max: 1,
-      idle_timeout: 0,
-      connection: { application_name: `cogo-worker ${this.options.name}` },
-    });
-    this.heartbeatQueue = new Queue(this.heartbeatSql);
     this.sandboxOptions = {
       root: this.options.workspaceRoot,
       uid: this.options.sandboxUidBase,
@@ -89,7 +87,7 @@ export class Worker {
   async start(): Promise<void> {
     const o = this.options;
     const facts = await sandboxFacts(this.sandboxOptions.cgroups);
-    const registeredAt = performance.now();
+    const registeredAt = nowMs();
     const row = await this.queue.register({
       name: o.name,
       kind: o.kind,
@@ -102,7 +100,20 @@ export class Worker {
     this.id = row.id;
     // Registering stamps last_heartbeat_at: the lease-safety clock starts there, not when this
     // object was made (a slow start would stop, and hand back, the first tasks it claims).
-    this.lastHeartbeatOk = registeredAt;
+    // Heartbeats run on a thread and connection of their own, so neither a pool busy with output
+    // writes nor a main loop stalled by a task's files or a loaded machine delays them.
+    this.heartbeats = new HeartbeatThread(
+      {
+        databaseUrl: o.databaseUrl,
+        workerId: row.id,
+        intervalMs: Math.max(250, Math.floor(o.leaseMs / 3)),
+        maxMainStallMs: Math.max(MIN_MAIN_STALL_MS, 4 * o.leaseMs),
+        applicationName: `cogo-worker ${o.name} heartbeat`,
+        onBeat: (beat) => this.onBeat(beat),
+        log: o.log,
+      },
+      registeredAt,
+    );
     o.log(`sandbox toolchain: ${Object.entries(facts.toolchain).map(([tool, version]) => `${tool} ${version}`).join("; ") || "none found in /usr"}`);
     o.log(`worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}${facts.cgroupNotes.length ? ` (${facts.cgroupNotes.join('; ')})` : ''}`);
     o.log(`sandbox protections: ${facts.protections}`);
@@ -111,7 +122,6 @@ export class Worker {
     const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));
     this.unlisten.push(tasksListen.unlisten, controlListen.unlisten);
     this.pollTimer = setInterval(() => this.nudge(), o.pollIntervalMs);
-    this.leaseTimers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(o.leaseMs / 3))));
     this.leaseTimers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
     this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
     this.rescuer.start();
@@ -136,11 +146,12 @@ export class Worker {
       await all;
     }
     for (const t of this.leaseTimers) clearInterval(t);
+    await this.heartbeats?.stop();
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
     await stopLauncher().catch(() => {});
     for (const u of this.unlisten) await u().catch(() => {});
     if (this.id) await this.queue.setOffline(this.id).catch(() => {});
-    await Promise.all([this.sql.end({ timeout: 5 }), this.heartbeatSql.end({ timeout: 5 })]);
+    await this.sql.end({ timeout: 5 });
     this.options.log(`worker ${this.options.name} stopped`);
     this.stoppedResolve();
   }
@@ -188,8 +199,12 @@ export class Worker {
       ? runAnalysisTask(task, this.id!, this.queue, this.sandboxOptions, this.options.log)
       : runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
     this.running.set(task.id, run);
+    this.launchedAt.set(task.id, nowMs());
     void run.done.finally(() => {
-      if (this.running.get(task.id) === run) this.running.delete(task.id);
+      if (this.running.get(task.id) === run) {
+        this.running.delete(task.id);
+        this.launchedAt.delete(task.id);
+      }
       if (this.draining && this.running.size === 0) {
         this.options.log("drained: no tasks left");
         void this.stop();
@@ -224,33 +239,22 @@ export class Worker {
    * come only at 100 %, when the lease has already run out.
    */
   private checkLeaseSafety(): void {
-    const silentMs = performance.now() - this.lastHeartbeatOk;
-    if (silentMs > this.options.leaseMs * LEASE_SAFETY && this.running.size) {
+    this.heartbeats?.mainAlive();
+    if (!this.heartbeats || !this.running.size) return;
+    const silentMs = nowMs() - this.heartbeats.lastOkAt;
+    if (silentMs > this.options.leaseMs * LEASE_SAFETY) {
       this.options.log(`no heartbeat for ${silentMs.toFixed(0)} ms: stopping ${this.running.size} task(s) before their leases expire`);
       for (const task of this.running.values()) task.stop("lease_lost");
     }
   }
 
-  private async heartbeat(): Promise<void> {
-    if (!this.id || this.heartbeatInFlight) return;
-    this.heartbeatInFlight = true;
-    try {
-      // A task claimed while the heartbeat is in flight may be missing from `kept` (the claim
-      // committed after the heartbeat's snapshot): only tasks held before it was sent can be lost.
-      const before = new Set(this.running.keys());
-      // The database extends leases from its clock when the call runs, after it was sent.
-      const sentAt = performance.now();
-      const beat = await this.heartbeatQueue.heartbeat(this.id);
-      this.lastHeartbeatOk = sentAt;
-      for (const [id, task] of this.running) {
-        if (beat.cancel.includes(id)) task.stop("cancelled");
-        else if (before.has(id) && !beat.kept.has(id)) task.stop("lease_lost");
-      }
-      if (beat.workerStatus === "draining" && !this.draining) this.onControl(JSON.stringify({ action: "drain", workerId: this.id }));
-    } catch (err) {
-      this.options.log(`heartbeat failed: ${err instanceof Error ? err.message : err}`);
-    } finally {
-      this.heartbeatInFlight = false;
+  /** What a renewal said: tasks cancelled, tasks whose lease is gone, a drain. */
+  private onBeat(beat: Beat): void {
+    for (const [id, task] of this.running) {
+      if (beat.cancel.includes(id)) task.stop("cancelled");
+      // A task launched after the heartbeat was sent may have been claimed after its snapshot.
+      else if ((this.launchedAt.get(id) ?? Infinity) < beat.sentAt && !beat.kept.has(id)) task.stop("lease_lost");
     }
+    if (beat.workerStatus === "draining" && !this.draining) this.onControl(JSON.stringify({ action: "drain", workerId: this.id }));
   }
 }
