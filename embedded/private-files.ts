@@ -1,7 +1,8 @@
 // The data directory holds the JWT secret, the signing key and the database password. On a shared
 // host /var/tmp is writable by everyone: a directory or key file planted there before our first
 // start would hand its author a known secret, so neither is used unless it is ours and private.
-import { lstat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { lstat, readFile, writeFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { EmbeddedError } from "./errors.ts";
 
@@ -24,7 +25,14 @@ export async function assertPrivateFile(file: string): Promise<void> {
   if (!st.isFile() || !isOurs(st.uid) || st.mode & 0o077) {
     throw new EmbeddedError(
       "key_file_not_private",
-      `${file} must be a regular file of this user with mode 600 (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}); it was not made by COGO Sandbox. Remove it to make a new one.`,
+      `${file} must be a regular file of this user with mode 600 (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}); it was not made by COGO Sandbox. If you made it, chown it and chmod 600; else start afresh (npm start -- --reset, or another COGO_DATA_DIR).`,
     );
   }
+}
+
+/** A secret kept in `file`: made once by `make` (0600, never over an existing file), then checked and read. */
+export async function loadOrCreatePrivateFile(file: string, make: () => Promise<string> | string): Promise<string> {
+  if (!existsSync(file)) await writeFile(file, (await make()) + "\n", { mode: 0o600, flag: "wx" });
+  await assertPrivateFile(file);
+  return (await readFile(file, "utf8")).trim();
 }
