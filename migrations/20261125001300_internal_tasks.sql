@@ -45,11 +45,8 @@ $$;
 create function cogo.refuse_reserved_task() returns trigger
 language plpgsql security definer set search_path = '' as $$
 begin
-  -- A run of a plan step accepted before these names were reserved (new steps are checked by
-  -- plan_steps_reserved_names): it runs as the ordinary task it is.
-  if new.plan_id is not null and exists (select 1 from public.plan_steps s where s.plan_id = new.plan_id and s.name = new.step) then
-    return new;
-  end if;
+  -- No exemption, not even for runs of plan steps accepted before these names were reserved: a
+  -- direct cogo.enqueue_task call naming such a plan could otherwise reach the analysis workers.
   if cogo.reserved_kind(new.required_kind) then
     raise exception 'requirements.kind: "%" is reserved for the system''s own tasks (repository analysis: POST /analyze/repository)',
       new.required_kind using errcode = '22023';
