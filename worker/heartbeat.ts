@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import { Worker as Thread } from "node:worker_threads";
 
 export interface Beat {
-  /** When the renewal that answered was sent (ms since the epoch, performance clock). */
+  /** When the renewal that answered was sent (nowMs clock). */
   sentAt: number;
   kept: Set<string>;
   cancel: string[];
@@ -27,6 +27,8 @@ export interface HeartbeatOptions {
   maxMainStallMs: number;
   applicationName: string;
   onBeat(beat: Beat): void;
+  /** The thread ended without stop(): no lease is renewed any more. */
+  onDied(reason: string): void;
   log(line: string): void;
 }
 
@@ -37,7 +39,7 @@ const postgres = require(workerData.postgresPath);
 const { databaseUrl, workerId, intervalMs, maxMainStallMs, applicationName, clocks } = workerData;
 // [0] last renewal sent (µs), [1] main loop's last tick (µs)
 const shared = new BigInt64Array(clocks);
-const now = () => performance.timeOrigin + performance.now();
+const now = () => Number(process.hrtime.bigint()) / 1e6;
 const sql = postgres(databaseUrl, { max: 1, idle_timeout: 0, onnotice: () => {}, connection: { application_name: applicationName } });
 let stopping = false;
 let timer;
@@ -67,13 +69,17 @@ parentPort.on("message", async (m) => {
 beat();
 `;
 
-/** Absolute time on the performance clock, comparable between threads. */
-export const nowMs = () => performance.timeOrigin + performance.now();
+/**
+ * Milliseconds on the process's monotonic clock (CLOCK_MONOTONIC): the same in every thread and
+ * never stepped by NTP, unlike performance.timeOrigin, which each thread takes from the wall clock.
+ */
+export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 export class HeartbeatThread {
   readonly #thread: Thread;
   readonly #clocks: BigInt64Array;
   readonly #exited: Promise<void>;
+  #stopping = false;
 
   /** `startedAt` counts as the first renewal (registering stamps the worker's heartbeat). */
   constructor(options: HeartbeatOptions, startedAt = nowMs()) {
@@ -98,8 +104,14 @@ export class HeartbeatThread {
       if (m.type === "error") return options.log(`heartbeat failed: ${m.message}`);
       options.onBeat({ sentAt: m.sentAt, kept: new Set(m.kept), cancel: m.cancel, workerStatus: m.workerStatus });
     });
-    this.#thread.on("error", (err) => options.log(`heartbeat thread failed: ${err.message}`));
-    this.#exited = new Promise((resolve) => this.#thread.once("exit", () => resolve()));
+    let failure = "";
+    this.#thread.on("error", (err) => (failure = err.message));
+    this.#exited = new Promise((resolve) =>
+      this.#thread.once("exit", (code) => {
+        if (!this.#stopping) options.onDied(failure || `exit code ${code}`);
+        resolve();
+      }),
+    );
   }
 
   /** When the last successful renewal was sent (nowMs clock), read from shared memory. */
@@ -113,6 +125,7 @@ export class HeartbeatThread {
   }
 
   async stop(): Promise<void> {
+    this.#stopping = true;
     this.#thread.postMessage("stop");
     const timer = setTimeout(() => void this.#thread.terminate(), 6000);
     await this.#exited;

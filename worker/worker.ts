@@ -110,6 +110,12 @@ export class Worker {
         maxMainStallMs: Math.max(MIN_MAIN_STALL_MS, 4 * o.leaseMs),
         applicationName: `cogo-worker ${o.name} heartbeat`,
         onBeat: (beat) => this.onBeat(beat),
+        // Without renewals every task would be stopped at 70 % of its lease and handed back,
+        // using up attempts: stop claiming and shut down (a supervisor restarts the process).
+        onDied: (reason) => {
+          o.log(`heartbeat thread died (${reason}): stopping this worker`);
+          void this.stop();
+        },
         log: o.log,
       },
       registeredAt,

@@ -36,6 +36,7 @@ describe("heartbeats on their own thread", () => {
       select * from cogo.register_worker(${uniqueKind("wedged")}, 'wedged', '{}', 1, 2000, 'test', '{}'::jsonb)`;
     const beats: number[] = [];
     const failures: string[] = [];
+    const died: string[] = [];
     const startedAt = nowMs();
     const hb = new HeartbeatThread({
       databaseUrl: stack.dbUrl,
@@ -44,6 +45,7 @@ describe("heartbeats on their own thread", () => {
       maxMainStallMs: 500,
       applicationName: "heartbeat test",
       onBeat: (b) => beats.push(b.sentAt),
+      onDied: (reason) => died.push(reason),
       log: (l) => failures.push(l),
     });
     try {
@@ -61,6 +63,7 @@ describe("heartbeats on their own thread", () => {
       expect(beats.length).toBeGreaterThan(1);
     } finally {
       await hb.stop();
+      expect(died).toEqual([]); // a stop() is no death
       await sql`update public.workers set status = 'offline' where id = ${w!.id}`;
     }
   });
