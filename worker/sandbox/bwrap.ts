@@ -105,22 +105,28 @@ function hostLayout(): Promise<Layout> {
   return layout;
 }
 
-let masks: Promise<Layout> | undefined;
+let masks: Promise<{ args: Layout; masked: string[] }> | undefined;
 
-/** The /proc masks this kernel needs (after `--proc /proc`). */
-function procMasks(): Promise<Layout> {
+/** The /proc masks this kernel needs (after `--proc /proc`), and the entries they cover. */
+function procMaskPlan(): Promise<{ args: Layout; masked: string[] }> {
   masks ??= (async () => {
     const args: string[] = [];
+    const masked: string[] = [];
     for (const name of PROC_MASKED_FILES) {
-      if ((await lstat(`/proc/${name}`).catch(() => null))?.isFile()) args.push('--dev-bind', '/dev/null', `/proc/${name}`);
+      if ((await lstat(`/proc/${name}`).catch(() => null))?.isFile()) args.push('--dev-bind', '/dev/null', `/proc/${name}`), masked.push(name);
     }
     for (const name of PROC_MASKED_DIRS) {
-      if ((await lstat(`/proc/${name}`).catch(() => null))?.isDirectory()) args.push('--tmpfs', `/proc/${name}`, '--remount-ro', `/proc/${name}`);
+      if ((await lstat(`/proc/${name}`).catch(() => null))?.isDirectory()) args.push('--tmpfs', `/proc/${name}`, '--remount-ro', `/proc/${name}`), masked.push(name);
     }
-    return args;
+    return { args, masked };
   })();
   return masks;
 }
+
+const procMasks = async (): Promise<Layout> => (await procMaskPlan()).args;
+
+/** The /proc entries masked on this kernel, as the worker reports them (the same list bwrap gets). */
+export const maskedProcEntries = async (): Promise<string[]> => (await procMaskPlan()).masked;
 
 export interface BwrapPlan {
   workspace: string;

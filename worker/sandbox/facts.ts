@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { lstat } from 'node:fs/promises';
-import { BASE_ENV, PROC_MASKED_DIRS, PROC_MASKED_FILES, bwrapInfo, findExecutable } from './bwrap.ts';
+import { BASE_ENV, bwrapInfo, findExecutable, maskedProcEntries } from './bwrap.ts';
 import { detectCgroups, type CgroupMode } from './cgroups.ts';
 import { seccompFilter } from './launcher.ts';
 
@@ -51,7 +50,7 @@ export interface SandboxFacts {
  * never runs tasks without it.
  */
 export async function sandboxFacts(cgroups: CgroupMode = true): Promise<SandboxFacts> {
-  const [bw, cg, toolchain, filter, masked] = await Promise.all([bwrapInfo(), detectCgroups(cgroups), toolVersions(), seccompFilter(), maskedProc()]);
+  const [bw, cg, toolchain, filter, masked] = await Promise.all([bwrapInfo(), detectCgroups(cgroups), toolVersions(), seccompFilter(), maskedProcEntries()]);
   const asRoot = process.geteuid?.() === 0;
   const has = (c: 'memory' | 'pids' | 'cpu') => c in cg.usable;
   const v = cg.using;
@@ -83,13 +82,6 @@ export async function sandboxFacts(cgroups: CgroupMode = true): Promise<SandboxF
     seccomp: { denied: filter.denied, rules: filter.rules },
     toolchain,
   };
-}
-
-/** The /proc entries this kernel has that the sandbox masks (bwrap.ts procMasks). */
-async function maskedProc(): Promise<string[]> {
-  const all = [...PROC_MASKED_FILES, ...PROC_MASKED_DIRS];
-  const present = await Promise.all(all.map((n) => lstat(`/proc/${n}`).then(() => n, () => null)));
-  return present.filter((n) => n !== null);
 }
 
 async function toolVersions(): Promise<Record<string, string>> {
