@@ -1,7 +1,7 @@
 // The `sandbox` edge function: one handler over the route modules in ./routes. Runs the same in
 // Deno (served) and Node (tests call the handler directly).
 import type { Sql } from "postgres";
-import { constantTimeEqual, GATEWAY_HEADER, type Authenticator } from "./auth.ts";
+import { GATEWAY_HEADER, SecretSet, type Authenticator } from "./auth.ts";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import { UUID, type Route, type RuntimeInfo } from "./routing.ts";
 import { analysisRoutes } from "./routes/analysis.ts";
@@ -43,12 +43,15 @@ export interface ApiOptions {
   gatewaySecret?: string;
 }
 
+const WHOLE_UUID = new RegExp(`^${UUID}$`);
+
 /** The function's fetch handler. `req.url`'s path is `/<function-name>/<route>`, as on Supabase. */
 export function createApi(sql: Sql, options: ApiOptions): (req: Request) => Promise<Response> {
-  const { runtime, auth, gatewaySecret } = options;
+  const { runtime, auth } = options;
+  const gateway = options.gatewaySecret === undefined ? undefined : new SecretSet([options.gatewaySecret]);
   return async (req) => {
     try {
-      if (gatewaySecret !== undefined && !(await constantTimeEqual(req.headers.get(GATEWAY_HEADER) ?? "", gatewaySecret))) {
+      if (gateway && !(await gateway.has(req.headers.get(GATEWAY_HEADER) ?? ""))) {
         throw new HttpError(401, "gateway_required", "this port answers only the API gateway; call <SUPABASE_URL>/functions/v1/<function>");
       }
       if (req.method === "OPTIONS") return new Response("ok", { headers: corsHeaders });
@@ -65,7 +68,7 @@ export function createApi(sql: Sql, options: ApiOptions): (req: Request) => Prom
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
       // Only an id that is not a UUID is the caller's mistake; an unknown route under a good id is a 404.
       const id = /^\/(?:tasks|workers|analysis|recover)\/([^/]+)/.exec(route)?.[1];
-      if (id !== undefined && !new RegExp(`^${UUID}$`).test(id)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
+      if (id !== undefined && !WHOLE_UUID.test(id)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
       throw new HttpError(404, "no_route", `no route ${req.method} ${route}`);
     } catch (err) {
       return errorResponse(err);

@@ -67,18 +67,28 @@ export function credentialOf(get: (header: string) => string | null | undefined)
 
 const encoder = new TextEncoder();
 
-/** Equal strings, in time that does not depend on where they differ (both are hashed first). */
-export async function constantTimeEqual(a: string, b: string): Promise<boolean> {
-  const [x, y] = await Promise.all([a, b].map(async (s) => new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(s)))));
-  let diff = 0;
-  for (let i = 0; i < x!.length; i++) diff |= x![i]! ^ y![i]!;
-  return diff === 0;
-}
+const sha256 = async (s: string) => new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(s)));
 
-async function matchesAny(token: string, keys: string[]): Promise<boolean> {
-  let found = false;
-  for (const key of keys) if (await constantTimeEqual(token, key)) found = true; // no early exit
-  return found;
+/**
+ * Secrets a credential is compared with, in time that does not depend on where they differ or
+ * which one matched: each is hashed once, the candidate once per call, and every digest is
+ * compared whole.
+ */
+export class SecretSet {
+  #digests: Promise<Uint8Array[]> | undefined;
+  constructor(private readonly secrets: readonly string[]) {}
+
+  async has(candidate: string): Promise<boolean> {
+    this.#digests ??= Promise.all(this.secrets.map(sha256));
+    const [digests, c] = await Promise.all([this.#digests, sha256(candidate)]);
+    let found = false;
+    for (const d of digests) {
+      let diff = 0;
+      for (let i = 0; i < d.length; i++) diff |= d[i]! ^ c[i]!;
+      found ||= diff === 0; // no early exit
+    }
+    return found;
+  }
 }
 
 function decodePayload(jwt: string): Record<string, unknown> {
@@ -112,21 +122,27 @@ function callerFromClaims(claims: Record<string, unknown>): Caller {
 export class Authenticator {
   #remote: ReturnType<typeof createRemoteJWKSet> | undefined;
   readonly #local: ReturnType<typeof createLocalJWKSet> | undefined;
+  readonly #serviceKeys: SecretSet;
+  readonly #anonKeys: SecretSet;
+  readonly #legacyKeys: SecretSet;
 
   constructor(readonly config: AuthConfig) {
     this.#local = config.jwks ? createLocalJWKSet(config.jwks) : undefined;
+    this.#serviceKeys = new SecretSet(config.serviceKeys);
+    this.#anonKeys = new SecretSet(config.anonKeys);
+    this.#legacyKeys = new SecretSet(config.legacyKeys);
   }
 
   /** The caller behind `token`, or an AuthError saying why not. */
   async verify(token: string | undefined): Promise<Caller> {
     if (!token) throw new AuthError("missing", "send Authorization: Bearer <user JWT, anon key or service key>");
     if (token.startsWith("sb_")) {
-      if (await matchesAny(token, this.config.serviceKeys)) return { role: "service_role", userId: null, claims: { role: "service_role" } };
-      if (await matchesAny(token, this.config.anonKeys)) return { role: "anon", userId: null, claims: { role: "anon" } };
+      if (await this.#serviceKeys.has(token)) return { role: "service_role", userId: null, claims: { role: "service_role" } };
+      if (await this.#anonKeys.has(token)) return { role: "anon", userId: null, claims: { role: "anon" } };
       throw new AuthError("invalid", "unknown API key");
     }
     if (token.split(".").length !== 3) throw new AuthError("malformed", "the bearer token is not a JWT");
-    if (await matchesAny(token, this.config.legacyKeys)) return callerFromClaims(decodePayload(token));
+    if (await this.#legacyKeys.has(token)) return callerFromClaims(decodePayload(token));
     let alg: string | undefined;
     try {
       alg = decodeProtectedHeader(token).alg;
