@@ -1,17 +1,43 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 import { isPostgresClosedSocketWrite } from "./functions/_shared/postgres-closed-socket.ts";
+
+// Test files that need no stack and start no processes (no Postgres, functions, workers or
+// sandboxes): pure logic on fixtures, synthetic inputs and temporary directories. They run in
+// parallel, in seconds (`npm run test:unit`). A new test file lands in `integration` unless listed
+// here; a file that mixes pure and stack tests stays there.
+const UNIT = [
+  "tests/analysis/addresses.test.ts",
+  "tests/analysis/logic.test.ts",
+  "tests/blocks/classifier.test.ts",
+  "tests/blocks/planner.test.ts",
+  "tests/diagnostics/line-events.test.ts",
+  "tests/diagnostics/parsers.test.ts",
+  "tests/plans/workspace-walk.test.ts",
+];
 
 export default defineConfig({
   test: {
-    // One embedded stack (Postgres + Deno functions + Realtime) serves every test file; files run
-    // one after another so their workers and timing assertions do not compete for 2 cores.
-    globalSetup: ["tests/helpers/global-setup.ts"],
-    fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    include: ["tests/**/*.test.ts"],
     reporters: ["default"],
-    // postgres.js's closed-socket write when a fault test restarts Postgres (see that module).
-    onUnhandledError: (err) => (isPostgresClosedSocketWrite(err) ? false : undefined),
+    projects: [
+      { extends: true, test: { name: "unit", include: UNIT } },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["tests/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, ...UNIT],
+          // One embedded stack (Postgres + Deno functions + Realtime) serves every test file; files run
+          // one after another so their workers and timing assertions do not compete for 2 cores.
+          globalSetup: ["tests/helpers/global-setup.ts"],
+          fileParallelism: false,
+          // After the unit project, not beside it, for the same reason.
+          sequence: { groupOrder: 1 },
+          // postgres.js's closed-socket write when a fault test restarts Postgres (see that module).
+          onUnhandledError: (err) => (isPostgresClosedSocketWrite(err) ? false : undefined),
+        },
+      },
+    ],
   },
 });

@@ -15,7 +15,7 @@ import { ms, percentile, type Row } from "./stats.ts";
 const RUNS = 50;
 
 /** Spawns `file`; `fds` are written to pipes at those descriptors (as the launcher's memory files). */
-function timedSpawn(file: string, args: string[] = [], ids: { uid: number; gid: number } | {} = {}, fds = new Map<number, Buffer>()): Promise<number> {
+function timedSpawn(file: string, args: string[] = [], ids: { uid?: number; gid?: number } = {}, fds = new Map<number, Buffer>()): Promise<number> {
   const t0 = performance.now();
   const top = Math.max(2, ...fds.keys());
   const stdio = Array.from({ length: top + 1 }, (_, fd) => (fds.has(fd) ? "pipe" : "ignore")) as ("pipe" | "ignore")[];

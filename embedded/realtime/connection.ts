@@ -3,7 +3,7 @@
 // Joins are counted and rate-limited here, before any of their work starts.
 import type { Duplex } from "node:stream";
 import { WebSocket, type RawData } from "ws";
-import { Channel, joinChannel, TOPIC_PREFIX, type ChannelSocket, type RealtimeContext } from "./channel.ts";
+import { type Channel, joinChannel, TOPIC_PREFIX, type ChannelSocket, type RealtimeContext } from "./channel.ts";
 import { MalformedFrameError } from "./errors.ts";
 import { QueueCancelledError } from "./fair-queue.ts";
 import { TokenBucket } from "./limits.ts";

@@ -19,7 +19,7 @@ const TOO_MANY_CONNECTIONS = { status: 429, body: JSON.stringify({ error: "Too m
 /** Phoenix negotiates "~> 1.0.0" and "~> 2.0.0"; a missing vsn means 1.0.0. */
 function parseVsn(raw: string | null): Vsn | null {
   const match = /^(\d+)\.(\d+)\.(\d+)/.exec(raw ?? "1.0.0");
-  if (!match || match[2] !== "0") return null;
+  if (match?.[2] !== "0") return null;
   if (match[1] === "1") return 1;
   if (match[1] === "2") return 2;
   return null;

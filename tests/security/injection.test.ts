@@ -87,7 +87,9 @@ describe("metacharacter fuzz", () => {
 
   it("env values with payloads arrive verbatim; BASH_ENV / PATH / LD_PRELOAD affect nothing on the host", async () => {
     const env: Record<string, string> = {};
-    payloads(P1).forEach((p, i) => (env[`P${i}`] = p));
+    payloads(P1).forEach((p, i) => {
+      env[`P${i}`] = p;
+    });
     env.BASH_ENV = `${trapDir}/bash_env`;
     env.ENV = `${trapDir}/bash_env`;
     env.PATH = `${trapDir}:/usr/bin:/bin`;

@@ -129,7 +129,7 @@ describe("join flood", () => {
 
   it("3,000 private joins on one socket: the flooder gets ClientJoinRateLimitReached and is dropped; a user's private join stays under 100 ms", async () => {
     const flood = await startFlood(stackWs, 1, 3000, 0);
-    let during: number[] = [];
+    const during: number[] = [];
     let summary: FloodSummary;
     try {
       // Spread over 2 s: the flooder is dropped within a second and comes back with 3,000 more.

@@ -81,7 +81,7 @@ describe("secrets", () => {
     const out = r.stdout;
     // The dump is real: it read env, /proc of its own namespace and mountinfo.
     expect(out).toContain("== env\nHOME=/workspace\nHOSTNAME=sandbox\nLANG=C.UTF-8\nLOGNAME=sandbox\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
-    const names = /== env\n([^]*?)\n== pids/.exec(out)![1]!.split("\n").map((l) => l.split("=")[0]);
+    const names = /== env\n([\s\S]*?)\n== pids/.exec(out)![1]!.split("\n").map((l) => l.split("=")[0]);
     expect(names).toEqual(["HOME", "HOSTNAME", "LANG", "LOGNAME", "PATH", "PWD", "SHELL", "TERM", "TMPDIR", "USER"]);
     expect(out).toContain(" /workspace rw,nosuid,nodev");
     // /proc/1 is bwrap's init; its environ is what the launcher gave bwrap: PATH alone.

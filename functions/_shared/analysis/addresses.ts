@@ -66,7 +66,7 @@ export function parseAddress(host: string): IP | null {
   // ipaddr.js reads "::a.b.c.d" as ::ffff:a.b.c.d; written in hex it is the IPv4-compatible
   // address it is (as URLs, the kernel and getaddrinfo's "::127.0.0.1" text mean it).
   const tail = /(?<=:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  if (tail && tail.slice(1).every((n) => Number(n) <= 255)) {
+  if (tail?.slice(1).every((n) => Number(n) <= 255)) {
     const [a, b, c, d] = tail.slice(1).map(Number) as [number, number, number, number];
     h = h.slice(0, tail.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }

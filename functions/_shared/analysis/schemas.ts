@@ -3,7 +3,7 @@ import { z } from "zod";
 
 const GLOB = z.string().min(1).max(500).refine((s) => !/[\0\n\r]/.test(s), "globs contain no NUL or newline");
 // What git accepts as a ref name or an object id, minus anything a shell or option parser could misread.
-const REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._\/+-]{1,255}$/;
+const REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._/+-]{1,255}$/;
 
 /** Caps and batch sizes of one analysis; every field has a default and a hard maximum. */
 export const AnalysisOptionsSchema = z

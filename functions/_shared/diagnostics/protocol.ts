@@ -11,7 +11,7 @@ const ANNOTATION = /^::(error|warning|notice)(?:\s+([^:]*))?::(.*)$/;
 const TESTS = /^::test-results\s+(.*)$/;
 
 /** GitHub's escapes in annotation messages and properties. */
-const unescape = (s: string) => s.replace(/%0D/gi, "\r").replace(/%0A/gi, "\n").replace(/%3A/gi, ":").replace(/%2C/gi, ",").replace(/%25/g, "%");
+const unescapeGithub = (s: string) => s.replace(/%0D/gi, "\r").replace(/%0A/gi, "\n").replace(/%3A/gi, ":").replace(/%2C/gi, ",").replace(/%25/g, "%");
 
 export function protocolParser(): LineParser {
   let stage: Stage = "building";
@@ -37,7 +37,7 @@ export function protocolParser(): LineParser {
         const props = new Map<string, string>();
         for (const kv of (m[2] ?? "").split(",")) {
           const i = kv.indexOf("=");
-          if (i > 0) props.set(kv.slice(0, i).trim(), unescape(kv.slice(i + 1).trim()));
+          if (i > 0) props.set(kv.slice(0, i).trim(), unescapeGithub(kv.slice(i + 1).trim()));
         }
         const num = (k: string) => (props.has(k) && /^\d+$/.test(props.get(k)!) ? Number(props.get(k)) : null);
         return [diagnostic({
@@ -47,7 +47,7 @@ export function protocolParser(): LineParser {
           column: num("col") ?? num("column"),
           severity: m[1] === "notice" ? "note" : (m[1] as "error" | "warning"),
           code: props.get("code") ?? props.get("title") ?? null,
-          message: unescape(m[3]!),
+          message: unescapeGithub(m[3]!),
         })];
       }
       if ((m = TESTS.exec(text))) {
