@@ -5,7 +5,7 @@ import { lstat, opendir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { WORKSPACE_LIMITS } from "../functions/_shared/plans/limits.ts";
-import { LeaseLostError, type Lease } from "./queue.ts";
+import { fenced, hasSqlState, type Lease } from "./db.ts";
 import { collectFile, validateWorkspacePath, type SandboxFile } from "./sandbox/index.ts";
 
 /** What a step started from: path → version and bytes, to tell its changes apart. */
@@ -24,15 +24,8 @@ export interface SaveOutcome {
   error?: string;
 }
 
-function fenced<T>(p: Promise<T>): Promise<T> {
-  return p.catch((err: { code?: string; message?: string }) => {
-    if (err?.code === "CG409") throw new LeaseLostError("lease_lost", err.message ?? "lease lost");
-    throw err;
-  });
-}
-
 export async function restorePlanWorkspace(sql: Sql, lease: Lease): Promise<RestoredWorkspace> {
-  const rows = await fenced(sql<{ path: string; content: Buffer; executable: boolean; version: string }[]>`
+  const rows = await fenced(() => sql<{ path: string; content: Buffer; executable: boolean; version: string }[]>`
     select * from cogo.task_workspace_files(${lease.taskId}, ${lease.attempt}, ${lease.workerId})`);
   const base = new Map(rows.map((r) => [r.path, { version: Number(r.version), content: r.content, executable: r.executable }]));
   return {
@@ -109,13 +102,13 @@ export async function savePlanWorkspace(sql: Sql, lease: Lease, dir: string, res
   if (changed.length === 0 && deleted.length === 0) return { saved: [], deleted: [], skipped };
   const base = Object.fromEntries([...changed.map((c) => c.path), ...deleted].map((p) => [p, restored.base.get(p)?.version ?? 0]));
   try {
-    const [row] = await fenced(sql<{ written: string[] }[]>`
+    const [row] = await fenced(() => sql<{ written: string[] }[]>`
       select cogo.save_task_files(${lease.taskId}, ${lease.attempt}, ${lease.workerId}, ${sql.json(changed as never)}, ${deleted},
-                                  ${sql.json(base as never)}) as written`);
+                                  ${sql.json(base as never)}) as written`, { retry: false });
     const written = new Set(row!.written);
     return { saved: changed.map((c) => c.path).filter((p) => written.has(p)), deleted: deleted.filter((p) => written.has(p)), skipped };
   } catch (err) {
-    if ((err as { code?: string }).code === "CG413") return { saved: [], deleted: [], skipped, error: (err as Error).message };
+    if (hasSqlState(err, "CG413")) return { saved: [], deleted: [], skipped, error: (err as Error).message };
     throw err;
   }
 }

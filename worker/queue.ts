@@ -1,48 +1,11 @@
 // Typed calls to the queue's SQL functions (migrations/*_create_task_queue.sql). Every write a
-// worker makes about a task passes the attempt fence; a lost lease surfaces as LeaseLostError.
+// worker makes about a task passes the attempt fence (worker/db.ts); a lost lease surfaces as
+// LeaseLostError. Only an Attempt (worker/attempt.ts) ends a task: finish, release, re-queue.
 import type { Sql } from "postgres";
-import { CogoError } from "../functions/_shared/errors.ts";
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow, WorkerRow } from "../functions/_shared/views.ts";
+import { fenced, type Lease } from "./db.ts";
 import type { Chunk } from "./stream/output-batcher.ts";
-
-export class LeaseLostError extends CogoError {}
-
-/** Errors after which the same call may simply be made again on a new connection. */
-const TRANSIENT = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "ECONNREFUSED", "ECONNRESET", "57P01", "57P02", "57P03", "08006", "08003"]);
-const RETRY_FOR_MS = 10_000;
-
-/** A lost or refused database connection (a restart, a killed backend), not a failed statement. */
-export function isTransient(err: unknown): boolean {
-  return TRANSIENT.has((err as { code?: string })?.code ?? "");
-}
-
-/** Retries a call that is safe to repeat while the database connection comes back. */
-async function retrying<T>(fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + RETRY_FOR_MS;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isTransient(err) || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
-}
-
-/** The attempt a worker holds: what every fenced call names. */
-export interface Lease {
-  taskId: string;
-  attempt: number;
-  workerId: string;
-}
-
-function fenced<T>(call: () => Promise<T>, retry = true): Promise<T> {
-  return (retry ? retrying(call) : call()).catch((err: { code?: string; message?: string }) => {
-    if (err?.code === "CG409") throw new LeaseLostError("lease_lost", err.message ?? "lease lost");
-    throw err;
-  });
-}
 
 export class Queue {
   constructor(readonly sql: Sql) {}
@@ -73,14 +36,14 @@ export class Queue {
 
   appendEvent(l: Lease, type: string, data: object): Promise<unknown> {
     // Not retried: an event whose reply was lost may have been written.
-    return fenced(() => this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`, false);
+    return fenced(() => this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`, { retry: false });
   }
 
   /** Appends events in order in one round trip (cogo.append_events); not retried, like appendEvent. */
   appendEvents(l: Lease, events: { type: string; data: object }[]): Promise<unknown> {
     return fenced(() => this.sql`
       select cogo.append_events(${l.taskId}, ${l.attempt}, ${l.workerId}, ${events.map((e) => e.type)}::text[],
-        array(select e from jsonb_array_elements(${this.sql.json(events.map((e) => e.data) as never)}) with ordinality t(e, i) order by i))`, false);
+        array(select e from jsonb_array_elements(${this.sql.json(events.map((e) => e.data) as never)}) with ordinality t(e, i) order by i))`, { retry: false });
   }
 
   /** Median ms of earlier successful runs of the same step (cogo.estimate_duration_ms), or null. */
@@ -98,6 +61,12 @@ export class Queue {
   /** Stores one artifact (bytes, or why it was refused); safe to retry. */
   storeArtifact(l: Lease, path: string, content: Buffer | null, error: string | null): Promise<unknown> {
     return fenced(() => this.sql`select cogo.store_artifact(${l.taskId}, ${l.attempt}, ${l.workerId}, ${path}, ${content}, ${error})`);
+  }
+
+  /** A recovery step's re-queue (cogo.requeue_for_recovery); CG422 when no attempt is left. Not retried. */
+  requeueForRecovery(l: Lease, step: object, event: object): Promise<unknown> {
+    return fenced(() => this.sql`
+      select 1 from cogo.requeue_for_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(step as never)}, ${this.sql.json(event as never)})`, { retry: false });
   }
 
   release(l: Lease, reason: string): Promise<unknown> {

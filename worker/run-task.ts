@@ -1,10 +1,13 @@
-// One claimed task from start to its final status: sandbox, live output, stdin, cancel, finish.
+// One claimed task from start to its final status: sandbox, live output, stdin, cancel. How the
+// attempt ends is decided here or by the block supervisor, and applied by its Attempt alone.
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
 import { describeSave, restorePlanWorkspace, savePlanWorkspace, type RestoredWorkspace } from "./plan-workspace.ts";
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
 import { BlockSupervisor } from "./blocks/supervisor.ts";
-import { isTransient, LeaseLostError, type Lease, type Queue } from "./queue.ts";
+import { Attempt, type Ending } from "./attempt.ts";
+import { isTransient, LeaseLostError, type Lease } from "./db.ts";
+import type { Queue } from "./queue.ts";
 import { SANDBOX_DEFAULTS, SandboxBusy, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
@@ -45,24 +48,29 @@ function describeExit(exit: SandboxExit, task: TaskRow): { status: FinalStatus; 
   }
 }
 
-const HAND_BACK_FOR_MS = 60_000;
+const LIMIT_NAMES: Record<string, string> = { wallTimeMs: "timeoutMs" };
 
-/** Releases a lease, retrying while the database is away; a lease already lost needs nothing. */
-async function handBack(queue: Queue, lease: Lease, reason: string, log: (l: string) => void): Promise<void> {
-  const deadline = Date.now() + HAND_BACK_FOR_MS;
-  for (;;) {
-    try {
-      return void (await queue.release(lease, reason));
-    } catch (err) {
-      if (err instanceof LeaseLostError) return;
-      if (Date.now() > deadline) return log(`task ${lease.taskId}: could not hand it back (${err}); the lease rescuer will`);
-      await new Promise((r) => setTimeout(r, 1000));
+/**
+ * Limits this worker lowered to its maximum (a worker started with lower maxima than the API
+ * allows), one line each for the task's output: a limit is never cut silently.
+ */
+export function loweredLimits(asked: Partial<Record<string, number>>, got: object): string[] {
+  const notes: string[] = [];
+  for (const [key, want] of Object.entries(asked)) {
+    const have = (got as Record<string, unknown>)[key];
+    if (typeof want === "number" && typeof have === "number" && have < want) {
+      notes.push(`${LIMIT_NAMES[key] ?? `limits.${key}`} ${want} is above this worker's maximum; running with ${have}`);
     }
   }
+  return notes;
 }
 
+/** How long a hand-back keeps trying while the database is away. */
+const HAND_BACK_FOR_MS = 60_000;
+
 export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOptions: SandboxOptions, flushIntervalMs: number, log: (l: string) => void): RunningTask {
-  const lease: Lease = { taskId: task.id, attempt: task.attempt, workerId };
+  const attempt = new Attempt(task, workerId, queue, log);
+  const lease: Lease = attempt.lease;
   let sandbox: SandboxProcess | undefined;
   let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
   let stdinSeq = 0;
@@ -75,6 +83,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
     maxLimits: { wallTimeMs: max.wallTimeMs, memoryBytes: max.memoryBytes },
     log,
     onLeaseLost: () => {
+      attempt.lost();
       stopReason ??= "lease_lost";
       kill();
     },
@@ -87,6 +96,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       nextSeq += chunks.length;
     } catch (err) {
       if (err instanceof LeaseLostError) {
+        attempt.lost();
         stopReason ??= "lease_lost";
         kill();
       }
@@ -125,7 +135,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
 
   const done = (async () => {
     try {
-      nextSeq = (await queue.start(lease)) + 1;
+      nextSeq = (await attempt.start()) + 1;
       if (task.attempt > 1) batcher.system(`attempt ${task.attempt} of ${task.maxAttempts} starting on worker ${workerId}`);
       // A plan's step starts from the plan's shared workspace (docs/plans.md).
       let restored: RestoredWorkspace | undefined;
@@ -147,6 +157,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         sandboxOptions,
       );
       kill(); // a stop that arrived while the sandbox was starting
+      for (const note of loweredLimits({ wallTimeMs: task.timeoutMs, ...limits }, sandbox.limits)) batcher.system(note);
       const outputBytes = sandbox.limits.outputBytes;
       void sandbox.outputTruncated.then(() =>
         batcher.system(onOutputLimit === "truncate"
@@ -164,13 +175,13 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       if (stopReason === "shutdown" || stopReason === "lease_lost") blocks.abandon(exit);
       if (stopReason === "shutdown") {
         await batcher.close();
-        await queue.release(lease, "worker shut down before the task finished; re-queued");
+        await attempt.end({ kind: "release", reason: "worker shut down before the task finished; re-queued" });
         return;
       }
       if (stopReason === "lease_lost") {
         // Stopped because heartbeats went silent, the lease may still be ours: later heartbeats
         // would renew it forever for a task nobody runs, so hand it back (fenced: a no-op if lost).
-        await queue.release(lease, "worker lost contact with the database; re-queued").catch(() => {});
+        await attempt.end({ kind: "release", reason: "worker lost contact with the database; re-queued" }).catch(() => {});
         return;
       }
       if (restored && outcome.status === "succeeded") {
@@ -181,17 +192,14 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       await batcher.close();
       if (task.artifactPatterns.length > 0) await storeArtifacts(queue, lease, sandbox.workspace, task.artifactPatterns, log);
       // A recovery under way, or an exit that is itself a block (timeout, memory, output), may
-      // have re-queued or ended the task already.
-      if (await blocks.settle(exit, outcome)) return;
-      await queue.finish(lease, {
-        status: outcome.status,
-        exitCode: exit.exitCode,
-        signal: exit.signal,
-        reason: outcome.reason,
-        usage: exit.usage,
-      });
+      // decide how the attempt ends instead of the exit.
+      const ending: Ending = (await blocks.settle(exit, outcome)) ?? { kind: "finish", ...outcome, exitCode: exit.exitCode, signal: exit.signal, usage: exit.usage };
+      await attempt.end(ending);
     } catch (err) {
-      if (err instanceof LeaseLostError) stopReason = "lease_lost";
+      if (err instanceof LeaseLostError) {
+        attempt.lost();
+        stopReason = "lease_lost";
+      }
       // Whatever failed, the sandbox goes first, and a recovery under way learns it is over.
       if (sandbox) {
         sandbox.kill("killed");
@@ -205,13 +213,13 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         // The database, not the task, failed (e.g. a restart outlasting the retries): hand the
         // task back for another attempt rather than fail it.
         log(`task ${task.id}: database unreachable (${err instanceof Error ? err.message : err}); handing it back`);
-        await handBack(queue, lease, "worker lost the database mid-task; re-queued", log);
+        await attempt.end({ kind: "release", reason: "worker lost the database mid-task; re-queued", retryForMs: HAND_BACK_FOR_MS });
         return;
       }
       if (err instanceof SandboxBusy && task.attempt < task.maxAttempts) {
         // This machine is full, not the task at fault: another worker (or this one later) takes it.
         log(`task ${task.id}: ${err.message}; handing it back`);
-        await handBack(queue, lease, `no free sandbox on worker ${workerId} (${err.message}); re-queued`, log);
+        await attempt.end({ kind: "release", reason: `no free sandbox on worker ${workerId} (${err.message}); re-queued`, retryForMs: HAND_BACK_FOR_MS });
         return;
       }
       // Anything else (a bad spec the API let through, a sandbox that would not start, no free
@@ -219,8 +227,8 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       // the lease rescuer.
       log(`task ${task.id}: ${err instanceof Error ? err.message : err}`);
       await batcher.close().catch(() => {});
-      await queue
-        .finish(lease, { status: "failed", exitCode: null, signal: null, reason: `could not run: ${err instanceof Error ? err.message : err}`, usage: {} })
+      await attempt
+        .end({ kind: "finish", status: "failed", exitCode: null, signal: null, reason: `could not run: ${err instanceof Error ? err.message : err}`, usage: {} })
         .catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
     } finally {
       blocks.stop();

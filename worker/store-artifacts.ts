@@ -1,5 +1,6 @@
 // After a task exits: collect the artifacts it named and store them under its attempt.
-import type { Lease, Queue } from "./queue.ts";
+import type { Lease } from "./db.ts";
+import type { Queue } from "./queue.ts";
 import { collectArtifacts } from "./sandbox/index.ts";
 
 /** Never throws for what the task left behind; a lost lease still surfaces (the caller stops). */

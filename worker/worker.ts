@@ -9,6 +9,7 @@ import { resolveWorkerOptions, sandboxCgroups, type WorkerOptions } from "./conf
 import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
 import { HeartbeatThread, nowMs, type Beat } from "./heartbeat.ts";
+import { Attempt } from "./attempt.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
 import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, stopLauncher, type SandboxOptions } from "./sandbox/index.ts";
@@ -196,7 +197,8 @@ export class Worker {
     if (previous) {
       void previous.done.finally(() => {
         if (!this.stopping) return this.launch(task);
-        this.queue.release({ taskId: task.id, attempt: task.attempt, workerId: this.id! }, "worker shut down before the task started; re-queued")
+        new Attempt(task, this.id!, this.queue, this.options.log)
+          .end({ kind: "release", reason: "worker shut down before the task started; re-queued" })
           .catch((err) => this.options.log(`task ${task.id}: release: ${err}`));
       });
       return;

@@ -1,6 +1,7 @@
 // HTTP plumbing for the edge function: typed errors to responses, CORS, caller claims.
 import { AuthError, credentialOf, type Authenticator, type Caller, type Role } from "./auth.ts";
 import { CogoError } from "./errors.ts";
+import { sqlStateEntry } from "./sqlstate.ts";
 
 /** An error with an HTTP status; everything the API refuses is one of these. */
 export class HttpError extends CogoError {
@@ -25,24 +26,13 @@ export function json(status: number, body: unknown): Response {
   });
 }
 
-const SQLSTATE_STATUS: Record<string, [number, string]> = {
-  CG401: [403, "forbidden"],
-  "42501": [403, "forbidden"], // insufficient_privilege: a role without EXECUTE or a policy
-  CG404: [404, "not_found"],
-  CG409: [409, "conflict"],
-  CG413: [413, "too_large"],
-  "22023": [400, "invalid_parameter"],
-  "23514": [400, "check_violation"],
-};
-
 /** Maps any thrown value to a JSON error response; unknown errors are 500 without internals. */
 export function errorResponse(err: unknown): Response {
   if (err instanceof HttpError) {
     return json(err.status, { error: { code: err.code, message: err.message, ...(err.details ?? {}) } });
   }
-  const pg = err as { code?: string; message?: string };
-  const mapped = pg?.code ? SQLSTATE_STATUS[pg.code] : undefined;
-  if (mapped) return json(mapped[0], { error: { code: mapped[1], message: pg.message } });
+  const mapped = sqlStateEntry(err);
+  if (mapped) return json(mapped.http, { error: { code: mapped.code, message: (err as Error).message } });
   console.error("unhandled error", err);
   return json(500, { error: { code: "internal", message: "internal error; see the function log" } });
 }

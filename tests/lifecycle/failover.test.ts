@@ -1,6 +1,7 @@
 // Many tasks over two workers, and a worker killed mid-task: nothing runs twice, nothing is lost.
 import { describe, expect, it } from "vitest";
-import { LeaseLostError, Queue } from "../../worker/queue.ts";
+import { LeaseLostError } from "../../worker/db.ts";
+import { Queue } from "../../worker/queue.ts";
 import { SANDBOX_DEFAULTS } from "../../worker/sandbox/index.ts";
 import { acquireSlot } from "../../worker/sandbox/slots.ts";
 import { newUser, sql, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";

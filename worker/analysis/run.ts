@@ -11,12 +11,17 @@ import type { AnalysisPolicy } from "../../functions/_shared/analysis/source.ts"
 import { CogoError } from "../../functions/_shared/errors.ts";
 import { validateWorkspacePath } from "../../functions/_shared/paths.ts";
 import type { TaskRow } from "../../functions/_shared/views.ts";
-import { LeaseLostError, type Lease, type Queue } from "../queue.ts";
+import { Attempt } from "../attempt.ts";
+import { fenced, LeaseLostError, type Lease } from "../db.ts";
+import type { Queue } from "../queue.ts";
 import type { RunningTask } from "../run-task.ts";
 import type { SandboxOptions } from "../sandbox/index.ts";
 import { cloneInSandbox, type CloneResult, type TreeEntry } from "./clone.ts";
 import { detectLanguage } from "./languages.ts";
 import { parseSource } from "./parse.ts";
+
+/** Analysis writes are not repeated on a lost connection: the attempt fails over instead. */
+const ONCE = { retry: false } as const;
 
 export class AnalysisFailed extends CogoError {}
 class Stopped extends Error {}
@@ -37,18 +42,9 @@ export function isAnalysisTask(task: TaskRow): boolean {
   return task.internal === "analysis-clone" || task.internal === "analysis-batch";
 }
 
-/** Turns the fence's CG409 into LeaseLostError, as Queue does for task writes. */
-async function fenced<T>(call: Promise<T>): Promise<T> {
-  try {
-    return await call;
-  } catch (err) {
-    if ((err as { code?: string })?.code === "CG409") throw new LeaseLostError("lease_lost", (err as Error).message);
-    throw err;
-  }
-}
-
 export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, sandboxOptions: SandboxOptions, log: (l: string) => void): RunningTask {
-  const lease: Lease = { taskId: task.id, attempt: task.attempt, workerId };
+  const attempt = new Attempt(task, workerId, queue, log);
+  const lease: Lease = attempt.lease;
   let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
   let killSandbox: (() => void) | undefined;
   const checkStop = () => {
@@ -57,20 +53,21 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
 
   const done = (async () => {
     try {
-      await queue.start(lease);
+      await attempt.start();
       const result = task.internal === "analysis-clone"
         ? await cloneStep(queue.sql, lease, sandboxOptions, (kill) => (killSandbox = kill))
         : await batchStep(queue.sql, lease, checkStop);
       checkStop();
-      await queue.finish(lease, { status: "succeeded", exitCode: 0, signal: null, reason: result.reason, usage: {}, result });
+      await attempt.end({ kind: "finish", status: "succeeded", exitCode: 0, signal: null, reason: result.reason, usage: {}, result });
     } catch (err) {
       if (err instanceof LeaseLostError || stopReason === "lease_lost") {
         log(`analysis task ${task.id} attempt ${task.attempt}: lease lost; stopped`);
-        await queue.release(lease, "worker lost contact with the database; re-queued").catch(() => {});
+        if (err instanceof LeaseLostError) attempt.lost();
+        await attempt.end({ kind: "release", reason: "worker lost contact with the database; re-queued" }).catch(() => {});
         return;
       }
       if (stopReason === "shutdown") {
-        await queue.release(lease, "worker shut down before the task finished; re-queued").catch((e) => log(`task ${task.id}: release: ${e}`));
+        await attempt.end({ kind: "release", reason: "worker shut down before the task finished; re-queued" }).catch((e) => log(`task ${task.id}: release: ${e}`));
         return;
       }
       const status = stopReason === "cancelled" ? "cancelled" : "failed";
@@ -78,7 +75,7 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
       if (!(err instanceof CogoError) && !(err instanceof Stopped)) log(`analysis task ${task.id}: ${err instanceof Error ? err.stack : err}`);
       // What the network said (DNS, git's stderr, the address refused) is for the operator only.
       else if (err instanceof CogoError && err.details) log(`analysis task ${task.id}: ${err.code}: ${JSON.stringify(err.details)}`);
-      await queue.finish(lease, { status, exitCode: null, signal: null, reason, usage: {} }).catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
+      await attempt.end({ kind: "finish", status, exitCode: null, signal: null, reason, usage: {} }).catch((e) => log(`task ${task.id}: finishing failed: ${e}`));
     }
   })();
 
@@ -109,7 +106,7 @@ interface AnalysisRecord {
 }
 
 async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onSandbox: (kill: () => void) => void) {
-  const [a] = await fenced(sql<AnalysisRecord[]>`select * from cogo.begin_analysis_clone(${l.taskId}, ${l.attempt}, ${l.workerId})`);
+  const [a] = await fenced(() => sql<AnalysisRecord[]>`select * from cogo.begin_analysis_clone(${l.taskId}, ${l.attempt}, ${l.workerId})`, ONCE);
   if (a!.phase !== "cloning") {
     // An earlier attempt listed and planned it, then lost its lease before it finished.
     if (a!.phase === "finalizing") await finalize(sql, l, a!.id);
@@ -187,9 +184,9 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     chunk = [];
     bytes = 0;
     await settle(false);
-    const stored: Promise<void> = fenced(sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
+    const stored: Promise<void> = fenced(() => sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
       ${c.map((x) => x.hash)}::text[], ${c.map((x) => x.language)}::text[], ${c.map((x) => x.size)}::bigint[],
-      ${c.map((x) => (x.binary ? "t" : "f"))}::text[]::boolean[], ${c.map((x) => x.content) as string[]}::text[])`)
+      ${c.map((x) => (x.binary ? "t" : "f"))}::text[]::boolean[], ${c.map((x) => x.content) as string[]}::text[])`, ONCE)
       .then(() => {}, (error: unknown) => void (failure ??= { error }))
       .finally(() => inFlight.delete(stored));
     inFlight.add(stored);
@@ -206,9 +203,9 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
   }
   const t2 = performance.now();
 
-  const [plan] = await fenced(sql<{ batches: number }[]>`
+  const [plan] = await fenced(() => sql<{ batches: number }[]>`
     select cogo.plan_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${clone.commit}, ${sql.json(files as never)},
-                              ${skipped}, ${options.batchBytes}, ${options.batchFiles}) as batches`);
+                              ${skipped}, ${options.batchBytes}, ${options.batchFiles}) as batches`, ONCE);
   const t3 = performance.now();
   if (plan!.batches === 0) await finalize(sql, l, a!.id);
   return {
@@ -278,7 +275,8 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
     partBytes += b.content?.length ?? 0;
     if (partBytes >= RESULTS_PART_BYTES && b !== blobs[blobs.length - 1]) {
       await landed();
-      storing = fenced(sql`select cogo.store_analysis_batch_results(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)})`);
+      const part = results;
+      storing = fenced(() => sql`select cogo.store_analysis_batch_results(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(part as never)})`, ONCE);
       storing.catch(() => {}); // handled when awaited
       results = [];
       partBytes = 0;
@@ -292,7 +290,7 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
   checkStop();
   await landed();
   const t1 = performance.now();
-  const [r] = await fenced(sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`);
+  const [r] = await fenced(() => sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`, ONCE);
   const t2 = performance.now();
   if (r!.last) await finalize(sql, l, bt.analysisId);
   return {
@@ -333,5 +331,5 @@ async function finalize(sql: Sql, l: Lease, analysisId: string): Promise<void> {
       join public.analysis_blobs b on b.repo_id = a.repo_id and b.hash = f.hash and b.language = f.language
      where f.analysis_id = ${analysisId}`;
   const edges = resolveImports(files);
-  await fenced(sql`select cogo.finish_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${analysisId}, ${sql.json(edges as never)})`);
+  await fenced(() => sql`select cogo.finish_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${analysisId}, ${sql.json(edges as never)})`, ONCE);
 }

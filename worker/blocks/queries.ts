@@ -2,33 +2,22 @@
 // All writes are fenced like the rest of the worker's: a lost lease is a LeaseLostError.
 import type { Sql } from "postgres";
 import type { BlockReason, RecoveryAction } from "../../functions/_shared/recovery/options.ts";
-import type { PlanInput, RecoveryStep } from "../../functions/_shared/recovery/planner.ts";
-import { LeaseLostError, type Lease } from "../queue.ts";
-
-function fenced<T>(p: Promise<T>): Promise<T> {
-  return p.catch((err: { code?: string; message?: string }) => {
-    if (err?.code === "CG409") throw new LeaseLostError("lease_lost", err.message ?? "lease lost");
-    throw err;
-  });
-}
+import type { PlanInput } from "../../functions/_shared/recovery/planner.ts";
+import { fenced, type Lease } from "../db.ts";
 
 export class BlockQueries {
   constructor(private readonly sql: Sql) {}
 
   async reportBlock(l: Lease, data: object): Promise<void> {
-    await fenced(this.sql`select 1 from cogo.report_block(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`);
+    await fenced(() => this.sql`select 1 from cogo.report_block(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`, { retry: false });
   }
 
   async beginRecovery(l: Lease, data: object): Promise<void> {
-    await fenced(this.sql`select cogo.begin_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`);
+    await fenced(() => this.sql`select cogo.begin_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`, { retry: false });
   }
 
   async endRecovery(l: Lease, ok: boolean, data: object, resume: boolean): Promise<void> {
-    await fenced(this.sql`select cogo.end_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${ok}, ${this.sql.json(data as never)}, ${resume})`);
-  }
-
-  async requeue(l: Lease, step: RecoveryStep & { exclude?: boolean; reason: string }, event: object): Promise<void> {
-    await fenced(this.sql`select 1 from cogo.requeue_for_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(step as never)}, ${this.sql.json(event as never)})`);
+    await fenced(() => this.sql`select cogo.end_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${ok}, ${this.sql.json(data as never)}, ${resume})`, { retry: false });
   }
 
   /** What earlier blocks of this task and recoveries already tried (all attempts), for the planner. */
@@ -44,14 +33,10 @@ export class BlockQueries {
     };
   }
 
-  /** Whether a live worker other than this one could run the task. */
+  /** Whether a live worker other than this one could run the task (the claim's own test). */
   async otherWorkers(taskId: string, workerId: string): Promise<boolean> {
     const [row] = await this.sql<{ ok: boolean }[]>`
-      select exists (
-        select 1 from public.tasks t join public.workers w
-          on w.kind = t.required_kind and t.required_labels <@ w.labels
-         where t.id = ${taskId} and w.id <> ${workerId} and w.status = 'online'
-           and w.last_heartbeat_at > now() - make_interval(secs => 2 * w.lease_ms / 1000.0)) as ok`;
-    return row!.ok;
+      select cogo.another_worker_can_take(t, ${workerId}) as ok from public.tasks t where t.id = ${taskId}`;
+    return row?.ok ?? false;
   }
 }

@@ -1,7 +1,9 @@
 // One running task's block detection and recovery: samples the sandbox, publishes
 // `resource_sample` events, and when the classifier calls a block, reports it (running → blocked),
-// asks the shared planner what to do and applies each step through fenced SQL, so the automatic
-// path and the API's recover routes end in the same database functions.
+// asks the shared planner what to do and applies each step: acts on the process (kill, stdin) and
+// records the recovery events itself, but never ends the attempt. A step that ends it (re-queue,
+// give up) becomes the `Ending` that settle() returns to the task's run, whose Attempt applies it
+// (worker/attempt.ts), so the automatic path and the API's recover routes end in the same place.
 import type { FinalStatus } from "../../functions/_shared/states.ts";
 import {
   detectionOptions,
@@ -13,7 +15,9 @@ import {
 } from "../../functions/_shared/recovery/options.ts";
 import { planRecovery, type RecoveryPlan, type RecoveryStep } from "../../functions/_shared/recovery/planner.ts";
 import type { TaskRow } from "../../functions/_shared/views.ts";
-import { LeaseLostError, type Lease, type Queue } from "../queue.ts";
+import type { Ending } from "../attempt.ts";
+import { LeaseLostError, type Lease } from "../db.ts";
+import type { Queue } from "../queue.ts";
 import type { SandboxExit, SandboxProcess } from "../sandbox/index.ts";
 import { BlockClassifier, type Detection } from "./classifier.ts";
 import { BlockQueries } from "./queries.ts";
@@ -69,8 +73,10 @@ export class BlockSupervisor {
   /** A block waiting for a human (recovery.automatic false). */
   private parked: Block | undefined;
   private handling: Promise<void> | undefined;
-  /** The supervisor re-queued or finished the task: the caller must not finish it. */
-  private took = false;
+  /** How a recovery decided the attempt ends; settle() hands it to the caller. */
+  private decision: Ending | undefined;
+  /** The task stopped for another cause: nothing more to decide. */
+  private abandoned = false;
   private sandboxExited = false;
   private exitInfo!: (v: { exit: SandboxExit; outcome: { status: FinalStatus; reason: string } }) => void;
   private readonly exited = new Promise<{ exit: SandboxExit; outcome: { status: FinalStatus; reason: string } }>((r) => (this.exitInfo = r));
@@ -111,7 +117,7 @@ export class BlockSupervisor {
 
   /** A recover request from the API (over cogo_control). */
   recover(request: RecoverRequest): void {
-    if (this.handling || this.took || !this.sandbox || this.sandboxExited) return;
+    if (this.handling || this.decided || !this.sandbox || this.sandboxExited) return;
     const block = this.parked ?? { reason: "manual" as const, durationMs: 0, summary: "recovery requested" };
     this.parked = undefined;
     this.stop();
@@ -126,33 +132,38 @@ export class BlockSupervisor {
   /** The task stopped for another cause (shutdown, lost lease): nothing more to recover. */
   abandon(exit: SandboxExit): void {
     this.stop();
-    this.took = true;
+    this.abandoned = true;
     this.exitInfo({ exit, outcome: { status: "failed", reason: "abandoned" } });
   }
 
+  private get decided(): boolean {
+    return this.decision !== undefined || this.abandoned;
+  }
+
   /**
-   * After the sandbox exited and its output is flushed. Returns true when the supervisor has
-   * re-queued or finished the task (a recovery in progress, or the exit was itself a block).
+   * After the sandbox exited and its output is flushed: how a recovery decided the attempt ends
+   * (a recovery under way, or an exit that is itself a block), or undefined to end it as the exit
+   * says. The caller's Attempt applies it; the supervisor writes no ending itself.
    */
-  async settle(exit: SandboxExit, outcome: { status: FinalStatus; reason: string }): Promise<boolean> {
+  async settle(exit: SandboxExit, outcome: { status: FinalStatus; reason: string }): Promise<Ending | undefined> {
     this.stop();
     this.sandboxExited = true;
     this.exitInfo({ exit, outcome });
     if (this.handling) await this.handling;
-    if (this.took) return true;
+    if (this.decided) return this.decision;
     const block = EXIT_BLOCKS[exit.reason];
-    if (!block || !this.o.enabled) return false;
+    if (!block || !this.o.enabled) return undefined;
     await this.handle({ ...block, durationMs: 0 }, false);
-    return this.took;
+    return this.decision;
   }
 
   private async tick(): Promise<void> {
-    if (this.ticking || this.handling || this.parked || this.took) return;
+    if (this.ticking || this.handling || this.parked || this.decided) return;
     this.ticking = true;
     try {
       const sample = await this.sampler!.sample();
       // The sandbox may have exited meanwhile: settle() decides then, not a late sample.
-      if (!this.timer || this.handling || this.took || this.sandboxExited) return;
+      if (!this.timer || this.handling || this.decided || this.sandboxExited) return;
       // Thread waits cost a few files per thread: read them in quiet spells, a few times per the
       // shortest window that needs them.
       const wantWaits = this.classifier!.quiet && sample.at - this.lastWaitsAt >= Math.min(this.o.waitingForInputMs, this.o.deadlockMs) / 4;
@@ -202,7 +213,7 @@ export class BlockSupervisor {
   private run(block: Detection | Block, request?: RecoverRequest): void {
     this.handling = this.handle(block, true, request).finally(() => {
       this.handling = undefined;
-      if (!this.took && !this.parked && this.classifier && !this.sandboxExited) {
+      if (!this.decided && !this.parked && this.classifier && !this.sandboxExited) {
         this.classifier.reset();
         this.timer = setInterval(() => void this.tick(), this.o.sampleIntervalMs);
       }
@@ -279,7 +290,7 @@ export class BlockSupervisor {
   }
 
   private async apply(step: RecoveryStep, plan: RecoveryPlan, block: Block): Promise<void> {
-    const { task, lease, queue } = this.d;
+    const { task, lease } = this.d;
     const base = { action: step.action, attempt: task.attempt, reason: block.reason };
     const stdinKind = step.action === "feed_stdin" ? (step.stdin == null ? "eof" : "answer") : undefined;
     await this.queries.beginRecovery(lease, { ...base, ...(stdinKind ? { stdin: stdinKind } : {}), ...(step.delayMs !== undefined ? { delayMs: step.delayMs } : {}), ...(step.limits ? { limits: step.limits } : {}) });
@@ -305,18 +316,18 @@ export class BlockSupervisor {
       case "raise_limit":
       case "alternative_command": {
         const why = `recovering from ${block.reason}: ${step.action}`;
-        try {
-          await this.queries.requeue(
-            lease,
-            { ...step, exclude: step.action === "reassign", reason: why },
-            { ...base, message: step.action === "reassign" ? "re-queued for another worker" : `re-queued; the next attempt may start in ${step.delayMs ?? 0} ms`, ...(step.limits ? { limits: step.limits } : {}) },
-          );
-          this.took = true;
-        } catch (err) {
-          if ((err as { code?: string }).code !== "CG422") throw err;
-          await this.queries.endRecovery(lease, false, { ...base, message: (err as Error).message }, false);
-          await this.apply({ action: "give_up" }, plan, block);
-        }
+        this.decision = {
+          kind: "requeue",
+          step: { ...step, exclude: step.action === "reassign", reason: why },
+          event: { ...base, message: step.action === "reassign" ? "re-queued for another worker" : `re-queued; the next attempt may start in ${step.delayMs ?? 0} ms`, ...(step.limits ? { limits: step.limits } : {}) },
+          // No attempt left (CG422, e.g. another path used it up meanwhile): give up instead.
+          otherwise: async () => {
+            this.decision = undefined;
+            await this.queries.endRecovery(lease, false, { ...base, message: `task has no attempts left (max ${task.maxAttempts})` }, false);
+            await this.apply({ action: "give_up" }, plan, block);
+            return this.decision ?? { kind: "finish", status: plan.finalStatus, reason: plan.diagnosis, exitCode: null, signal: null, usage: {} };
+          },
+        };
         return;
       }
       case "give_up": {
@@ -325,14 +336,14 @@ export class BlockSupervisor {
         const { exit, outcome } = await this.exited;
         // A limit the sandbox enforced keeps its plain status and reason; a detected block gets the diagnosis.
         const enforced = EXIT_BLOCKS[exit.reason] !== undefined;
-        await queue.finish(lease, {
+        this.decision = {
+          kind: "finish",
           status: enforced ? outcome.status : plan.finalStatus,
           exitCode: exit.exitCode,
           signal: exit.signal,
           reason: enforced ? outcome.reason : plan.diagnosis,
           usage: exit.usage,
-        });
-        this.took = true;
+        };
         return;
       }
     }

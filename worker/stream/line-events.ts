@@ -9,7 +9,7 @@
 // change or 100 % goes at once) and carries an ETA from the history of the same step.
 import type { OutputStream } from "../../functions/_shared/states.ts";
 import { createLineScanner, estimateEtaMs, type Finding, type LineScanner, type ToolProgress } from "../../functions/_shared/diagnostics/index.ts";
-import { LeaseLostError } from "../queue.ts";
+import { LeaseLostError } from "../db.ts";
 
 export interface TaskEvent {
   type: string;
