@@ -1,6 +1,7 @@
 // Request and message shapes, validated with zod at every edge; the SDK's types come from here.
 import { z } from "zod";
 import { ARTIFACT_LIMITS, validateArtifactPattern } from "./artifacts/patterns.ts";
+import { DEFAULT_WALL_TIME_MS, MAX_CPU_TIME_MS, MAX_WALL_TIME_MS } from "./limits.ts";
 import { validateWorkspacePath } from "./paths.ts";
 import { BlockDetectionSchema, RecoveryOptionsSchema } from "./recovery/options.ts";
 import { OUTPUT_STREAMS, TASK_STATES } from "./states.ts";
@@ -25,8 +26,9 @@ export const MAX_FILES_BYTES = 32 * 1024 * 1024;
 
 export const LimitsSchema = z
   .object({
-    wallTimeMs: z.number().int().min(100).max(86_400_000),
-    cpuTimeMs: z.number().int().min(100).max(86_400_000),
+    /** Refused: the wall-time limit is the task's `timeoutMs`, one setting. */
+    wallTimeMs: z.never({ error: "the wall-time limit is timeoutMs (beside limits), not limits.wallTimeMs" }),
+    cpuTimeMs: z.number().int().min(100).max(MAX_CPU_TIME_MS),
     memoryBytes: z.number().int().min(16 * 1024 * 1024).max(64 * 1024 ** 3),
     processes: z.number().int().min(1).max(100_000),
     openFiles: z.number().int().min(16).max(1_048_576),
@@ -100,7 +102,8 @@ export const ExecuteRequestSchema = z
       .default({}),
     stdin: z.enum(["closed", "pipe"]).default("closed"),
     priority: z.number().int().min(-1000).max(1000).default(0),
-    timeoutMs: z.number().int().min(100).max(86_400_000).default(600_000),
+    /** Wall-time limit of the task, in ms: the sandbox is killed past it (status timed_out). */
+    timeoutMs: z.number().int().min(100).max(MAX_WALL_TIME_MS).default(DEFAULT_WALL_TIME_MS),
     maxAttempts: z.number().int().min(1).max(20).default(3),
     limits: LimitsSchema.default({}),
     requirements: RequirementsSchema.default({ kind: "basic", labels: [] }),

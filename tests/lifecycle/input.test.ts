@@ -17,6 +17,10 @@ describe("API input and tenancy", () => {
     [{ command: "echo", files: [{ path: "a\u0000b", content: "x" }] }, "NUL"],
     [{ command: "echo", priority: 5000 }, "priority"],
     [{ command: "echo", timeoutMs: "soon" }, "timeoutMs"],
+    // One wall-time setting, and nothing above what a worker honours (it used to cut 24 h to 1 h).
+    [{ command: "echo", timeoutMs: 3_600_001 }, "timeoutMs: Too big: expected number to be <=3600000"],
+    [{ command: "echo", limits: { wallTimeMs: 1000 } }, "limits.wallTimeMs: the wall-time limit is timeoutMs"],
+    [{ command: "echo", limits: { cpuTimeMs: 86_400_000 } }, "limits.cpuTimeMs"],
     [{ command: "echo", requirements: { kind: "Bad Kind!" } }, "requirements.kind"],
     [{ command: "echo", requirements: { labels: ["$(reboot)"] } }, "requirements.labels.0"],
     [{ command: "echo", limits: { memoryBytes: 1 } }, "limits.memoryBytes"],

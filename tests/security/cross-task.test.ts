@@ -55,7 +55,7 @@ describe("cross-task isolation", () => {
         files: [LISTEN],
         stdin: "pipe",
         requirements: { kind: s.kind },
-        limits: { wallTimeMs: 30_000 },
+        timeoutMs: 30_000,
       },
       { onStdout: (d) => (aOut += d) },
     );
@@ -85,7 +85,7 @@ describe("cross-task isolation", () => {
         command: `python3 attack.py ${aSleep!.pid} ${aWs}; ls -A /tmp /dev/shm /workspace | tr '\\n' ' '; echo; ipcs -m | grep -c sandbox; ps -e -o comm= | sort | tr '\\n' ' '; echo; sleep 30 & sleep 0.3; kill -9 -1; echo kill-all=$?; wait; echo survived-own-kill-all`,
         files: [ATTACK],
         requirements: { kind: s.kind },
-        limits: { wallTimeMs: 20_000 },
+        timeoutMs: 20_000,
       })
     ).result();
     sampling = false;

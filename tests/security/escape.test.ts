@@ -53,7 +53,7 @@ for name, req in (("attach", PTRACE_ATTACH), ("seize", PTRACE_SEIZE)):
     print(name, rc, errno.errorcode.get(ctypes.get_errno()))
 `),
       ],
-      limits: { wallTimeMs: 15_000 },
+      timeoutMs: 15_000,
     });
     expect(r).toMatchObject({ status: "failed", exitCode: 2 }); // from the final ls
     expect(r.stdout).toBe(

@@ -55,7 +55,7 @@ export function securitySuite(prefix: string, options: { concurrency?: number; b
      */
     async expectHealthy(): Promise<void> {
       const marker = randomUUID();
-      const r = await ctx.run({ command: `echo ok-${marker}`, limits: { wallTimeMs: 10_000 } });
+      const r = await ctx.run({ command: `echo ok-${marker}`, timeoutMs: 10_000 });
       expect(r).toMatchObject({ status: "succeeded", exitCode: 0, stdout: `ok-${marker}\n`, stderr: "", reason: "exited with code 0" });
       expect(r.task.workerId).toBe(ctx.worker.workerId);
       expect(Date.parse(r.task.finishedAt!) - Date.parse(r.task.createdAt!)).toBeLessThan(NORMAL_E2E_MS);

@@ -52,7 +52,7 @@ except socket.gaierror as e:
 describe("network when asked and allowed", () => {
   it("a task with network: true reaches a host listener and resolves names", async () => {
     expect(resolvable, `the host resolves none of ${DNS_CANDIDATES.join(", ")}: this test needs working DNS on the machine`).toBeDefined();
-    const r = await s.run({ command: `python3 probe.py ${port} ${resolvable}`, files: [PROBE], network: true, limits: { wallTimeMs: 20_000 } });
+    const r = await s.run({ command: `python3 probe.py ${port} ${resolvable}`, files: [PROBE], network: true, timeoutMs: 20_000 });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
     expect(r.stdout).toBe("tcp hello from the host\ndns RESOLVED\n");
     expect(accepted).toBe(1);
@@ -61,7 +61,7 @@ describe("network when asked and allowed", () => {
 
   it("a task that does not ask gets no network on the same worker", async () => {
     const before = accepted;
-    const r = await s.run({ command: `python3 probe.py ${port} ${resolvable ?? "example.com"}`, files: [PROBE], limits: { wallTimeMs: 20_000 } });
+    const r = await s.run({ command: `python3 probe.py ${port} ${resolvable ?? "example.com"}`, files: [PROBE], timeoutMs: 20_000 });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
     expect(r.stdout).toBe("tcp ECONNREFUSED\ndns Temporary failure in name resolution\n");
     expect(accepted).toBe(before);

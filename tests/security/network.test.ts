@@ -56,7 +56,7 @@ except socket.gaierror as e:
 describe("network", () => {
   it("python3: the stack's ports, a host listener, the internet and UDP are unreachable; DNS fails", async () => {
     const targets = [`127.0.0.1:${dbPort}`, `127.0.0.1:${apiPort}`, `127.0.0.1:${port}`, `::1:${dbPort}`, `${hostIp}:${port}`, `${hostIp}:${dbPort}`, "1.1.1.1:443"];
-    const r = await s.run({ command: `python3 probe.py ${targets.join(" ")}`, files: [PROBE], limits: { wallTimeMs: 15_000 } });
+    const r = await s.run({ command: `python3 probe.py ${targets.join(" ")}`, files: [PROBE], timeoutMs: 15_000 });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
     expect(r.stdout).toBe(
       [
@@ -77,7 +77,7 @@ describe("network", () => {
   });
 
   it("a task asking for network on a worker without --allow-network gets none either", async () => {
-    const r = await s.run({ command: `python3 probe.py 127.0.0.1:${port} 1.1.1.1:443`, files: [PROBE], network: true, limits: { wallTimeMs: 15_000 } });
+    const r = await s.run({ command: `python3 probe.py 127.0.0.1:${port} 1.1.1.1:443`, files: [PROBE], network: true, timeoutMs: 15_000 });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
     expect(r.task.network).toBe(true);
     expect(r.stdout).toBe([`tcp 127.0.0.1:${port} ECONNREFUSED`, "tcp 1.1.1.1:443 ENETUNREACH", "udp ENETUNREACH", "dns Temporary failure in name resolution", ""].join("\n"));
@@ -100,7 +100,7 @@ describe("network", () => {
         `getent hosts example.com; echo "getent=$?"`,
         "node probe.js | sort",
       ].join("\n")],
-      limits: { wallTimeMs: 15_000 },
+      timeoutMs: 15_000,
     });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
     expect(r.stdout).toBe(

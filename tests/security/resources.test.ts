@@ -15,7 +15,7 @@ describe("resource exhaustion", () => {
     const { value: r, peak } = await peakSandboxProcesses(
       s.run({
         command: "sleep 60 & (bomb() { bomb | bomb & sleep 100; }; bomb) & wait",
-        limits: { processes: 24, wallTimeMs: 2000 },
+        timeoutMs: 2000, limits: { processes: 24 },
         blockDetection: { enabled: false },
       }),
     );
@@ -44,7 +44,7 @@ except RuntimeError as e:
 print("started all", n)
 `),
       ],
-      limits: { processes: 16, wallTimeMs: 5000 },
+      timeoutMs: 5000, limits: { processes: 16 },
     });
     expect(r).toMatchObject({ status: "failed", exitCode: 3, reason: "exited with code 3" });
     const n = Number(/^stopped at (\d+): can't start new thread\n$/.exec(r.stdout)?.[1]);
@@ -54,7 +54,7 @@ print("started all", n)
   });
 
   it("output flood (`yes`): cut at exactly outputBytes, then killed", async () => {
-    const r = await s.run({ command: "yes", limits: { outputBytes: 64 * 1024, wallTimeMs: 10_000 } });
+    const r = await s.run({ command: "yes", timeoutMs: 10_000, limits: { outputBytes: 64 * 1024 } });
     expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "output byte limit reached; output after it was dropped" });
     expect(r.stdout).toBe("y\n".repeat(32 * 1024));
     expect(r.elapsedMs).toBeLessThan(4000);
@@ -64,7 +64,7 @@ print("started all", n)
   it("output that lands exactly on the limit and then continues is cut and killed, not passed as success", async () => {
     // Regression: a chunk filling outputBytes exactly used to disable the limit, so later output
     // was dropped silently and the task ran on (a flood until its wall time, a short one "succeeded").
-    const r = await s.run({ command: "head -c 65536 /dev/zero | tr '\\0' a; sleep 0.3; echo more; sleep 30", limits: { outputBytes: 65536, wallTimeMs: 10_000 } });
+    const r = await s.run({ command: "head -c 65536 /dev/zero | tr '\\0' a; sleep 0.3; echo more; sleep 30", timeoutMs: 10_000, limits: { outputBytes: 65536 } });
     expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "output byte limit reached; output after it was dropped" });
     expect(r.stdout).toBe("a".repeat(65536));
     expect(r.elapsedMs).toBeLessThan(5000);
@@ -89,7 +89,7 @@ print("started all", n)
   it("output flood (`cat /dev/zero | tr` on both streams): cut at exactly outputBytes", async () => {
     const r = await s.run({
       command: "cat /dev/zero | tr '\\0' o & cat /dev/zero | tr '\\0' e >&2; wait",
-      limits: { outputBytes: 100_000, wallTimeMs: 10_000 },
+      timeoutMs: 10_000, limits: { outputBytes: 100_000 },
     });
     expect(r).toMatchObject({ status: "failed", reason: "output byte limit reached; output after it was dropped" });
     expect(r.stdout.length + r.stderr.length).toBe(100_000);
@@ -107,7 +107,7 @@ print("started all", n)
         `  stat -c "$d %s" $d/${name}`,
         `done`,
       ].join("\n"),
-      limits: { workspaceBytes: 4 * MiB, memoryBytes: 96 * MiB, wallTimeMs: 10_000 },
+      timeoutMs: 10_000, limits: { workspaceBytes: 4 * MiB, memoryBytes: 96 * MiB },
     });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
     expect(r.stdout).toBe(
@@ -127,7 +127,7 @@ print("started all", n)
     requireMemoryCgroup();
     const r = await s.run({
       command: "python3 -c 'a = []\nwhile True: a.append(bytearray(1 << 20))'",
-      limits: { memoryBytes: 48 * MiB, wallTimeMs: 10_000 },
+      timeoutMs: 10_000, limits: { memoryBytes: 48 * MiB },
     });
     expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "memory limit reached" });
     expect((r.usage as { maxRssBytes: number }).maxRssBytes).toBeLessThanOrEqual(48 * MiB);
@@ -139,7 +139,7 @@ print("started all", n)
     requireMemoryCgroup();
     const r = await s.run({
       command: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; rc=$?; stat -c %s /dev/shm/fill; exit $rc",
-      limits: { memoryBytes: 32 * MiB, workspaceBytes: 256 * MiB, wallTimeMs: 10_000 },
+      timeoutMs: 10_000, limits: { memoryBytes: 32 * MiB, workspaceBytes: 256 * MiB },
     });
     // dd is OOM-killed (exit 137 reads as SIGKILL) well before its 200 MiB, inside a tmpfs of 256 MiB.
     expect(r).toMatchObject({ status: "failed", exitCode: null, signal: "SIGKILL", reason: "memory limit reached" });
@@ -150,7 +150,7 @@ print("started all", n)
   });
 
   it("CPU burner in the background: stopped at cpuTimeMs although the shell only waits", async () => {
-    const r = await s.run({ command: "(while :; do :; done) & (while :; do :; done) & wait", limits: { cpuTimeMs: 600, wallTimeMs: 10_000 } });
+    const r = await s.run({ command: "(while :; do :; done) & (while :; do :; done) & wait", timeoutMs: 10_000, limits: { cpuTimeMs: 600 } });
     expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "CPU time limit reached" });
     const cpu = (r.usage as { cpuUserMs: number; cpuSystemMs: number }).cpuUserMs + (r.usage as { cpuSystemMs: number }).cpuSystemMs;
     expect(cpu).toBeGreaterThanOrEqual(550);

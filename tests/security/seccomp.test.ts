@@ -106,7 +106,7 @@ describe("seccomp filter", () => {
     const r = await s.run({
       command: "gcc -O0 -o probe probe.c && ./probe",
       files: [{ path: "probe.c", content: PROBE }],
-      limits: { wallTimeMs: 30_000 },
+      timeoutMs: 30_000,
     });
     expect(r).toMatchObject({ status: "succeeded", exitCode: 0, stderr: "" });
     const results = Object.fromEntries(r.stdout.trim().split("\n").map((l) => l.split(" ") as [string, string]));
@@ -142,7 +142,7 @@ describe("seccomp filter", () => {
         "git init -q r && cd r && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x && git log --oneline | wc -l && cd ..",
         "strace -f -e trace=none -o /dev/null true && echo 'strace ok'",
       ].join("\n"),
-      limits: { wallTimeMs: 60_000 },
+      timeoutMs: 60_000,
     });
     expect(r).toMatchObject({ status: "succeeded", exitCode: 0 });
     expect(r.stdout).toBe(["node ok", "thread ok", "subprocess ok", "pool 3", "make ok", "1", "strace ok", ""].join("\n"));

@@ -1,5 +1,6 @@
 import type { CgroupMode } from './cgroups.ts';
 import { InvalidSandboxSpec } from './errors.ts';
+import { DEFAULT_WALL_TIME_MS, MAX_CPU_TIME_MS, MAX_WALL_TIME_MS } from '../../functions/_shared/limits.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -68,7 +69,7 @@ export interface SandboxOptions {
 /** Limits a task gets for every field it does not set. */
 export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
   /** @default 600_000 (10 min) */
-  wallTimeMs: 600_000,
+  wallTimeMs: DEFAULT_WALL_TIME_MS,
   /** @default 600_000 (10 min) */
   cpuTimeMs: 600_000,
   /** @default 1 GiB */
@@ -88,8 +89,8 @@ export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
 export const SANDBOX_DEFAULTS = Object.freeze({
   limits: DEFAULT_LIMITS,
   maxLimits: Object.freeze<SandboxLimits>({
-    wallTimeMs: 3_600_000,
-    cpuTimeMs: 3_600_000,
+    wallTimeMs: MAX_WALL_TIME_MS,
+    cpuTimeMs: MAX_CPU_TIME_MS,
     memoryBytes: 8 * GiB,
     processes: 4096,
     openFiles: 65_536,

@@ -1,6 +1,7 @@
 // Block reasons, per-task detection thresholds and recovery options (the `blockDetection` and
 // `recovery` fields of an execute request), with their defaults in one place.
 import { z } from "zod";
+import { MAX_WALL_TIME_MS } from "../limits.ts";
 
 /** What a block is; `worker_lost` is found by the lease rescuer, the rest by the worker's monitor. */
 export const BLOCK_REASONS = [
@@ -92,7 +93,7 @@ export const RecoveryOptionsSchema = z
     alternativeCommand: z.string().min(1).max(100_000).refine((s) => !s.includes("\0"), "alternativeCommand contains a NUL byte"),
     /** Highest limits `raise_limit` may give the task; without one that limit is never raised. */
     limitCeilings: z
-      .object({ wallTimeMs: z.number().int().min(100).max(86_400_000), memoryBytes: z.number().int().min(16 * 1024 * 1024).max(64 * 1024 ** 3) })
+      .object({ wallTimeMs: z.number().int().min(100).max(MAX_WALL_TIME_MS), memoryBytes: z.number().int().min(16 * 1024 * 1024).max(64 * 1024 ** 3) })
       .partial()
       .strict(),
   })
