@@ -73,7 +73,9 @@ export async function startWorker(options: Partial<WorkerOptions> = {}): Promise
   const w = new Worker({
     databaseUrl: stack.dbUrl,
     concurrency: 4,
-    leaseMs: 3000,
+    // Long enough that a loaded machine (the suite must pass with every core busy) does not lose
+    // leases to slow heartbeats; tests about lease expiry set their own short lease.
+    leaseMs: 10_000,
     pollIntervalMs: 500,
     graceMs: 2000,
     workspaceRoot: WORKSPACES,

@@ -46,7 +46,7 @@ describe("fleet views by role", () => {
       return w?.running === 1 ? w : undefined;
     }, "the user's view of the worker holding the task");
     expect(keys(listed)).toEqual(PUBLIC_KEYS);
-    expect(listed).toMatchObject({ kind, labels: ["gpu"], capacity: 2, running: 1, status: "online", leaseMs: 3000 });
+    expect(listed).toMatchObject({ kind, labels: ["gpu"], capacity: 2, running: 1, status: "online", leaseMs: 10_000 });
     const fleet = await api("GET", "/fleet", { token: user.token });
     expect(fleet.status).toBe(200);
     expect(keys(mine(fleet.body.workers)!)).toEqual(PUBLIC_KEYS);
