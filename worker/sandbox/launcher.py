@@ -1,4 +1,4 @@
-"""Fork server between the worker and bwrap (see launcher.ts for the protocol).
+"""Fork server between the worker and bwrap (protocol: launcher-protocol.ts / launcher-protocol.json).
 
 A worker that has grown to hundreds of MiB pays for every fork() it does (page tables are
 copied), so it starts this small process once and asks it to start each sandbox. Per request it
@@ -20,9 +20,13 @@ Debian's python3-seccomp) and refuses to run without it. Each child gets the fil
 any data the request carries (bwrap's real arguments, generated /etc files), as memory files at
 the descriptors the request names; bwrap reads and closes them before the task starts.
 
-Commands arrive as JSON lines on stdin, replies leave as JSON lines on stdout. EOF on stdin (the
-worker died or stopped) kills every sandbox still running and exits; so does the worker's death
-(PR_SET_PDEATHSIG), and bwrap's --die-with-parent takes the sandboxes down with us.
+Requests arrive as JSON lines on stdin, replies leave as JSON lines on stdout; the first line out
+announces the protocol version. Every request is checked against its schema in
+launcher-protocol.json and gets exactly one reply; a request that is malformed, too large, or
+fails (even by a bug here) is answered with an error and nothing else changes, so one bad request
+never ends the launcher and the sandboxes it runs. EOF on stdin (the worker died or stopped) kills
+every sandbox still running and exits; so does the worker's death (PR_SET_PDEATHSIG), and bwrap's
+--die-with-parent takes the sandboxes down with us.
 """
 import base64
 import ctypes
@@ -30,13 +34,17 @@ import errno
 import fcntl
 import json
 import os
+import platform
+import re
 import resource
 import selectors
 import signal
 import socket
-import uuid
 import sys
 import time
+import traceback
+import uuid
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypedDict, Union, cast
 
 # -I -S keep the user's and the script's directories off sys.path; Debian's python3-seccomp lives
 # in the system's dist-packages, syscall_filter.py next to this file (both root-owned).
@@ -49,6 +57,7 @@ except ImportError as e:
     sys.stderr.write("cogo launcher: the sandbox seccomp filter needs libseccomp's python module (%s): apt-get install python3-seccomp\n" % e)
     sys.exit(3)
 
+PROTOCOL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher-protocol.json")
 PR_SET_PDEATHSIG = 1
 MS_NOSUID, MS_NODEV = 2, 4
 MNT_DETACH = 2
@@ -60,20 +69,255 @@ HIGH_FD = 64
 # Spares kept ready per cgroup layout.
 SPARES = 2
 # The seccomp programs of every sandbox and what they deny (main() builds them).
-FILTERS, FILTER_INFO = [], {}
+FILTERS: List[bytes] = []
+FILTER_INFO: Dict[str, Any] = {}
+# Longest error message sent back (they may quote the frame).
+MAX_MESSAGE = 500
+
+Json = Dict[str, Any]
+Schema = Dict[str, Any]
 
 
-def reply(msg):
-    os.write(1, (json.dumps(msg) + "\n").encode())
+class CgroupRequest(TypedDict):
+    parents: Dict[str, str]
+    prefix: str
+    sparePrefix: str
+    rename: bool
+    limits: Dict[str, int]
+    optional: List[str]
 
 
-def join_cgroups(procs_files):
+class FdData(TypedDict):
+    fd: int
+    data: str
+
+
+class StartRequest(TypedDict):
+    id: int
+    op: str
+    path: str
+    argv: List[str]
+    env: Dict[str, str]
+    uid: Optional[int]
+    gid: Optional[int]
+    rlimits: List[Tuple[str, int, int]]
+    cgroup: Optional[CgroupRequest]
+    stdin: bool
+    fds: List[FdData]
+    filterFds: List[int]
+
+
+class RequestError(Exception):
+    """What went wrong with one request; it is answered with this code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ChannelClosed(Exception):
+    """The worker's end of stdout is gone: nobody is left to answer."""
+
+
+# --- the protocol file: version, frame size, and a JSON Schema per request -----------------------
+
+# The JSON Schema keywords zod's toJSONSchema emits for launcher-protocol.ts; any other keyword in
+# the file is refused at start (a check we cannot do must not pass silently).
+SCHEMA_KEYWORDS = {
+    "type", "properties", "required", "additionalProperties", "propertyNames", "items", "prefixItems",
+    "minItems", "maxItems", "const", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "minLength", "maxLength", "pattern", "description",
+}
+TYPES: Dict[str, Callable[[object], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def compile_pattern(pattern: str) -> "re.Pattern[str]":
+    """A JavaScript pattern: ASCII \\w, and `$` only at the very end (Python's also before a final newline)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern, re.ASCII)
+
+
+def check_schema(schema: object, where: str) -> None:
+    """Refuses a schema with a keyword validate() does not implement; compiles its patterns."""
+    if isinstance(schema, bool):
+        return
+    if not isinstance(schema, dict):
+        raise ValueError("%s: not a schema" % where)
+    for key, sub in schema.items():
+        if key not in SCHEMA_KEYWORDS:
+            raise ValueError("%s: unsupported JSON Schema keyword %r" % (where, key))
+        if key == "properties":
+            for name, s in sub.items():
+                check_schema(s, "%s.%s" % (where, name))
+        elif key in ("items", "additionalProperties", "propertyNames"):
+            check_schema(sub, "%s[%s]" % (where, key))
+        elif key in ("prefixItems", "anyOf"):
+            for i, s in enumerate(sub):
+                check_schema(s, "%s[%s %d]" % (where, key, i))
+        elif key == "pattern":
+            schema["pattern"] = compile_pattern(sub)
+
+
+def validate(schema: Union[Schema, bool], value: object, path: str) -> None:
+    """Raises ValueError naming the first place where value does not match schema."""
+    if schema is True:
+        return
+    if schema is False:
+        raise ValueError("%s: not allowed" % path)
+    if "anyOf" in schema:
+        problems = []
+        for option in schema["anyOf"]:
+            try:
+                validate(option, value, path)
+                break
+            except ValueError as e:
+                problems.append(str(e))
+        else:
+            raise ValueError(" or ".join(problems))
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(TYPES[t](value) for t in types):
+            raise ValueError("%s: expected %s, got %s" % (path, " or ".join(types), type_name(value)))
+    if "const" in schema and (value != schema["const"] or isinstance(value, bool) != isinstance(schema["const"], bool)):
+        raise ValueError("%s: must be %s" % (path, json.dumps(schema["const"])))
+    if "enum" in schema and value not in schema["enum"]:
+        raise ValueError("%s: must be one of %s" % (path, ", ".join(json.dumps(v) for v in schema["enum"])))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for key, ok in (("minimum", value >= schema.get("minimum", value)), ("maximum", value <= schema.get("maximum", value)),
+                        ("exclusiveMinimum", "exclusiveMinimum" not in schema or value > schema["exclusiveMinimum"]),
+                        ("exclusiveMaximum", "exclusiveMaximum" not in schema or value < schema["exclusiveMaximum"])):
+            if not ok:
+                raise ValueError("%s: %s is out of range (%s %s)" % (path, value, key, schema[key]))
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+            raise ValueError("%s: wrong length" % path)
+        if "pattern" in schema and not schema["pattern"].search(value):
+            raise ValueError("%s: %s does not match %s" % (path, json.dumps(value)[:80], schema["pattern"].pattern))
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            raise ValueError("%s: %d items, expected %s..%s" % (path, len(value), schema.get("minItems", 0), schema.get("maxItems", "")))
+        prefix = schema.get("prefixItems", [])
+        for i, item in enumerate(value):
+            validate(prefix[i] if i < len(prefix) else schema.get("items", True), item, "%s[%d]" % (path, i))
+    if isinstance(value, dict):
+        for name in schema.get("required", []):
+            if name not in value:
+                raise ValueError("%s.%s: missing" % (path, name))
+        props = schema.get("properties", {})
+        for name, item in value.items():
+            if "propertyNames" in schema:
+                validate(schema["propertyNames"], name, "%s (a key)" % path)
+            validate(props[name] if name in props else schema.get("additionalProperties", True), item, "%s.%s" % (path, name))
+
+
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+
+
+def type_name(value: object) -> str:
+    return "null" if value is None else JSON_TYPES.get(type(value), type(value).__name__)
+
+
+class Protocol:
+    """launcher-protocol.json: what the worker and we agreed on."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        self.version: int = doc["version"]
+        self.max_frame: int = doc["maxFrameBytes"]
+        self.error_codes = set(doc["errorCodes"])
+        self.requests: Dict[str, Schema] = doc["requests"]
+        for op, schema in self.requests.items():
+            check_schema(schema, op)
+        missing = {"bad_frame", "frame_too_large", "unknown_op", "invalid_request", "failed", "internal"} - self.error_codes
+        if missing:
+            raise ValueError("error codes missing: %s" % ", ".join(sorted(missing)))
+
+    def check(self, req: Json) -> str:
+        """The request's op, after checking the request against its schema."""
+        op = req.get("op")
+        if not isinstance(op, str) or op not in self.requests:
+            raise RequestError("unknown_op", "unknown op %s (known: %s)" % (json.dumps(op)[:60], ", ".join(sorted(self.requests))))
+        try:
+            validate(self.requests[op], req, op)
+        except ValueError as e:
+            raise RequestError("invalid_request", str(e))
+        return op
+
+
+class Frames:
+    """Splits stdin into lines of at most max_bytes; a longer one is skipped up to its newline."""
+
+    # Enough of a frame to read the id it starts with (the worker writes it first).
+    PREFIX = 64
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.buf = bytearray()
+        self.scanned = 0  # bytes of buf known to hold no newline
+        self.skipping: Optional[bytes] = None  # prefix of the too-large frame being skipped
+
+    def feed(self, chunk: bytes) -> List[Tuple[bool, bytes]]:
+        """(too_large, frame or its prefix) for each frame completed by chunk."""
+        out: List[Tuple[bool, bytes]] = []
+        self.buf += chunk
+        while True:
+            nl = self.buf.find(b"\n", self.scanned)
+            if nl < 0:
+                if self.skipping is None and len(self.buf) >= self.max_bytes:
+                    self.skipping = bytes(self.buf[:self.PREFIX])
+                if self.skipping is not None:
+                    self.buf.clear()
+                self.scanned = len(self.buf)
+                return out
+            if self.skipping is not None:
+                out.append((True, self.skipping))
+                self.skipping = None
+            elif nl + 1 > self.max_bytes:
+                out.append((True, bytes(self.buf[:self.PREFIX])))
+            else:
+                out.append((False, bytes(self.buf[:nl])))
+            del self.buf[:nl + 1]
+            self.scanned = 0
+
+
+# The number must be seen to end (a delimiter, or blanks up to the end of a cut prefix).
+ID_PREFIX = re.compile(rb'\s*\{\s*"id"\s*:\s*([1-9][0-9]{0,15})(?=\s*[,}]|\s+$)')
+
+
+def id_prefix(frame: bytes) -> Optional[int]:
+    """The id a frame starts with, read without parsing the rest (which may be broken or cut)."""
+    m = ID_PREFIX.match(frame)
+    return int(m.group(1)) if m else None
+
+
+def send(msg: Json) -> None:
+    data = memoryview((json.dumps(msg, separators=(",", ":")) + "\n").encode())
+    try:
+        while data:
+            data = data[os.write(1, data):]
+    except OSError as e:
+        raise ChannelClosed(str(e))
+
+
+# --- the child: from fork to exec -----------------------------------------------------------------
+
+def join_cgroups(procs_files: List[str]) -> None:
     for procs in sorted(set(procs_files)):
         with open(procs, "w") as f:
             f.write(str(os.getpid()))
 
 
-def child(req, stdin_r, out_w, err_w, status_w):
+def child(req: StartRequest, stdin_r: int, out_w: int, err_w: int, status_w: int) -> NoReturn:
     """Runs in the forked child (already in its cgroups); never returns."""
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -100,21 +344,22 @@ def child(req, stdin_r, out_w, err_w, status_w):
             if cap != resource.RLIM_INFINITY:
                 soft, hard = min(soft, cap), min(hard, cap)
             resource.setrlimit(which, (soft, hard))
-        if req.get("gid") is not None:
+        gid, uid = req["gid"], req["uid"]
+        if gid is not None:
             os.setgroups([])
-            os.setresgid(req["gid"], req["gid"], req["gid"])
-        if req.get("uid") is not None:
-            os.setresuid(req["uid"], req["uid"], req["uid"])
+            os.setresgid(gid, gid, gid)
+        if uid is not None:
+            os.setresuid(uid, uid, uid)
         os.chdir("/")
         os.execve(req["path"], req["argv"], req["env"])
-    except BaseException as e:  # noqa: BLE001 - anything here means the sandbox cannot start
+    except BaseException as e:  # anything here means the sandbox cannot start
         try:
             os.write(2, ("cogo launcher: %s\n" % e).encode())
         finally:
             os._exit(125)
 
 
-def place_data(entries):
+def place_data(entries: List[Tuple[int, bytes]]) -> None:
     """Each (fd, bytes) as a memory file at that descriptor (>= 4), positioned at its start."""
     for target, data in sorted(entries):
         if target < 4:
@@ -129,7 +374,7 @@ def place_data(entries):
             os.close(fd)
 
 
-def spare_main(sock, procs_files):
+def spare_main(sock: socket.socket, procs_files: List[str]) -> NoReturn:
     """A spare: joins its cgroups now, then waits for its request; never returns."""
     try:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -145,45 +390,131 @@ def spare_main(sock, procs_files):
             chunks.append(chunk)
         if len(fds) != 4:
             os._exit(0)  # the launcher is shutting down
-        req = json.loads(b"".join(chunks))
-    except BaseException:  # noqa: BLE001
+        req = cast(StartRequest, json.loads(b"".join(chunks)))
+    except BaseException:
         os._exit(125)
     child(req, *fds)
 
 
+# --- the server -------------------------------------------------------------------------------------
+
 class Spare:
-    def __init__(self, pid, sock, dirs, pidfd):
+    def __init__(self, pid: int, sock: socket.socket, dirs: Dict[str, str], pidfd: int) -> None:
         self.pid, self.sock, self.dirs, self.pidfd = pid, sock, dirs, pidfd
 
 
-class Server:
-    def __init__(self):
-        self.sel = selectors.DefaultSelector()
-        self.running = {}  # id -> pid (until reaped)
-        self.held = {}  # id -> our copies of the worker's pipe ends (until "opened")
-        self.buf = b""
-        self.spares = {}  # cgroup layout -> [Spare]
-
-    def start(self, req):
-        tid = req["id"]
-        pipes = {"stdout": os.pipe(), "stderr": os.pipe(), "status": os.pipe()}
-        if req.get("stdin"):
-            pipes["stdin"] = os.pipe()
-        else:
-            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            pipes["stdin"] = (fd, -1)
-        theirs = [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
-        cg = req.get("cgroup")
-        dirs = None
+def kill_tree(pid: int) -> None:
+    """SIGKILL to pid's process group (it leads one after setsid) and to pid itself."""
+    for kill in (os.killpg, os.kill):
         try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def close_quietly(fds: List[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Server:
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        self.frames = Frames(protocol.max_frame)
+        self.sel = selectors.DefaultSelector()
+        self.running: Dict[int, int] = {}  # start id -> pid (until reaped)
+        self.held: Dict[int, List[int]] = {}  # start id -> our copies of the worker's pipe ends (until "opened")
+        self.spares: Dict[str, List[Spare]] = {}  # cgroup layout -> [Spare]
+        self.after_reply: Optional[Callable[[], None]] = None
+        self.handlers: Dict[str, Callable[[Json], Json]] = {
+            "start": lambda r: self.start(cast(StartRequest, r)),
+            "opened": self.opened,
+            "kill": self.kill,
+            "mount": self.mount,
+            "umount": self.umount,
+            "filter": self.filter,
+        }
+        missing = set(protocol.requests) ^ set(self.handlers)
+        if missing:
+            raise ValueError("the protocol file and this launcher disagree on ops: %s" % ", ".join(sorted(missing)))
+
+    def hello(self) -> Json:
+        return {
+            "type": "hello",
+            "protocol": self.protocol.version,
+            "pid": os.getpid(),
+            "python": platform.python_version(),
+            "capabilities": {"seccomp": len(FILTERS) > 0, "mount": os.geteuid() == 0},
+        }
+
+    # One frame, one reply: nothing a request carries reaches past this method.
+    def handle(self, frame: bytes, too_large: bool = False) -> None:
+        rid: Optional[int] = None
+        self.after_reply = None
+        try:
+            if too_large:
+                rid = id_prefix(frame)
+                raise RequestError("frame_too_large", "frame longer than %d bytes skipped (it began %r)" % (self.protocol.max_frame, frame[:40]))
+            try:
+                req = json.loads(frame)
+            except (ValueError, RecursionError) as e:  # UnicodeDecodeError included; nesting too deep
+                rid = id_prefix(frame)
+                raise RequestError("bad_frame", "not JSON (%s): %r" % (e, frame[:60]))
+            if not isinstance(req, dict):
+                raise RequestError("bad_frame", "a request is a JSON object, not %s" % type_name(req))
+            given = req.get("id")
+            if not isinstance(given, int) or isinstance(given, bool) or given <= 0:
+                raise RequestError("bad_frame", "a request needs a positive integer id, got %s" % json.dumps(given)[:40])
+            rid = given
+            result = self.handlers[self.protocol.check(req)](req)
+        except RequestError as e:
+            result = {"type": "error", "id": rid, "code": e.code, "message": str(e)[:MAX_MESSAGE]}
+        except ChannelClosed:
+            raise
+        except Exception as e:
+            traceback.print_exc(file=sys.stderr)
+            result = {"type": "error", "id": rid, "code": "internal", "message": ("%s: %s" % (type(e).__name__, e))[:MAX_MESSAGE]}
+        send(result)
+        if self.after_reply and result["type"] != "error":
+            try:
+                self.after_reply()
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+
+    def start(self, req: StartRequest) -> Json:
+        tid = req["id"]
+        if tid in self.running or tid in self.held:
+            raise RequestError("invalid_request", "id %d is already in use by a running process" % tid)
+        targets = [e["fd"] for e in req["fds"]] + req["filterFds"]
+        if len(set(targets)) != len(targets):
+            raise RequestError("invalid_request", "fds and filterFds name a descriptor twice: %s" % sorted(targets))
+        if len(req["filterFds"]) != len(FILTERS):
+            raise RequestError("invalid_request", "%d seccomp programs, %d filterFds" % (len(FILTERS), len(req["filterFds"])))
+        cg = req["cgroup"]
+        made: List[int] = []  # every descriptor made here, closed on failure
+        spare: Optional[Spare] = None
+        pid = 0
+        try:
+            pipes: Dict[str, Tuple[int, int]] = {}
+            for name in ("stdout", "stderr", "status") + (("stdin",) if req["stdin"] else ()):
+                pipes[name] = os.pipe()
+                made += pipes[name]
+            if not req["stdin"]:
+                fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                made.append(fd)
+                pipes["stdin"] = (fd, -1)
+            theirs = [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
             if cg:
                 spare = self.take_spare(cg)
-                dirs = spare.dirs
                 for name, value in cg["limits"].items():
                     controller = name.split(".")[0]
-                    if controller in dirs:
+                    if controller in spare.dirs:
                         try:
-                            with open(os.path.join(dirs[controller], name), "w") as f:
+                            with open(os.path.join(spare.dirs[controller], name), "w") as f:
                                 f.write(str(value))
                         except OSError:
                             if name not in cg["optional"]:  # e.g. swap files without swap accounting
@@ -198,36 +529,45 @@ class Server:
                 pid = os.fork()
                 if pid == 0:
                     child(req, *theirs)
-        except OSError as e:
-            for r, w in pipes.values():
-                for fd in (r, w):
-                    if fd >= 0:
-                        os.close(fd)
-            if dirs:
+            # The child's ends; ours stay until the worker has opened its own copies.
+            close_quietly(theirs)
+            made = [fd for fd in made if fd not in theirs]
+            ours = {name: pipes[name][0] for name in ("stdout", "stderr", "status")}
+            if pipes["stdin"][1] >= 0:
+                ours["stdin"] = pipes["stdin"][1]
+            pidfd = os.pidfd_open(pid)
+            self.sel.register(pidfd, selectors.EVENT_READ, ("exit", tid, pid))
+        except BaseException as e:
+            close_quietly(made)
+            if pid:
+                self.abandon(pid, spare.dirs if spare else {})
+            elif spare:
                 self.kill_spare(spare)
-            reply({"id": tid, "error": "cannot start: %s" % e})
-            return
-        # The child's ends; ours stay until the worker has opened its own copies.
-        os.close(pipes["stdin"][0])
-        for name in ("stdout", "stderr", "status"):
-            os.close(pipes[name][1])
-        ours = {name: pipes[name][0] for name in ("stdout", "stderr", "status")}
-        if pipes["stdin"][1] >= 0:
-            ours["stdin"] = pipes["stdin"][1]
+            if isinstance(e, OSError):
+                raise RequestError("failed", "cannot start: %s" % e)
+            raise
         self.held[tid] = list(ours.values())
         self.running[tid] = pid
-        pidfd = os.pidfd_open(pid)
-        self.sel.register(pidfd, selectors.EVENT_READ, ("exit", tid, pid))
-        reply({"id": tid, "pid": pid, "fds": ours, "cgroups": dirs})
-        if cg:
-            self.top_up(cg)
+        if cg is not None:
+            layout: CgroupRequest = cg
+            self.after_reply = lambda: self.top_up(layout)
+        return {"type": "started", "id": tid, "pid": pid, "fds": ours, "cgroups": spare.dirs if spare else None}
 
-    def layout(self, cg):
+    def abandon(self, pid: int, dirs: Dict[str, str]) -> None:
+        """Ends a child whose start failed after the fork, and removes its cgroups."""
+        kill_tree(pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        self.remove_dirs(dirs)
+
+    def layout(self, cg: CgroupRequest) -> str:
         return json.dumps([cg["parents"], cg["sparePrefix"]], sort_keys=True)
 
-    def make_spare(self, cg):
+    def make_spare(self, cg: CgroupRequest) -> Spare:
         name = cg["sparePrefix"] + uuid.uuid4().hex
-        dirs = {}
+        dirs: Dict[str, str] = {}
         try:
             for controller, parent in cg["parents"].items():
                 path = os.path.join(parent, name)
@@ -249,7 +589,7 @@ class Server:
         self.sel.register(pidfd, selectors.EVENT_READ, ("spare", spare))
         return spare
 
-    def take_spare(self, cg):
+    def take_spare(self, cg: CgroupRequest) -> Spare:
         """A spare, its v1 cgroups renamed from the spare prefix to the task prefix (v2 cannot rename)."""
         ready = self.spares.setdefault(self.layout(cg), [])
         spare = ready.pop(0) if ready else self.make_spare(cg)
@@ -260,12 +600,12 @@ class Server:
                 renamed = os.path.join(os.path.dirname(path), cg["prefix"] + os.path.basename(path)[len(cg["sparePrefix"]):])
                 os.rename(path, renamed)
                 spare.dirs[controller] = renamed
-        except OSError:
+        except BaseException:
             self.kill_spare(spare)
             raise
         return spare
 
-    def top_up(self, cg):
+    def top_up(self, cg: CgroupRequest) -> None:
         ready = self.spares.setdefault(self.layout(cg), [])
         try:
             while len(ready) < SPARES:
@@ -273,7 +613,7 @@ class Server:
         except OSError:
             pass  # the next start makes its own and reports why
 
-    def kill_spare(self, spare):
+    def kill_spare(self, spare: Spare) -> None:
         """Ends a spare that never ran a task and removes its (then empty) cgroups."""
         for ready in self.spares.values():
             if spare in ready:
@@ -286,109 +626,113 @@ class Server:
             os.kill(spare.pid, signal.SIGKILL)
         except OSError:
             pass
-        os.waitpid(spare.pid, 0)
-        os.close(spare.pidfd)
+        try:
+            os.waitpid(spare.pid, 0)
+        except ChildProcessError:
+            pass
+        close_quietly([spare.pidfd])
         spare.sock.close()
-        for path in set(spare.dirs.values()):
+        self.remove_dirs(spare.dirs)
+
+    def remove_dirs(self, dirs: Dict[str, str]) -> None:
+        for path in set(dirs.values()):
             for _ in range(100):
                 try:
                     os.rmdir(path)
                     break
+                except FileNotFoundError:
+                    break
                 except OSError:
                     time.sleep(0.001)
 
-    def mount(self, req):
+    def mount(self, req: Json) -> Json:
         """A tmpfs (nosuid, nodev) with the given options (size, mode, uid, gid) on target."""
         ok = libc.mount(b"cogo-workspace", req["target"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV, req["options"].encode()) == 0
-        self.done(req, ok)
+        return self.done(req, ok)
 
-    def umount(self, req):
+    def umount(self, req: Json) -> Json:
         """Unmounts target; if it is busy, detaches it (freed once the last user goes)."""
         target = req["target"].encode()
         ok = libc.umount2(target, 0) == 0 or (ctypes.get_errno() == errno.EBUSY and libc.umount2(target, MNT_DETACH) == 0)
-        self.done(req, ok)
+        return self.done(req, ok)
 
-    def done(self, req, ok):
-        if ok:
-            reply({"id": req["id"]})
-        else:
+    def done(self, req: Json, ok: bool) -> Json:
+        if not ok:
             e = ctypes.get_errno()
-            reply({"id": req["id"], "error": "%s: %s" % (errno.errorcode.get(e, e), os.strerror(e))})
+            raise RequestError("failed", "%s %s: %s: %s" % (req["op"], req["target"], errno.errorcode.get(e, str(e)), os.strerror(e)))
+        return {"type": "ok", "id": req["id"]}
 
-    def opened(self, req):
-        for fd in self.held.pop(req["id"], []):
-            os.close(fd)
+    def opened(self, req: Json) -> Json:
+        close_quietly(self.held.pop(req["task"], []))
+        return {"type": "ok", "id": req["id"]}
 
-    def kill(self, req):
-        pid = self.running.get(req["id"])
-        if pid is None:
-            return  # already reaped: the pid may belong to someone else now
-        if req.get("inner"):
-            try:
-                os.kill(req["inner"], signal.SIGKILL)
-            except OSError:
-                pass
-        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-            try:
-                target()
-            except OSError:
-                pass
+    def kill(self, req: Json) -> Json:
+        pid = self.running.get(req["task"])
+        if pid is not None:  # else already reaped: the pid may belong to someone else now
+            if req.get("inner"):
+                try:
+                    os.kill(req["inner"], signal.SIGKILL)
+                except OSError:
+                    pass
+            kill_tree(pid)
+        return {"type": "ok", "id": req["id"]}
 
-    def reap(self, key, tid, pid):
-        self.sel.unregister(key.fd)
-        os.close(key.fd)
-        _, status = os.waitpid(pid, 0)
-        del self.running[tid]
+    def filter(self, req: Json) -> Json:
+        return {"type": "filter", "id": req["id"], "filter": {**FILTER_INFO, "programs": [base64.b64encode(p).decode() for p in FILTERS]}}
+
+    def reap(self, pidfd: int, tid: int, pid: int) -> None:
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        self.running.pop(tid, None)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped elsewhere: the exit status is lost
+            send({"type": "exit", "task": tid, "exit": None, "signal": signal.SIGKILL})
+            return
         if os.WIFSIGNALED(status):
-            reply({"id": tid, "exit": None, "signal": os.WTERMSIG(status)})
+            send({"type": "exit", "task": tid, "exit": None, "signal": os.WTERMSIG(status)})
         else:
-            reply({"id": tid, "exit": os.WEXITSTATUS(status), "signal": None})
+            send({"type": "exit", "task": tid, "exit": os.WEXITSTATUS(status), "signal": None})
 
-    def command(self, line):
-        req = json.loads(line)
-        op = req.get("op")
-        if op == "start":
-            self.start(req)
-        elif op == "opened":
-            self.opened(req)
-        elif op == "kill":
-            self.kill(req)
-        elif op == "mount":
-            self.mount(req)
-        elif op == "umount":
-            self.umount(req)
-        elif op == "filter":
-            reply({"id": req["id"], "filter": {**FILTER_INFO, "programs": [base64.b64encode(p).decode() for p in FILTERS]}})
-
-    def shutdown(self):
+    def shutdown(self) -> NoReturn:
         for tid in list(self.running):
-            self.kill({"id": tid})
+            self.kill({"id": 0, "task": tid, "inner": None})
         for ready in list(self.spares.values()):
             for spare in list(ready):
                 self.kill_spare(spare)
         sys.exit(0)
 
-    def run(self):
+    def run(self) -> NoReturn:
         self.sel.register(0, selectors.EVENT_READ, ("control",))
-        while True:
-            for key, _ in self.sel.select():
-                if key.data[0] == "exit":
-                    self.reap(key, key.data[1], key.data[2])
-                    continue
-                if key.data[0] == "spare":  # died unused (killed from outside)
-                    self.kill_spare(key.data[1])
-                    continue
-                chunk = os.read(0, 1 << 16)
-                if not chunk:
-                    self.shutdown()
-                self.buf += chunk
-                *lines, self.buf = self.buf.split(b"\n")
-                for line in lines:
-                    if line:
-                        self.command(line)
+        try:
+            send(self.hello())
+            while True:
+                for key, _ in self.sel.select():
+                    try:
+                        self.event(key)
+                    except ChannelClosed:
+                        raise
+                    except Exception:  # a bug in handling one event: say so, keep serving
+                        traceback.print_exc(file=sys.stderr)
+        except ChannelClosed:
+            self.shutdown()
+
+    def event(self, key: selectors.SelectorKey) -> None:
+        kind = key.data[0]
+        if kind == "exit":
+            self.reap(key.fd, key.data[1], key.data[2])
+        elif kind == "spare":  # died unused (killed from outside)
+            self.kill_spare(key.data[1])
+        else:
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                self.shutdown()
+            for too_large, frame in self.frames.feed(chunk):
+                if too_large or frame.strip():
+                    self.handle(frame, too_large)
 
 
-def main():
+def main() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     # The worker may have died before the prctl: then nobody would ever kill us.
     if os.getppid() != int(sys.argv[1]):
@@ -400,10 +744,15 @@ def main():
     global FILTERS, FILTER_INFO
     try:
         FILTERS, FILTER_INFO = syscall_filter.build(deny_userns="--deny-userns" in sys.argv[2:])
-    except Exception as e:  # noqa: BLE001 - no filter, no sandboxes
+    except Exception as e:  # no filter, no sandboxes
         sys.stderr.write("cogo launcher: cannot build the seccomp filter: %s\n" % e)
         sys.exit(3)
-    Server().run()
+    try:
+        server = Server(Protocol(PROTOCOL_FILE))
+    except (OSError, ValueError, KeyError) as e:
+        sys.stderr.write("cogo launcher: cannot read the protocol (%s): %s\n" % (PROTOCOL_FILE, e))
+        sys.exit(4)
+    server.run()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@ import { constants, open } from 'node:fs';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { z } from 'zod';
 import { bwrapInfo, findExecutable } from './bwrap.ts';
 import type { Controller, cgroupRequest } from './cgroups.ts';
 import { SandboxStartFailed, SandboxUnavailable } from './errors.ts';
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION, reply, type FilterInfo, type Op, type Reply, type RequestBody, type RlimitName } from './launcher-protocol.ts';
 import { HELPER_PROCESSES, type SandboxLimits } from './options.ts';
 
 /** The only environment the launcher and bwrap see; bwrap then clears it anyway. */
@@ -19,7 +21,7 @@ const SCRIPT = fileURLToPath(new URL('./launcher.py', import.meta.url));
 type CgroupRequest = Awaited<ReturnType<typeof cgroupRequest>>;
 
 /** [RLIMIT name, soft, hard]; the launcher caps each at its own hard limit. */
-export type Rlimit = [name: string, soft: number, hard: number];
+export type Rlimit = [name: RlimitName, soft: number, hard: number];
 
 /**
  * rlimits of the sandbox (inherited by everything in it, which cannot raise a hard limit).
@@ -27,7 +29,7 @@ export type Rlimit = [name: string, soft: number, hard: number];
  */
 export function sandboxRlimits(limits: SandboxLimits, addressSpace: boolean): Rlimit[] {
   const cpuHard = Math.ceil(limits.cpuTimeMs / 1000) + 1;
-  const both = (name: string, v: number): Rlimit => [name, v, v];
+  const both = (name: RlimitName, v: number): Rlimit => [name, v, v];
   return [
     // The soft CPU limit sends SIGXCPU, the hard one a second later SIGKILL.
     ['RLIMIT_CPU', cpuHard - 1, cpuHard],
@@ -76,99 +78,113 @@ export interface Launched {
   kill(innerPid: number | null): void;
 }
 
-/** What the launcher's seccomp filter denies (syscall_filter.py), and its programs (base64 cBPF). */
-export interface FilterInfo {
-  denied: string[];
-  rules: string[];
-  bytes: number;
-  programs: string[];
-}
+export type { FilterInfo } from './launcher-protocol.ts';
 
-type Reply = {
-  id: number;
-  filter?: FilterInfo;
-  pid?: number;
-  fds?: Record<string, number>;
-  cgroups?: Partial<Record<Controller, string>> | null;
-  error?: string;
-  exit?: number | null;
-  signal?: number | null;
-};
+type Hello = Extract<Reply, { type: 'hello' }>;
+type Exit = { code: number | null; signal: number | null };
+/** How long a new launcher may take to announce itself (python start + seccomp build: ~50 ms). */
+const HELLO_TIMEOUT_MS = 15_000;
 
 /**
  * Client of launcher.py, the fork server that starts every sandbox of this worker: a fork of the
  * (large) worker costs milliseconds per 100 MiB of it, a fork of the launcher almost nothing.
  * Started on first use; if it dies, its sandboxes die with it (bwrap --die-with-parent), their
- * exits read as SIGKILL, and the next launch starts a new one.
+ * exits read as SIGKILL, and the next launch starts a new one. Protocol: launcher-protocol.ts.
  */
-class Launcher {
+export class Launcher {
   private readonly child: ChildProcess;
+  private readonly script: string;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
-  private readonly exits = new Map<number, (r: { code: number | null; signal: number | null }) => void>();
+  private readonly exits = new Map<number, (r: Exit) => void>();
+  private readonly hello: Promise<Hello>;
+  private helloSettled = false;
+  private settleHello!: { resolve: (h: Hello) => void; reject: (e: Error) => void };
   private nextId = 1;
   private buffered = '';
   private stderr = '';
+  /** Why the channel was given up (a reply that cannot be read), if it was. */
+  private broken: string | null = null;
+  /** What ended this launcher (what later requests fail with). */
+  private failure: Error | null = null;
   dead = false;
 
-  constructor(python: string, denyUserns: boolean) {
-    this.child = spawn(python, ['-I', '-S', SCRIPT, String(process.pid), ...(denyUserns ? ['--deny-userns'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], env: LAUNCHER_ENV, cwd: '/' });
+  /** `script` and `helloTimeoutMs` are for tests (a stale or broken launcher). */
+  constructor(python: string, denyUserns: boolean, { script = SCRIPT, helloTimeoutMs = HELLO_TIMEOUT_MS }: { script?: string; helloTimeoutMs?: number } = {}) {
+    this.hello = new Promise<Hello>((resolve, reject) => (this.settleHello = { resolve, reject }));
+    this.hello.catch(() => {}); // a launcher nobody asked anything of may fail unobserved
+    this.child = spawn(python, ['-I', '-S', script, String(process.pid), ...(denyUserns ? ['--deny-userns'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], env: LAUNCHER_ENV, cwd: '/' });
     this.child.on('error', () => {});
     this.child.stdin!.on('error', () => {});
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => this.onData(text));
     this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr = (this.stderr + text).slice(-4096)));
     this.child.on('close', () => this.onDeath());
+    this.script = script;
+    const timer = setTimeout(() => this.giveUp(new SandboxUnavailable(`the sandbox launcher did not announce its protocol within ${helloTimeoutMs / 1000} s (this worker speaks protocol ${PROTOCOL_VERSION}; ${script} from before the handshake?)`, { script, workerProtocol: PROTOCOL_VERSION })), helloTimeoutMs);
+    timer.unref();
+    void this.hello.finally(() => clearTimeout(timer)).catch(() => {});
     this.idle();
   }
 
+  /** What the launcher announced: its protocol version (checked) and capabilities. */
+  info(): Promise<Hello> {
+    return this.hello;
+  }
+
   async launch(req: LaunchRequest): Promise<Launched> {
-    const id = this.nextId++;
-    const exit = new Promise<{ code: number | null; signal: number | null }>((resolve) => this.exits.set(id, resolve));
+    let id = 0;
+    let exited!: (r: Exit) => void;
+    const exit = new Promise<Exit>((resolve) => (exited = resolve));
+    const replied = this.ask('start', { path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin, fds: req.fds, filterFds: req.filterFds }, (n) => {
+      id = n;
+      this.exits.set(n, exited);
+    });
     void exit.then(() => this.idleIfUnused());
-    const replied = this.ask(id, { op: 'start', path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin, fds: req.fds, filterFds: req.filterFds });
     let r: Reply;
     try {
       r = await replied;
     } catch (err) {
       this.exits.get(id)?.({ code: null, signal: 9 });
       this.exits.delete(id);
+      this.idleIfUnused();
       throw err;
     }
-    if (r.error || !r.pid || !r.fds) {
+    if (r.type !== 'started') {
       this.exits.delete(id);
       this.idleIfUnused();
-      throw new SandboxStartFailed(`cannot start the sandbox: ${r.error ?? 'no reply'}`);
+      throw new SandboxStartFailed(`cannot start the sandbox: ${r.type === 'error' ? r.message : `unexpected ${r.type} reply`}`, r.type === 'error' ? { code: r.code } : undefined);
     }
+    const fds = r.fds;
     const base = `/proc/${this.child.pid}/fd/`;
     // O_NONBLOCK: opening a pipe end never waits for the other side (the task may be gone already).
-    const openEnd = async (name: string, flags: number) => {
-      const fd = await openFd(base + r.fds![name], flags | constants.O_NONBLOCK);
-      return new Socket({ fd, readable: flags === constants.O_RDONLY, writable: flags !== constants.O_RDONLY });
+    const openEnd = async (fd: number, flags: number) => {
+      const ours = await openFd(base + fd, flags | constants.O_NONBLOCK);
+      return new Socket({ fd: ours, readable: flags === constants.O_RDONLY, writable: flags !== constants.O_RDONLY });
     };
     try {
       const ends = await Promise.allSettled([
-        openEnd('stdout', constants.O_RDONLY),
-        openEnd('stderr', constants.O_RDONLY),
-        openEnd('status', constants.O_RDONLY),
-        r.fds.stdin === undefined ? null : openEnd('stdin', constants.O_WRONLY),
+        openEnd(fds.stdout, constants.O_RDONLY),
+        openEnd(fds.stderr, constants.O_RDONLY),
+        openEnd(fds.status, constants.O_RDONLY),
+        fds.stdin === undefined ? null : openEnd(fds.stdin, constants.O_WRONLY),
       ]);
       const failed = ends.find((e) => e.status === 'rejected');
       if (failed) {
         for (const e of ends) if (e.status === 'fulfilled') e.value?.destroy();
-        this.send({ op: 'kill', id });
+        this.tell('kill', { task: id, inner: null });
         throw new SandboxStartFailed(`cannot open the sandbox's pipes: ${(failed.reason as Error).message}`);
       }
       const [stdout, stderr, status, stdin] = ends.map((e) => (e as PromiseFulfilledResult<Socket | null>).value);
-      return { pid: r.pid, cgroupDirs: r.cgroups ?? null, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.send({ op: 'kill', id, inner }) };
+      return { pid: r.pid, cgroupDirs: r.cgroups as Partial<Record<Controller, string>> | null, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.tell('kill', { task: id, inner }) };
     } finally {
-      this.send({ op: 'opened', id });
+      this.tell('opened', { task: id });
     }
   }
 
   /** Mounts or unmounts a workspace tmpfs in the launcher (root): no fork of the worker. */
-  async mountOp(msg: { op: 'mount'; target: string; options: string } | { op: 'umount'; target: string }): Promise<void> {
+  async mountOp(msg: ({ op: 'mount' } & RequestBody<'mount'>) | ({ op: 'umount' } & RequestBody<'umount'>)): Promise<void> {
     try {
-      const r = await this.ask(this.nextId++, msg);
-      if (r.error) throw new Error(r.error);
+      const r = msg.op === 'mount' ? await this.ask('mount', { target: msg.target, options: msg.options }) : await this.ask('umount', { target: msg.target });
+      if (r.type === 'error') throw new Error(r.message);
     } finally {
       this.idleIfUnused();
     }
@@ -177,8 +193,8 @@ class Launcher {
   /** What the seccomp filter the launcher built at its start denies. */
   async filter(): Promise<FilterInfo> {
     try {
-      const r = await this.ask(this.nextId++, { op: 'filter' });
-      if (!r.filter) throw new Error(r.error ?? 'no filter in the reply');
+      const r = await this.ask('filter', {});
+      if (r.type !== 'filter') throw new Error(r.type === 'error' ? r.message : `unexpected ${r.type} reply`);
       return r.filter;
     } finally {
       this.idleIfUnused();
@@ -196,42 +212,127 @@ class Launcher {
     await closed;
   }
 
-  /** Sends request `id`; its reply (or the launcher's death) settles the promise. */
-  private ask(id: number, msg: object): Promise<Reply> {
+  /**
+   * Sends a request once the launcher has announced a protocol we speak; its reply (or the
+   * launcher's death) settles the promise. `numbered` learns the id before anything is sent.
+   */
+  private async ask<O extends Op>(op: O, body: RequestBody<O>, numbered?: (id: number) => void): Promise<Reply> {
     this.busy();
+    const id = this.nextId++;
+    numbered?.(id);
+    await this.hello;
+    // id first: the launcher can answer even a request it cannot parse.
+    const line = JSON.stringify({ id, ...body, op }) + '\n';
+    if (Buffer.byteLength(line) > MAX_FRAME_BYTES) {
+      throw new SandboxStartFailed(`a ${op} request of ${Buffer.byteLength(line)} bytes exceeds the launcher's frame limit of ${MAX_FRAME_BYTES}`, { op });
+    }
+    if (this.dead) throw this.failure ?? new SandboxStartFailed('the sandbox launcher was stopped');
     const replied = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.send({ ...msg, id });
+    this.child.stdin!.write(line);
     return replied;
   }
 
-  private send(msg: object): void {
-    if (this.child.stdin!.writable) this.child.stdin!.write(JSON.stringify(msg) + '\n');
+  /** A request whose answer nobody waits for (kill, opened); a refusal is reported as a warning. */
+  private tell<O extends 'kill' | 'opened'>(op: O, body: RequestBody<O>): void {
+    void this.ask(op, body)
+      .then((r) => {
+        if (r.type === 'error') process.emitWarning(`sandbox launcher refused ${op}: ${r.message}`);
+      })
+      .catch(() => {}) // the launcher is gone: its sandboxes with it
+      .finally(() => this.idleIfUnused());
   }
 
   private onData(text: string): void {
+    if (this.broken) return;
     const lines = (this.buffered + text).split('\n');
     this.buffered = lines.pop()!;
+    if (Buffer.byteLength(this.buffered) > MAX_FRAME_BYTES) return this.breakChannel(`a reply longer than ${MAX_FRAME_BYTES} bytes`);
     for (const line of lines) {
-      const r = JSON.parse(line) as Reply;
-      const p = this.pending.get(r.id);
-      if (p) {
-        this.pending.delete(r.id);
-        p.resolve(r);
-      } else if (r.exit !== undefined) {
-        this.exits.get(r.id)?.({ code: r.exit, signal: r.signal ?? null });
-        this.exits.delete(r.id);
+      if (this.broken) return;
+      let r: Reply;
+      try {
+        const parsed = reply.safeParse(JSON.parse(line));
+        if (!parsed.success) return this.breakChannel(`a reply not in the protocol (${z.prettifyError(parsed.error).replaceAll('\n', ' ')}): ${line.slice(0, 200)}`);
+        r = parsed.data;
+      } catch {
+        return this.breakChannel(`a reply that is not JSON: ${line.slice(0, 200)}`);
       }
+      this.onReply(r);
     }
   }
 
+  private onReply(r: Reply): void {
+    if (r.type === 'hello') {
+      if (this.helloSettled) return this.breakChannel('a second hello');
+      if (r.protocol !== PROTOCOL_VERSION) {
+        return this.giveUp(
+          new SandboxUnavailable(`the sandbox launcher speaks protocol ${r.protocol}, this worker protocol ${PROTOCOL_VERSION}: ${this.script} and launcher.ts are from different versions (a stale launcher.py?)`, {
+            launcherProtocol: r.protocol,
+            workerProtocol: PROTOCOL_VERSION,
+            script: this.script,
+          }),
+        );
+      }
+      if (!r.capabilities.seccomp) return this.giveUp(new SandboxUnavailable('the sandbox launcher has no seccomp filter, so no sandbox can start: apt-get install python3-seccomp'));
+      this.helloSettled = true;
+      this.settleHello.resolve(r);
+      return;
+    }
+    if (!this.helloSettled) return this.breakChannel(`a ${r.type} reply before the launcher announced its protocol`);
+    if (r.type === 'exit') {
+      this.exits.get(r.task)?.({ code: r.exit, signal: r.signal });
+      this.exits.delete(r.task);
+      return;
+    }
+    const p = r.id === null ? undefined : this.pending.get(r.id);
+    if (!p && r.type === 'error') {
+      // Answers a frame that is not ours: ours start with their id, which the launcher reads even
+      // from a broken or oversized frame. It skipped that frame and serves on, and so do we.
+      process.emitWarning(`sandbox launcher: ${r.code} for a frame this worker did not send (id ${r.id}): ${r.message}`);
+      return;
+    }
+    // A result nobody asked for: what the launcher did, and for whom, is no longer known.
+    if (!p || r.id === null) return this.breakChannel(`a ${r.type} reply to request ${r.id}, which is not waiting for one`);
+    this.pending.delete(r.id);
+    p.resolve(r);
+  }
+
+  /**
+   * The replies can no longer be trusted to match their requests: ends this launcher (its
+   * sandboxes die with it and read as SIGKILL), fails every request in flight with `reason`, and
+   * leaves the next start to a new launcher.
+   */
+  private breakChannel(reason: string): void {
+    if (this.broken) return;
+    this.broken = reason;
+    this.giveUp(new SandboxStartFailed(`the sandbox launcher was stopped after ${reason} (the next start gets a new one)`, { reason }));
+  }
+
+  /** Ends this launcher now, failing everything waiting on it with `why`. */
+  private giveUp(why: Error): void {
+    this.child.kill('SIGKILL');
+    this.fail(why);
+  }
+
   private onDeath(): void {
+    this.fail(new SandboxStartFailed(`the sandbox launcher exited: ${this.stderr.trim() || `code ${this.child.exitCode}`}`));
+  }
+
+  /** Marks this launcher dead; everything waiting on it, and every later request, fails with `why`. */
+  private fail(why: Error): void {
+    if (this.failure) return;
+    this.failure = why;
     this.dead = true;
     if (launcher === this) launcher = undefined;
-    const why = new SandboxStartFailed(`the sandbox launcher exited: ${this.stderr.trim() || `code ${this.child.exitCode}`}`);
+    if (!this.helloSettled) {
+      this.helloSettled = true;
+      this.settleHello.reject(why);
+    }
     for (const p of this.pending.values()) p.reject(why);
     for (const e of this.exits.values()) e({ code: null, signal: 9 });
     this.pending.clear();
     this.exits.clear();
+    this.idle();
   }
 
   private idleIfUnused(): void {

@@ -19,6 +19,7 @@ import errno
 import os
 import struct
 import sys
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import seccomp
 
@@ -77,7 +78,7 @@ BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
 SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
 
 
-def build(deny_userns):
+def build(deny_userns: bool) -> Tuple[List[bytes], Dict[str, Any]]:
     """The two cBPF programs and a summary: {denied: [names], rules: [...], bytes}."""
     eperm = seccomp.ERRNO(errno.EPERM)
     f = seccomp.SyscallFilter(seccomp.ALLOW)
@@ -86,7 +87,7 @@ def build(deny_userns):
     # libseccomp's tokens are the kernel's AUDIT_ARCH values (system_arch() unsigned, Arch signed).
     arch = seccomp.system_arch()
     native = seccomp.Arch.NATIVE
-    denied = []
+    denied: List[str] = []
     for names in DENIED.values():
         for name in names:
             if seccomp.resolve_syscall(native, name) < 0:
@@ -127,7 +128,7 @@ def build(deny_userns):
     return [denylist, personality], {"denied": denied, "rules": rules, "bytes": len(denylist) + len(personality)}
 
 
-def _export(f):
+def _export(f: Any) -> bytes:
     """libseccomp writes the program to a file descriptor: an anonymous memory file."""
     fd = os.memfd_create("cogo-seccomp", os.MFD_CLOEXEC)
     try:
@@ -138,11 +139,11 @@ def _export(f):
         os.close(fd)
 
 
-def personality_program(arch, nr):
+def personality_program(arch: int, nr: int) -> bytes:
     """EPERM for personality(x) unless x is one of PERSONALITY_ALLOWED (all 64 bits compared)."""
     lo, hi = (16, 20) if sys.byteorder == "little" else (20, 16)  # offsets of args[0]'s halves in seccomp_data
     # (code, jump-if-true label, jump-if-false label, k); labels name instructions below.
-    code = [
+    code: List[Union[str, Tuple[str, Optional[str], Optional[str], int]]] = [
         ("ld", None, None, 4),  # arch
         ("jeq", None, "allow", arch),
         ("ld", None, None, 0),  # syscall number
@@ -157,7 +158,8 @@ def personality_program(arch, nr):
         "deny",
         ("ret", None, None, SECCOMP_RET_ERRNO | errno.EPERM),
     ]
-    labels, insns = {}, []
+    labels: Dict[str, int] = {}
+    insns: List[Tuple[str, Optional[str], Optional[str], int]] = []
     for item in code:
         if isinstance(item, str):
             labels[item] = len(insns)
@@ -165,7 +167,11 @@ def personality_program(arch, nr):
             insns.append(item)
     out = b""
     for pc, (op, jt, jf, k) in enumerate(insns):
-        offset = lambda label: 0 if label is None else labels[label] - pc - 1  # noqa: E731
         opcode = {"ld": BPF_LD_W_ABS, "jeq": BPF_JEQ_K, "ret": BPF_RET_K}[op]
-        out += struct.pack("=HBBI", opcode, offset(jt), offset(jf), k & 0xFFFFFFFF)
+        out += struct.pack("=HBBI", opcode, _offset(labels, jt, pc), _offset(labels, jf, pc), k & 0xFFFFFFFF)
     return out
+
+
+def _offset(labels: Dict[str, int], label: Optional[str], pc: int) -> int:
+    """A jump from instruction pc to label (none: the next instruction)."""
+    return 0 if label is None else labels[label] - pc - 1

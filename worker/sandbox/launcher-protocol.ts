@@ -1,0 +1,161 @@
+/**
+ * The protocol between a worker (launcher.ts) and its fork server (launcher.py), defined once.
+ *
+ * Framing: one JSON object per line, UTF-8, in both directions; a frame is at most
+ * `MAX_FRAME_BYTES` including its newline. The worker writes `id` first in every request, so the
+ * launcher can still answer a request it cannot parse or that is too large.
+ *
+ * The launcher starts by announcing itself (`hello`: protocol version and capabilities); the
+ * worker refuses a launcher of another version. Every request then gets exactly one reply with
+ * its `id`: its result, or an `error` naming what was wrong with that request; nothing a request
+ * carries can end the launcher or touch another request's sandbox. `exit` events come unasked,
+ * once per started process (`task` is the id of its `start`). An `error` with `id: null` answers a
+ * frame without a readable id.
+ *
+ * launcher.py reads the same schemas from launcher-protocol.json, generated from this module
+ * (`npx tsx worker/sandbox/launcher-protocol.ts` rewrites it; tests/sandbox/launcher-protocol.test.ts
+ * fails when it is stale) and checks every request against them before acting on it.
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+/** Bump on any change a launcher of the previous version would not understand. */
+export const PROTOCOL_VERSION = 2;
+/** Largest frame (a line, newline included) either side accepts. A start request is a few KiB. */
+export const MAX_FRAME_BYTES = 1 << 20;
+
+export const PROTOCOL_FILE = fileURLToPath(new URL('./launcher-protocol.json', import.meta.url));
+
+const id = z.int().positive();
+const fd = z.int().min(0).max(1 << 20);
+/** No NUL: the launcher hands these to C (execve, mount). */
+const cString = z.string().regex(/^[^\0]*$/);
+const absolutePath = z.string().regex(/^\/[^\0]*$/);
+
+export const RLIMIT_NAMES = ['RLIMIT_CPU', 'RLIMIT_NPROC', 'RLIMIT_NOFILE', 'RLIMIT_FSIZE', 'RLIMIT_CORE', 'RLIMIT_AS', 'RLIMIT_DATA', 'RLIMIT_STACK', 'RLIMIT_MEMLOCK'] as const;
+export type RlimitName = (typeof RLIMIT_NAMES)[number];
+
+const cgroupRequest = z.strictObject({
+  /** Parent directory per controller (one shared by all under v2). */
+  parents: z.record(z.string(), absolutePath),
+  prefix: z.string().regex(/^[\w.-]+$/),
+  sparePrefix: z.string().regex(/^[\w.-]+$/),
+  rename: z.boolean(),
+  /** Limit files (e.g. `memory.max`) and their values. */
+  limits: z.record(z.string().regex(/^[\w]+\.[\w.]+$/), z.int().min(0)),
+  /** Limit files that may be absent (e.g. swap without swap accounting). */
+  optional: z.array(z.string()),
+});
+
+export const requests = {
+  /** Start a process (bwrap) in a fresh session; reply `started`, later an `exit` event. */
+  start: z.strictObject({
+    id,
+    op: z.literal('start'),
+    path: absolutePath,
+    argv: z.array(cString).min(1),
+    env: z.record(z.string().regex(/^[^\0=]+$/), cString),
+    uid: z.int().min(0).nullable(),
+    gid: z.int().min(0).nullable(),
+    rlimits: z.array(z.tuple([z.enum(RLIMIT_NAMES), z.int().min(0), z.int().min(0)])),
+    cgroup: cgroupRequest.nullable(),
+    stdin: z.boolean(),
+    /** Memory files at these descriptors (>= 4) of the child. */
+    fds: z.array(z.strictObject({ fd: fd.min(4), data: z.string() })),
+    /** Descriptors of the child for the seccomp programs, one per program. */
+    filterFds: z.array(fd.min(4)),
+  }),
+  /** The worker has opened its copies of `task`'s pipes: the launcher closes its own. Reply `ok`. */
+  opened: z.strictObject({ id, op: z.literal('opened'), task: id }),
+  /** SIGKILL `task`'s process group (and `inner`) unless it was already reaped. Reply `ok`. */
+  kill: z.strictObject({ id, op: z.literal('kill'), task: id, inner: z.int().positive().nullable() }),
+  /** Mount a tmpfs (nosuid, nodev) on `target`. Reply `ok`. */
+  mount: z.strictObject({ id, op: z.literal('mount'), target: absolutePath, options: cString }),
+  /** Unmount `target`, detaching it if busy. Reply `ok`. */
+  umount: z.strictObject({ id, op: z.literal('umount'), target: absolutePath }),
+  /** The seccomp filter built at start. Reply `filter`. */
+  filter: z.strictObject({ id, op: z.literal('filter') }),
+} as const;
+
+export type Op = keyof typeof requests;
+export type Request<O extends Op> = z.input<(typeof requests)[O]>;
+/** A request's fields other than `id` and `op`, which the client adds. */
+export type RequestBody<O extends Op> = Omit<Request<O>, 'id' | 'op'>;
+
+export const ERROR_CODES = [
+  /** The frame is not a JSON object with an id (answered with `id: null` when none could be read). */
+  'bad_frame',
+  /** The frame exceeds MAX_FRAME_BYTES; it was skipped up to its newline. */
+  'frame_too_large',
+  /** No such `op`. */
+  'unknown_op',
+  /** The request does not match its schema; the message names the field. */
+  'invalid_request',
+  /** The request was valid but failed (e.g. mount(2) refused, no cgroup could be made). */
+  'failed',
+  /** The launcher raised while handling the request (a bug): the request was abandoned. */
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export const filterInfo = z.strictObject({
+  denied: z.array(z.string()),
+  rules: z.array(z.string()),
+  bytes: z.int(),
+  /** base64 cBPF programs */
+  programs: z.array(z.string()),
+});
+
+export const replies = {
+  hello: z.strictObject({
+    type: z.literal('hello'),
+    protocol: z.int(),
+    pid: z.int().positive(),
+    python: z.string(),
+    capabilities: z.strictObject({
+      /** The seccomp filter was built (the launcher exits without it, so always true today). */
+      seccomp: z.boolean(),
+      /** The launcher can mount (it runs as root). */
+      mount: z.boolean(),
+    }),
+  }),
+  started: z.strictObject({
+    type: z.literal('started'),
+    id,
+    pid: z.int().positive(),
+    /** The launcher's descriptors of the worker's pipe ends, for /proc/<launcher>/fd/<n>. */
+    fds: z.strictObject({ stdout: fd, stderr: fd, status: fd, stdin: fd.optional() }),
+    cgroups: z.record(z.string(), z.string()).nullable(),
+  }),
+  ok: z.strictObject({ type: z.literal('ok'), id }),
+  filter: z.strictObject({ type: z.literal('filter'), id, filter: filterInfo }),
+  exit: z.strictObject({ type: z.literal('exit'), task: id, exit: z.int().nullable(), signal: z.int().nullable() }),
+  error: z.strictObject({ type: z.literal('error'), id: id.nullable(), code: z.enum(ERROR_CODES), message: z.string() }),
+} as const;
+
+export const reply = z.discriminatedUnion('type', [replies.hello, replies.started, replies.ok, replies.filter, replies.exit, replies.error]);
+export type Reply = z.output<typeof reply>;
+export type FilterInfo = z.output<typeof filterInfo>;
+
+/** What launcher.py reads (launcher-protocol.json). */
+export function protocolDocument(): object {
+  const schema = (s: z.ZodType) => {
+    const { $schema: _, ...rest } = z.toJSONSchema(s, { target: 'draft-2020-12' }) as Record<string, unknown>;
+    return rest;
+  };
+  return {
+    comment: 'Generated from launcher-protocol.ts (npx tsx worker/sandbox/launcher-protocol.ts); do not edit.',
+    version: PROTOCOL_VERSION,
+    maxFrameBytes: MAX_FRAME_BYTES,
+    errorCodes: ERROR_CODES,
+    requests: Object.fromEntries(Object.entries(requests).map(([op, s]) => [op, schema(s)])),
+    replies: Object.fromEntries(Object.entries(replies).map(([type, s]) => [type, schema(s)])),
+  };
+}
+
+export function protocolText(): string {
+  return JSON.stringify(protocolDocument(), null, 1) + '\n';
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) writeFileSync(PROTOCOL_FILE, protocolText());
