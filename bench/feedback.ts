@@ -39,10 +39,11 @@ export async function benchFeedback(stack: Stack, _sql: Sql, progress: (s: strin
       ],
       steps: [{ name: "typecheck", command: "tsc -p ." }],
     }, (e) => {
-      const t0 = e.type === "diagnostic" ? sentAt.get(e.data.taskId as string) : undefined;
+      const taskId = e.type === "diagnostic" ? e.data.taskId : undefined;
+      const t0 = taskId === undefined ? undefined : sentAt.get(taskId);
       if (t0 === undefined) return;
       onPlan.push(performance.now() - t0);
-      sentAt.delete(e.data.taskId as string);
+      sentAt.delete(taskId!);
     });
     const first = await plan.wait(undefined, ROUND_TIMEOUT_MS);
     if (first.status !== "succeeded") throw new Error(`the initial typecheck ${first.status}: ${first.summary.text} (is tsc installed? apt-get install -y node-typescript)`);

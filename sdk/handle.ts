@@ -3,7 +3,8 @@
 // once and in order.
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
 import type { Diagnostic, ProgressUpdate, TestResults } from "../functions/_shared/diagnostics/index.ts";
-import type { OutputChunk, OutputMessage, TaskEventMessage } from "../functions/_shared/schemas.ts";
+import { parseTaskEventMessage, type RawTaskEventMessage, type TaskEventMessage } from "../functions/_shared/events.ts";
+import type { OutputChunk, OutputMessage } from "../functions/_shared/schemas.ts";
 import { isFinal, type TaskStatus } from "../functions/_shared/states.ts";
 import type { TaskView } from "../functions/_shared/views.ts";
 import { call } from "./api.ts";
@@ -16,7 +17,11 @@ export interface TaskCallbacks {
   onStderr?: (data: string, chunk: OutputChunk) => void;
   /** Every chunk of every stream (stdout, stderr, system), in seq order, once. */
   onOutput?: (chunk: OutputChunk) => void;
-  /** Task events (task_status, progress_update, block_detected, …), in order, once. */
+  /**
+   * Task events (task_status, progress_update, block_detected, …), in order, once, typed: narrow
+   * on `event.type` to read `event.data`. An event this SDK cannot read (a newer server's type)
+   * arrives as `{ type: "unknown", rawType, data, error }`.
+   */
   onEvent?: (event: TaskEventMessage) => void;
   /** Each `diagnostic` event's data (a compiler error, a lint warning, …), in order, once. */
   onDiagnostic?: (diagnostic: Diagnostic) => void;
@@ -90,7 +95,7 @@ export class TaskHandle {
       .channel(this.topic, { config: { private: true } })
       .on("broadcast", { event: "realtime_output" }, ({ payload }) => this.onLiveOutput(payload as OutputMessage))
       .on("broadcast", { event: "*" }, ({ event, payload }) => {
-        if (event !== "realtime_output") this.onLiveEvent(payload as TaskEventMessage);
+        if (event !== "realtime_output") this.onLiveEvent(payload as RawTaskEventMessage);
       })
       .subscribe(() => this.sync());
     this.timer = setInterval(() => this.sync(), this.options.pollIntervalMs ?? 3000);
@@ -184,16 +189,17 @@ export class TaskHandle {
       this.earlyEvents.delete(next.seq);
       this.nextEventSeq++;
       this.callbacks.onEvent?.(next);
-      if (next.type === "diagnostic") this.callbacks.onDiagnostic?.(next.data as unknown as Diagnostic);
-      else if (next.type === "test_results") this.callbacks.onTestResults?.(next.data as unknown as TestResults);
-      else if (next.type === "progress_update") this.callbacks.onProgress?.(next.data as unknown as ProgressUpdate);
+      if (next.type === "diagnostic") this.callbacks.onDiagnostic?.(next.data);
+      else if (next.type === "test_results") this.callbacks.onTestResults?.(next.data);
+      else if (next.type === "progress_update") this.callbacks.onProgress?.(next.data);
     }
   }
 
-  private onLiveEvent(e: TaskEventMessage): void {
-    if (this.finished || typeof e?.seq !== "number") return;
+  private onLiveEvent(raw: RawTaskEventMessage): void {
+    if (this.finished || typeof raw?.seq !== "number") return;
+    const e = parseTaskEventMessage(raw);
     this.acceptEvent(e);
-    if (this.earlyEvents.size || (e.type === "task_status" && isFinal(e.data.status as TaskStatus))) this.sync();
+    if (this.earlyEvents.size || (e.type === "task_status" && isFinal(e.data.status))) this.sync();
   }
 
   /** Catches up output, events and status over HTTP; finishes when the task is final and drained. */
@@ -213,8 +219,8 @@ export class TaskHandle {
           complete = page.complete;
           if (page.chunks.length < PAGE) break;
         }
-        const ev = await call<{ events: TaskEventMessage[] }>(this.supabase, "GET", `/tasks/${this.taskId}/events?after=${this.nextEventSeq - 1}&limit=${PAGE}`);
-        for (const e of ev.events) this.acceptEvent(e);
+        const ev = await call<{ events: RawTaskEventMessage[] }>(this.supabase, "GET", `/tasks/${this.taskId}/events?after=${this.nextEventSeq - 1}&limit=${PAGE}`);
+        for (const e of ev.events) this.acceptEvent(parseTaskEventMessage(e));
         if (complete) {
           const task = await call<TaskView>(this.supabase, "GET", `/tasks/${this.taskId}`);
           await this.finish(task);

@@ -19,19 +19,26 @@ export const PLAN_USAGE = `  plan <plan.json> [--detach]      submit a plan ({fi
 type Fail = (message: string) => never;
 
 export function describePlanEvent(e: PlanEventMessage): string {
-  const d = e.data as Record<string, unknown>;
-  if (e.type === "step_status") return `${d.step}: ${d.status}${d.reason ? ` (${d.reason})` : ""}`;
-  if (e.type === "progress_update") return `${d.message}${typeof d.percentage === "number" ? ` [${d.percentage}%]` : ""}`;
-  if (e.type === "plan_status") return `plan ${d.status}${d.reason ? `: ${d.reason}` : ""}`;
-  if (e.type === "diagnostic") {
-    const where = [d.file, d.line, d.column].filter((x) => x !== null && x !== undefined).join(":");
-    return `${d.step}: ${where ? `${where} ` : ""}${d.severity}${d.code ? ` ${d.code}` : ""}: ${d.message}`;
+  switch (e.type) {
+    case "step_status":
+      return `${e.data.step}: ${e.data.status}${e.data.reason ? ` (${e.data.reason})` : ""}`;
+    case "progress_update":
+      return `${e.data.message}${e.data.percentage !== null ? ` [${e.data.percentage}%]` : ""}`;
+    case "plan_status":
+      return `plan ${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ""}`;
+    case "diagnostic": {
+      const d = e.data;
+      const where = [d.file, d.line, d.column].filter((x) => x !== null).join(":");
+      return `${d.step}: ${where ? `${where} ` : ""}${d.severity}${d.code ? ` ${d.code}` : ""}: ${d.message}`;
+    }
+    case "test_results": {
+      const d = e.data;
+      const failures = d.failures.length ? ` (${d.failures.slice(0, 5).join(", ")})` : "";
+      return `${d.step}: ${d.passed} passed, ${d.failed} failed, ${d.skipped} skipped${failures}`;
+    }
+    case "unknown":
+      return `${e.rawType} ${JSON.stringify(e.data)}`;
   }
-  if (e.type === "test_results") {
-    const failures = Array.isArray(d.failures) && d.failures.length ? ` (${d.failures.slice(0, 5).join(", ")})` : "";
-    return `${d.step}: ${d.passed} passed, ${d.failed} failed, ${d.skipped} skipped${failures}`;
-  }
-  return `${e.type} ${JSON.stringify(d)}`;
 }
 
 export async function planCommand(sandbox: SandboxClient, argv: string[], fail: Fail): Promise<number> {

@@ -1,19 +1,13 @@
 // Plans and workspace files from the client: submit a plan, follow its topic, change its files.
 import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
+import { parsePlanEventMessage, type PlanEventMessage, type RawPlanEventMessage } from "../functions/_shared/events.ts";
 import type { PlanRequest, WriteFilesRequest } from "../functions/_shared/plans/spec.ts";
 import type { PlanView } from "../functions/_shared/plans/view.ts";
 import type { ChangeResult } from "../functions/_shared/plans/view.ts";
 import { call } from "./api.ts";
 import { SandboxError } from "./errors.ts";
 
-/** Broadcast on `plan:<id>` with the event name = `type`: plan_status, step_status, progress_update. */
-export interface PlanEventMessage {
-  planId: string;
-  seq: number;
-  type: string;
-  data: Record<string, unknown>;
-  timestamp: string;
-}
+export type { PlanEventMessage };
 
 export interface WorkspaceFile {
   workspaceId: string;
@@ -31,7 +25,10 @@ const enc = (path: string) => path.split("/").map(encodeURIComponent).join("/");
 
 export function planCalls(supabase: SupabaseClient) {
   return {
-    /** Submits a plan and follows its topic; `onEvent` gets every plan event once, in order. */
+    /**
+     * Submits a plan and follows its topic; `onEvent` gets every plan event once, in order, typed
+     * (plan_status, step_status, progress_update, diagnostic, test_results; narrow on `type`).
+     */
     async createPlan(plan: PlanRequest, onEvent?: (e: PlanEventMessage) => void): Promise<PlanHandle> {
       const created = await call<PlanView & { planId: string }>(supabase, "POST", "/plans", plan);
       return await new PlanHandle(supabase, created.planId, onEvent).start();
@@ -80,7 +77,7 @@ export class PlanHandle {
     await this.supabase.realtime.setAuth();
     this.channel = this.supabase
       .channel(this.topic, { config: { private: true } })
-      .on("broadcast", { event: "*" }, ({ payload }) => this.accept(payload as PlanEventMessage))
+      .on("broadcast", { event: "*" }, ({ payload }) => this.accept(payload as RawPlanEventMessage))
       .subscribe(() => this.sync());
     this.timer = setInterval(() => this.sync(), this.pollIntervalMs);
     this.sync();
@@ -124,10 +121,11 @@ export class PlanHandle {
     this.channel = undefined;
   }
 
-  private accept(e: PlanEventMessage): void {
-    if (typeof e?.seq !== "number" || e.seq < this.nextSeq) return;
-    if (e.seq > this.nextSeq) return this.sync(); // a gap: fetch it in order
+  private accept(raw: RawPlanEventMessage): void {
+    if (typeof raw?.seq !== "number" || raw.seq < this.nextSeq) return;
+    if (raw.seq > this.nextSeq) return this.sync(); // a gap: fetch it in order
     this.nextSeq++;
+    const e = parsePlanEventMessage(raw);
     this.events.push(e);
     this.onEvent?.(e);
     for (const wake of [...this.listeners]) wake();
@@ -142,7 +140,7 @@ export class PlanHandle {
     void (async () => {
       do {
         this.syncAgain = false;
-        const page = await call<{ events: PlanEventMessage[] }>(this.supabase, "GET", `/plans/${this.planId}/events?after=${this.nextSeq - 1}`);
+        const page = await call<{ events: RawPlanEventMessage[] }>(this.supabase, "GET", `/plans/${this.planId}/events?after=${this.nextSeq - 1}`);
         for (const e of page.events) this.accept(e);
       } while (this.syncAgain);
     })()

@@ -169,10 +169,12 @@ describe("dashboard in a browser", () => {
     await append("progress_update", { percentage: 40, stage: "compiling", message: "step 2 of 5", etaMs: 12_000, source: "plan" });
     await append("diagnostic", { tool: "tsc", file: "src/a.ts", line: 3, column: 7, severity: "error", code: "TS2322", message: "Type 'string' is not assignable to type 'number'." });
     await append("test_results", { tool: "vitest", passed: 12, failed: 1, skipped: 2, failures: ["math > adds"] });
-    for (const [cpu, rss] of [[5, 10e6], [97, 30e6], [99, 31e6]]) await append("resource_sample", { cpuPercent: cpu, rssBytes: rss, processes: 2 });
-    await append("block_detected", { reason: "infinite_loop", durationMs: 4000, usage: { cpuPercent: 99, rssBytes: 31e6 }, recoverable: true, evidence: { lastLines: [] } });
+    // Shapes as functions/_shared/events.ts defines them (the dashboard reads them through it).
+    const sample = (cpu: number, rss: number) => ({ cpuPercent: cpu, cpuMs: 100, rssBytes: rss, processes: 2, threads: 2, outputBytes: 0, wallMs: 1000, memoryLimitBytes: null, processLimit: null });
+    for (const [cpu, rss] of [[5, 10e6], [97, 30e6], [99, 31e6]] as const) await append("resource_sample", sample(cpu, rss));
+    await append("block_detected", { reason: "infinite_loop", durationMs: 4000, usage: sample(99, 31e6), recoverable: true, evidence: { summary: "CPU 99 % for 4 s", lastOutput: [], processes: [] }, plan: ["retry"] });
     await append("recovery_started", { action: "retry", attempt: 1, reason: "infinite_loop" });
-    await append("recovery_succeeded", { action: "retry", attempt: 1, reason: "infinite_loop" });
+    await append("recovery_succeeded", { action: "retry", attempt: 1, reason: "infinite_loop", message: "re-queued" });
 
     await expect.poll(() => page.locator("[data-testid=progress]").innerText(), { timeout: 10_000 }).toMatch(/compiling[\s\S]*step 2 of 5[\s\S]*40 %[\s\S]*ETA 12\.0 s/);
     await expect.poll(() => page.locator("[data-testid=diagnostics]").innerText()).toMatch(/error[\s\S]*src\/a\.ts:3:7[\s\S]*TS2322/);

@@ -171,8 +171,9 @@ describe("GET /metrics", () => {
     const h = await user.sandbox.execute({ command: "seq 1 5", requirements: { kind } });
     await h.result();
     // Synthetic contract events (the blocks feature writes real ones) must show up by label.
-    await sql`select cogo.append_event_unchecked(${h.taskId}, 'block_detected', ${sql.json({ reason: "idle_stall", durationMs: 1, usage: {}, recoverable: true, evidence: {} })})`;
-    await sql`select cogo.append_event_unchecked(${h.taskId}, 'recovery_succeeded', ${sql.json({ action: "retry", attempt: 1, reason: "idle_stall" })})`;
+    const usage = { cpuPercent: 0, cpuMs: 0, rssBytes: 0, processes: 1, threads: 1, outputBytes: 0, wallMs: 1, memoryLimitBytes: null, processLimit: null };
+    await sql`select cogo.append_event_unchecked(${h.taskId}, 'block_detected', ${sql.json({ reason: "idle_stall", durationMs: 1, usage, recoverable: true, evidence: { summary: "idle", lastOutput: [], processes: [] }, plan: ["retry"] })})`;
+    await sql`select cogo.append_event_unchecked(${h.taskId}, 'recovery_succeeded', ${sql.json({ action: "retry", attempt: 1, reason: "idle_stall", message: "re-queued" })})`;
     const after = await read();
 
     const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);

@@ -26,7 +26,7 @@ async function run(body: Record<string, unknown>) {
   }
   await new Promise<void>((resolve, reject) => channel.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s !== "CLOSED" && reject(err ?? new Error(s)))));
   await startWorker({ kind });
-  const final = await waitFor(() => events.find((e) => e.type === "task_status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(e.data.status as string)), "the task to finish", 100_000);
+  const final = await waitFor(() => events.find((e): e is Extract<Received, { type: "task_status" }> => e.type === "task_status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(e.data.status)), "the task to finish", 100_000);
   await user.supabase.removeChannel(channel);
   const of = <T>(type: string) => events.filter((e) => e.type === type).map((e) => e.data as unknown as T);
   return { taskId, user, events, final, diagnostics: of<Diagnostic>("diagnostic"), testResults: of<TestResults>("test_results"), progress: of<ProgressUpdate>("progress_update") };

@@ -46,7 +46,7 @@ describe("plans", () => {
     const progress = events.filter((e) => e.type === "progress_update").map((e) => e.data);
     expect(progress).toContainEqual(expect.objectContaining({ message: "step 2 of 3: build", percentage: 33.3, source: "plan" }));
     expect(progress.at(-1)).toMatchObject({ percentage: 100, message: "all 3 steps succeeded" });
-    const statuses = events.filter((e) => e.type === "step_status" && e.data.step === "build").map((e) => e.data.status);
+    const statuses = events.flatMap((e) => (e.type === "step_status" && e.data.step === "build" ? [e.data.status] : []));
     expect(statuses).toEqual(["queued", "running", "succeeded"]);
     // The step's own task topic got the plan-derived progress too.
     const [taskProgress] = await sql<{ data: Record<string, unknown> }[]>`

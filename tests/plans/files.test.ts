@@ -88,7 +88,7 @@ describe("files API", () => {
     expect(src.reruns.map((r) => [r.step, r.status])).toEqual([["build", "queued"], ["test", "waiting"]]);
     const again = await plan.wait((p) => p.status !== "running" && step(p, "test").runs === 3, 60_000);
     expect(again.steps.map((s) => [s.name, s.runs, s.status])).toEqual([["install", 1, "succeeded"], ["docs", 2, "succeeded"], ["build", 3, "succeeded"], ["test", 3, "succeeded"]]);
-    const stepEvents = plan.events.filter((e) => e.type === "step_status" && e.data.step === "build").map((e) => e.data.status);
+    const stepEvents = plan.events.flatMap((e) => (e.type === "step_status" && e.data.step === "build" ? [e.data.status] : []));
     expect(stepEvents).toContain("waiting");
     await plan.close();
   });

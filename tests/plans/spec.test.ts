@@ -4,6 +4,7 @@ import { globToRegex, matchesAny } from "../../functions/_shared/plans/globs.ts"
 import { RERUN_PRIORITY, WORKSPACE_LIMITS } from "../../functions/_shared/plans/limits.ts";
 import { dagProblems, inferStage, PlanRequestSchema } from "../../functions/_shared/plans/spec.ts";
 import { describePlanEvent } from "../../sdk/plan-cli.ts";
+import { parsePlanEventMessage } from "../../functions/_shared/events.ts";
 import { sql } from "../helpers/env.ts";
 
 describe("input globs", () => {
@@ -70,12 +71,12 @@ describe("plan requests", () => {
 });
 
 describe("CLI lines for plan events", () => {
-  const ev = (type: string, data: Record<string, unknown>) => ({ planId: "p", seq: 1, type, data, timestamp: "" });
+  const ev = (type: string, data: Record<string, unknown>) => parsePlanEventMessage({ planId: "p", seq: 1, type, data, timestamp: "" });
   it("reads like a compiler and a test runner", () => {
-    expect(describePlanEvent(ev("diagnostic", { step: "typecheck", tool: "tsc", file: "src/a.ts", line: 4, column: 14, severity: "error", code: "TS2322", message: "Type 'string' is not assignable to type 'number'." })))
+    expect(describePlanEvent(ev("diagnostic", { step: "typecheck", taskId: "t", tool: "tsc", file: "src/a.ts", line: 4, column: 14, severity: "error", code: "TS2322", message: "Type 'string' is not assignable to type 'number'." })))
       .toBe("typecheck: src/a.ts:4:14 error TS2322: Type 'string' is not assignable to type 'number'.");
-    expect(describePlanEvent(ev("diagnostic", { step: "run", file: null, line: null, column: null, severity: "error", code: null, message: "boom" }))).toBe("run: error: boom");
-    expect(describePlanEvent(ev("test_results", { step: "test", passed: 3, failed: 1, skipped: 0, failures: ["adds"] }))).toBe("test: 3 passed, 1 failed, 0 skipped (adds)");
-    expect(describePlanEvent(ev("step_status", { step: "build", status: "stopped", reason: "not run: dependency x failed" }))).toBe("build: stopped (not run: dependency x failed)");
+    expect(describePlanEvent(ev("diagnostic", { step: "run", taskId: "t", tool: "node", file: null, line: null, column: null, severity: "error", code: null, message: "boom" }))).toBe("run: error: boom");
+    expect(describePlanEvent(ev("test_results", { step: "test", taskId: "t", tool: "vitest", passed: 3, failed: 1, skipped: 0, failures: ["adds"] }))).toBe("test: 3 passed, 1 failed, 0 skipped (adds)");
+    expect(describePlanEvent(ev("step_status", { step: "build", status: "stopped", previous: "waiting", reason: "not run: dependency x failed" }))).toBe("build: stopped (not run: dependency x failed)");
   });
 });

@@ -9,17 +9,18 @@
 // change or 100 % goes at once) and carries an ETA from the history of the same step.
 import type { OutputStream } from "../../functions/_shared/states.ts";
 import { createLineScanner, estimateEtaMs, type Finding, type LineScanner, type ToolProgress } from "../../functions/_shared/diagnostics/index.ts";
+import { taskEvent, type TaskEvent } from "../../functions/_shared/events.ts";
 import { LeaseLostError } from "../db.ts";
 
-export interface TaskEvent {
-  type: string;
-  data: object;
-}
+export type { TaskEvent };
+
+/** What this stage writes: findings as they are, progress before the worker adds its ETA. */
+type Pending = Exclude<Finding, { type: "progress_update" }> | { type: "progress_update"; progress: ToolProgress };
 
 export interface LineEventsOptions {
   /** The task's command line: names the C compiler (clang or gcc) in diagnostics. */
   command: string;
-  /** Writes a batch of events in order; throws LeaseLostError when the lease is gone. */
+  /** Writes a batch of events in order (diagnostic, test_results, progress_update); throws LeaseLostError when the lease is gone. */
   append: (events: TaskEvent[]) => Promise<unknown>;
   /** Median duration of earlier runs of the same step, asked once when progress first appears. */
   estimateDurationMs: () => Promise<number | null>;
@@ -42,7 +43,7 @@ export class LineEvents {
   private readonly opts: Required<LineEventsOptions>;
   private readonly scanners = new Map<OutputStream, { scanner: LineScanner; decoder: TextDecoder }>();
   private readonly startedAt = performance.now();
-  private pending: (TaskEvent | { type: "progress_update"; progress: ToolProgress })[] = [];
+  private pending: Pending[] = [];
   private inFlight: Promise<void> | undefined;
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
   private holdTimer: ReturnType<typeof setTimeout> | undefined;
@@ -113,7 +114,7 @@ export class LineEvents {
     this.queue({ type: "progress_update", progress: p });
   }
 
-  private queue(e: TaskEvent | { type: "progress_update"; progress: ToolProgress }): void {
+  private queue(e: Pending): void {
     if (this.stopped) return;
     this.pending.push(e);
     this.schedule();
@@ -142,12 +143,12 @@ export class LineEvents {
       });
   }
 
-  private async write(batch: (TaskEvent | { type: "progress_update"; progress: ToolProgress })[]): Promise<void> {
+  private async write(batch: Pending[]): Promise<void> {
     // ETA is computed when the event is written, so it reflects the time spent so far.
     const historyMs = batch.some((e) => "progress" in e) ? await this.history! : null;
     const elapsed = performance.now() - this.startedAt;
     await this.opts.append(
-      batch.map((e) => ("progress" in e ? { type: e.type, data: { ...e.progress, etaMs: estimateEtaMs(elapsed, e.progress.percentage, historyMs) } } : e)),
+      batch.map((e) => (e.type === "progress_update" ? taskEvent("progress_update", { ...e.progress, etaMs: estimateEtaMs(elapsed, e.progress.percentage, historyMs) }) : e)),
     );
   }
 }

@@ -5,7 +5,7 @@
 import { Terminal } from "@xterm/xterm";
 import { call } from "../../../sdk/api.ts";
 import { isFinal, type TaskStatus } from "../../../functions/_shared/states.ts";
-import type { OutputChunk, TaskEventMessage, TaskHandle, TaskView } from "../../../sdk/index.ts";
+import type { OutputChunk, ProgressUpdate, TaskEventData, TaskEventMessage, TaskHandle, TaskView } from "../../../sdk/index.ts";
 import { CHART_LEGEND, drawResourceChart, type Sample } from "../chart.ts";
 import { brief, bytes, clock, duration, h, replace, statusBadge } from "../dom.ts";
 import { log } from "../event-log.ts";
@@ -17,7 +17,7 @@ const MAX_RAW_CHARS = 8 * 1024 * 1024;
 
 type Data = Record<string, unknown>;
 const str = (v: unknown) => (v === null || v === undefined ? "" : String(v));
-const numOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+const typeOf = (e: TaskEventMessage) => (e.type === "unknown" ? e.rawType : e.type);
 
 export function taskView(main: HTMLElement, live: Live, taskId: string): () => void {
   let task: TaskView | undefined;
@@ -26,10 +26,10 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
   let raw = "";
   const samples: Sample[] = [];
   const events: TaskEventMessage[] = [];
-  const diagnostics: Data[] = [];
-  const testResults: Data[] = [];
+  const diagnostics: TaskEventData<"diagnostic">[] = [];
+  const testResults: TaskEventData<"test_results">[] = [];
   const timeline: { at: string; cls: string; title: string; detail: string }[] = [];
-  let progress: Data | undefined;
+  let progress: ProgressUpdate | undefined;
 
   const header = h("div", { class: "panel" });
   const error = h("div");
@@ -97,51 +97,58 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
 
   const onEvent = (e: TaskEventMessage) => {
     events.push(e);
-    const d = (e.data ?? {}) as Data;
-    log(`task:${taskId.slice(0, 8)}`, e.type === "block_detected" || e.type === "recovery_failed" ? "warn" : "info", `${e.type} ${brief(d, 160)}`, e.timestamp);
+    const type = typeOf(e);
+    const warn = e.type === "block_detected" || e.type === "recovery_failed" || e.type === "unknown";
+    log(`task:${taskId.slice(0, 8)}`, warn ? "warn" : "info", e.type === "unknown" ? `${type} (unreadable: ${e.error}) ${brief(e.data, 160)}` : `${type} ${brief(e.data, 160)}`, e.timestamp);
     switch (e.type) {
       case "task_status":
-        timeline.push({ at: e.timestamp, cls: "status", title: `${str(d.previous) || "–"} → ${str(d.status)}`, detail: str(d.reason) });
+        timeline.push({ at: e.timestamp, cls: "status", title: `${e.data.previous} → ${e.data.status}`, detail: str(e.data.reason) });
         void refresh();
         break;
       case "progress_update":
-        progress = d;
+        progress = e.data;
         break;
       case "diagnostic":
-        diagnostics.push(d);
+        diagnostics.push(e.data);
         break;
       case "test_results":
-        testResults.push(d);
+        testResults.push(e.data);
         break;
       case "resource_sample":
-        samples.push({ t: Date.parse(e.timestamp), cpuPercent: numOrNull(d.cpuPercent), rssBytes: numOrNull(d.rssBytes) });
+        samples.push({ t: Date.parse(e.timestamp), cpuPercent: e.data.cpuPercent, rssBytes: e.data.rssBytes });
         if (samples.length > MAX_SAMPLES) samples.shift();
         break;
       case "block_detected": {
-        const usage = (d.usage ?? {}) as Data;
+        const d = e.data;
+        const usage = d.usage;
         const figures = [
-          d.durationMs !== undefined ? `after ${duration(numOrNull(d.durationMs))}` : "",
-          usage.cpuPercent !== undefined ? `cpu ${str(usage.cpuPercent)} %` : "",
-          usage.rssBytes !== undefined ? `rss ${bytes(numOrNull(usage.rssBytes))}` : "",
-          d.recoverable === false ? "not recoverable" : d.recoverable === true ? "recoverable" : "",
+          `after ${duration(d.durationMs)}`,
+          usage.cpuPercent !== undefined ? `cpu ${usage.cpuPercent} %` : "",
+          usage.rssBytes !== undefined ? `rss ${bytes(usage.rssBytes)}` : "",
+          d.reason === "worker_lost" ? `worker ${d.evidence.workerName ?? d.evidence.workerId.slice(0, 8)} silent` : "",
+          d.recoverable ? "recoverable" : "not recoverable",
         ].filter(Boolean);
-        timeline.push({ at: e.timestamp, cls: "block", title: `block detected: ${str(d.reason)}`, detail: figures.join(" · ") });
+        timeline.push({ at: e.timestamp, cls: "block", title: `block detected: ${d.reason}`, detail: figures.join(" · ") });
         break;
       }
-      default:
-        if (e.type.startsWith("recovery_")) {
-          const outcome = e.type.slice("recovery_".length);
-          timeline.push({
-            at: e.timestamp,
-            cls: outcome === "succeeded" ? "recovered" : "recovery",
-            title: `recovery ${outcome}: ${str(d.action)}${d.attempt !== undefined ? ` (attempt ${str(d.attempt)})` : ""}`,
-            detail: str(d.reason ?? d.message),
-          });
-        }
+      case "recovery_started":
+      case "recovery_succeeded":
+      case "recovery_failed": {
+        const outcome = e.type.slice("recovery_".length);
+        timeline.push({
+          at: e.timestamp,
+          cls: outcome === "succeeded" ? "recovered" : "recovery",
+          title: `recovery ${outcome}: ${str(e.data.action)} (attempt ${e.data.attempt})`,
+          detail: e.type === "recovery_started" ? e.data.reason : e.type === "recovery_failed" ? (e.data.diagnosis ?? e.data.message ?? e.data.reason) : e.data.message,
+        });
+        break;
+      }
+      case "unknown":
+        break;
     }
-    logBody.append(h("tr", { "data-type": e.type },
+    logBody.append(h("tr", { "data-type": type },
       h("td", { class: "num" }, e.seq), h("td", { class: "dim" }, clock(e.timestamp)), h("td", { class: "num" }, e.attempt),
-      h("td", null, h("code", null, e.type)), h("td", { class: "mono" }, brief(d))));
+      h("td", null, h("code", null, type)), h("td", { class: "mono" }, brief(e.data))));
     renderSoon();
   };
 
@@ -157,15 +164,15 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
       : timeline.map((t) => h("li", { class: t.cls, "data-kind": t.cls }, h("span", { class: "dim" }, clock(t.at), " "), t.title, t.detail ? h("div", { class: "dim" }, t.detail) : null)));
     replace(diagBox,
       testResults.map((r) => h("div", { class: "test-results", "data-testid": "test-results" },
-        `${str(r.tool)}: `, h("span", { class: "s-succeeded" }, `${str(r.passed)} passed`), ", ",
-        h("span", { class: Number(r.failed) > 0 ? "s-failed" : "dim" }, `${str(r.failed)} failed`), `, ${str(r.skipped)} skipped`,
-        Array.isArray(r.failures) && r.failures.length ? h("ul", null, r.failures.map((f) => h("li", { class: "mono" }, str(f)))) : null)),
+        `${r.tool}: `, h("span", { class: "s-succeeded" }, `${r.passed} passed`), ", ",
+        h("span", { class: r.failed > 0 ? "s-failed" : "dim" }, `${r.failed} failed`), `, ${r.skipped} skipped`,
+        r.failures.length ? h("ul", null, r.failures.map((f) => h("li", { class: "mono" }, f))) : null)),
       diagnostics.length === 0 && testResults.length === 0 ? h("div", { class: "empty" }, "none") : null,
       diagnostics.length ? h("table", null, h("tbody", null, diagnostics.map((d) =>
-        h("tr", { "data-severity": str(d.severity) },
-          h("td", { class: `sev-${str(d.severity)}` }, str(d.severity)),
-          h("td", { class: "mono" }, `${str(d.file)}${d.line ? `:${str(d.line)}` : ""}${d.column ? `:${str(d.column)}` : ""}`),
-          h("td", null, d.code ? h("code", null, str(d.code)) : null, " ", str(d.message), h("span", { class: "dim" }, ` (${str(d.tool)})`)))))) : null);
+        h("tr", { "data-severity": d.severity },
+          h("td", { class: `sev-${d.severity}` }, d.severity),
+          h("td", { class: "mono" }, `${str(d.file)}${d.line ? `:${d.line}` : ""}${d.column ? `:${d.column}` : ""}`),
+          h("td", null, d.code ? h("code", null, d.code) : null, " ", d.message, h("span", { class: "dim" }, ` (${d.tool})`)))))) : null);
     drawResourceChart(canvas, samples);
   };
 
@@ -177,10 +184,10 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
     progressBox.hidden = false;
     // Once the task has ended its last report is history: no ETA, and a success is complete.
     const final = task !== undefined && isFinal(task.status as TaskStatus);
-    const pct = final && task?.status === "succeeded" ? 100 : numOrNull(progress.percentage);
-    const eta = final ? null : numOrNull(progress.etaMs);
+    const pct = final && task?.status === "succeeded" ? 100 : progress.percentage;
+    const eta = final ? null : progress.etaMs;
     replace(progressBox,
-      h("div", { class: "toolbar" }, h("b", null, str(progress.stage) || "progress"), h("span", null, str(progress.message)),
+      h("div", { class: "toolbar" }, h("b", null, progress.stage), h("span", null, progress.message),
         h("span", { style: "flex:1" }), pct !== null ? `${Math.round(pct)} %` : "", eta !== null ? h("span", { class: "dim" }, ` · ETA ${duration(eta)}`) : null),
       h("div", { class: pct === null && !final ? "bar indeterminate" : "bar" }, h("div", { style: `width:${pct ?? 0}%` })));
   };
