@@ -47,24 +47,26 @@ export async function benchStall(stack: Stack, sql: Sql, progress: (s: string) =
     const echoes: string[] = [];
     const started = Date.now();
     for (;;) {
-      const [h] = await sql<{ status: string; finished_at: Date | null }[]>`select status, finished_at from public.tasks where id = ${heavy}`;
+      const [h] = await sql<{ status: string; since: number | null }[]>`
+        select status, extract(epoch from now() - finished_at) * 1000 as since from public.tasks where id = ${heavy}`;
       const [b] = await sql<{ status: string }[]>`select status from public.tasks where id = ${bystander}`;
       const over = ["succeeded", "failed", "timed_out", "cancelled"];
-      if (over.includes(h!.status) && over.includes(b!.status) && Date.now() - h!.finished_at!.getTime() > 5000) break;
+      // Past the heavy task's end by 5 s: its cleanup is what used to stall the worker.
+      if (over.includes(h!.status) && over.includes(b!.status) && Number(h!.since) > 5000) break;
       if (Date.now() - started > 300_000) throw new Error("stall bench: tasks did not finish within 5 minutes");
       echoes.push(await enqueue(sql, { command: "echo hi", requirements: { kind } }));
       await new Promise((r) => setTimeout(r, 200));
     }
     loop.disable();
     const [h] = await sql<{ status: string; reason: string; attempt: number }[]>`select status, reason, attempt from public.tasks where id = ${heavy}`;
-    const [b] = await sql<{ status: string; attempt: number; max_attempts: number }[]>`select status, attempt, max_attempts from public.tasks where id = ${bystander}`;
+    const [b] = await sql<{ status: string; attempt: number; max: number }[]>`select status, attempt, max_attempts as max from public.tasks where id = ${bystander}`;
     const waits = (await sql<{ ms: number }[]>`select extract(epoch from claimed_at - created_at) * 1000 as ms from public.tasks where id = any(${echoes})`).map((r) => Number(r.ms));
     const gaps = beats.slice(1).map((t, i) => t - beats[i]!);
     const maxGap = Math.max(...gaps);
     const waitP99 = percentile(waits, 99);
     return [
       { metric: `task leaving ${FILES.toLocaleString("en")} files`, value: `${h!.status} (${h!.reason})` },
-      { metric: "bystander: status, attempt", value: `${b!.status}, attempt ${b!.attempt} of ${b!.max_attempts}`, target: "attempt 1", ok: b!.status === "succeeded" && b!.attempt === 1 },
+      { metric: "bystander: status, attempt", value: `${b!.status}, attempt ${b!.attempt} of ${b!.max}`, target: "attempt 1", ok: b!.status === "succeeded" && b!.attempt === 1 },
       { metric: "longest heartbeat gap (database)", value: ms(maxGap), target: `< lease ${leaseMs} ms / 2`, ok: maxGap < leaseMs / 2 },
       { metric: "worker event-loop delay p99 / max", value: `${ms(loop.percentile(99) / 1e6)} / ${ms(loop.max / 1e6)}` },
       { metric: `echo queue wait p50 (${waits.length} tasks)`, value: ms(percentile(waits, 50)) },

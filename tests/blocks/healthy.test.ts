@@ -51,6 +51,12 @@ const cases: { name: string; spec: Record<string, unknown>; stdout?: RegExp }[] 
     stdout: /step 10\n$/,
   },
   {
+    // Empty files carry no write I/O: the workspace's inode count is the sign of progress.
+    name: "python: silently creating empty files for longer than a window",
+    spec: { command: "python3 -c \"import os,time\nend=time.time()+4\nn=0\nwhile time.time()<end:\n  open('f%d'%n,'w').close(); n+=1\nprint(n>1000)\"" },
+    stdout: /^True\n$/,
+  },
+  {
     name: "shell: idle sleeps shorter than the window, with output between",
     spec: { command: "for i in 1 2 3 4 5; do sleep 0.7; echo tick $i; done" },
     stdout: /tick 5\n$/,

@@ -4,6 +4,7 @@
 // records the recovery events itself, but never ends the attempt. A step that ends it (re-queue,
 // give up) becomes the `Ending` that settle() returns to the task's run, whose Attempt applies it
 // (worker/attempt.ts), so the automatic path and the API's recover routes end in the same place.
+import { statfs } from "node:fs/promises";
 import type { FinalStatus } from "../../functions/_shared/states.ts";
 import {
   detectionOptions,
@@ -70,6 +71,8 @@ export class BlockSupervisor {
   private seen = new Map<string, number>();
   private last: TreeSample | undefined;
   private stdinClosed = false;
+  /** Inodes and bytes in use on the workspace tmpfs at the last sample (null: not its own tmpfs). */
+  private workspaceUse: { inodes: number; bytes: number } | null = null;
   /** A block waiting for a human (recovery.automatic false). */
   private parked: Block | undefined;
   private handling: Promise<void> | undefined;
@@ -98,6 +101,7 @@ export class BlockSupervisor {
       this.stop();
     });
     if (!this.o.enabled) return;
+    this.workspaceUse = await workspaceUse(sandbox.workspace);
     const stdinLink = this.d.task.stdinMode === "pipe" ? await TreeSampler.stdinLinkOf(sandbox.pid) : null;
     const outputLinks = (await Promise.all([1, 2].map((fd) => TreeSampler.stdinLinkOf(sandbox.pid, fd)))).filter((l) => l !== null);
     this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroup, stdinLink, outputLinks);
@@ -170,7 +174,9 @@ export class BlockSupervisor {
       if (wantWaits) this.lastWaitsAt = sample.at;
       const waits = wantWaits ? await this.sampler!.waits(sample.processes) : undefined;
       if (!this.timer || this.sandboxExited) return;
-      let ioDelta = 0;
+      // Files created or removed in the workspace are work even when no byte is written (a task
+      // making 600,000 empty files has no write I/O): count the tmpfs's change as I/O.
+      let ioDelta = await this.workspaceDelta();
       let newProcess = false;
       const seen = new Map<string, number>();
       for (const p of sample.processes) {
@@ -207,6 +213,15 @@ export class BlockSupervisor {
     } finally {
       this.ticking = false;
     }
+  }
+
+  private async workspaceDelta(): Promise<number> {
+    if (!this.workspaceUse || !this.sandbox) return 0;
+    const now = await workspaceUse(this.sandbox.workspace);
+    if (!now) return 0;
+    const delta = Math.abs(now.inodes - this.workspaceUse.inodes) * 4096 + Math.abs(now.bytes - this.workspaceUse.bytes);
+    this.workspaceUse = now;
+    return delta;
   }
 
   /** Handles a live block or request; afterwards keeps watching if the same process goes on. */
@@ -357,6 +372,15 @@ export class BlockSupervisor {
     }
     this.d.log(`task ${this.d.task.id}: recovery: ${err instanceof Error ? err.message : err}`);
   }
+}
+
+const TMPFS_MAGIC = 0x01021994;
+
+/** Use of the tmpfs a workspace is on (one statfs), or null when it is not on a tmpfs. */
+async function workspaceUse(dir: string): Promise<{ inodes: number; bytes: number } | null> {
+  const s = await statfs(dir).catch(() => null);
+  if (!s || s.type !== TMPFS_MAGIC) return null;
+  return { inodes: s.files - s.ffree, bytes: (s.blocks - s.bfree) * s.bsize };
 }
 
 function countWaits(waits: ThreadWait[], stdinClosed: boolean) {
