@@ -10,6 +10,8 @@ const UNIT = [
   "tests/analysis/logic.test.ts",
   "tests/blocks/classifier.test.ts",
   "tests/blocks/planner.test.ts",
+  "tests/lifecycle/attempt.test.ts",
+  "tests/diagnostics/event-union.test.ts",
   "tests/diagnostics/line-events.test.ts",
   "tests/diagnostics/parsers.test.ts",
   "tests/plans/workspace-walk.test.ts",

@@ -3,6 +3,7 @@
 // supervisor, the analysis runner, worker shutdown) hands an `Ending` to `end()`, which applies
 // the first one and refuses any later one, so two parts of the worker can never both end a task,
 // and an attempt whose lease is gone writes nothing more.
+import type { RecoverySucceeded } from "../functions/_shared/events.ts";
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { RecoveryStep } from "../functions/_shared/recovery/planner.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
@@ -32,7 +33,8 @@ export interface Release {
 export interface Requeue {
   kind: "requeue";
   step: RecoveryStep & { exclude?: boolean; reason: string };
-  event: object;
+  /** The recovery_succeeded event the re-queue writes with it. */
+  event: RecoverySucceeded;
   /** What ends the attempt instead when no attempt is left (SQLSTATE CG422). */
   otherwise: () => Promise<Ending>;
 }

@@ -2,6 +2,7 @@
 // worker makes about a task passes the attempt fence (worker/db.ts); a lost lease surfaces as
 // LeaseLostError. Only an Attempt (worker/attempt.ts) ends a task: finish, release, re-queue.
 import type { Sql } from "postgres";
+import type { RecoverySucceeded, TaskEvent } from "../functions/_shared/events.ts";
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow, WorkerRow } from "../functions/_shared/views.ts";
 import { fenced, type Lease } from "./db.ts";
@@ -34,13 +35,13 @@ export class Queue {
         ${chunks.map((c) => c.at.toISOString())}::timestamptz[])`);
   }
 
-  appendEvent(l: Lease, type: string, data: object): Promise<unknown> {
+  appendEvent(l: Lease, e: TaskEvent): Promise<unknown> {
     // Not retried: an event whose reply was lost may have been written.
-    return fenced(() => this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${type}, ${this.sql.json(data as never)})`, { retry: false });
+    return fenced(() => this.sql`select cogo.append_event(${l.taskId}, ${l.attempt}, ${l.workerId}, ${e.type}, ${this.sql.json(e.data as never)})`, { retry: false });
   }
 
   /** Appends events in order in one round trip (cogo.append_events); not retried, like appendEvent. */
-  appendEvents(l: Lease, events: { type: string; data: object }[]): Promise<unknown> {
+  appendEvents(l: Lease, events: TaskEvent[]): Promise<unknown> {
     return fenced(() => this.sql`
       select cogo.append_events(${l.taskId}, ${l.attempt}, ${l.workerId}, ${events.map((e) => e.type)}::text[],
         array(select e from jsonb_array_elements(${this.sql.json(events.map((e) => e.data) as never)}) with ordinality t(e, i) order by i))`, { retry: false });
@@ -64,7 +65,7 @@ export class Queue {
   }
 
   /** A recovery step's re-queue (cogo.requeue_for_recovery); CG422 when no attempt is left. Not retried. */
-  requeueForRecovery(l: Lease, step: object, event: object): Promise<unknown> {
+  requeueForRecovery(l: Lease, step: object, event: RecoverySucceeded): Promise<unknown> {
     return fenced(() => this.sql`
       select 1 from cogo.requeue_for_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(step as never)}, ${this.sql.json(event as never)})`, { retry: false });
   }

@@ -1,36 +1,37 @@
 // Typed calls to the block and recovery SQL functions (migrations/*_block_detection_recovery.sql).
 // All writes are fenced like the rest of the worker's: a lost lease is a LeaseLostError.
 import type { Sql } from "postgres";
-import type { BlockReason, RecoveryAction } from "../../functions/_shared/recovery/options.ts";
+import { parseTaskEvent, type BlockDetected, type RecoveryFailed, type RecoveryStarted, type RecoverySucceeded } from "../../functions/_shared/events.ts";
 import type { PlanInput } from "../../functions/_shared/recovery/planner.ts";
 import { fenced, type Lease } from "../db.ts";
 
 export class BlockQueries {
   constructor(private readonly sql: Sql) {}
 
-  async reportBlock(l: Lease, data: object): Promise<void> {
+  async reportBlock(l: Lease, data: BlockDetected): Promise<void> {
     await fenced(() => this.sql`select 1 from cogo.report_block(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`, { retry: false });
   }
 
-  async beginRecovery(l: Lease, data: object): Promise<void> {
+  async beginRecovery(l: Lease, data: RecoveryStarted): Promise<void> {
     await fenced(() => this.sql`select cogo.begin_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`, { retry: false });
   }
 
-  async endRecovery(l: Lease, ok: boolean, data: object, resume: boolean): Promise<void> {
+  /** recovery_succeeded (ok) or recovery_failed; `resume` puts a blocked task back to running. */
+  async endRecovery(l: Lease, ...[ok, data, resume]: [true, RecoverySucceeded, boolean] | [false, RecoveryFailed, boolean]): Promise<void> {
     await fenced(() => this.sql`select cogo.end_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${ok}, ${this.sql.json(data as never)}, ${resume})`, { retry: false });
   }
 
   /** What earlier blocks of this task and recoveries already tried (all attempts), for the planner. */
   async history(taskId: string): Promise<Pick<PlanInput, "previousBlocks" | "previousActions">> {
-    const rows = await this.sql<{ type: string; data: { reason?: BlockReason; action?: RecoveryAction; stdin?: "answer" | "eof" } }[]>`
+    const rows = await this.sql<{ type: string; data: unknown }[]>`
       select type, data from public.task_events
        where task_id = ${taskId} and type in ('block_detected', 'recovery_started') order by seq`;
-    return {
-      previousBlocks: rows.filter((r) => r.type === "block_detected").map((r) => r.data.reason!),
-      previousActions: rows
-        .filter((r) => r.type === "recovery_started")
-        .map((r) => ({ action: r.data.action!, ...(r.data.stdin ? { stdin: r.data.stdin } : {}) })),
-    };
+    const out: Pick<PlanInput, "previousBlocks" | "previousActions"> = { previousBlocks: [], previousActions: [] };
+    for (const e of rows.map(parseTaskEvent)) {
+      if (e.type === "block_detected") out.previousBlocks.push(e.data.reason);
+      else if (e.type === "recovery_started") out.previousActions.push({ action: e.data.action, ...(e.data.stdin ? { stdin: e.data.stdin } : {}) });
+    }
+    return out;
   }
 
   /** Whether a live worker other than this one could run the task (the claim's own test). */

@@ -5,6 +5,7 @@
 // give up) becomes the `Ending` that settle() returns to the task's run, whose Attempt applies it
 // (worker/attempt.ts), so the automatic path and the API's recover routes end in the same place.
 import { statfs } from "node:fs/promises";
+import { taskEvent, type ResourceSample } from "../../functions/_shared/events.ts";
 import type { FinalStatus } from "../../functions/_shared/states.ts";
 import {
   detectionOptions,
@@ -206,7 +207,7 @@ export class BlockSupervisor {
         this.run(detection);
       } else if (sample.at - this.lastSampleEventAt >= RESOURCE_SAMPLE_MS) {
         this.lastSampleEventAt = sample.at;
-        this.d.queue.appendEvent(this.d.lease, "resource_sample", this.usage()).catch((err) => this.failed(err));
+        this.d.queue.appendEvent(this.d.lease, taskEvent("resource_sample", this.usage())).catch((err) => this.failed(err));
       }
     } catch (err) {
       this.d.log(`task ${this.d.task.id}: block monitor: ${err instanceof Error ? err.message : err}`);
@@ -235,7 +236,7 @@ export class BlockSupervisor {
     });
   }
 
-  private usage() {
+  private usage(): ResourceSample {
     const s = this.last;
     return {
       cpuPercent: this.classifier?.lastCpuPercent ?? 0,
@@ -279,7 +280,8 @@ export class BlockSupervisor {
         summary: block.summary,
         ...(request ? { request } : {}),
       });
-      if (block.reason !== "manual" && !request) {
+      // worker_lost is written by SQL (the lease ran out), never by this monitor.
+      if (block.reason !== "manual" && block.reason !== "worker_lost" && !request) {
         await this.queries.reportBlock(lease, {
           reason: block.reason,
           durationMs: Math.round(block.durationMs),
