@@ -178,6 +178,9 @@ export class Worker {
         this.claimAgain = false;
         const free = this.options.concurrency - this.running.size;
         if (!this.id || this.stopping || this.draining || free <= 0) break;
+        // Heartbeats failing: a task claimed now would be stopped at the next safety check, and
+        // meanwhile an API recovery may already count this worker silent and hand it on.
+        if (this.heartbeatsFailing()) break;
         const tasks = await this.queue.claim(this.id, free);
         tasks.sort((a, b) => b.priority - a.priority || a.createdAt.getTime() - b.createdAt.getTime());
         for (const task of tasks) this.launch(task);
@@ -246,6 +249,10 @@ export class Worker {
    * on its own short timer: at heartbeat ticks (every lease/3) the first check past 70 % would
    * come only at 100 %, when the lease has already run out.
    */
+  private heartbeatsFailing(): boolean {
+    return !!this.heartbeats && nowMs() - this.heartbeats.lastOkAt > this.options.leaseMs * LEASE_SAFETY;
+  }
+
   private checkLeaseSafety(): void {
     this.heartbeats?.mainAlive();
     if (!this.heartbeats || !this.running.size) return;
