@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../embedded/stack.ts";
 import { ACTIVE_STATES, FINAL_STATES } from "../../functions/_shared/states.ts";
 import { SCHEMA_FILE, schemaOfMigrations } from "../../scripts/dump-schema.ts";
-import { sql, stack } from "../helpers/env.ts";
+import { sql, stack, uniqueKind } from "../helpers/env.ts";
 
 const MIGRATIONS = path.join(PROJECT_ROOT, "migrations");
 const MANIFEST = path.join(MIGRATIONS, "landed.sha256");
@@ -88,5 +88,19 @@ describe("the lifecycle's single definitions", () => {
       select tgname as name from pg_trigger where tgrelid = 'public.tasks'::regclass and not tgisinternal order by tgname`;
     // Status changes go through the transition functions (docs/lifecycle.md), never a trigger.
     expect(rows.map((r) => r.name)).toEqual(["tasks_broadcast_insert", "tasks_notify_queued", "tasks_reserved_names"]);
+  });
+
+  it("the table itself refuses a task queued past its attempts or with a cancel pending, and attempts past max_attempts", async () => {
+    const [t] = await sql<{ id: string }[]>`
+      select id from cogo.enqueue_task(${sql.json({ command: "true", maxAttempts: 2, requirements: { kind: uniqueKind("inv") } })})`;
+    try {
+      const refused = (statement: Promise<unknown>, constraint: string) =>
+        expect(statement).rejects.toMatchObject({ code: "23514", constraint_name: constraint });
+      await refused(sql`update public.tasks set attempt = 2 where id = ${t!.id}`, "tasks_queued_is_claimable");
+      await refused(sql`update public.tasks set cancel_requested_at = now() where id = ${t!.id}`, "tasks_queued_is_claimable");
+      await refused(sql`update public.tasks set status = 'failed', attempt = 3 where id = ${t!.id}`, "tasks_attempts_bounded");
+    } finally {
+      await sql`delete from public.tasks where id = ${t!.id}`;
+    }
   });
 });
