@@ -36,14 +36,36 @@ async function ensureHistoryTable(sql: Sql): Promise<void> {
   });
 }
 
+/**
+ * Every applied migration must still be a file. Ones that are not mean the history was rewritten
+ * under this database: the migrations of 20261125 were squashed into those of 20261126 before
+ * anything was deployed, so a local database made from the old ones is to be reset, not patched.
+ */
+function assertHistoryKnown(history: { version: string; name: string | null }[], files: MigrationFile[]): void {
+  const known = new Map(files.map((f) => [f.version, f.name]));
+  const unknown = history.filter((r) => known.get(r.version) === undefined || (r.name !== null && known.get(r.version) !== r.name));
+  if (unknown.length === 0) return;
+  const names = unknown.map((r) => `${r.version}_${r.name ?? "?"}`);
+  throw new EmbeddedError(
+    "migration_history_squashed",
+    `This database has ${unknown.length} applied migration(s) that are no longer in migrations/ (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}): ` +
+      "the migration history was squashed (the 13 migrations of 20261125 became those of 20261126, see migrations/landed.sha256), " +
+      "so this database cannot be migrated forward. Nothing was deployed from the old history: reset the local database with " +
+      "`npm start -- --reset` (wipes the data directory, COGO_DATA_DIR, default /var/tmp/cogo-sandbox), or point COGO_DATA_DIR at a new directory.",
+    { versions: unknown.map((r) => r.version) },
+  );
+}
+
 /** Applies pending migrations; returns the versions it applied. */
 export async function migrate(sql: Sql, dir: string, log: (line: string) => void = () => {}): Promise<string[]> {
   await ensureHistoryTable(sql);
-  const applied = new Set(
-    (await sql<{ version: string }[]>`select version from supabase_migrations.schema_migrations`).map((r) => r.version),
-  );
+  const history = await sql<{ version: string; name: string | null }[]>`
+    select version, name from supabase_migrations.schema_migrations order by version`;
+  const files = await listMigrations(dir);
+  assertHistoryKnown(history, files);
+  const applied = new Set(history.map((r) => r.version));
   const done: string[] = [];
-  for (const m of await listMigrations(dir)) {
+  for (const m of files) {
     if (applied.has(m.version)) continue;
     const text = await readFile(m.file, "utf8");
     try {

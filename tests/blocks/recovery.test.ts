@@ -137,7 +137,9 @@ describe("recovery", () => {
     // Live (it registered just now): nothing to take from it.
     const live = await api("POST", `/recover/${ghost.id}`, { token: stack.serviceRoleKey });
     expect(live.body).toMatchObject({ silent: false, requeued: 0 });
+    // Silent for a minute, since before it claimed the task (a task claimed a moment ago is left to it).
     await sql`update public.workers set last_heartbeat_at = now() - interval '1 minute' where id = ${ghost.id}`;
+    await sql`update public.tasks set claimed_at = now() - interval '1 minute' where id = ${handle.taskId}`;
     const res = await api("POST", `/recover/${ghost.id}`, { token: stack.serviceRoleKey });
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ workerId: ghost.id, silent: true, requeued: 1 });

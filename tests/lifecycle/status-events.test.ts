@@ -1,6 +1,6 @@
 // The task_status events of claim → start → finish, at the SQL level: one event per change with
 // consecutive seqs and the documented payload, broadcast with the same seq, and each change
-// writing the task row once (migrations/20261125000900_queue_throughput.sql).
+// writing the task row once (the transitions of migrations/20261126000100_task_queue.sql).
 import type { TransactionSql } from "postgres";
 import { describe, expect, it } from "vitest";
 import { sql, uniqueKind } from "../helpers/env.ts";
@@ -55,7 +55,7 @@ describe("task_status events of the queue path", () => {
     await sql`select cogo.start_task(${t!.id}, 1, ${w!.id})`;
     await sql`update public.tasks set lease_expires_at = now() - interval '1 second' where id = ${t!.id}`;
     // What cogo.requeue_expired does to it, on this task only (other test files share the database).
-    await sql`update public.tasks set status = 'queued', reason = 'lost', lease_expires_at = null, worker_id = null where id = ${t!.id}`;
+    expect((await sql<{ s: string }[]>`select cogo.expire_task(${t!.id}) as s`)[0]!.s).toBe("queued");
     const events = await sql<{ seq: string; type: string }[]>`select seq, type from public.task_events where task_id = ${t!.id} order by seq`;
     expect(events.map((e) => [Number(e.seq), e.type])).toEqual([
       [1, "task_status"],

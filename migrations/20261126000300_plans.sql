@@ -1,8 +1,9 @@
 -- Plans: a DAG of steps over one shared workspace (docs/plans.md). Each run of a step is a task
--- (tasks.plan_id, tasks.step). A trigger on task status moves the step, releases the steps whose
--- dependencies all succeeded, stops the dependents of a failed step, and publishes step status and
--- plan progress on the private topic `plan:<id>`. No polling anywhere: everything happens in the
--- transaction that finishes a task, creates a plan, cancels it, or changes a workspace file.
+-- (tasks.plan_id, tasks.step). The lifecycle's plans hook (cogo.on_task_status_plans, called by
+-- every transition of 20261126000200) moves the step, releases the steps whose dependencies all
+-- succeeded, stops the dependents of a failed step, and publishes step status and plan progress
+-- on the private topic `plan:<id>`. No polling anywhere: everything happens in the transaction
+-- that finishes a task, creates a plan, cancels it, or changes a workspace file.
 --
 -- Lock order, everywhere: the plan's task rows, then the plan row, then the workspace row, then
 -- step rows. A worker's finish_task (and its save) already holds its task row when it locks the
@@ -108,9 +109,6 @@ create policy "owners read their plan steps" on public.plan_steps for select to 
 create policy "owners read their plan events" on public.plan_events for select to authenticated
   using (exists (select 1 from public.plans p where p.id = plan_id and p.owner = (select auth.uid())));
 
-revoke insert, update, delete, truncate on public.workspaces, public.workspace_files, public.plans, public.plan_steps, public.plan_events
-  from anon, authenticated;
-
 -- Realtime: `plan:<id>`, private, readable by the plan's owner only.
 create function cogo.owns_plan_topic(topic text) returns boolean
 language sql stable security definer set search_path = '' as $$
@@ -127,7 +125,7 @@ create policy "plan owners receive their plan topics" on realtime.messages for s
 
 -- ── limits of a stored workspace ───────────────────────────────────────────────────────────────
 -- Mirrored by WORKSPACE_LIMITS in functions/_shared/plans/limits.ts.
-create function cogo.workspace_limits() returns jsonb language sql immutable as $$
+create function cogo.workspace_limits() returns jsonb language sql immutable set search_path = '' as $$
   select '{"fileBytes": 8388608, "totalBytes": 67108864, "files": 5000}'::jsonb;
 $$;
 
@@ -275,7 +273,7 @@ end;
 $$;
 
 -- Steps whose position in the re-run priority order is "high": a file change re-runs at this.
-create function cogo.rerun_priority() returns integer language sql immutable as $$ select 900 $$;
+create function cogo.rerun_priority() returns integer language sql immutable set search_path = '' as $$ select 900 $$;
 
 -- Queues every waiting step whose dependencies all succeeded. Caller holds the plan row.
 create function cogo.release_ready_steps(p_plan public.plans) returns void
@@ -334,8 +332,9 @@ begin
 end;
 $$;
 
--- The trigger: a run of a step changed status. Stale runs (a file change replaced them) are ignored.
-create function cogo.on_step_task_status() returns trigger
+-- The plans hook (cogo.task_status_changed): a run of a step changed status. Stale runs (a file
+-- change replaced them) and tasks of no plan are ignored.
+create function cogo.on_task_status_plans(p_task public.tasks, p_previous public.task_status) returns void
 language plpgsql security definer set search_path = '' as $$
 declare
   p public.plans;
@@ -345,26 +344,27 @@ declare
   v_n integer;
   v_progress jsonb;
 begin
-  select * into p from public.plans where id = new.plan_id for update;
-  select * into s from public.plan_steps where plan_id = new.plan_id and name = new.step for update;
-  if not found or s.task_id is distinct from new.id then return null; end if;
-  v_status := case new.status
+  if p_task.plan_id is null then return; end if;
+  select * into p from public.plans where id = p_task.plan_id for update;
+  select * into s from public.plan_steps where plan_id = p_task.plan_id and name = p_task.step for update;
+  if not found or s.task_id is distinct from p_task.id then return; end if;
+  v_status := case p_task.status
     when 'queued' then 'queued' when 'claimed' then 'queued'
     when 'running' then 'running' when 'blocked' then 'running' when 'recovering' then 'running'
     when 'succeeded' then 'succeeded' when 'cancelled' then 'cancelled' else 'failed' end;
-  if v_status = s.status then return null; end if;
-  v_reason := case when v_status in ('failed', 'cancelled') then coalesce(new.reason, new.status::text) end;
+  if v_status = s.status then return; end if;
+  v_reason := case when v_status in ('failed', 'cancelled') then coalesce(p_task.reason, p_task.status::text) end;
   update public.plan_steps set status = v_status, reason = v_reason, updated_at = now()
    where plan_id = s.plan_id and name = s.name;
   perform cogo.append_plan_event(p.id, 'step_status', jsonb_strip_nulls(jsonb_build_object(
-    'step', s.name, 'status', v_status, 'previous', s.status, 'taskId', new.id, 'run', s.runs,
-    'exitCode', new.exit_code, 'reason', v_reason)));
+    'step', s.name, 'status', v_status, 'previous', s.status, 'taskId', p_task.id, 'run', s.runs,
+    'exitCode', p_task.exit_code, 'reason', v_reason)));
 
   if v_status = 'running' then
     -- "step k of n" on the plan topic and on the step's own task topic.
     v_progress := cogo.plan_progress(p.id, s.name);
     perform cogo.append_plan_event(p.id, 'progress_update', v_progress);
-    perform cogo.append_event_unchecked(new.id, 'progress_update', v_progress);
+    perform cogo.append_event_unchecked(p_task.id, 'progress_update', v_progress);
   elsif v_status = 'succeeded' then
     perform cogo.release_ready_steps(p);
     perform cogo.append_plan_event(p.id, 'progress_update', cogo.plan_progress(p.id,
@@ -382,35 +382,46 @@ begin
         from stopped) e;
   end if;
   perform cogo.refresh_plan(p.id);
-  return null;
+  return;
 end;
 $$;
 
-create trigger tasks_plan_step after update of status on public.tasks
-  for each row when (new.plan_id is not null and old.status is distinct from new.status)
-  execute function cogo.on_step_task_status();
-
 -- A step's diagnostics and test results also go to the plan topic (with the step's name), so one
--- subscription follows a whole plan's feedback. Only the step's current run is forwarded.
-create function cogo.forward_step_feedback() returns trigger
+-- subscription follows a whole plan's feedback. Only the step's current run is forwarded. Called
+-- by cogo.insert_event for events of those types.
+create function cogo.forward_step_feedback(p_task uuid, p_type text, p_data jsonb) returns void
 language plpgsql security definer set search_path = '' as $$
 declare
   v_plan uuid;
   v_step text;
 begin
-  select t.plan_id, t.step into v_plan, v_step from public.tasks t where t.id = new.task_id;
+  select t.plan_id, t.step into v_plan, v_step from public.tasks t where t.id = p_task;
   if v_plan is null
-     or not exists (select 1 from public.plan_steps s where s.plan_id = v_plan and s.name = v_step and s.task_id = new.task_id) then
-    return null;
+     or not exists (select 1 from public.plan_steps s where s.plan_id = v_plan and s.name = v_step and s.task_id = p_task) then
+    return;
   end if;
-  perform cogo.append_plan_event(v_plan, new.type, new.data || jsonb_build_object('step', v_step, 'taskId', new.task_id));
-  return null;
+  perform cogo.append_plan_event(v_plan, p_type, p_data || jsonb_build_object('step', v_step, 'taskId', p_task));
 end;
 $$;
 
-create trigger task_events_plan_feedback after insert on public.task_events
-  for each row when (new.type in ('diagnostic', 'test_results'))
-  execute function cogo.forward_step_feedback();
+-- Step names and kinds the system reserves for its own tasks (cogo.reserved_step, reserved_kind)
+-- are refused for plan steps, whoever creates the plan: SQLSTATE 22023.
+create function cogo.refuse_reserved_step() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+  if cogo.reserved_step(new.name) then
+    raise exception 'steps.%.name: step names starting with "analysis-" are reserved for the system''s own tasks (got %)',
+      new.position, new.name using errcode = '22023';
+  end if;
+  if cogo.reserved_kind(new.spec #>> '{requirements,kind}') then
+    raise exception 'steps.%.requirements.kind: "%" is reserved for the system''s own tasks (repository analysis: POST /analyze/repository)',
+      new.position, new.spec #>> '{requirements,kind}' using errcode = '22023';
+  end if;
+  return new;
+end;
+$$;
+create trigger plan_steps_reserved_names before insert on public.plan_steps
+  for each row execute function cogo.refuse_reserved_step();
 
 -- ── user-facing functions ──────────────────────────────────────────────────────────────────────
 -- spec: {name?, workspaceId?, files?: [{path, content (base64), executable}], idempotencyKey?,
@@ -472,7 +483,7 @@ declare
   v_task uuid;
   v_n integer;
 begin
-  perform 1 from public.tasks where plan_id = p_plan and status not in ('succeeded', 'failed', 'cancelled', 'timed_out')
+  perform 1 from public.tasks where plan_id = p_plan and not (status = any(cogo.final_states()))
     order by id for update;
   select * into p from public.plans where id = p_plan for update;
   if not found or not cogo.caller_may_use(p.owner) then return null; end if;
@@ -532,7 +543,7 @@ create function cogo.lock_workspace_plans(p_ws uuid) returns void
 language plpgsql security definer set search_path = '' as $$
 begin
   perform 1 from public.tasks t join public.plans pl on pl.id = t.plan_id
-    where pl.workspace_id = p_ws and pl.status <> 'cancelled' and t.status not in ('succeeded', 'failed', 'cancelled', 'timed_out')
+    where pl.workspace_id = p_ws and pl.status <> 'cancelled' and not (t.status = any(cogo.final_states()))
     order by t.id for update of t;
   perform 1 from public.plans where workspace_id = p_ws and status <> 'cancelled' order by id for update;
 end;
@@ -563,7 +574,7 @@ begin
     if cardinality(v_hit) = 0 then continue; end if;
     v_all := v_hit || array(select cogo.step_dependents(p.id, v_hit));
     for s in select * from public.plan_steps where plan_id = p.id and name = any(v_all) order by position for update loop
-      -- Detach the run first, so the trigger takes its cancellation for a stale run.
+      -- Detach the run first, so the plans hook takes its cancellation for a stale run.
       update public.plan_steps set status = 'waiting', task_id = null, boosted = true, reason = null, updated_at = now()
        where plan_id = p.id and name = s.name;
       if s.task_id is not null and s.status in ('queued', 'running') then
@@ -638,18 +649,3 @@ begin
   return cogo.put_files_unchecked(v_ws, p_files, p_deletes, p_base);
 end;
 $$;
-
--- Live workers per kind, for /health (workers are not readable by anon).
-create function cogo.live_worker_kinds() returns jsonb
-language sql stable security definer set search_path = '' as $$
-  select coalesce(jsonb_agg(jsonb_build_object('kind', kind, 'n', n)), '[]') from (
-    select w.kind, count(*)::integer n from public.workers w
-     where w.status = 'online' and w.last_heartbeat_at > now() - make_interval(secs => 2 * w.lease_ms / 1000.0)
-     group by w.kind) k;
-$$;
-
-revoke execute on all functions in schema cogo from public;
-grant execute on function cogo.live_worker_kinds() to anon, authenticated, service_role;
-grant execute on function cogo.create_plan(jsonb), cogo.cancel_plan(uuid), cogo.write_files(uuid, jsonb, text[]),
-  cogo.owns_plan_topic(text), cogo.workspace_limits() to authenticated, service_role;
-grant execute on all functions in schema cogo to service_role;

@@ -1,8 +1,15 @@
--- Repository analysis (SPEC §3.2): an analysis is one clone task (kind `analysis`) that lists the
--- repository's files with their git blob hashes and stores new contents, then batch tasks that
--- parse those contents in parallel on any number of workers. Parse results are kept per
--- (repository, blob hash, language), so re-analysing at a new ref parses only blobs never seen.
--- Progress is broadcast as `progress_update` on the private topic `analysis:<id>`.
+-- Repository analysis (SPEC §3.2): an analysis is one clone task that lists the repository's
+-- files with their git blob hashes and stores new contents, then batch tasks that parse those
+-- contents in parallel on any number of workers. Parse results are kept per (repository, blob
+-- hash, language), so re-analysing at a new ref parses only blobs never seen. Progress is
+-- broadcast as `progress_update` on the private topic `analysis:<id>`.
+--
+-- Its tasks are internal (tasks.internal = 'analysis-clone' | 'analysis-batch', kind `analysis`):
+-- only cogo.start_analysis and cogo.plan_analysis make them, and workers dispatch on the marker,
+-- never on a kind or step name a user chose (those names are reserved, 20261126000100). A clone
+-- step whose analysis is not in progress raises 55000 (not the fence's CG409, which a worker takes
+-- for a lost lease); a retry of a clone step an earlier attempt already planned finishes without
+-- cloning again. The lifecycle's analysis hook fails an analysis whose task failed.
 
 create type public.analysis_phase as enum ('queued', 'cloning', 'analyzing', 'finalizing', 'completed', 'failed');
 
@@ -138,10 +145,11 @@ create policy "owners read their batches" on public.analysis_batches for select 
 create policy "owners read their imports" on public.analysis_imports for select to authenticated
   using (exists (select 1 from public.analyses a where a.id = analysis_id and a.owner = (select auth.uid())));
 
-revoke insert, update, delete, truncate on public.analysis_repos, public.analyses, public.analysis_blobs,
-  public.analysis_files, public.analysis_batches, public.analysis_imports from anon, authenticated;
-grant select on public.analysis_repos, public.analyses, public.analysis_blobs, public.analysis_files,
-  public.analysis_batches, public.analysis_imports to authenticated, service_role;
+-- The operator's analysis policy row is read through cogo.analysis_policy() and edited by the
+-- service role (which bypasses RLS); no client role reads or writes it, which this policy states
+-- (Supabase's linter, lint 0008 rls_enabled_no_policy).
+create policy analysis_policy_no_client_access on cogo.analysis_policy
+  for all to anon, authenticated using (false) with check (false);
 
 -- Realtime: `analysis:<id>` is private to the analysis's owner.
 create function cogo.owns_analysis_topic(topic text) returns boolean
@@ -197,9 +205,9 @@ begin
           coalesce(array(select jsonb_array_elements_text(spec -> 'exclude')), '{}'),
           coalesce(spec -> 'options', '{}'), v_key)
   returning * into v_analysis;
-  insert into public.tasks (owner, step, argv, required_kind, timeout_ms, max_attempts, limits)
+  insert into public.tasks (owner, step, argv, required_kind, timeout_ms, max_attempts, limits, internal)
   values (v_owner, 'analysis-clone', array['cogo-analysis', 'clone', v_analysis.id::text], 'analysis',
-          coalesce((spec #>> '{options,cloneTimeoutMs}')::integer, 600000), 3, '{}')
+          coalesce((spec #>> '{options,cloneTimeoutMs}')::integer, 600000), 3, '{}', 'analysis-clone')
   returning * into v_task;
   update public.analyses set clone_task_id = v_task.id where id = v_analysis.id returning * into v_analysis;
   return v_analysis;
@@ -239,7 +247,10 @@ begin
 end;
 $$;
 
--- The clone task has begun (fenced by its lease).
+-- The clone task has begun (fenced by its lease). A retried clone task whose analysis an earlier
+-- attempt already listed and planned (that attempt lost its lease before it finished) has nothing
+-- left to clone: the analysis is returned as it is, and the worker finalises it if it waits for
+-- that. No analysis, or a failed one, is 55000 (the clone task fails with it).
 create function cogo.begin_analysis_clone(p_task uuid, p_attempt integer, p_worker uuid) returns public.analyses
 language plpgsql security definer set search_path = '' as $$
 declare
@@ -249,7 +260,11 @@ begin
   update public.analyses set phase = 'cloning', started_at = coalesce(started_at, now())
    where clone_task_id = p_task and phase in ('queued', 'cloning') returning * into a;
   if a.id is null then
-    raise exception 'task % is not the clone task of an analysis in progress', p_task using errcode = 'CG409';
+    select * into a from public.analyses where clone_task_id = p_task;
+    if a.id is null or a.phase = 'failed' then
+      raise exception 'task % is not the clone task of an analysis in progress', p_task using errcode = '55000';
+    end if;
+    return a;
   end if;
   perform cogo.analysis_progress(a.id, 'cloning ' || a.source);
   return a;
@@ -257,14 +272,16 @@ end;
 $$;
 
 -- Stores blob contents the clone produced (new ones only; a blob seen before keeps its results).
+-- The clone step stores chunks on two connections at once, so this holds the lease under a share
+-- lock (cogo.fence_shared) rather than cogo.fence's FOR UPDATE, which would run them one by one.
 create function cogo.store_analysis_blobs(p_task uuid, p_attempt integer, p_worker uuid, p_repo uuid,
-                                          p_hashes text[], p_languages text[], p_sizes bigint[],
-                                          p_binary boolean[], p_contents text[]) returns integer
+                                                     p_hashes text[], p_languages text[], p_sizes bigint[],
+                                                     p_binary boolean[], p_contents text[]) returns integer
 language plpgsql security definer set search_path = '' as $$
 declare
   n integer;
 begin
-  perform cogo.fence(p_task, p_attempt, p_worker);
+  perform cogo.fence_shared(p_task, p_attempt, p_worker);
   insert into public.analysis_blobs (repo_id, hash, language, size, is_binary, content)
     -- A blob seen before under another language keeps its content (the clone did not fetch it again).
     select p_repo, h, l, s, b, coalesce(c, (select b2.content from public.analysis_blobs b2
@@ -281,6 +298,7 @@ $$;
 -- splits the blobs not yet parsed into batches of at most p_batch_bytes / p_batch_blobs, each an
 -- `analysis` task. With nothing to parse the analysis goes straight to finalizing, and the
 -- function returns 0 batches so the clone task's worker finalises it.
+-- Its batch tasks are marked internal; not an analysis being planned is 55000.
 create function cogo.plan_analysis(p_task uuid, p_attempt integer, p_worker uuid, p_commit text, p_files jsonb,
                                    p_skipped integer, p_batch_bytes bigint, p_batch_blobs integer) returns integer
 language plpgsql security definer set search_path = '' as $$
@@ -295,7 +313,7 @@ begin
   perform cogo.fence(p_task, p_attempt, p_worker);
   select * into a from public.analyses where clone_task_id = p_task for update;
   if a.id is null or a.phase not in ('queued', 'cloning') then
-    raise exception 'task % is not the clone task of an analysis being planned', p_task using errcode = 'CG409';
+    raise exception 'task % is not the clone task of an analysis being planned', p_task using errcode = '55000';
   end if;
   -- A retried clone task replans from scratch.
   delete from public.analysis_files where analysis_id = a.id;
@@ -350,8 +368,8 @@ begin
 
   delete from public.analysis_batches where analysis_id = a.id;
   for b in select p.batch, count(*)::integer as blobs, sum(p.size)::bigint as bytes from pg_temp.pending p group by p.batch order by p.batch loop
-    insert into public.tasks (owner, step, argv, required_kind, timeout_ms, max_attempts)
-    values (a.owner, 'analysis-batch', array['cogo-analysis', 'batch', a.id::text, b.batch::text], 'analysis', 600000, 3)
+    insert into public.tasks (owner, step, argv, required_kind, timeout_ms, max_attempts, internal)
+    values (a.owner, 'analysis-batch', array['cogo-analysis', 'batch', a.id::text, b.batch::text], 'analysis', 600000, 3, 'analysis-batch')
     returning * into v_task;
     insert into public.analysis_batches (analysis_id, batch, task_id, blobs, bytes) values (a.id, b.batch, v_task.id, b.blobs, b.bytes);
   end loop;
@@ -389,17 +407,51 @@ begin
 end;
 $$;
 
--- A batch's results land (`p_results`: [{hash, language, code, comment, blank, symbols, imports,
--- parser, parseError, terms}], terms being the file's distinct words, indexed at weight B under the
--- symbol names' A): stored on the blobs, the batch marked done, progress broadcast. Returns true
--- when this was the last batch, and the analysis moves to finalizing.
+-- Stores `p_results` ([{hash, language, code, comment, blank, symbols, imports, parser, parseError,
+-- terms}], terms being the file's distinct words, indexed at weight B under the symbol names' A)
+-- of the caller's batch task on the blobs, without finishing the batch: a batch stores its results
+-- in parts while it parses (Postgres stores one part while the worker parses the next). Writing a
+-- blob's results twice (a retried batch) writes the same values. Returns the blobs updated, 0 when
+-- the batch is already done or its analysis no longer analysing.
+create function cogo.store_analysis_batch_results(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb)
+returns integer
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_repo uuid;
+  n integer;
+begin
+  perform cogo.fence(p_task, p_attempt, p_worker);
+  select a.repo_id into v_repo
+    from public.analysis_batches b join public.analyses a on a.id = b.analysis_id
+   where b.task_id = p_task and b.done_at is null and a.phase = 'analyzing';
+  if v_repo is null then
+    if not exists (select 1 from public.analysis_batches where task_id = p_task) then
+      raise exception 'task % is not an analysis batch', p_task using errcode = 'CG409';
+    end if;
+    return 0;
+  end if;
+  update public.analysis_blobs bl set
+      code = r.code, comment = r.comment, blank = r.blank, symbols = r.symbols, imports = r.imports,
+      parser = r.parser, parse_error = r."parseError", parsed_at = now(),
+      search = setweight(to_tsvector('simple', coalesce((select string_agg(s ->> 'name', ' ') from jsonb_array_elements(r.symbols) s), '')), 'A')
+            || setweight(to_tsvector('simple', coalesce(r.terms, '')), 'B')
+    from jsonb_to_recordset(p_results) as r(hash text, language text, code integer, comment integer, blank integer,
+                                            symbols jsonb, imports jsonb, parser text, "parseError" text, terms text)
+   where bl.repo_id = v_repo and bl.hash = r.hash and bl.language = r.language;
+  get diagnostics n = row_count;
+  return n;
+end;
+$$;
+
+-- A batch's last results land (through store_analysis_batch_results): the batch marked done,
+-- progress broadcast. Returns true when this was the last batch, and the analysis moves to
+-- finalizing.
 create function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb)
 returns boolean
 language plpgsql security definer set search_path = '' as $$
 declare
   bt public.analysis_batches;
   a public.analyses;
-  n integer;
 begin
   perform cogo.fence(p_task, p_attempt, p_worker);
   select * into bt from public.analysis_batches where task_id = p_task for update;
@@ -412,22 +464,14 @@ begin
   if bt.done_at is not null or a.phase <> 'analyzing' then
     return false;
   end if;
-  update public.analysis_blobs bl set
-      code = r.code, comment = r.comment, blank = r.blank, symbols = r.symbols, imports = r.imports,
-      parser = r.parser, parse_error = r."parseError", parsed_at = now(),
-      search = setweight(to_tsvector('simple', coalesce((select string_agg(s ->> 'name', ' ') from jsonb_array_elements(r.symbols) s), '')), 'A')
-            || setweight(to_tsvector('simple', coalesce(r.terms, '')), 'B')
-    from jsonb_to_recordset(p_results) as r(hash text, language text, code integer, comment integer, blank integer,
-                                            symbols jsonb, imports jsonb, parser text, "parseError" text, terms text)
-   where bl.repo_id = a.repo_id and bl.hash = r.hash and bl.language = r.language;
-  get diagnostics n = row_count;
+  perform cogo.store_analysis_batch_results(p_task, p_attempt, p_worker, p_results);
   update public.analysis_batches set done_at = now(), done_by = p_worker, done_attempt = p_attempt where task_id = p_task;
   update public.analyses set
       blobs_parsed = blobs_parsed + bt.blobs,
       batches_done = batches_done + 1,
       phase = case when batches_done + 1 >= batches_total then 'finalizing'::public.analysis_phase else phase end
    where id = a.id returning * into a;
-  perform cogo.analysis_progress(a.id, format('batch %s done (%s blobs)', bt.batch, n));
+  perform cogo.analysis_progress(a.id, format('batch %s done (%s blobs)', bt.batch, bt.blobs));
   return a.phase = 'finalizing';
 end;
 $$;
@@ -466,29 +510,23 @@ begin
 end;
 $$;
 
--- A clone or batch task that ends without success (its worker gave up, it timed out, attempts ran
--- out after lost leases) fails its analysis, whoever moved it there.
-create function cogo.fail_analysis_of_task() returns trigger
+-- The analysis hook (cogo.task_status_changed): a clone or batch task that ends without success
+-- (its worker gave up, it timed out, attempts ran out after lost leases) fails its analysis,
+-- whoever moved it there.
+create function cogo.on_task_status_analysis(p_task public.tasks, p_previous public.task_status) returns void
 language plpgsql security definer set search_path = '' as $$
 declare
   v_analysis uuid;
 begin
-  select id into v_analysis from public.analyses where clone_task_id = new.id;
+  if p_task.internal is null or p_task.status not in ('failed', 'cancelled', 'timed_out') then
+    return;
+  end if;
+  select id into v_analysis from public.analyses where clone_task_id = p_task.id;
   if v_analysis is null then
-    select analysis_id into v_analysis from public.analysis_batches where task_id = new.id;
+    select analysis_id into v_analysis from public.analysis_batches where task_id = p_task.id;
   end if;
   if v_analysis is not null then
-    perform cogo.fail_analysis(v_analysis, coalesce(new.step, 'task') || ' ' || new.status || ': ' || coalesce(new.reason, 'no reason given'));
+    perform cogo.fail_analysis(v_analysis, coalesce(p_task.step, 'task') || ' ' || p_task.status || ': ' || coalesce(p_task.reason, 'no reason given'));
   end if;
-  return null;
 end;
 $$;
-create trigger tasks_fail_analysis after update of status on public.tasks
-  for each row when (new.required_kind = 'analysis' and new.status in ('failed', 'cancelled', 'timed_out')
-                     and old.status is distinct from new.status)
-  execute function cogo.fail_analysis_of_task();
-
-revoke execute on all functions in schema cogo from public;
-grant execute on function cogo.start_analysis(jsonb), cogo.owns_analysis_topic(text), cogo.analysis_policy()
-  to authenticated, service_role;
-grant execute on all functions in schema cogo to service_role;

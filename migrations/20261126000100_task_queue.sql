@@ -1,15 +1,19 @@
 -- The task queue: workers, tasks, their numbered output and events, stdin, and the SQL functions
--- that move a task through its states (docs/state-machine.md). Queue logic lives here so that the
--- edge function and every worker share one implementation.
+-- that enqueue, fence and feed them (docs/state-machine.md). Queue logic lives in SQL so that the
+-- edge function and every worker share one implementation; the status changes themselves are the
+-- transition functions of 20261126000200_lifecycle.sql (docs/lifecycle.md).
 --
 -- Tables are in `public` with RLS on (a tenant sees only its own rows). Every write goes through a
 -- function in schema `cogo`, which the Data API does not expose; those functions are
--- SECURITY DEFINER with an empty search_path and check the caller themselves.
+-- SECURITY DEFINER with an empty search_path and check the caller themselves. Who may call what is
+-- in one place: 20261126000800_grants.sql.
+--
+-- This file and the seven after it replace the thirteen migrations of 20261125 (squashed before
+-- anything was deployed; embedded/migrate.ts tells a database that has the old ones to reset).
 
 create schema if not exists cogo;
-revoke all on schema cogo from public;
-grant usage on schema cogo to anon, authenticated, service_role;
 
+-- ── states and workers: each defined once ──────────────────────────────────────────────────────
 -- One list of states, mirrored by TASK_STATES in functions/_shared/states.ts (a test compares them).
 create type public.task_status as enum (
   'queued', 'claimed', 'running', 'blocked', 'recovering',
@@ -17,6 +21,19 @@ create type public.task_status as enum (
 );
 create type public.worker_status as enum ('online', 'draining', 'offline');
 create type public.output_stream as enum ('stdout', 'stderr', 'system');
+
+-- A task in one of these belongs to the worker holding its lease (ACTIVE_STATES in states.ts).
+-- Immutable, so a query or index predicate `status = any(cogo.active_states())` folds to a constant.
+create function cogo.active_states() returns public.task_status[]
+language sql immutable parallel safe set search_path = '' as $$
+  select '{claimed,running,blocked,recovering}'::public.task_status[]
+$$;
+
+-- A task in one of these never changes again (FINAL_STATES in states.ts).
+create function cogo.final_states() returns public.task_status[]
+language sql immutable parallel safe set search_path = '' as $$
+  select '{succeeded,failed,cancelled,timed_out}'::public.task_status[]
+$$;
 
 create table public.workers (
   id uuid primary key default gen_random_uuid(),
@@ -32,11 +49,20 @@ create table public.workers (
   created_at timestamptz not null default now()
 );
 
+-- A live worker: online and heard from within two leases. What claims, health, metrics and the
+-- claim exclusion count as "a worker that could take this".
+create function cogo.worker_is_live(w public.workers) returns boolean
+language sql stable set search_path = '' as $$
+  select w.status = 'online' and w.last_heartbeat_at > now() - make_interval(secs => 2 * w.lease_ms / 1000.0)
+$$;
+
 create table public.tasks (
   id uuid primary key default gen_random_uuid(),
   owner uuid,
   plan_id uuid,
   step text,
+  -- The system job this task is; see the comment below and 20261126000400_analysis.sql.
+  internal text check (internal in ('analysis-clone', 'analysis-batch')),
   command text check (command is null or length(command) between 1 and 100000),
   argv text[] check (argv is null or cardinality(argv) between 1 and 1000),
   files jsonb not null default '[]',
@@ -47,6 +73,15 @@ create table public.tasks (
   required_labels text[] not null default '{}',
   limits jsonb not null default '{}',
   timeout_ms integer not null default 600000 check (timeout_ms between 100 and 86400000),
+  -- Sandbox options enqueue_task does not know of (cogo.request_sandbox_options): files collected
+  -- after exit (20261126000600_artifacts.sql), and network, granted only by --allow-network workers.
+  artifact_patterns text[] not null default '{}',
+  network boolean not null default false,
+  -- Block thresholds and recovery options (cogo.set_block_options), and the workers a `reassign`
+  -- moved the task away from: they do not claim it while another live worker can.
+  block_detection jsonb not null default '{}',
+  recovery jsonb not null default '{}',
+  excluded_workers uuid[] not null default '{}',
   status public.task_status not null default 'queued',
   attempt integer not null default 0,
   max_attempts integer not null default 3 check (max_attempts between 1 and 20),
@@ -68,13 +103,25 @@ create table public.tasks (
   started_at timestamptz,
   finished_at timestamptz,
   updated_at timestamptz not null default now(),
-  constraint tasks_command_or_argv check (num_nonnulls(command, argv) = 1)
+  constraint tasks_command_or_argv check (num_nonnulls(command, argv) = 1),
+  -- The invariants every transition keeps, held by the table itself: claim_tasks takes an attempt,
+  -- so a task is never claimed past max_attempts; a queued task has an attempt left and no cancel
+  -- pending (a pending cancel always wins over a re-queue).
+  constraint tasks_attempts_bounded check (attempt between 0 and max_attempts),
+  constraint tasks_queued_is_claimable check (status <> 'queued' or (attempt < max_attempts and cancel_requested_at is null))
 );
+comment on column public.tasks.internal is
+  'The system job this task is (set only by cogo.start_analysis / cogo.plan_analysis); null for user tasks.';
 create unique index tasks_owner_idempotency_key on public.tasks (coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key)
   where idempotency_key is not null;
 create index tasks_queued on public.tasks (required_kind, priority desc, created_at, id) where status = 'queued';
-create index tasks_active_by_worker on public.tasks (worker_id) where status in ('claimed', 'running', 'blocked', 'recovering');
+create index tasks_active_by_worker on public.tasks (worker_id) where status = any(cogo.active_states());
 create index tasks_owner_created on public.tasks (owner, created_at desc);
+-- "Similar task" (cogo.estimate_duration_ms): same owner, same plan step name (null for plain
+-- tasks) and same command or argv.
+create index tasks_duration_history on public.tasks
+  (coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(step, ''), finished_at desc)
+  where status = 'succeeded' and started_at is not null;
 
 -- Output rows: seq is per task, starts at 1, gap-free across attempts (assigned under the task's row lock).
 create table public.task_output (
@@ -96,6 +143,11 @@ create table public.task_events (
   created_at timestamptz not null default clock_timestamp(),
   primary key (task_id, seq)
 );
+-- /metrics counts blocks and recoveries by scanning only these events; /health the last hour's.
+create index task_events_blocks_recoveries on public.task_events (type)
+  where type in ('block_detected', 'recovery_started', 'recovery_succeeded', 'recovery_failed');
+create index task_events_recent_blocks on public.task_events (created_at)
+  where type in ('block_detected', 'recovery_succeeded', 'recovery_failed');
 
 create table public.task_stdin (
   task_id uuid not null references public.tasks (id) on delete cascade,
@@ -123,9 +175,6 @@ create policy "owners read their events" on public.task_events for select to aut
 create policy "owners read their stdin" on public.task_stdin for select to authenticated
   using (exists (select 1 from public.tasks t where t.id = task_id and t.owner = (select auth.uid())));
 
-revoke insert, update, delete, truncate on public.workers, public.tasks, public.task_output, public.task_events, public.task_stdin
-  from anon, authenticated;
-
 -- Realtime: a task's topic is `task:<id>`, private, readable by the task's owner only.
 create function cogo.owns_topic(topic text) returns boolean
 language sql stable security definer set search_path = '' as $$
@@ -149,64 +198,116 @@ language sql stable set search_path = '' as $$
       or (auth.uid() is not null and task_owner = auth.uid());
 $$;
 
+-- The service role, or a direct database session (a worker, an operator): sees the fleet's host
+-- details (a worker's name, version and host facts); users see capacity only.
+create function cogo.caller_sees_hosts() returns boolean
+language sql stable set search_path = '' as $$
+  select coalesce(auth.role(), 'service_role') = 'service_role';
+$$;
+
 -- ── events ────────────────────────────────────────────────────────────────────────────────────
--- Appends an event with the task's next event seq and publishes it on the task topic.
+-- Inserts an event with a seq already taken under the task's row lock and publishes it on the
+-- task topic: the one place an event row and its broadcast are made. A step's diagnostics and test
+-- results also go to its plan's topic (cogo.forward_step_feedback, 20261126000300_plans.sql).
+create function cogo.insert_event(p_task uuid, p_seq bigint, p_attempt integer, p_type text, p_data jsonb)
+returns bigint language plpgsql security definer set search_path = '' as $$
+declare
+  v_at timestamptz := clock_timestamp();
+begin
+  insert into public.task_events (task_id, seq, attempt, type, data, created_at)
+    values (p_task, p_seq, p_attempt, p_type, p_data, v_at);
+  perform realtime.send(
+    jsonb_build_object('taskId', p_task, 'seq', p_seq, 'attempt', p_attempt, 'type', p_type, 'data', p_data,
+                       'timestamp', v_at),
+    p_type, 'task:' || p_task, true);
+  if p_type in ('diagnostic', 'test_results') then
+    perform cogo.forward_step_feedback(p_task, p_type, p_data);
+  end if;
+  return p_seq;
+end;
+$$;
+
+-- Appends an event with the task's next event seq.
 create function cogo.append_event_unchecked(p_task uuid, p_type text, p_data jsonb)
 returns bigint language plpgsql security definer set search_path = '' as $$
 declare
   v_seq bigint;
   v_attempt integer;
-  v_at timestamptz := clock_timestamp();
 begin
   update public.tasks set event_seq = event_seq + 1 where id = p_task
     returning event_seq, attempt into v_seq, v_attempt;
   if v_seq is null then
     raise exception 'task % not found', p_task using errcode = 'CG404';
   end if;
-  insert into public.task_events (task_id, seq, attempt, type, data, created_at)
-    values (p_task, v_seq, v_attempt, p_type, p_data, v_at);
-  perform realtime.send(
-    jsonb_build_object('taskId', p_task, 'seq', v_seq, 'attempt', v_attempt, 'type', p_type, 'data', p_data,
-                       'timestamp', v_at),
-    p_type, 'task:' || p_task, true);
-  return v_seq;
+  return cogo.insert_event(p_task, v_seq, v_attempt, p_type, p_data);
 end;
 $$;
 
--- Every status change becomes a `task_status` event, in the same transaction.
-create function cogo.publish_status_change() returns trigger
+-- ── fencing ───────────────────────────────────────────────────────────────────────────────────
+-- Raises CG409 unless this worker still holds this attempt's lease: the fence every worker write
+-- passes. Returns the task, locked.
+create function cogo.fence(p_task uuid, p_attempt integer, p_worker uuid) returns public.tasks
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_task public.tasks;
+begin
+  select * into v_task from public.tasks where id = p_task for update;
+  if not found or v_task.attempt <> p_attempt or v_task.worker_id is distinct from p_worker
+     or not (v_task.status = any(cogo.active_states())) or v_task.lease_expires_at <= now() then
+    raise exception 'lease lost: task % attempt % no longer belongs to worker %', p_task, p_attempt, p_worker
+      using errcode = 'CG409';
+  end if;
+  return v_task;
+end;
+$$;
+
+-- cogo.fence's check holding the task row FOR SHARE: writes that may run side by side on several
+-- connections of one attempt (the clone step's blob chunks). A claim or release of the task still
+-- waits for every one in flight.
+create function cogo.fence_shared(p_task uuid, p_attempt integer, p_worker uuid) returns void
 language plpgsql security definer set search_path = '' as $$
 begin
-  perform cogo.append_event_unchecked(new.id, 'task_status', jsonb_strip_nulls(jsonb_build_object(
-    'status', new.status, 'previous', old.status, 'attempt', new.attempt, 'workerId', new.worker_id,
-    'exitCode', new.exit_code, 'signal', new.signal, 'reason', new.reason)));
-  return null;
+  perform 1 from public.tasks
+   where id = p_task and attempt = p_attempt and worker_id = p_worker
+     and status = any(cogo.active_states()) and lease_expires_at > now()
+     for share;
+  if not found then
+    raise exception 'lease lost: task % attempt % no longer belongs to worker %', p_task, p_attempt, p_worker
+      using errcode = 'CG409';
+  end if;
 end;
 $$;
 
-create function cogo.touch_task() returns trigger language plpgsql set search_path = '' as $$
+-- ── reserved names ────────────────────────────────────────────────────────────────────────────
+-- What the system names its own tasks is reserved: worker kind `analysis` and step names starting
+-- with `analysis-` (any case). A task without the `internal` marker naming them is refused with
+-- SQLSTATE 22023, whoever inserts it (the API, an RPC, the service role); so is a plan step
+-- (20261126000300_plans.sql). RESERVED_KINDS and RESERVED_STEP_PREFIX in
+-- functions/_shared/schemas.ts mirror this, so the API refuses them first with a 400.
+create function cogo.reserved_kind(p_kind text) returns boolean
+language sql immutable set search_path = '' as $$
+  select p_kind = 'analysis';
+$$;
+
+create function cogo.reserved_step(p_step text) returns boolean
+language sql immutable set search_path = '' as $$
+  select lower(p_step) like 'analysis-%';
+$$;
+
+create function cogo.refuse_reserved_task() returns trigger
+language plpgsql security definer set search_path = '' as $$
 begin
-  new.updated_at := now();
-  return new;
+  if cogo.reserved_kind(new.required_kind) then
+    raise exception 'requirements.kind: "%" is reserved for the system''s own tasks (repository analysis: POST /analyze/repository)',
+      new.required_kind using errcode = '22023';
+  end if;
+  raise exception 'step: step names starting with "analysis-" are reserved for the system''s own tasks (got %)', new.step
+    using errcode = '22023';
 end;
 $$;
-
--- Wakes workers (LISTEN cogo_tasks) when work becomes claimable.
-create function cogo.notify_queued() returns trigger language plpgsql set search_path = '' as $$
-begin
-  perform pg_notify('cogo_tasks', new.required_kind);
-  return null;
-end;
-$$;
-
-create trigger tasks_touch before update on public.tasks
-  for each row when (old.status is distinct from new.status) execute function cogo.touch_task();
-create trigger tasks_status_event after update of status on public.tasks
-  for each row when (old.status is distinct from new.status) execute function cogo.publish_status_change();
-create trigger tasks_notify_insert after insert on public.tasks
-  for each row when (new.status = 'queued') execute function cogo.notify_queued();
-create trigger tasks_notify_requeue after update of status on public.tasks
-  for each row when (new.status = 'queued' and old.status is distinct from new.status) execute function cogo.notify_queued();
+create trigger tasks_reserved_names before insert on public.tasks
+  for each row when (new.internal is null and (cogo.reserved_kind(new.required_kind) or cogo.reserved_step(new.step)))
+  execute function cogo.refuse_reserved_task();
 
 -- ── user-facing functions (edge function, as the caller's role) ───────────────────────────────
 create function cogo.enqueue_task(spec jsonb) returns public.tasks
@@ -255,27 +356,6 @@ begin
 end;
 $$;
 
--- Queued → cancelled at once; claimed/running/blocked → cancel requested, the worker kills it.
-create function cogo.cancel_task(p_task uuid) returns public.tasks
-language plpgsql security definer set search_path = '' as $$
-declare
-  v_task public.tasks;
-begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    return null;
-  end if;
-  if v_task.status = 'queued' then
-    update public.tasks set status = 'cancelled', reason = 'cancelled before it started', finished_at = now()
-      where id = p_task returning * into v_task;
-  elsif v_task.status in ('claimed', 'running', 'blocked', 'recovering') and v_task.cancel_requested_at is null then
-    update public.tasks set cancel_requested_at = now() where id = p_task returning * into v_task;
-    perform pg_notify('cogo_control', json_build_object('action', 'cancel', 'taskId', p_task, 'workerId', v_task.worker_id)::text);
-  end if;
-  return v_task;
-end;
-$$;
-
 -- Queues stdin for a running task; the worker reads rows after its last seq when notified.
 create function cogo.write_stdin(p_task uuid, p_data text, p_eof boolean) returns bigint
 language plpgsql security definer set search_path = '' as $$
@@ -289,7 +369,7 @@ begin
   if v_task.stdin_mode <> 'pipe' then
     raise exception 'task % was not started with stdin: "pipe"', p_task using errcode = 'CG409';
   end if;
-  if v_task.status in ('succeeded', 'failed', 'cancelled', 'timed_out') then
+  if v_task.status = any(cogo.final_states()) then
     raise exception 'task % has already finished (%)', p_task, v_task.status using errcode = 'CG409';
   end if;
   update public.tasks set stdin_seq = stdin_seq + 1 where id = p_task returning * into v_task;
@@ -306,61 +386,6 @@ returns public.workers language sql security definer set search_path = '' as $$
   insert into public.workers (name, kind, labels, capacity, lease_ms, version, host)
   values (p_name, p_kind, coalesce(p_labels, '{}'), p_capacity, p_lease_ms, p_version, coalesce(p_host, '{}'))
   returning *;
-$$;
-
--- Claims up to p_max queued tasks this worker can run: highest priority first, then oldest.
-create function cogo.claim_tasks(p_worker uuid, p_max integer) returns setof public.tasks
-language plpgsql security definer set search_path = '' as $$
-declare
-  w public.workers;
-begin
-  select * into w from public.workers where id = p_worker;
-  if not found or w.status <> 'online' or p_max < 1 then
-    return;
-  end if;
-  return query
-  with next as (
-    select t.id from public.tasks t
-    where t.status = 'queued' and t.required_kind = w.kind and t.required_labels <@ w.labels
-      and t.run_after <= now()
-    order by t.priority desc, t.created_at, t.id
-    limit p_max
-    for update skip locked
-  )
-  update public.tasks t
-     set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(),
-         lease_expires_at = now() + make_interval(secs => w.lease_ms / 1000.0), reason = null
-    from next where t.id = next.id
-  returning t.*;
-end;
-$$;
-
--- Raises CG409 unless this worker still holds this attempt's lease: the fence every write passes.
-create function cogo.fence(p_task uuid, p_attempt integer, p_worker uuid) returns public.tasks
-language plpgsql security definer set search_path = '' as $$
-declare
-  v_task public.tasks;
-begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or v_task.attempt <> p_attempt or v_task.worker_id is distinct from p_worker
-     or v_task.status not in ('claimed', 'running', 'blocked', 'recovering') or v_task.lease_expires_at <= now() then
-    raise exception 'lease lost: task % attempt % no longer belongs to worker %', p_task, p_attempt, p_worker
-      using errcode = 'CG409';
-  end if;
-  return v_task;
-end;
-$$;
-
--- Returns the task's last output seq, so the worker numbers its output from there.
-create function cogo.start_task(p_task uuid, p_attempt integer, p_worker uuid) returns bigint
-language plpgsql security definer set search_path = '' as $$
-declare
-  v_task public.tasks;
-begin
-  v_task := cogo.fence(p_task, p_attempt, p_worker);
-  update public.tasks set status = 'running', started_at = coalesce(started_at, now()) where id = p_task;
-  return v_task.output_seq;
-end;
 $$;
 
 -- Appends output chunks as seqs p_first_seq.. and broadcasts them as one `realtime_output` message.
@@ -404,31 +429,22 @@ begin
 end;
 $$;
 
-create function cogo.finish_task(p_task uuid, p_attempt integer, p_worker uuid, p_status public.task_status,
-                                 p_exit_code integer, p_signal text, p_reason text, p_usage jsonb, p_result jsonb)
-returns public.tasks language plpgsql security definer set search_path = '' as $$
+-- Appends events in order with consecutive seqs, fenced once; each is published on the task topic
+-- like cogo.append_event. Returns the last seq (null for an empty batch).
+create function cogo.append_events(p_task uuid, p_attempt integer, p_worker uuid, p_types text[], p_data jsonb[])
+returns bigint language plpgsql security definer set search_path = '' as $$
 declare
-  v_task public.tasks;
+  v_seq bigint;
 begin
-  if p_status not in ('succeeded', 'failed', 'cancelled', 'timed_out') then
-    raise exception 'finish_task needs a final status, got %', p_status using errcode = '22023';
+  if cardinality(p_types) is distinct from cardinality(p_data) then
+    raise exception 'append_events: % types but % data', cardinality(p_types), cardinality(p_data) using errcode = '22023';
   end if;
+  if coalesce(cardinality(p_types), 0) = 0 then return null; end if;
   perform cogo.fence(p_task, p_attempt, p_worker);
-  update public.tasks
-     set status = p_status, exit_code = p_exit_code, signal = p_signal, reason = p_reason, usage = p_usage,
-         result = p_result, finished_at = now(), lease_expires_at = null
-   where id = p_task returning * into v_task;
-  return v_task;
-end;
-$$;
-
--- Hands a task back to the queue (worker shutting down before it started, or draining).
-create function cogo.release_task(p_task uuid, p_attempt integer, p_worker uuid, p_reason text) returns void
-language plpgsql security definer set search_path = '' as $$
-begin
-  perform cogo.fence(p_task, p_attempt, p_worker);
-  update public.tasks set status = 'queued', worker_id = null, lease_expires_at = null, reason = p_reason
-   where id = p_task;
+  for i in 1 .. cardinality(p_types) loop
+    v_seq := cogo.append_event_unchecked(p_task, p_types[i], p_data[i]);
+  end loop;
+  return v_seq;
 end;
 $$;
 
@@ -448,54 +464,12 @@ begin
   worker_status := w.status;
   with extended as (
     update public.tasks set lease_expires_at = now() + make_interval(secs => w.lease_ms / 1000.0)
-     where worker_id = p_worker and status in ('claimed', 'running', 'blocked', 'recovering')
+     where worker_id = p_worker and status = any(cogo.active_states())
        and lease_expires_at > now()
     returning id, cancel_requested_at
   )
   select coalesce(array_agg(id), '{}'), coalesce(array_agg(id) filter (where cancel_requested_at is not null), '{}')
     into kept, cancel from extended;
-end;
-$$;
-
--- Lease rescuer: tasks whose worker stopped heartbeating go back to the queue (next attempt) or,
--- past max_attempts or when a cancel was asked, end. Each gets a `system` output line saying so.
-create function cogo.requeue_expired() returns integer
-language plpgsql security definer set search_path = '' as $$
-declare
-  t public.tasks;
-  n integer := 0;
-  v_next public.task_status;
-  v_reason text;
-begin
-  for t in
-    select * from public.tasks
-     where status in ('claimed', 'running', 'blocked', 'recovering') and lease_expires_at <= now()
-     for update skip locked
-  loop
-    if t.cancel_requested_at is not null then
-      v_next := 'cancelled';
-      v_reason := 'cancelled; its worker stopped heartbeating';
-    elsif t.attempt < t.max_attempts then
-      v_next := 'queued';
-      v_reason := format('attempt %s lost: worker %s stopped heartbeating; re-queued', t.attempt, t.worker_id);
-    else
-      v_next := 'failed';
-      v_reason := format('attempt %s lost: worker %s stopped heartbeating; no attempts left (max %s)', t.attempt, t.worker_id, t.max_attempts);
-    end if;
-    update public.tasks
-       set status = v_next, reason = v_reason, lease_expires_at = null,
-           worker_id = case when v_next = 'queued' then null else worker_id end,
-           finished_at = case when v_next = 'queued' then null else now() end,
-           output_seq = output_seq + 1
-     where id = t.id;
-    insert into public.task_output (task_id, seq, attempt, stream, data)
-      values (t.id, t.output_seq + 1, t.attempt, 'system', v_reason || E'\n');
-    perform realtime.send(jsonb_build_object('taskId', t.id, 'attempt', t.attempt, 'chunks', jsonb_build_array(
-      jsonb_build_object('sequence', t.output_seq + 1, 'stream', 'system', 'data', v_reason || E'\n', 'timestamp', clock_timestamp()))),
-      'realtime_output', 'task:' || t.id, true);
-    n := n + 1;
-  end loop;
-  return n;
 end;
 $$;
 
@@ -532,27 +506,46 @@ language sql security definer set search_path = '' as $$
   update public.workers set status = 'offline' where id = p_worker;
 $$;
 
+-- ── health ────────────────────────────────────────────────────────────────────────────────────
 create function cogo.health() returns jsonb
 language sql stable security definer set search_path = '' as $$
   select jsonb_build_object(
-    'liveWorkers', (select count(*) from public.workers w
-                     where w.status = 'online' and w.last_heartbeat_at > now() - make_interval(secs => 2 * w.lease_ms / 1000.0)),
+    'liveWorkers', (select count(*) from public.workers w where cogo.worker_is_live(w)),
     'queueDepth', (select count(*) from public.tasks where status = 'queued'),
-    'running', (select count(*) from public.tasks where status in ('claimed', 'running', 'blocked', 'recovering')),
+    'running', (select count(*) from public.tasks where status = any(cogo.active_states())),
     'oldestQueuedAgeMs', (select coalesce(floor(extract(epoch from now() - min(created_at)) * 1000), 0)::bigint
                             from public.tasks where status = 'queued'),
     'queuedWithoutWorker', (
       select coalesce(jsonb_agg(jsonb_build_object('kind', q.required_kind, 'labels', q.required_labels, 'count', q.n)), '[]')
         from (select required_kind, required_labels, count(*) n from public.tasks t where t.status = 'queued'
                  and not exists (select 1 from public.workers w
-                                  where w.status = 'online' and w.kind = t.required_kind and t.required_labels <@ w.labels
-                                    and w.last_heartbeat_at > now() - make_interval(secs => 2 * w.lease_ms / 1000.0))
+                                  where cogo.worker_is_live(w) and w.kind = t.required_kind and t.required_labels <@ w.labels)
                group by required_kind, required_labels) q)
   );
 $$;
 
-revoke execute on all functions in schema cogo from public;
-grant execute on function cogo.enqueue_task(jsonb), cogo.cancel_task(uuid), cogo.write_stdin(uuid, text, boolean),
-  cogo.owns_topic(text) to authenticated, service_role;
-grant execute on function cogo.health() to anon, authenticated, service_role;
-grant execute on all functions in schema cogo to service_role;
+-- Live workers per kind, for /health (workers are not readable by anon).
+create function cogo.live_worker_kinds() returns jsonb
+language sql stable security definer set search_path = '' as $$
+  select coalesce(jsonb_agg(jsonb_build_object('kind', kind, 'n', n)), '[]') from (
+    select w.kind, count(*)::integer n from public.workers w where cogo.worker_is_live(w) group by w.kind) k;
+$$;
+
+-- Median run time in ms of the last 20 successful runs similar to p_task (null without history).
+create function cogo.estimate_duration_ms(p_task uuid) returns bigint
+language sql stable security definer set search_path = '' as $$
+  select percentile_cont(0.5) within group (order by d)::bigint
+  from (
+    select extract(epoch from h.finished_at - h.started_at) * 1000 as d
+      from public.tasks t
+      join public.tasks h
+        on coalesce(h.owner, '00000000-0000-0000-0000-000000000000'::uuid) = coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid)
+       and coalesce(h.step, '') = coalesce(t.step, '')
+       and h.command is not distinct from t.command and h.argv is not distinct from t.argv
+       and h.status = 'succeeded' and h.started_at is not null
+       and h.id <> t.id
+     where t.id = p_task
+     order by h.finished_at desc
+     limit 20
+  ) history;
+$$;

@@ -2,10 +2,8 @@
 -- from its workspace after it exits (worker/sandbox/artifacts.ts: no symlinks, no devices, size
 -- caps) and stored here, one row per path: the bytes, or why they were refused.
 -- Served by GET /tasks/:id/artifacts and GET /tasks/:id/artifacts/<path>.
--- Also `network`: a task may ask for network; only workers started with --allow-network grant it.
-
-alter table public.tasks add column artifact_patterns text[] not null default '{}';
-alter table public.tasks add column network boolean not null default false;
+-- The task's own columns (artifact_patterns, and network: only workers started with
+-- --allow-network grant it) are in 20261126000100.
 
 create table public.task_artifacts (
   task_id uuid not null references public.tasks (id) on delete cascade,
@@ -24,7 +22,6 @@ create table public.task_artifacts (
 alter table public.task_artifacts enable row level security;
 create policy "owners read their artifacts" on public.task_artifacts for select to authenticated
   using (exists (select 1 from public.tasks t where t.id = task_id and t.owner = (select auth.uid())));
-revoke insert, update, delete, truncate on public.task_artifacts from anon, authenticated;
 
 -- Sets the sandbox options enqueue_task does not know of, for a task still queued, in the
 -- transaction that enqueued it (the API does both). A replay of an idempotent request finds the
@@ -58,7 +55,3 @@ begin
         content = excluded.content, error = excluded.error, created_at = clock_timestamp();
 end;
 $$;
-
-revoke execute on function cogo.request_sandbox_options(uuid, text[], boolean), cogo.store_artifact(uuid, integer, uuid, text, bytea, text) from public;
-grant execute on function cogo.request_sandbox_options(uuid, text[], boolean) to authenticated, service_role;
-grant execute on function cogo.store_artifact(uuid, integer, uuid, text, bytea, text) to service_role;
