@@ -49,7 +49,7 @@ function assertHistoryKnown(history: { version: string; name: string | null }[],
   throw new EmbeddedError(
     "migration_history_squashed",
     `This database has ${unknown.length} applied migration(s) that are no longer in migrations/ (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}): ` +
-      "the migration history was squashed (the 13 migrations of 20261125 became those of 20261126, see migrations/landed.sha256), " +
+      "the migration history was squashed (the 13 migrations of 20261125 became those of 20261126, see migrations.sha256), " +
       "so this database cannot be migrated forward. Nothing was deployed from the old history: reset the local database with " +
       "`npm start -- --reset` (wipes the data directory, COGO_DATA_DIR, default /var/tmp/cogo-sandbox), or point COGO_DATA_DIR at a new directory.",
     { versions: unknown.map((r) => r.version) },

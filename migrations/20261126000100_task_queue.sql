@@ -72,7 +72,8 @@ create table public.tasks (
   required_kind text not null default 'basic',
   required_labels text[] not null default '{}',
   limits jsonb not null default '{}',
-  timeout_ms integer not null default 600000 check (timeout_ms between 100 and 86400000),
+  -- The one wall-time limit; at most functions/_shared/limits.ts MAX_WALL_TIME_MS (1 h).
+  timeout_ms integer not null default 600000 check (timeout_ms between 100 and 3600000),
   -- Sandbox options enqueue_task does not know of (cogo.request_sandbox_options): files collected
   -- after exit (20261126000600_artifacts.sql), and network, granted only by --allow-network workers.
   artifact_patterns text[] not null default '{}',

@@ -300,7 +300,9 @@ begin
   update public.tasks
      set status = 'queued', worker_id = null, lease_expires_at = null, reason = p_step ->> 'reason',
          run_after = now() + make_interval(secs => greatest(coalesce((p_step ->> 'delayMs')::integer, 0), 0) / 1000.0),
-         limits = limits || coalesce(p_step -> 'limits', '{}'),
+         -- One wall-time setting: a raised wall time is the task's timeout_ms, never limits.wallTimeMs.
+         limits = (limits || coalesce(p_step -> 'limits', '{}')) - 'wallTimeMs',
+         timeout_ms = coalesce((p_step -> 'limits' ->> 'wallTimeMs')::integer, timeout_ms),
          command = coalesce(p_step ->> 'command', command),
          argv = case when p_step ? 'command' then null else argv end,
          excluded_workers = case when v_exclude and not (p_worker = any(excluded_workers))
@@ -320,9 +322,13 @@ declare
   n integer := 0;
 begin
   for v_id in
+    -- Waits for, rather than skips, a row another transaction holds (a worker's fenced call that
+    -- is about to fail): skipped, an expired task stayed running until the next pass. In id
+    -- order, so rescuers running at once never deadlock.
     select id from public.tasks
      where status = any(cogo.active_states()) and lease_expires_at <= now()
-     for update skip locked
+     order by id
+     for update
   loop
     if cogo.expire_task(v_id) is not null then
       n := n + 1;

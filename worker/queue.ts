@@ -1,4 +1,4 @@
-// Typed calls to the queue's SQL functions (migrations/*_create_task_queue.sql). Every write a
+// Typed calls to the queue's SQL functions (migrations/*_lifecycle.sql; the net schema is schema.sql). Every write a
 // worker makes about a task passes the attempt fence (worker/db.ts); a lost lease surfaces as
 // LeaseLostError. Only an Attempt (worker/attempt.ts) ends a task: finish, release, re-queue.
 import type { Sql } from "postgres";

@@ -29,7 +29,7 @@ function describeExit(exit: SandboxExit, task: TaskRow): { status: FinalStatus; 
     case "cancelled":
       return { status: "cancelled", reason: "cancelled while running" };
     case "timeout":
-      return { status: "timed_out", reason: `wall time limit of ${task.limits.wallTimeMs ?? task.timeoutMs} ms reached` };
+      return { status: "timed_out", reason: `wall time limit of ${task.timeoutMs} ms reached` };
     case "cpu_limit":
       return { status: "failed", reason: "CPU time limit reached" };
     case "memory_limit":
@@ -149,7 +149,7 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
           command: task.command ?? task.argv!,
           files: [...(restored?.files ?? []), ...task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 }))],
           env: task.env,
-          limits: { wallTimeMs: task.timeoutMs, ...limits },
+          limits: { ...limits, wallTimeMs: task.timeoutMs },
           stdin: task.stdinMode,
           network: task.network,
           onOutputLimit,

@@ -14,7 +14,7 @@ const noNul = (s: string) => !s.includes("\0");
 /**
  * What the system names its own tasks (cogo.start_analysis, cogo.plan_analysis): no user task or
  * plan step may take these, so nothing a user submits can pass for an internal task. Mirrors
- * cogo.reserved_kind / cogo.reserved_step (migrations/20261125001300_internal_tasks.sql), which
+ * cogo.reserved_kind / cogo.reserved_step (migrations/20261126000100_task_queue.sql), which
  * refuse them in SQL too. Which tasks are internal is tasks.internal, never a name.
  */
 export const RESERVED_KINDS: readonly string[] = ["analysis"];

@@ -11,7 +11,7 @@ import { SCHEMA_FILE, schemaOfMigrations } from "../../scripts/dump-schema.ts";
 import { sql, stack, uniqueKind } from "../helpers/env.ts";
 
 const MIGRATIONS = path.join(PROJECT_ROOT, "migrations");
-const MANIFEST = path.join(MIGRATIONS, "landed.sha256");
+const MANIFEST = path.join(PROJECT_ROOT, "migrations.sha256");
 /** The last migration of the squash of 20261125 into one file per area. */
 const SQUASHED_THROUGH = "20261126000800";
 
@@ -32,12 +32,12 @@ describe("schema.sql", () => {
 });
 
 describe("landed migrations", () => {
-  it("are never edited or removed, and every migration is in migrations/landed.sha256", async () => {
+  it("are never edited or removed, and every migration is in migrations.sha256", async () => {
     const manifest = (await readFile(MANIFEST, "utf8")).split("\n").filter((l) => l.trim() !== "");
     const listed = new Map<string, string>();
     for (const line of manifest) {
       const m = /^([0-9a-f]{64}) {2}migrations\/(\S+\.sql)$/.exec(line);
-      if (!m) throw new Error(`migrations/landed.sha256: bad line ${JSON.stringify(line)} (want "<sha256>  migrations/<file>.sql", as sha256sum prints)`);
+      if (!m) throw new Error(`migrations.sha256: bad line ${JSON.stringify(line)} (want "<sha256>  migrations/<file>.sql", as sha256sum prints)`);
       listed.set(m[2]!, m[1]!);
     }
     const files = (await readdir(MIGRATIONS)).filter((f) => f.endsWith(".sql")).sort();
@@ -51,13 +51,13 @@ describe("landed migrations", () => {
       }
     }
     for (const file of files) {
-      if (!listed.has(file)) problems.push(`migrations/${file} is not in migrations/landed.sha256`);
+      if (!listed.has(file)) problems.push(`migrations/${file} is not in migrations.sha256`);
     }
-    expect([...listed.keys()], "landed.sha256 lists the migrations in the order they apply").toEqual([...listed.keys()].sort());
+    expect([...listed.keys()], "migrations.sha256 lists the migrations in the order they apply").toEqual([...listed.keys()].sort());
     if (problems.length > 0) {
       throw new Error(
         `${problems.join("; ")}. A migration is never edited once landed: put new behaviour in a new migration ` +
-          "(migrations/<14-digit version>_<name>.sql), then append its line: sha256sum migrations/<file>.sql >> migrations/landed.sha256 " +
+          "(migrations/<14-digit version>_<name>.sql), then append its line: sha256sum migrations/<file>.sql >> migrations.sha256 " +
           "(and npm run schema:dump).",
       );
     }

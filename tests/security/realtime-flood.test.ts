@@ -119,7 +119,7 @@ describe("join flood", () => {
   beforeAll(async () => {
     const user = await newUser();
     legit = user.supabase;
-    // Allowed by migrations/20261125000600_dashboard_topics.sql for any signed-in user.
+    // Allowed by migrations/20261126000700_dashboard_and_fleet.sql for any signed-in user.
     topic = `user:${user.id}`;
     // A channel that stays joined, so the socket stays up between measured joins.
     await subscribed(legit.channel("fleet", { config: { private: true } }));

@@ -1,4 +1,4 @@
-// Typed calls to the block and recovery SQL functions (migrations/*_block_detection_recovery.sql).
+// Typed calls to the block and recovery SQL functions (migrations/*_blocks_and_recovery.sql).
 // All writes are fenced like the rest of the worker's: a lost lease is a LeaseLostError.
 import type { Sql } from "postgres";
 import { parseTaskEvent, type BlockDetected, type RecoveryFailed, type RecoveryStarted, type RecoverySucceeded } from "../../functions/_shared/events.ts";

@@ -1,6 +1,6 @@
 // Live lists for dashboards: the paging cursor and the shapes that GET /tasks,
 // GET /fleet and the `user:<uid>` / `fleet` topics carry (built in SQL by cogo.task_summary and
-// cogo.worker_summary, migrations/20261125000600_dashboard_topics.sql).
+// cogo.worker_summary, migrations/20261126000700_dashboard_and_fleet.sql).
 import type { TaskStatus } from "../states.ts";
 import type { WorkerRow } from "../views.ts";
 
@@ -51,7 +51,7 @@ export interface QueueDepth {
 
 /**
  * A worker with its load (GET /workers, GET /fleet, the `fleet` topic), as every signed-in user
- * sees it: cogo.worker_public_summary(), migrations/20261125001400_fleet_views.sql.
+ * sees it: cogo.worker_public_summary(), migrations/20261126000700_dashboard_and_fleet.sql.
  */
 export interface WorkerSummary {
   id: string;
