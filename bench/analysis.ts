@@ -107,7 +107,13 @@ async function steps(sql: Sql, id: string): Promise<string> {
 }
 
 /** POST → completed, as a fresh user (so nothing is reused) unless `token` is given. */
-async function analyse(stack: Stack, sql: Sql, token: string, source: string, cpu: () => { workers: number; postgres: number }): Promise<{ ms: number; status: any; steps: string }> {
+async function analyse(
+  stack: Stack,
+  sql: Sql,
+  token: string,
+  source: string,
+  cpu: () => { workers: number; postgres: number },
+): Promise<{ ms: number; status: any; steps: string }> {
   const cpu0 = cpu();
   const url = `${stack.apiUrl}/functions/v1/sandbox`;
   const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
@@ -179,7 +185,12 @@ export async function benchAnalysis(stack: Stack, sql: Sql, progress: (s: string
       { metric: "  where the time went (2 workers)", value: two.steps },
       { metric: "2 workers / 1 worker speed-up", value: `${speedup.toFixed(2)}×`, target: "≥ 1.6×", ok: speedup >= 1.6 },
       { metric: "full analysis (2 workers) / cloc", value: `${(two.ms / clocMs).toFixed(2)}×`, target: "≤ 2× (tokei is not in Debian 12: cloc)", ok: two.ms <= 2 * clocMs },
-      { metric: "re-analysis after a one-file change", value: `${re.ms.toFixed(0)} ms (${re.status.blobsToParse} parsed; ${re.steps})`, target: "< 1 s", ok: re.ms < 1000 && re.status.blobsToParse === 1 },
+      {
+        metric: "re-analysis after a one-file change",
+        value: `${re.ms.toFixed(0)} ms (${re.status.blobsToParse} parsed; ${re.steps})`,
+        target: "< 1 s",
+        ok: re.ms < 1000 && re.status.blobsToParse === 1,
+      },
     ];
   } finally {
     for (const w of workers) await stopWorker(w).catch(() => {});

@@ -27,25 +27,65 @@ interface Case {
   onsetAfterStartMs?: number;
 }
 
-const DEADLOCK_PY = "import threading, time, sys\na, b = threading.Lock(), threading.Lock()\ndef one():\n    with a:\n        time.sleep(0.1)\n        with b: pass\ndef two():\n    with b:\n        time.sleep(0.1)\n        with a: pass\nt = [threading.Thread(target=f) for f in (one, two)]\n[x.start() for x in t]\n[x.join() for x in t]\n";
+const DEADLOCK_PY =
+  "import threading, time, sys\na, b = threading.Lock(), threading.Lock()\ndef one():\n    with a:\n        time.sleep(0.1)\n        with b: pass\ndef two():\n    with b:\n        time.sleep(0.1)\n        with a: pass\nt = [threading.Thread(target=f) for f in (one, two)]\n[x.start() for x in t]\n[x.join() for x in t]\n";
 
 const CASES: Case[] = [
   { name: "shell loop + alternative", reason: "infinite_loop", recovers: true, spec: { command: `${ONSET}; while :; do :; done`, recovery: { alternativeCommand: "echo ok" } } },
   { name: "node loop + alternative", reason: "infinite_loop", recovers: true, spec: { command: `${ONSET}; node -e 'for(;;){}'`, recovery: { alternativeCommand: "echo ok" } } },
-  { name: "bash prompt + answer", reason: "waiting_for_input", recovers: true, spec: { command: `${ONSET}; read -p "Continue? [y/N] " a; echo "$a"`, stdin: "pipe", recovery: { stdinAnswer: "y\n" } } },
-  { name: "python input(), stdin closed", reason: "waiting_for_input", recovers: true, spec: { command: `${ONSET}; python3 -c 'import sys; print(sys.stdin.read() or "default")'`, stdin: "pipe" } },
-  { name: "sleep infinity + alternative", reason: "idle_stall", recovers: true, spec: { command: `${ONSET}; sleep infinity`, recovery: { alternativeCommand: "echo ok" }, maxAttempts: 3 } },
-  { name: "python deadlock + alternative", reason: "deadlock", recovers: true, spec: { command: `${ONSET}; python3 dl.py`, files: [{ path: "dl.py", content: DEADLOCK_PY }], recovery: { alternativeCommand: "echo ok", backoffMs: 0 }, maxAttempts: 3 } },
-  { name: "python OOM + raise_limit", reason: "memory_exhausted", recovers: true, spec: { command: `${ONSET}; python3 -c 'b = bytearray(96 << 20); print(len(b))'`, limits: { memoryBytes: 64 * MiB }, recovery: { limitCeilings: { memoryBytes: 256 * MiB } } } },
-  { name: "sleep past timeout + raise_limit", reason: "timeout", recovers: true, onsetAfterStartMs: 1000, spec: { command: "for i in $(seq 15); do sleep 0.1; echo .; done", timeoutMs: 1000, maxAttempts: 4, recovery: { limitCeilings: { wallTimeMs: 10_000 } } } },
+  {
+    name: "bash prompt + answer",
+    reason: "waiting_for_input",
+    recovers: true,
+    spec: { command: `${ONSET}; read -p "Continue? [y/N] " a; echo "$a"`, stdin: "pipe", recovery: { stdinAnswer: "y\n" } },
+  },
+  {
+    name: "python input(), stdin closed",
+    reason: "waiting_for_input",
+    recovers: true,
+    spec: { command: `${ONSET}; python3 -c 'import sys; print(sys.stdin.read() or "default")'`, stdin: "pipe" },
+  },
+  {
+    name: "sleep infinity + alternative",
+    reason: "idle_stall",
+    recovers: true,
+    spec: { command: `${ONSET}; sleep infinity`, recovery: { alternativeCommand: "echo ok" }, maxAttempts: 3 },
+  },
+  {
+    name: "python deadlock + alternative",
+    reason: "deadlock",
+    recovers: true,
+    spec: { command: `${ONSET}; python3 dl.py`, files: [{ path: "dl.py", content: DEADLOCK_PY }], recovery: { alternativeCommand: "echo ok", backoffMs: 0 }, maxAttempts: 3 },
+  },
+  {
+    name: "python OOM + raise_limit",
+    reason: "memory_exhausted",
+    recovers: true,
+    spec: { command: `${ONSET}; python3 -c 'b = bytearray(96 << 20); print(len(b))'`, limits: { memoryBytes: 64 * MiB }, recovery: { limitCeilings: { memoryBytes: 256 * MiB } } },
+  },
+  {
+    name: "sleep past timeout + raise_limit",
+    reason: "timeout",
+    recovers: true,
+    onsetAfterStartMs: 1000,
+    spec: { command: "for i in $(seq 15); do sleep 0.1; echo .; done", timeoutMs: 1000, maxAttempts: 4, recovery: { limitCeilings: { wallTimeMs: 10_000 } } },
+  },
   { name: "bash fork bomb", reason: "fork_bomb", recovers: false, spec: { command: `${ONSET}; bash -c ':(){ :|:& };:; sleep 30'`, limits: { processes: 64 } } },
   { name: "yes flood", reason: "output_flood", recovers: false, spec: { command: `${ONSET}; yes "${LONG_LINE}"`, limits: { outputBytes: 8 * MiB } } },
-  { name: "yes flood + alternative", reason: "output_flood", recovers: true, spec: { command: `${ONSET}; yes "${LONG_LINE}"`, limits: { outputBytes: 8 * MiB }, recovery: { alternativeCommand: "echo ok" } } },
+  {
+    name: "yes flood + alternative",
+    reason: "output_flood",
+    recovers: true,
+    spec: { command: `${ONSET}; yes "${LONG_LINE}"`, limits: { outputBytes: 8 * MiB }, recovery: { alternativeCommand: "echo ok" } },
+  },
 ];
 
 const HEALTHY: Record<string, unknown>[] = [
   { command: "for i in $(seq 1 12); do timeout 0.25 sh -c 'while :; do :; done'; echo step $i; done" },
-  { command: "python3 -c 'import time\nwith open(\"o\",\"w\") as f:\n  e=time.time()+3\n  while time.time()<e:\n    t=time.time()+0.2\n    while time.time()<t: pass\n    f.write(\"x\\n\"); f.flush()'" },
+  {
+    command:
+      'python3 -c \'import time\nwith open("o","w") as f:\n  e=time.time()+3\n  while time.time()<e:\n    t=time.time()+0.2\n    while time.time()<t: pass\n    f.write("x\\n"); f.flush()\'',
+  },
   { command: "node -e 'const e=Date.now()+3000; while(Date.now()<e){const t=Date.now()+200; while(Date.now()<t){} console.log(\".\")}'" },
   { command: "for i in 1 2 3 4 5 6; do sleep 0.4; echo tick; done" },
   { command: "printf 'int main(){return 0;}' > a.c && for i in 1 2 3; do gcc -O2 -o a a.c; done && ./a" },
@@ -99,14 +139,19 @@ export async function benchBlocks(stack: Stack, sql: Sql, progress: (s: string) 
         const task = await finished(sql, id);
         const events = await sql<EventRow[]>`select type, data, created_at from public.task_events where task_id = ${id} order by seq`;
         const block = events.find((e) => e.type === "block_detected");
-        const story = events.filter((e) => e.type === "block_detected" || e.type.startsWith("recovery_")).map((e) => (e.data as { reason?: string; action?: string }).action ?? e.data.reason).join(" → ");
+        const story = events
+          .filter((e) => e.type === "block_detected" || e.type.startsWith("recovery_"))
+          .map((e) => (e.data as { reason?: string; action?: string }).action ?? e.data.reason)
+          .join(" → ");
         if (!block || block.data.reason !== c.reason) {
           misses.push(`${c.name}: ${story || "nothing detected"}`);
           continue;
         }
         let onset: number | undefined;
         if (c.onsetAfterStartMs !== undefined) {
-          const [first] = await sql<{ at: Date }[]>`select created_at as at from public.task_events where task_id = ${id} and type = 'task_status' and data->>'status' = 'running' order by seq limit 1`;
+          const [first] = await sql<
+            { at: Date }[]
+          >`select created_at as at from public.task_events where task_id = ${id} and type = 'task_status' and data->>'status' = 'running' order by seq limit 1`;
           onset = first!.at.getTime() + c.onsetAfterStartMs;
         } else {
           const [line] = await sql<{ data: string }[]>`select data from public.task_output where task_id = ${id} and data like 'ONSET %' order by seq limit 1`;
@@ -136,10 +181,20 @@ export async function benchBlocks(stack: Stack, sql: Sql, progress: (s: string) 
 
     rows.push({ metric: `block onset → block_detected p50 (windows ${WINDOWS.infiniteLoopMs} ms, stdin ${WINDOWS.waitingForInputMs} ms)`, value: ms(percentile(latency, 50)) });
     rows.push({ metric: "block onset → block_detected max", value: ms(Math.max(...latency)), target: "≤ 2000 ms", ok: Math.max(...latency) <= 2000 });
-    rows.push({ metric: "recovery success, recoverable cases", value: `${((100 * recovered) / Math.max(1, recoverable)).toFixed(1)} % (${recovered}/${recoverable})`, target: "≥ 99 %", ok: recovered / Math.max(1, recoverable) >= 0.99 });
+    rows.push({
+      metric: "recovery success, recoverable cases",
+      value: `${((100 * recovered) / Math.max(1, recoverable)).toFixed(1)} % (${recovered}/${recoverable})`,
+      target: "≥ 99 %",
+      ok: recovered / Math.max(1, recoverable) >= 0.99,
+    });
     rows.push({ metric: "block_detected → recovered p50", value: ms(percentile(recoveredIn, 50)) });
     rows.push({ metric: "block_detected → recovered max", value: ms(Math.max(...recoveredIn)), target: "< 10 s", ok: Math.max(...recoveredIn) < 10_000 });
-    rows.push({ metric: "false positives, healthy set", value: `${falsePositives.length} of ${HEALTHY.length * ROUNDS}${falsePositives.length ? `: ${falsePositives.join("; ")}` : ""}`, target: "0", ok: falsePositives.length === 0 });
+    rows.push({
+      metric: "false positives, healthy set",
+      value: `${falsePositives.length} of ${HEALTHY.length * ROUNDS}${falsePositives.length ? `: ${falsePositives.join("; ")}` : ""}`,
+      target: "0",
+      ok: falsePositives.length === 0,
+    });
     rows.push({ metric: "wrong or missed detections", value: misses.length ? misses.join("; ") : "0", target: "0", ok: misses.length === 0 });
   } finally {
     await worker.stop(0);
@@ -175,8 +230,18 @@ async function workerLoss(stack: Stack, sql: Sql): Promise<Row[]> {
     await other.stop(0);
     const [b] = await sql<{ at: Date }[]>`select created_at as at from public.task_events where task_id = ${id} and type = 'block_detected' and data->>'reason' = 'worker_lost'`;
     return [
-      { metric: `worker SIGKILL → worker_lost block (lease ${leaseMs} ms)`, value: b ? ms(b.at.getTime() - killedAt) : "not detected", target: `< lease + 1 s`, ok: !!b && b.at.getTime() - killedAt < leaseMs + 1000 },
-      { metric: "worker SIGKILL → task succeeded elsewhere", value: t.status === "succeeded" ? ms(t.finishedAt!.getTime() - killedAt) : t.status, target: "< 10 s", ok: t.status === "succeeded" && t.finishedAt!.getTime() - killedAt < 10_000 },
+      {
+        metric: `worker SIGKILL → worker_lost block (lease ${leaseMs} ms)`,
+        value: b ? ms(b.at.getTime() - killedAt) : "not detected",
+        target: `< lease + 1 s`,
+        ok: !!b && b.at.getTime() - killedAt < leaseMs + 1000,
+      },
+      {
+        metric: "worker SIGKILL → task succeeded elsewhere",
+        value: t.status === "succeeded" ? ms(t.finishedAt!.getTime() - killedAt) : t.status,
+        target: "< 10 s",
+        ok: t.status === "succeeded" && t.finishedAt!.getTime() - killedAt < 10_000,
+      },
     ];
   } finally {
     try {

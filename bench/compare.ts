@@ -79,8 +79,7 @@ function adapter(system: System, sql: Sql, dbUrl: string) {
       enqueueMany: async (q: string, n: number) => void (await utils.addJobs(Array.from({ length: n }, (_, i) => ({ identifier: q, payload: { i } })))),
       enqueueOne: async (q: string, i: number) => void (await utils.addJob(q, { i })),
       // Finished jobs are deleted: done = enqueued − still present.
-      done: async (q: string) =>
-        JOBS - Number((await sql<{ n: number }[]>`select count(*)::int as n from graphile_worker.jobs where task_identifier = ${q}`)[0]!.n),
+      done: async (q: string) => JOBS - Number((await sql<{ n: number }[]>`select count(*)::int as n from graphile_worker.jobs where task_identifier = ${q}`)[0]!.n),
       close: async () => utils?.release(),
     };
   }

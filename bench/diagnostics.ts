@@ -61,7 +61,7 @@ export async function benchDiagnostics(stack: Stack, progress: (s: string) => vo
     }
     rows.push({ metric: `${name} start → first diagnostic event p50 (${lat.length}/${runs})`, value: ms(percentile(lat, 50)) });
   };
-  await fromStart("gcc", 20, "gcc -c bad.c -o bad.o", [{ path: "bad.c", content: "int main(void) {\n    int n = \"x\"\n    return n;\n}\n" }]);
+  await fromStart("gcc", 20, "gcc -c bad.c -o bad.o", [{ path: "bad.c", content: 'int main(void) {\n    int n = "x"\n    return n;\n}\n' }]);
   await fromStart("tsc", 5, "tsc -p .", [
     { path: "tsconfig.json", content: JSON.stringify({ compilerOptions: { strict: true, noEmit: true }, include: ["src"] }) },
     { path: "src/app.ts", content: 'export const count: number = "five";\n' },

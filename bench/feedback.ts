@@ -12,8 +12,7 @@ import { ms, percentile, type Row } from "./stats.ts";
 const ROUNDS = 10;
 const ROUND_TIMEOUT_MS = 60_000;
 
-const source = (broken: boolean, i: number) =>
-  `export function add(a: number, b: number): number {\n  return a + b;\n}\nexport const round: number = ${broken ? `"${i}"` : i};\n`;
+const source = (broken: boolean, i: number) => `export function add(a: number, b: number): number {\n  return a + b;\n}\nexport const round: number = ${broken ? `"${i}"` : i};\n`;
 
 export async function benchFeedback(stack: Stack, _sql: Sql, progress: (s: string) => void): Promise<Row[]> {
   const kind = "bench-feedback";
@@ -31,20 +30,23 @@ export async function benchFeedback(stack: Stack, _sql: Sql, progress: (s: strin
   let missing = 0;
   try {
     progress("feedback: initial plan (tsc in the sandbox)…");
-    const plan = await sandbox.createPlan({
-      requirements: { kind },
-      files: [
-        { path: "tsconfig.json", content: JSON.stringify({ compilerOptions: { strict: true, noEmit: true, types: [], lib: ["es2020"], skipLibCheck: true }, include: ["src"] }) },
-        { path: "src/math.ts", content: source(false, 0) },
-      ],
-      steps: [{ name: "typecheck", command: "tsc -p ." }],
-    }, (e) => {
-      const taskId = e.type === "diagnostic" ? e.data.taskId : undefined;
-      const t0 = taskId === undefined ? undefined : sentAt.get(taskId);
-      if (t0 === undefined) return;
-      onPlan.push(performance.now() - t0);
-      sentAt.delete(taskId!);
-    });
+    const plan = await sandbox.createPlan(
+      {
+        requirements: { kind },
+        files: [
+          { path: "tsconfig.json", content: JSON.stringify({ compilerOptions: { strict: true, noEmit: true, types: [], lib: ["es2020"], skipLibCheck: true }, include: ["src"] }) },
+          { path: "src/math.ts", content: source(false, 0) },
+        ],
+        steps: [{ name: "typecheck", command: "tsc -p ." }],
+      },
+      (e) => {
+        const taskId = e.type === "diagnostic" ? e.data.taskId : undefined;
+        const t0 = taskId === undefined ? undefined : sentAt.get(taskId);
+        if (t0 === undefined) return;
+        onPlan.push(performance.now() - t0);
+        sentAt.delete(taskId!);
+      },
+    );
     const first = await plan.wait(undefined, ROUND_TIMEOUT_MS);
     if (first.status !== "succeeded") throw new Error(`the initial typecheck ${first.status}: ${first.summary.text} (is tsc installed? apt-get install -y node-typescript)`);
     progress(`feedback: ${ROUNDS} broken saves, each followed by a fix…`);
@@ -57,13 +59,20 @@ export async function benchFeedback(stack: Stack, _sql: Sql, progress: (s: strin
         if (broken) sentAt.set(taskId, t0);
         let seen: number | undefined;
         let started: number | undefined;
-        const handle = await sandbox.attach(taskId, {
-          onEvent: (e) => {
-            if (e.type === "diagnostic") seen ??= performance.now() - t0;
-            if (e.type === "task_status" && e.data.status === "running") started ??= performance.now() - t0;
+        const handle = await sandbox.attach(
+          taskId,
+          {
+            onEvent: (e) => {
+              if (e.type === "diagnostic") seen ??= performance.now() - t0;
+              if (e.type === "task_status" && e.data.status === "running") started ??= performance.now() - t0;
+            },
           },
-        }, { collectOutput: false });
-        const result = await Promise.race([handle.result(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`re-run ${taskId} did not finish in ${ROUND_TIMEOUT_MS} ms`)), ROUND_TIMEOUT_MS))]);
+          { collectOutput: false },
+        );
+        const result = await Promise.race([
+          handle.result(),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`re-run ${taskId} did not finish in ${ROUND_TIMEOUT_MS} ms`)), ROUND_TIMEOUT_MS)),
+        ]);
         const finished = performance.now() - t0;
         if (broken) {
           toFinished.push(finished);

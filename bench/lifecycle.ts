@@ -51,7 +51,10 @@ export async function benchLifecycle(stack: Stack, sql: Sql, progress: (s: strin
   const token = await mintUserToken(stack.keys.jwtSecret, userId);
   const supabase = createClient(stack.apiUrl, stack.keys.anonKey, {
     accessToken: async () => token,
-    realtime: { transport: WebSocket as never, ...(process.env.COGO_BENCH_DEBUG ? { logger: (k: string, m: string, d: unknown) => progress(`rt ${k} ${m} ${JSON.stringify(d)?.slice(0, 300)}`) } : {}) },
+    realtime: {
+      transport: WebSocket as never,
+      ...(process.env.COGO_BENCH_DEBUG ? { logger: (k: string, m: string, d: unknown) => progress(`rt ${k} ${m} ${JSON.stringify(d)?.slice(0, 300)}`) } : {}),
+    },
   });
   const sandbox = createSandboxClient(supabase);
 
@@ -95,15 +98,18 @@ export async function benchLifecycle(stack: Stack, sql: Sql, progress: (s: strin
       messages++;
       for (const c of (payload as OutputMessage).chunks) for (let i = 0; i < c.data.length; i++) if (c.data.charCodeAt(i) === 10) received++;
     });
-    await new Promise<void>((resolve, reject) =>
-      channel.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : reject(new Error(`flood channel: ${s} ${err?.message ?? ""}`)))),
-    );
+    await new Promise<void>((resolve, reject) => channel.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : reject(new Error(`flood channel: ${s} ${err?.message ?? ""}`)))));
     const w = await mkWorker(kind, 1);
     await waitDone(sql, [taskId]);
     const deadline = Date.now() + 10_000;
     while (received < lines && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const secs = Math.max(0.001, (last - first) / 1000);
-    rows.push({ metric: "flood: lines/s over Realtime", value: `${Math.round(received / secs).toLocaleString("en")} (${received}/${lines})`, target: "≥ 50,000", ok: received === lines && received / secs >= 50_000 });
+    rows.push({
+      metric: "flood: lines/s over Realtime",
+      value: `${Math.round(received / secs).toLocaleString("en")} (${received}/${lines})`,
+      target: "≥ 50,000",
+      ok: received === lines && received / secs >= 50_000,
+    });
     rows.push({ metric: "flood: Realtime messages/s", value: (messages / secs).toFixed(1), target: "≤ 20", ok: messages / secs <= 20 });
     await supabase.removeChannel(channel);
     await w.stop(0);

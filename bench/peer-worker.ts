@@ -94,6 +94,12 @@ async function pgBoss(): Promise<() => Promise<void>> {
   return () => boss.stop({ graceful: false, wait: true });
 }
 
-const stop = await (system === "cogo" ? cogo() : system === "graphile-worker" ? graphile() : system === "pg-boss" ? pgBoss() : Promise.reject(new Error(`unknown system ${system}`)));
+const stop = await (system === "cogo"
+  ? cogo()
+  : system === "graphile-worker"
+    ? graphile()
+    : system === "pg-boss"
+      ? pgBoss()
+      : Promise.reject(new Error(`unknown system ${system}`)));
 process.stdout.write("ready\n");
 process.on("SIGTERM", () => void stop().finally(() => process.exit(0)));

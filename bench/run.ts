@@ -27,15 +27,23 @@ if (values.help) {
   process.exit(0);
 }
 const chosen = positionals.length ? positionals : [...SUITES];
-for (const s of chosen) if (!(SUITES as readonly string[]).includes(s)) {
-  console.error(`unknown suite ${s}; choose from ${SUITES.join(", ")}`);
-  process.exit(2);
-}
+for (const s of chosen)
+  if (!(SUITES as readonly string[]).includes(s)) {
+    console.error(`unknown suite ${s}; choose from ${SUITES.join(", ")}`);
+    process.exit(2);
+  }
 
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 const dataDir = `/var/tmp/cogo-bench-${process.pid}`;
 progress("starting a private embedded stack…");
-const stack = await startStack({ dataDir, reset: true, dbPort: await freePort(), apiPort: 0, watch: false, log: (l) => process.env.COGO_BENCH_DEBUG && l.startsWith("[realtime]") && progress(l) });
+const stack = await startStack({
+  dataDir,
+  reset: true,
+  dbPort: await freePort(),
+  apiPort: 0,
+  watch: false,
+  log: (l) => process.env.COGO_BENCH_DEBUG && l.startsWith("[realtime]") && progress(l),
+});
 const sql = connect(stack.dbUrl, { max: 4 });
 const results: Record<string, Row[]> = {};
 try {

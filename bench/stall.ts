@@ -60,7 +60,9 @@ export async function benchStall(stack: Stack, sql: Sql, progress: (s: string) =
     loop.disable();
     const [h] = await sql<{ status: string; reason: string; attempt: number }[]>`select status, reason, attempt from public.tasks where id = ${heavy}`;
     const [b] = await sql<{ status: string; attempt: number; max: number }[]>`select status, attempt, max_attempts as max from public.tasks where id = ${bystander}`;
-    const waits = (await sql<{ ms: number }[]>`select extract(epoch from claimed_at - created_at) * 1000 as ms from public.tasks where id = any(${echoes})`).map((r) => Number(r.ms));
+    const waits = (await sql<{ ms: number }[]>`select extract(epoch from claimed_at - created_at) * 1000 as ms from public.tasks where id = any(${echoes})`).map((r) =>
+      Number(r.ms),
+    );
     const gaps = beats.slice(1).map((t, i) => t - beats[i]!);
     const maxGap = Math.max(...gaps);
     const waitP99 = percentile(waits, 99);

@@ -78,9 +78,22 @@ export interface ServeOptions {
  * certificate authority; everything else of ours stays out of the function's environment.
  */
 export const NETWORK_ENV = [
-  "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
-  "SSL_CERT_FILE", "SSL_CERT_DIR", "DENO_CERT", "DENO_TLS_CA_STORE", "NODE_EXTRA_CA_CERTS",
-  "NPM_CONFIG_REGISTRY", "npm_config_registry", "DENO_AUTH_TOKENS",
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "ALL_PROXY",
+  "all_proxy",
+  "NO_PROXY",
+  "no_proxy",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "DENO_CERT",
+  "DENO_TLS_CA_STORE",
+  "NODE_EXTRA_CA_CERTS",
+  "NPM_CONFIG_REGISTRY",
+  "npm_config_registry",
+  "DENO_AUTH_TOKENS",
 ];
 
 export function networkEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -151,9 +164,7 @@ export async function serveFunction(config: FunctionConfig, options: ServeOption
     // A failed start leaves nothing running and says what the function itself said.
     await stopFunction(running);
     const said = tail.length ? `\nIts last log lines:\n  ${tail.join("\n  ")}` : " It logged nothing.";
-    const hint = tail.some((l) => l.includes("in the node_modules directory"))
-      ? " Run npm install: the functions' npm: packages come from the project's node_modules."
-      : "";
+    const hint = tail.some((l) => l.includes("in the node_modules directory")) ? " Run npm install: the functions' npm: packages come from the project's node_modules." : "";
     throw new EmbeddedError((err as EmbeddedError).code, `${(err as Error).message}${hint}${said}`);
   }
   return running;

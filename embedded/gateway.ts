@@ -83,27 +83,17 @@ async function readBody(req: http.IncomingMessage): Promise<Body> {
   }
 }
 
-function forward(
-  fn: RunningFunction,
-  gatewaySecret: string,
-  req: http.IncomingMessage,
-  path: string,
-  body: Buffer,
-  res: http.ServerResponse,
-): Promise<"refused" | "done"> {
+function forward(fn: RunningFunction, gatewaySecret: string, req: http.IncomingMessage, path: string, body: Buffer, res: http.ServerResponse): Promise<"refused" | "done"> {
   return new Promise((resolve) => {
     // A client's own GATEWAY_HEADER is replaced: only the gateway knows the secret.
     const headers = { ...req.headers, host: `127.0.0.1:${fn.port}`, "content-length": String(body.length), [GATEWAY_HEADER]: gatewaySecret };
     delete headers["transfer-encoding"];
-    const upstream = http.request(
-      { host: "127.0.0.1", port: fn.port, method: req.method, path, headers },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-        up.on("end", () => resolve("done"));
-        up.on("error", () => (res.destroy(), resolve("done")));
-      },
-    );
+    const upstream = http.request({ host: "127.0.0.1", port: fn.port, method: req.method, path, headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+      up.on("end", () => resolve("done"));
+      up.on("error", () => (res.destroy(), resolve("done")));
+    });
     // Removed when refused: a request retried while a function restarts must not pile up listeners.
     const abort = () => upstream.destroy();
     upstream.on("error", (err: NodeJS.ErrnoException) => {
@@ -195,4 +185,3 @@ export function createGateway(options: GatewayOptions): http.Server {
   });
   return server;
 }
-

@@ -7,9 +7,7 @@ const TEN_YEARS_S = 10 * 365 * 24 * 3600;
 
 export async function signJwt(secret: string, claims: Claims, expiresInS = TEN_YEARS_S): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return await new SignJWT({ iat: now, exp: now + expiresInS, ...claims })
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .sign(new TextEncoder().encode(secret));
+  return await new SignJWT({ iat: now, exp: now + expiresInS, ...claims }).setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(secret));
 }
 
 /** Verifies signature and expiry; throws on anything else. */

@@ -22,8 +22,7 @@ export interface ProjectKeys {
 }
 
 /** An opaque key derived from the secret, so it needs no file of its own and changes with a reset. */
-const derivedKey = (prefix: string, secret: string) =>
-  `${prefix}${createHmac("sha256", secret).update(prefix).digest("base64url").slice(0, 32)}`;
+const derivedKey = (prefix: string, secret: string) => `${prefix}${createHmac("sha256", secret).update(prefix).digest("base64url").slice(0, 32)}`;
 
 async function newSigningKey(): Promise<string> {
   const { privateKey } = await generateKeyPair("ES256", { extractable: true });

@@ -51,8 +51,7 @@ const OLD_DEFAULT_PASSWORD = "postgres";
  * any sandbox of a worker started with --allow-network (it shares the host's loopback), log in as
  * superuser and run programs on the host with COPY … TO PROGRAM.
  */
-const loadOrCreatePassword = (dataDir: string) =>
-  loadOrCreatePrivateFile(path.join(dataDir, "db-password"), () => randomBytes(24).toString("base64url"));
+const loadOrCreatePassword = (dataDir: string) => loadOrCreatePrivateFile(path.join(dataDir, "db-password"), () => randomBytes(24).toString("base64url"));
 
 /**
  * Whether the cluster takes `password`; a cluster made before db-password existed still has the old
@@ -89,10 +88,7 @@ function postgresUserIds(): { uid: number; gid: number } {
     const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
     return { uid, gid };
   } catch {
-    throw new EmbeddedError(
-      "postgres_user_missing",
-      "Running as root, Postgres needs a `postgres` system user to drop to. Create it: useradd --system postgres",
-    );
+    throw new EmbeddedError("postgres_user_missing", "Running as root, Postgres needs a `postgres` system user to drop to. Create it: useradd --system postgres");
   }
 }
 
@@ -141,12 +137,17 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
     persistent: true,
     initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
     postgresFlags: [
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "max_connections=200",
-      "-c", "shared_buffers=256MB",
-      "-c", "fsync=on",
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "max_connections=200",
+      "-c",
+      "shared_buffers=256MB",
+      "-c",
+      "fsync=on",
       // Realtime reads realtime.messages through logical replication (embedded/realtime/database-feed.ts).
-      "-c", "wal_level=logical",
+      "-c",
+      "wal_level=logical",
     ],
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),

@@ -132,9 +132,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const configs = readFunctionConfigs(path.join(PROJECT_ROOT, "supabase"));
     // Every start settles before a failure is thrown, so stop() finds each function that did start.
     const serveAll = async () => {
-      const started = await Promise.allSettled(
-        configs.map(async (c) => functions.set(c.slug, await serveFunction(c, { env, watch: options.watch ?? true, log }))),
-      );
+      const started = await Promise.allSettled(configs.map(async (c) => functions.set(c.slug, await serveFunction(c, { env, watch: options.watch ?? true, log }))));
       const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
       if (failed) throw failed.reason;
     };

@@ -48,12 +48,20 @@ async function dumpIn(sql: Sql): Promise<string> {
     out.push(lines.join("\n"));
   };
 
-  section("schemas", (await q(`
+  section(
+    "schemas",
+    (
+      await q(`
     select format('create schema %I;', n.nspname) as s from pg_namespace n
-     where n.nspname = any($1) and n.nspname <> 'public' order by n.nspname`)).map((r) => r.s!));
+     where n.nspname = any($1) and n.nspname <> 'public' order by n.nspname`)
+    ).map((r) => r.s!),
+  );
 
   // Enums, domains and standalone composite types.
-  section("types", (await q(`
+  section(
+    "types",
+    (
+      await q(`
     select case t.typtype
              when 'e' then format('create type %I.%I as enum (%s);', n.nspname, t.typname,
                     (select string_agg(quote_literal(e.enumlabel), ', ' order by e.enumsortorder) from pg_enum e where e.enumtypid = t.oid))
@@ -67,7 +75,9 @@ async function dumpIn(sql: Sql): Promise<string> {
       from pg_type t join pg_namespace n on n.oid = t.typnamespace
      where n.nspname = any($1)
        and (t.typtype in ('e', 'd') or (t.typtype = 'c' and (select c.relkind from pg_class c where c.oid = t.typrelid) = 'c'))
-     order by n.nspname, t.typname`)).map((r) => r.s!));
+     order by n.nspname, t.typname`)
+    ).map((r) => r.s!),
+  );
 
   // Tables: columns in their order, then constraints by name, RLS and comments.
   const tables = await q(`
@@ -103,43 +113,71 @@ async function dumpIn(sql: Sql): Promise<string> {
   section("tables", tableLines);
 
   // Indexes not made by a constraint (those are in the table's constraints).
-  section("indexes", (await q(`
+  section(
+    "indexes",
+    (
+      await q(`
     select pg_get_indexdef(i.indexrelid) || ';' as s
       from pg_index i join pg_class c on c.oid = i.indexrelid join pg_namespace n on n.oid = c.relnamespace
      where n.nspname = any($1) and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)
-     order by n.nspname, c.relname`)).map((r) => r.s!));
+     order by n.nspname, c.relname`)
+    ).map((r) => r.s!),
+  );
 
-  section("views", (await q(`
+  section(
+    "views",
+    (
+      await q(`
     select format('create %sview %I.%I as\n%s', case when c.relkind = 'm' then 'materialized ' else '' end,
                   n.nspname, c.relname, pg_get_viewdef(c.oid, true)) as s
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname = any($1) and c.relkind in ('v', 'm') order by n.nspname, c.relname`)).map((r) => r.s! + "\n"));
+     where n.nspname = any($1) and c.relkind in ('v', 'm') order by n.nspname, c.relname`)
+    ).map((r) => r.s! + "\n"),
+  );
 
-  section("sequences", (await q(`
+  section(
+    "sequences",
+    (
+      await q(`
     select format('create sequence %I.%I;', n.nspname, c.relname) as s
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
-     where n.nspname = any($1) and c.relkind = 'S' order by n.nspname, c.relname`)).map((r) => r.s!));
+     where n.nspname = any($1) and c.relkind = 'S' order by n.nspname, c.relname`)
+    ).map((r) => r.s!),
+  );
 
   // Functions of our schemas, and any function a trigger on our tables calls.
-  section("functions", (await q(`
+  section(
+    "functions",
+    (
+      await q(`
     select rtrim(pg_get_functiondef(p.oid), E'\n') || ';\n' as s
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
      where p.prokind in ('f', 'p', 'w')
        and (n.nspname = any($1)
             or p.oid in (select tg.tgfoid from pg_trigger tg join pg_class c on c.oid = tg.tgrelid
                            join pg_namespace cn on cn.oid = c.relnamespace where cn.nspname = any($1) and not tg.tgisinternal))
-     order by n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)`)).map((r) => r.s!));
+     order by n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)`)
+    ).map((r) => r.s!),
+  );
 
   // Triggers on our tables, and triggers anywhere that call a function of ours.
-  section("triggers", (await q(`
+  section(
+    "triggers",
+    (
+      await q(`
     select pg_get_triggerdef(tg.oid, true) || ';' as s
       from pg_trigger tg join pg_class c on c.oid = tg.tgrelid join pg_namespace n on n.oid = c.relnamespace
       join pg_proc p on p.oid = tg.tgfoid join pg_namespace pn on pn.oid = p.pronamespace
      where not tg.tgisinternal and (n.nspname = any($1) or pn.nspname = any($1))
-     order by n.nspname, c.relname, tg.tgname`)).map((r) => r.s!));
+     order by n.nspname, c.relname, tg.tgname`)
+    ).map((r) => r.s!),
+  );
 
   // Policies on our tables and on realtime.messages (who may receive which topic).
-  section("row level security policies", (await q(`
+  section(
+    "row level security policies",
+    (
+      await q(`
     select format('create policy %I on %I.%I%s for %s to %s%s%s;', pol.polname, n.nspname, c.relname,
              case when pol.polpermissive then '' else ' as restrictive' end,
              case pol.polcmd when 'r' then 'select' when 'a' then 'insert' when 'w' then 'update' when 'd' then 'delete' else 'all' end,
@@ -149,10 +187,17 @@ async function dumpIn(sql: Sql): Promise<string> {
              coalesce(E'\n  with check (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')) as s
       from pg_policy pol join pg_class c on c.oid = pol.polrelid join pg_namespace n on n.oid = c.relnamespace
      where n.nspname = any($1) or (n.nspname = 'realtime' and c.relname = 'messages')
-     order by n.nspname, c.relname, pol.polname`)).map((r) => r.s!));
+     order by n.nspname, c.relname, pol.polname`)
+    ).map((r) => r.s!),
+  );
 
   section("grants", await grants(q));
-  return out.join("\n").replace(/[ \t]+$/gm, "").trimEnd() + "\n";
+  return (
+    out
+      .join("\n")
+      .replace(/[ \t]+$/gm, "")
+      .trimEnd() + "\n"
+  );
 }
 
 /** Privileges other than the owner's own, as grant statements (default ACLs spelled out). */
@@ -189,7 +234,10 @@ async function grants(q: (text: string) => Promise<Row[]>): Promise<string[]> {
      order by o.kind, o.name, o.col nulls first, grantee`);
   return rows.map((r) =>
     r.kind === "column"
-      ? `grant ${r.privileges!.split(", ").map((p) => `${p} (${r.col})`).join(", ")} on table ${r.name} to ${r.grantee};`
+      ? `grant ${r
+          .privileges!.split(", ")
+          .map((p) => `${p} (${r.col})`)
+          .join(", ")} on table ${r.name} to ${r.grantee};`
       : `grant ${r.privileges} on ${r.kind} ${r.name} to ${r.grantee};`,
   );
 }

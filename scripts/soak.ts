@@ -141,7 +141,17 @@ async function oneTask(): Promise<void> {
 }
 
 // ── faults ──────────────────────────────────────────────────────────────────────────────────
-const FAULTS = ["kill -9 worker", "SIGTERM worker", "postgres restart", "realtime restart", "functions restart", "gateway restart", "client websocket drop", "worker db connections killed", "worker db connection blackholed"] as const;
+const FAULTS = [
+  "kill -9 worker",
+  "SIGTERM worker",
+  "postgres restart",
+  "realtime restart",
+  "functions restart",
+  "gateway restart",
+  "client websocket drop",
+  "worker db connections killed",
+  "worker db connection blackholed",
+] as const;
 
 async function inject(fault: (typeof FAULTS)[number]): Promise<void> {
   const restarts: Record<string, StackPart> = { "postgres restart": "postgres", "realtime restart": "realtime", "functions restart": "functions", "gateway restart": "gateway" };

@@ -72,10 +72,7 @@ function ensureSandboxTools(): void {
       return false;
     }
   };
-  const missing = [
-    ...(has("bwrap", ["--version"]) ? [] : ["bubblewrap"]),
-    ...(has("python3", ["-c", "import seccomp"]) ? [] : ["python3-seccomp"]),
-  ];
+  const missing = [...(has("bwrap", ["--version"]) ? [] : ["bubblewrap"]), ...(has("python3", ["-c", "import seccomp"]) ? [] : ["python3-seccomp"])];
   if (missing.length === 0) return;
   if (process.getuid?.() === 0 && has("apt-get", ["--version"])) {
     console.error(`${missing.join(" and ")} missing; installing with apt-get…`);
@@ -83,7 +80,9 @@ function ensureSandboxTools(): void {
     execFileSync("apt-get", ["install", "-y", "-qq", ...missing], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
     return;
   }
-  console.error(`Workers run tasks in bubblewrap sandboxes under a seccomp filter; missing: ${missing.join(", ")}. Install (Debian/Ubuntu: sudo apt-get install ${missing.join(" ")}) and run npm start again, or use --workers 0.`);
+  console.error(
+    `Workers run tasks in bubblewrap sandboxes under a seccomp filter; missing: ${missing.join(", ")}. Install (Debian/Ubuntu: sudo apt-get install ${missing.join(" ")}) and run npm start again, or use --workers 0.`,
+  );
   process.exit(1);
 }
 
@@ -102,7 +101,9 @@ try {
   console.error(`Could not start: ${err instanceof Error ? err.message : err}`);
   if ((err as { code?: string }).code === "migration_failed") {
     // Typically a data directory migrated by another checkout whose migrations differ.
-    console.error("If this data directory was set up by another version of COGO Sandbox, start afresh with `npm start -- --reset` (wipes it), or set COGO_DATA_DIR to a new directory.");
+    console.error(
+      "If this data directory was set up by another version of COGO Sandbox, start afresh with `npm start -- --reset` (wipes it), or set COGO_DATA_DIR to a new directory.",
+    );
   }
   process.exit(1);
 }
@@ -117,7 +118,10 @@ const env = {
 await writeFile(
   path.join(PROJECT_ROOT, ".env.local"),
   "# Written by npm start; points the SDK, CLI and workers at the embedded default.\n" +
-    Object.entries(env).map(([k, v]) => `${k}=${v}`).join("\n") + "\n",
+    Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join("\n") +
+    "\n",
   { mode: 0o600 },
 );
 
@@ -132,11 +136,13 @@ for (let i = 0; i < workerCount; i++) {
 }
 // Repository analysis tasks (kind `analysis`) need a worker of their own kind.
 if (workerCount > 0) {
-  workers.push(spawn(
-    process.execPath,
-    ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--kind", "analysis", "--concurrency", "2", "--name", "local-analysis", "--grace-ms", "5000"],
-    { env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl }, stdio: ["ignore", "inherit", "inherit"] },
-  ));
+  workers.push(
+    spawn(
+      process.execPath,
+      ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--kind", "analysis", "--concurrency", "2", "--name", "local-analysis", "--grace-ms", "5000"],
+      { env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl }, stdio: ["ignore", "inherit", "inherit"] },
+    ),
+  );
 }
 
 const dashboardUrl = (await dashboardBuilt)
@@ -169,9 +175,7 @@ const shutdown = async (sig: string) => {
   if (stopping) return;
   stopping = true;
   console.error(`\n${sig}: stopping workers, functions, Realtime and Postgres…`);
-  await Promise.all(
-    workers.map((w) => new Promise((resolve) => (w.exitCode !== null ? resolve(null) : (w.once("exit", resolve), w.kill("SIGTERM"))))),
-  );
+  await Promise.all(workers.map((w) => new Promise((resolve) => (w.exitCode !== null ? resolve(null) : (w.once("exit", resolve), w.kill("SIGTERM"))))));
   await stack.stop();
   console.error("Stopped.");
   process.exit(0);

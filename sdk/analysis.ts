@@ -33,7 +33,12 @@ export interface ResultsQuery {
 
 export class AnalysisFailedError extends SandboxError {}
 
-const qs = (o: object) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])).toString();
+const qs = (o: object) =>
+  new URLSearchParams(
+    Object.entries(o)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, String(v)]),
+  ).toString();
 
 export function analysisCalls(supabase: SupabaseClient) {
   const status = (id: string) => call<AnalysisView>(supabase, "GET", `/analysis/${id}/status`);
@@ -46,7 +51,10 @@ export function analysisCalls(supabase: SupabaseClient) {
     async analyzeRepository(request: AnalyzeRequest, onProgress?: (p: AnalysisProgress) => void) {
       const { analysisId, topic } = await call<{ analysisId: string; topic: string }>(supabase, "POST", "/analyze/repository", request);
       const channel = onProgress
-        ? supabase.channel(topic, { config: { private: true } }).on("broadcast", { event: "progress_update" }, (m) => onProgress(m.payload as AnalysisProgress)).subscribe()
+        ? supabase
+            .channel(topic, { config: { private: true } })
+            .on("broadcast", { event: "progress_update" }, (m) => onProgress(m.payload as AnalysisProgress))
+            .subscribe()
         : null;
       const wait = async (pollMs = 500): Promise<AnalysisView> => {
         try {
@@ -68,7 +76,10 @@ export function analysisCalls(supabase: SupabaseClient) {
     /** Full-text search over file words and symbol names, ranked, with snippets. */
     searchAnalysis: (analysisId: string, q: string, options: { limit?: number; offset?: number; language?: string; path?: string } = {}) =>
       call<{ hits: { path: string; language: string; rank: number; snippet: string; symbols: unknown[] }[]; next: number | null }>(
-        supabase, "GET", `/analysis/${analysisId}/search?${qs({ q, ...options })}`),
+        supabase,
+        "GET",
+        `/analysis/${analysisId}/search?${qs({ q, ...options })}`,
+      ),
   };
 }
 export type AnalysisCalls = ReturnType<typeof analysisCalls>;

@@ -86,7 +86,10 @@ export async function watchCommand(sandbox: SandboxClient, argv: string[], fail:
     ...(debounceMs !== undefined ? { debounceMs } : {}),
     ...(values.ignore ? { ignore: values.ignore } : {}),
     initial: values.initial ?? false,
-    onChange: (r) => console.error(`[watch] sent ${r.changed.length} change(s): ${r.changed.join(", ") || "none"}; re-running ${r.reruns.map((x) => `${x.step} (${x.status})`).join(", ") || "nothing"}`),
+    onChange: (r) =>
+      console.error(
+        `[watch] sent ${r.changed.length} change(s): ${r.changed.join(", ") || "none"}; re-running ${r.reruns.map((x) => `${x.step} (${x.status})`).join(", ") || "nothing"}`,
+      ),
     onWarning: (m) => console.error(`[watch] ${m}`),
   });
   console.error(`[watch] watching ${dir} → workspace ${workspaceId}; Ctrl-C to stop`);

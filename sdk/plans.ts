@@ -38,8 +38,20 @@ export function planCalls(supabase: SupabaseClient) {
     getPlan: (planId: string) => call<PlanView>(supabase, "GET", `/plans/${planId}`),
     /** The caller's plans, newest first. @default limit 100 */
     listPlans: async (limit = 100) =>
-      (await call<{ plans: { id: string; name: string | null; status: PlanView["status"]; reason: string | null; workspaceId: string; steps: number; createdAt: string; finishedAt: string | null }[] }>(
-        supabase, "GET", `/plans?limit=${limit}`)).plans,
+      (
+        await call<{
+          plans: {
+            id: string;
+            name: string | null;
+            status: PlanView["status"];
+            reason: string | null;
+            workspaceId: string;
+            steps: number;
+            createdAt: string;
+            finishedAt: string | null;
+          }[];
+        }>(supabase, "GET", `/plans?limit=${limit}`)
+      ).plans,
     /** Cancels running and pending steps. */
     cancelPlan: (planId: string) => call<PlanView>(supabase, "DELETE", `/plans/${planId}`),
     /** Writes and deletes workspace files in one change; the steps it affects re-run at high priority. */
@@ -48,7 +60,10 @@ export function planCalls(supabase: SupabaseClient) {
     deleteFile: (workspaceId: string, path: string) => call<ChangeResult>(supabase, "DELETE", `/files/${enc(path)}?workspace=${workspaceId}`),
     listFiles: (workspaceId: string) =>
       call<{ workspaceId: string; revision: number; files: { path: string; size: number; executable: boolean; version: number }[] }>(
-        supabase, "GET", `/files?workspace=${workspaceId}`),
+        supabase,
+        "GET",
+        `/files?workspace=${workspaceId}`,
+      ),
   };
 }
 export type PlanCalls = ReturnType<typeof planCalls>;

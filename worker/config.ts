@@ -92,7 +92,9 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
   if (!databaseUrl) {
     throw new WorkerConfigError("missing_database_url", "SUPABASE_DB_URL is not set: point the worker at Postgres (npm start writes it to .env.local)");
   }
-  const labelsEnv = env.COGO_WORKER_LABELS?.split(",").map((s) => s.trim()).filter(Boolean);
+  const labelsEnv = env.COGO_WORKER_LABELS?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   // Fields without an env fallback (poll/rescue/flush intervals, uid base) come straight from `partial`.
   const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
   const opts: WorkerOptions = {
@@ -153,7 +155,10 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
   return {
     concurrency: int("--concurrency", values.concurrency, 1, 1000),
     kind: values.kind,
-    labels: values.labels?.split(",").map((s) => s.trim()).filter(Boolean),
+    labels: values.labels
+      ?.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
     name: values.name,
     leaseMs: int("--lease-ms", values["lease-ms"], 1000, 3_600_000),
     graceMs: int("--grace-ms", values["grace-ms"], 0, 3_600_000),

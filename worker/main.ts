@@ -32,7 +32,10 @@ try {
       process.exit(130);
     }
     console.error(`${sig}: finishing running tasks (up to ${worker.options.graceMs} ms), then exiting; ${sig} again to exit now`);
-    void started.then(() => worker.stop(), () => {});
+    void started.then(
+      () => worker.stop(),
+      () => {},
+    );
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));

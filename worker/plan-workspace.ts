@@ -25,8 +25,10 @@ export interface SaveOutcome {
 }
 
 export async function restorePlanWorkspace(sql: Sql, lease: Lease): Promise<RestoredWorkspace> {
-  const rows = await fenced(() => sql<{ path: string; content: Buffer; executable: boolean; version: string }[]>`
-    select * from cogo.task_workspace_files(${lease.taskId}, ${lease.attempt}, ${lease.workerId})`);
+  const rows = await fenced(
+    () => sql<{ path: string; content: Buffer; executable: boolean; version: string }[]>`
+    select * from cogo.task_workspace_files(${lease.taskId}, ${lease.attempt}, ${lease.workerId})`,
+  );
   const base = new Map(rows.map((r) => [r.path, { version: Number(r.version), content: r.content, executable: r.executable }]));
   return {
     files: rows.map((r) => ({ path: r.path, content: r.content.toString("base64"), encoding: "base64", mode: r.executable ? 0o755 : 0o644 })),
@@ -102,9 +104,12 @@ export async function savePlanWorkspace(sql: Sql, lease: Lease, dir: string, res
   if (changed.length === 0 && deleted.length === 0) return { saved: [], deleted: [], skipped };
   const base = Object.fromEntries([...changed.map((c) => c.path), ...deleted].map((p) => [p, restored.base.get(p)?.version ?? 0]));
   try {
-    const [row] = await fenced(() => sql<{ written: string[] }[]>`
+    const [row] = await fenced(
+      () => sql<{ written: string[] }[]>`
       select cogo.save_task_files(${lease.taskId}, ${lease.attempt}, ${lease.workerId}, ${sql.json(changed as never)}, ${deleted},
-                                  ${sql.json(base as never)}) as written`, { retry: false });
+                                  ${sql.json(base as never)}) as written`,
+      { retry: false },
+    );
     const written = new Set(row!.written);
     return { saved: changed.map((c) => c.path).filter((p) => written.has(p)), deleted: deleted.filter((p) => written.has(p)), skipped };
   } catch (err) {
@@ -114,9 +119,10 @@ export async function savePlanWorkspace(sql: Sql, lease: Lease, dir: string, res
 }
 
 export function describeSave(s: SaveOutcome): string {
-  const head = s.error
-    ? `workspace not saved: ${s.error}`
-    : `workspace saved: ${s.saved.length} file(s) written, ${s.deleted.length} deleted`;
-  const notes = s.skipped.slice(0, 10).map((k) => `; skipped ${k.path} (${k.why})`).join("");
+  const head = s.error ? `workspace not saved: ${s.error}` : `workspace saved: ${s.saved.length} file(s) written, ${s.deleted.length} deleted`;
+  const notes = s.skipped
+    .slice(0, 10)
+    .map((k) => `; skipped ${k.path} (${k.why})`)
+    .join("");
   return head + notes + (s.skipped.length > 10 ? `; and ${s.skipped.length - 10} more skipped` : "");
 }

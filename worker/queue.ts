@@ -29,10 +29,12 @@ export class Queue {
 
   /** Writes chunks as seqs firstSeq.. ; safe to retry. */
   appendOutput(l: Lease, firstSeq: number, chunks: Chunk[]): Promise<unknown> {
-    return fenced(() => this.sql`
+    return fenced(
+      () => this.sql`
       select cogo.append_output(${l.taskId}, ${l.attempt}, ${l.workerId}, ${firstSeq},
         ${chunks.map((c) => c.stream)}::public.output_stream[], ${chunks.map((c) => c.data)}::text[],
-        ${chunks.map((c) => c.at.toISOString())}::timestamptz[])`);
+        ${chunks.map((c) => c.at.toISOString())}::timestamptz[])`,
+    );
   }
 
   appendEvent(l: Lease, e: TaskEvent): Promise<unknown> {
@@ -42,9 +44,12 @@ export class Queue {
 
   /** Appends events in order in one round trip (cogo.append_events); not retried, like appendEvent. */
   appendEvents(l: Lease, events: TaskEvent[]): Promise<unknown> {
-    return fenced(() => this.sql`
+    return fenced(
+      () => this.sql`
       select cogo.append_events(${l.taskId}, ${l.attempt}, ${l.workerId}, ${events.map((e) => e.type)}::text[],
-        array(select e from jsonb_array_elements(${this.sql.json(events.map((e) => e.data) as never)}) with ordinality t(e, i) order by i))`, { retry: false });
+        array(select e from jsonb_array_elements(${this.sql.json(events.map((e) => e.data) as never)}) with ordinality t(e, i) order by i))`,
+      { retry: false },
+    );
   }
 
   /** Median ms of earlier successful runs of the same step (cogo.estimate_duration_ms), or null. */
@@ -54,9 +59,11 @@ export class Queue {
   }
 
   finish(l: Lease, r: { status: FinalStatus; exitCode: number | null; signal: string | null; reason: string; usage: object; result?: object }): Promise<unknown> {
-    return fenced(() => this.sql`
+    return fenced(
+      () => this.sql`
       select cogo.finish_task(${l.taskId}, ${l.attempt}, ${l.workerId}, ${r.status}::public.task_status, ${r.exitCode},
-        ${r.signal}, ${r.reason}, ${this.sql.json(r.usage as never)}, ${r.result ? this.sql.json(r.result as never) : null})`);
+        ${r.signal}, ${r.reason}, ${this.sql.json(r.usage as never)}, ${r.result ? this.sql.json(r.result as never) : null})`,
+    );
   }
 
   /** Stores one artifact (bytes, or why it was refused); safe to retry. */
@@ -66,8 +73,11 @@ export class Queue {
 
   /** A recovery step's re-queue (cogo.requeue_for_recovery); CG422 when no attempt is left. Not retried. */
   requeueForRecovery(l: Lease, step: object, event: RecoverySucceeded): Promise<unknown> {
-    return fenced(() => this.sql`
-      select 1 from cogo.requeue_for_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(step as never)}, ${this.sql.json(event as never)})`, { retry: false });
+    return fenced(
+      () => this.sql`
+      select 1 from cogo.requeue_for_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(step as never)}, ${this.sql.json(event as never)})`,
+      { retry: false },
+    );
   }
 
   release(l: Lease, reason: string): Promise<unknown> {

@@ -113,19 +113,21 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
   });
 
   const pumpStdin = () => {
-    stdinChain = stdinChain.then(async () => {
-      const stdin = sandbox?.stdin;
-      if (!stdin || stdin.writableEnded) return;
-      for (const row of await queue.stdinAfter(task.id, stdinSeq)) {
-        stdinSeq = Number(row.seq);
-        if (row.data) stdin.write(row.data);
-        if (row.eof) {
-          stdin.end();
-          blocks.stdinEnded();
-          return;
+    stdinChain = stdinChain
+      .then(async () => {
+        const stdin = sandbox?.stdin;
+        if (!stdin || stdin.writableEnded) return;
+        for (const row of await queue.stdinAfter(task.id, stdinSeq)) {
+          stdinSeq = Number(row.seq);
+          if (row.data) stdin.write(row.data);
+          if (row.eof) {
+            stdin.end();
+            blocks.stdinEnded();
+            return;
+          }
         }
-      }
-    }).catch((err) => log(`task ${task.id}: stdin: ${err}`));
+      })
+      .catch((err) => log(`task ${task.id}: stdin: ${err}`));
   };
 
   const kill = () => {
@@ -160,9 +162,12 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
       for (const note of loweredLimits({ wallTimeMs: task.timeoutMs, ...limits }, sandbox.limits)) batcher.system(note);
       const outputBytes = sandbox.limits.outputBytes;
       void sandbox.outputTruncated.then(() =>
-        batcher.system(onOutputLimit === "truncate"
-          ? `output limit of ${outputBytes} bytes reached: further output is dropped, the task keeps running`
-          : `output limit of ${outputBytes} bytes reached: further output is dropped and the task stopped`));
+        batcher.system(
+          onOutputLimit === "truncate"
+            ? `output limit of ${outputBytes} bytes reached: further output is dropped, the task keeps running`
+            : `output limit of ${outputBytes} bytes reached: further output is dropped and the task stopped`,
+        ),
+      );
       sandbox.stdout.on("data", (b: Buffer) => (batcher.push("stdout", b), lineEvents.push("stdout", b), blocks.output(b)));
       sandbox.stderr.on("data", (b: Buffer) => (batcher.push("stderr", b), lineEvents.push("stderr", b), blocks.output(b)));
       await blocks.attach(sandbox);

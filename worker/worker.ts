@@ -121,11 +121,23 @@ export class Worker {
       },
       registeredAt,
     );
-    o.log(`sandbox toolchain: ${Object.entries(facts.toolchain).map(([tool, version]) => `${tool} ${version}`).join("; ") || "none found in /usr"}`);
-    o.log(`worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}${facts.cgroupNotes.length ? ` (${facts.cgroupNotes.join('; ')})` : ''}`);
+    o.log(
+      `sandbox toolchain: ${
+        Object.entries(facts.toolchain)
+          .map(([tool, version]) => `${tool} ${version}`)
+          .join("; ") || "none found in /usr"
+      }`,
+    );
+    o.log(
+      `worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}${facts.cgroupNotes.length ? ` (${facts.cgroupNotes.join("; ")})` : ""}`,
+    );
     o.log(`sandbox protections: ${facts.protections}`);
 
-    const tasksListen = await this.sql.listen("cogo_tasks", (kind) => kind === o.kind && this.nudge(), () => this.nudge());
+    const tasksListen = await this.sql.listen(
+      "cogo_tasks",
+      (kind) => kind === o.kind && this.nudge(),
+      () => this.nudge(),
+    );
     const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));
     this.unlisten.push(tasksListen.unlisten, controlListen.unlisten);
     this.pollTimer = setInterval(() => this.nudge(), o.pollIntervalMs);

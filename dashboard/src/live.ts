@@ -122,14 +122,21 @@ export class Live {
     if (old && Date.parse(old.lastHeartbeatAt) > Date.parse(w.lastHeartbeatAt) && old.status === w.status) return;
     this.workers.set(w.id, w);
     if (fromTopic && (!old || old.status !== w.status)) {
-      log("fleet", w.status === "offline" ? "warn" : "info", `worker ${workerLabel(w)} (${w.kind}${w.labels.length ? ", " + w.labels.join(",") : ""}) ${old ? `${old.status} → ${w.status}` : w.status}`);
+      log(
+        "fleet",
+        w.status === "offline" ? "warn" : "info",
+        `worker ${workerLabel(w)} (${w.kind}${w.labels.length ? ", " + w.labels.join(",") : ""}) ${old ? `${old.status} → ${w.status}` : w.status}`,
+      );
     }
   }
 
   private onTask(m: TaskChangedMessage): void {
     const t = m.task;
-    log("tasks", t.status === "failed" || t.status === "timed_out" ? "warn" : "info",
-      `task ${t.id.slice(0, 8)} ${m.previous ? `${m.previous} → ` : ""}${t.status}${t.cancelRequested && t.status !== "cancelled" ? " (cancel requested)" : ""}${t.reason ? `: ${t.reason}` : ""}`);
+    log(
+      "tasks",
+      t.status === "failed" || t.status === "timed_out" ? "warn" : "info",
+      `task ${t.id.slice(0, 8)} ${m.previous ? `${m.previous} → ` : ""}${t.status}${t.cancelRequested && t.status !== "cancelled" ? " (cancel requested)" : ""}${t.reason ? `: ${t.reason}` : ""}`,
+    );
     for (const l of this.taskListeners) l(m);
   }
 

@@ -19,23 +19,34 @@ function renderHealth(live: Live): void {
   const liveWorkers = [...live.workers.values()].filter((w) => w.status === "online" && now - Date.parse(w.lastHeartbeatAt) < 2 * w.leaseMs).length;
   const realtime = live.channels.fleet === "SUBSCRIBED" && live.channels.tasks === "SUBSCRIBED";
   const pill = (name: string, state: "ok" | "warn" | "bad", title: string) => h("span", { class: `pill ${state}`, title, "data-health": name, "data-state": state }, name);
-  replace(healthBox,
-    pill("Postgres", f?.db.ok && !live.fleetError ? "ok" : "bad", f ? `query ${f.db.latencyMs} ms` : live.fleetError ?? "unknown"),
+  replace(
+    healthBox,
+    pill("Postgres", f?.db.ok && !live.fleetError ? "ok" : "bad", f ? `query ${f.db.latencyMs} ms` : (live.fleetError ?? "unknown")),
     pill("Functions", live.fleetError ? "bad" : f ? "ok" : "warn", live.fleetError ?? f?.function.runtime ?? "…"),
     pill("Realtime", realtime ? "ok" : live.channels.fleet === "connecting" ? "warn" : "bad", `fleet ${live.channels.fleet}, tasks ${live.channels.tasks}`),
-    pill(`Workers ${liveWorkers}`, liveWorkers > 0 ? "ok" : "bad", `${liveWorkers} live`));
+    pill(`Workers ${liveWorkers}`, liveWorkers > 0 ? "ok" : "bad", `${liveWorkers} live`),
+  );
 }
 
 async function boot(): Promise<void> {
   const session = await openSession(main);
   const live = new Live(session.supabase, session.userId);
-  replace(who, session.label, " ", h("button", {
-    onclick: async () => {
-      await session.signOut();
-      location.hash = "";
-      location.reload();
-    },
-  }, "Sign out"));
+  replace(
+    who,
+    session.label,
+    " ",
+    h(
+      "button",
+      {
+        onclick: async () => {
+          await session.signOut();
+          location.hash = "";
+          location.reload();
+        },
+      },
+      "Sign out",
+    ),
+  );
   live.onFleet(() => renderHealth(live));
   setInterval(() => renderHealth(live), 1000);
   await live.start();

@@ -32,7 +32,8 @@ function claimsOf(token: string): { sub?: string; role?: string; exp?: number; e
 function tokenProblem(token: string): string | null {
   const claims = claimsOf(token);
   if (!claims) return "that is not a JWT";
-  if (claims.role !== "authenticated" || !claims.sub) return `that token's role is ${JSON.stringify(claims.role)}; the dashboard needs a user token (role authenticated, sub = user id)`;
+  if (claims.role !== "authenticated" || !claims.sub)
+    return `that token's role is ${JSON.stringify(claims.role)}; the dashboard needs a user token (role authenticated, sub = user id)`;
   if (claims.exp && claims.exp * 1000 < Date.now()) return "that token has expired";
   return null;
 }
@@ -90,8 +91,13 @@ function askForToken(main: HTMLElement, problem: string | null): Promise<string>
       },
       h("h2", null, "Sign in with an access token"),
       problem ? h("div", { class: "error-banner" }, problem) : null,
-      h("p", { class: "dim" }, "On the embedded default, open the dashboard URL that npm start prints (it carries a token for a dev user), or mint one: ",
-        h("code", null, "npm run token -- <user-uuid>"), ". On a Supabase project, paste a signed-in user's access token (supabase.auth.getSession())."),
+      h(
+        "p",
+        { class: "dim" },
+        "On the embedded default, open the dashboard URL that npm start prints (it carries a token for a dev user), or mint one: ",
+        h("code", null, "npm run token -- <user-uuid>"),
+        ". On a Supabase project, paste a signed-in user's access token (supabase.auth.getSession()).",
+      ),
       box,
       h("p", null, h("button", { type: "submit" }, "Open the dashboard")),
     );

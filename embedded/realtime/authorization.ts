@@ -44,10 +44,7 @@ function classify(err: unknown): AuthorizationError {
     }
     return new AuthorizationError("rls_policy_error", err.message);
   }
-  return new AuthorizationError(
-    "database_unavailable",
-    `Realtime was unable to connect to the project database: ${err instanceof Error ? err.message : String(err)}`,
-  );
+  return new AuthorizationError("database_unavailable", `Realtime was unable to connect to the project database: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 export class Authorizer {

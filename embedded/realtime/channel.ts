@@ -9,16 +9,7 @@ import { Outgoing, subscriptionKey, type Fanout, type Subscriber } from "./fanou
 import type { RealtimeLimits } from "./limits.ts";
 import type { PresenceMember, PresenceTracker } from "./presence.ts";
 import { fetchReplay, type StoredMessage } from "./replay.ts";
-import {
-  encodeMessage,
-  encodeReply,
-  encodeUserBroadcast,
-  isObject,
-  type Incoming,
-  type Json,
-  type PhxMessage,
-  type Vsn,
-} from "./serializer.ts";
+import { encodeMessage, encodeReply, encodeUserBroadcast, isObject, type Incoming, type Json, type PhxMessage, type Vsn } from "./serializer.ts";
 import { TokenError, verifyRealtimeToken } from "./tokens.ts";
 
 export interface RealtimeContext {
@@ -435,9 +426,7 @@ export class Channel implements Subscriber, PresenceMember {
     if (this.closed) return;
     this.policies = policies;
     if (!policies.broadcast.read && !policies.presence.read) return this.shutdown(readDenied(this.subTopic));
-    const revoked =
-      (previous.broadcast.read === true && policies.broadcast.read === false) ||
-      (previous.presence.read === true && policies.presence.read === false);
+    const revoked = (previous.broadcast.read === true && policies.broadcast.read === false) || (previous.presence.read === true && policies.presence.read === false);
     if (revoked) {
       return this.shutdown(`You no longer have permission to read from this Channel topic: ${this.subTopic}`);
     }

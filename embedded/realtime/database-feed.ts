@@ -104,12 +104,7 @@ export class DatabaseFeed {
     private readonly log: (line: string) => void,
   ) {}
 
-  static async start(
-    url: string,
-    sql: postgres.Sql,
-    deliver: (message: DatabaseMessage) => void,
-    log: (line: string) => void,
-  ): Promise<DatabaseFeed> {
+  static async start(url: string, sql: postgres.Sql, deliver: (message: DatabaseMessage) => void, log: (line: string) => void): Promise<DatabaseFeed> {
     const feed = new DatabaseFeed(url, sql, deliver, log);
     await feed.replicate();
     feed.scheduleCheck();
@@ -141,12 +136,8 @@ export class DatabaseFeed {
     });
     this.conn = conn;
     this.slot = `realtime_embedded_${randomUUID().replace(/-/g, "")}`;
-    const [slot] = await conn.unsafe<{ consistent_point: string }[]>(
-      `CREATE_REPLICATION_SLOT ${this.slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
-    );
-    const stream = await conn
-      .unsafe(`START_REPLICATION SLOT ${this.slot} LOGICAL ${slot!.consistent_point} (proto_version '1', publication_names '${PUBLICATION}')`)
-      .writable();
+    const [slot] = await conn.unsafe<{ consistent_point: string }[]>(`CREATE_REPLICATION_SLOT ${this.slot} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`);
+    const stream = await conn.unsafe(`START_REPLICATION SLOT ${this.slot} LOGICAL ${slot!.consistent_point} (proto_version '1', publication_names '${PUBLICATION}')`).writable();
     this.stream = stream;
     const decoder = new PgoutputDecoder();
     stream.on("data", (x: Buffer) => {

@@ -1,13 +1,6 @@
 // In-process pub/sub: one outgoing message, encoded once per protocol version, written to every
 // subscribed socket. This is the hot path of database broadcasts, so it never touches the database.
-import {
-  encodeMessage,
-  encodeUserBroadcast,
-  encodeUserBroadcastForV1,
-  type Json,
-  type PayloadEncoding,
-  type Vsn,
-} from "./serializer.ts";
+import { encodeMessage, encodeUserBroadcast, encodeUserBroadcastForV1, type Json, type PayloadEncoding, type Vsn } from "./serializer.ts";
 
 export interface Subscriber {
   /** subscriptionKey(private, subTopic); public and private channels of one name never mix. */
@@ -44,13 +37,7 @@ export class Outgoing {
     return new Outgoing({ kind: "json", event, payload }, messageId);
   }
 
-  static user(
-    userEvent: string,
-    encoding: PayloadEncoding,
-    body: Buffer,
-    metadata: Json | null,
-    messageId: string | null = null,
-  ): Outgoing {
+  static user(userEvent: string, encoding: PayloadEncoding, body: Buffer, metadata: Json | null, messageId: string | null = null): Outgoing {
     return new Outgoing({ kind: "user", userEvent, encoding, body, metadata }, messageId);
   }
 

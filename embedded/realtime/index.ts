@@ -60,23 +60,17 @@ export async function createRealtime(options: RealtimeOptions): Promise<Realtime
   const presence = new PresenceTracker(fanout);
   const authorizer = new Authorizer(sql, new FairQueue(limits.maxConcurrentAuthorizations, limits.maxAuthorizationsPerConnection));
   const ctx: RealtimeContext = { jwtSecret: options.jwtSecret, sql, fanout, presence, authorizer, limits, log };
-  const deliver = (m: DatabaseMessage) =>
-    fanout.publish(subscriptionKey(m.private, m.topic), Outgoing.user(m.event, m.encoding, m.body, { id: m.id }, m.id));
+  const deliver = (m: DatabaseMessage) => fanout.publish(subscriptionKey(m.private, m.topic), Outgoing.user(m.event, m.encoding, m.body, { id: m.id }, m.id));
   let feed: DatabaseFeed;
   try {
     feed = await DatabaseFeed.start(options.databaseUrl, sql, deliver, log);
   } catch (err) {
     await sql.end({ timeout: 0 });
-    throw new EmbeddedError(
-      "realtime_listen_failed",
-      `Realtime could not LISTEN for database broadcasts: ${err instanceof Error ? err.message : String(err)}`,
-    );
+    throw new EmbeddedError("realtime_listen_failed", `Realtime could not LISTEN for database broadcasts: ${err instanceof Error ? err.message : String(err)}`);
   }
   const sockets = new SocketServer(ctx);
   const partitionTimer = setInterval(() => {
-    maintainPartitions().catch((err: unknown) =>
-      log(`realtime: partition maintenance failed: ${err instanceof Error ? err.message : String(err)}`),
-    );
+    maintainPartitions().catch((err: unknown) => log(`realtime: partition maintenance failed: ${err instanceof Error ? err.message : String(err)}`));
   }, PARTITION_INTERVAL_MS);
   partitionTimer.unref();
 

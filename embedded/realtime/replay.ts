@@ -11,12 +11,7 @@ export interface StoredMessage {
 
 const HARD_LIMIT = 25;
 
-export async function fetchReplay(
-  sql: postgres.Sql,
-  topic: string,
-  sinceMs: number,
-  limit: number,
-): Promise<StoredMessage[]> {
+export async function fetchReplay(sql: postgres.Sql, topic: string, sinceMs: number, limit: number): Promise<StoredMessage[]> {
   const bounded = Math.max(Math.min(limit, HARD_LIMIT), 1);
   const rows = await sql<StoredMessage[]>`
     select id, event, payload, binary_payload from realtime.messages

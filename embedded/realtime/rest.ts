@@ -144,14 +144,7 @@ function authorizationFailureBody(err: AuthorizationError): Json {
   return { message: messages[err.failure] };
 }
 
-async function broadcastSingle(
-  ctx: RealtimeContext,
-  req: IncomingMessage,
-  claims: Claims,
-  url: URL,
-  topic: string,
-  event: string,
-): Promise<void> {
+async function broadcastSingle(ctx: RealtimeContext, req: IncomingMessage, claims: Claims, url: URL, topic: string, event: string): Promise<void> {
   const contentType = req.headers["content-type"];
   const mediaType = contentType?.split(";")[0]?.trim().toLowerCase();
   if (mediaType !== undefined && mediaType !== "application/json" && mediaType !== "application/octet-stream") {

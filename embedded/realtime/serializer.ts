@@ -102,55 +102,23 @@ export function decodeFrame(vsn: Vsn, data: Buffer, isBinary: boolean): Incoming
 }
 
 /** A server push or reply; V1 carries no join_ref (Phoenix encodes only topic/event/payload/ref). */
-export function encodeMessage(
-  vsn: Vsn,
-  joinRef: string | null,
-  msgRef: string | null,
-  topic: string,
-  event: string,
-  payload: unknown,
-): string {
-  return vsn === 2
-    ? JSON.stringify([joinRef, msgRef, topic, event, payload])
-    : JSON.stringify({ topic, event, payload, ref: msgRef });
+export function encodeMessage(vsn: Vsn, joinRef: string | null, msgRef: string | null, topic: string, event: string, payload: unknown): string {
+  return vsn === 2 ? JSON.stringify([joinRef, msgRef, topic, event, payload]) : JSON.stringify({ topic, event, payload, ref: msgRef });
 }
 
-export function encodeReply(
-  vsn: Vsn,
-  joinRef: string | null,
-  msgRef: string | null,
-  topic: string,
-  status: "ok" | "error",
-  response: Json,
-): string {
+export function encodeReply(vsn: Vsn, joinRef: string | null, msgRef: string | null, topic: string, status: "ok" | "error", response: Json): string {
   return encodeMessage(vsn, joinRef, msgRef, topic, "phx_reply", { status, response });
 }
 
 /** Kind-4 frame, the only binary form realtime-js decodes. Null when a header field exceeds 255 bytes. */
-export function encodeUserBroadcast(
-  topic: string,
-  userEvent: string,
-  metadata: Json | null,
-  encoding: PayloadEncoding,
-  body: Buffer,
-): Buffer | null {
+export function encodeUserBroadcast(topic: string, userEvent: string, metadata: Json | null, encoding: PayloadEncoding, body: Buffer): Buffer | null {
   const topicBytes = Buffer.from(topic, "utf8");
   const eventBytes = Buffer.from(userEvent, "utf8");
   const metaBytes = metadata ? Buffer.from(JSON.stringify(metadata), "utf8") : Buffer.alloc(0);
-  if (
-    topicBytes.length > MAX_FIELD_BYTES ||
-    eventBytes.length > MAX_FIELD_BYTES ||
-    metaBytes.length > MAX_FIELD_BYTES
-  ) {
+  if (topicBytes.length > MAX_FIELD_BYTES || eventBytes.length > MAX_FIELD_BYTES || metaBytes.length > MAX_FIELD_BYTES) {
     return null;
   }
-  const header = Buffer.from([
-    KIND_USER_BROADCAST,
-    topicBytes.length,
-    eventBytes.length,
-    metaBytes.length,
-    encoding === "json" ? 1 : 0,
-  ]);
+  const header = Buffer.from([KIND_USER_BROADCAST, topicBytes.length, eventBytes.length, metaBytes.length, encoding === "json" ? 1 : 0]);
   return Buffer.concat([header, topicBytes, eventBytes, metaBytes, body]);
 }
 
@@ -158,16 +126,8 @@ export function encodeUserBroadcast(
  * What a V1 socket gets for a user broadcast (UserBroadcast.convert_to_json_broadcast): a JSON
  * broadcast with the body embedded as raw JSON text. Binary payloads cannot be represented: null.
  */
-export function encodeUserBroadcastForV1(
-  topic: string,
-  userEvent: string,
-  metadata: Json | null,
-  encoding: PayloadEncoding,
-  body: Buffer,
-): string | null {
+export function encodeUserBroadcastForV1(topic: string, userEvent: string, metadata: Json | null, encoding: PayloadEncoding, body: Buffer): string | null {
   if (encoding !== "json") return null;
-  const payload =
-    `{"event":${JSON.stringify(userEvent)},"payload":${body.toString("utf8")},"type":"broadcast"` +
-    (metadata ? `,"meta":${JSON.stringify(metadata)}}` : "}");
+  const payload = `{"event":${JSON.stringify(userEvent)},"payload":${body.toString("utf8")},"type":"broadcast"` + (metadata ? `,"meta":${JSON.stringify(metadata)}}` : "}");
   return `{"topic":${JSON.stringify(topic)},"event":"broadcast","payload":${payload},"ref":null}`;
 }

@@ -93,7 +93,12 @@ export class SecretSet {
 
 function decodePayload(jwt: string): Record<string, unknown> {
   const seg = jwt.split(".")[1] ?? "";
-  const bin = atob(seg.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(seg.length / 4) * 4, "="));
+  const bin = atob(
+    seg
+      .replace(/-/g, "+")
+      .replace(/_/g, "/")
+      .padEnd(Math.ceil(seg.length / 4) * 4, "="),
+  );
   return JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
 }
 

@@ -125,7 +125,9 @@ function shapes(mode: Mode) {
     obj({
       reason: literal("worker_lost"),
       durationMs: count(),
-      usage: obj(Object.fromEntries(Object.entries(resourceShape).map(([k, v]) => [k, v.optional()])) as { [K in keyof typeof resourceShape]: ZodOptional<(typeof resourceShape)[K]> }),
+      usage: obj(
+        Object.fromEntries(Object.entries(resourceShape).map(([k, v]) => [k, v.optional()])) as { [K in keyof typeof resourceShape]: ZodOptional<(typeof resourceShape)[K]> },
+      ),
       recoverable: boolean(),
       evidence: obj({
         workerId: text(),

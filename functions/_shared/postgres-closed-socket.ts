@@ -6,9 +6,5 @@
 
 /** The error postgres.js throws when it writes to a connection it has closed. */
 export function isPostgresClosedSocketWrite(err: unknown): boolean {
-  return (
-    err instanceof TypeError &&
-    /\(reading 'write'\)|evaluating 'socket\.write'/.test(err.message) &&
-    /postgres[@\d.]*[\\/]src[\\/]connection\.js/.test(err.stack ?? "")
-  );
+  return err instanceof TypeError && /\(reading 'write'\)|evaluating 'socket\.write'/.test(err.message) && /postgres[@\d.]*[\\/]src[\\/]connection\.js/.test(err.stack ?? "");
 }

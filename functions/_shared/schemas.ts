@@ -29,12 +29,28 @@ export const LimitsSchema = z
     /** Refused: the wall-time limit is the task's `timeoutMs`, one setting. */
     wallTimeMs: z.never({ error: "the wall-time limit is timeoutMs (beside limits), not limits.wallTimeMs" }),
     cpuTimeMs: z.number().int().min(100).max(MAX_CPU_TIME_MS),
-    memoryBytes: z.number().int().min(16 * 1024 * 1024).max(64 * 1024 ** 3),
+    memoryBytes: z
+      .number()
+      .int()
+      .min(16 * 1024 * 1024)
+      .max(64 * 1024 ** 3),
     processes: z.number().int().min(1).max(100_000),
     openFiles: z.number().int().min(16).max(1_048_576),
-    fileSizeBytes: z.number().int().min(1024).max(1024 ** 4),
-    workspaceBytes: z.number().int().min(1024 * 1024).max(1024 ** 4),
-    outputBytes: z.number().int().min(1024).max(1024 ** 4),
+    fileSizeBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 ** 4),
+    workspaceBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .max(1024 ** 4),
+    outputBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 ** 4),
     /** Past outputBytes: "stop" kills the task (failed, output_limit); "truncate" drops the rest and lets it run. */
     onOutputLimit: z.enum(["stop", "truncate"]),
   })
@@ -139,7 +155,11 @@ export type RegisterWorker = z.input<typeof RegisterWorkerSchema>;
 
 export const StdinRequestSchema = z
   .object({
-    data: z.string().max(1024 * 1024).refine(noNul, "data contains a NUL byte").default(""),
+    data: z
+      .string()
+      .max(1024 * 1024)
+      .refine(noNul, "data contains a NUL byte")
+      .default(""),
     eof: z.boolean().default(false),
   })
   .strict();
@@ -185,7 +205,5 @@ export const taskTopic = (taskId: string) => TASK_TOPIC_PREFIX + taskId;
 
 /** "field.path: message; …" — what a 400 says. */
 export function describeZodError(error: z.ZodError): string {
-  return error.issues
-    .map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`)
-    .join("; ");
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`).join("; ");
 }

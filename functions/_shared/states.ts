@@ -1,16 +1,6 @@
 // The one list of task states (docs/state-machine.md says who moves a task out of each).
 // Mirrors the SQL enum public.task_status; tests/schema.test.ts keeps the two equal.
-export const TASK_STATES = [
-  "queued",
-  "claimed",
-  "running",
-  "blocked",
-  "recovering",
-  "succeeded",
-  "failed",
-  "cancelled",
-  "timed_out",
-] as const;
+export const TASK_STATES = ["queued", "claimed", "running", "blocked", "recovering", "succeeded", "failed", "cancelled", "timed_out"] as const;
 export type TaskStatus = (typeof TASK_STATES)[number];
 
 /** A task in one of these belongs to a worker holding its lease. */

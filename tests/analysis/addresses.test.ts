@@ -187,13 +187,16 @@ describe("the worker's lookup", () => {
     expect(r.calls).toEqual(["github.com"]);
   });
 
-  it.each([["10.0.0.1"], ["127.0.0.1"], ["::ffff:127.0.0.1"], ["::7f00:1"], ["64:ff9b::a9fe:a9fe"], ["198.18.0.1"], ["fd00::1"]])("refuses a name that resolves to %s, naming no address", async (bad) => {
-    const r = resolver(["140.82.112.3", bad]);
-    const err = await pinAddresses("repo.example.com", 443, closed, r.resolve).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(SourceRefused);
-    expect((err as SourceRefused).message).toBe(`source: host repo.example.com resolves to an address that is not public; ${PUBLIC_ONLY}`);
-    expect((err as SourceRefused).details).toEqual({ host: "repo.example.com", address: bad, why: addressRefusal(bad) });
-  });
+  it.each([["10.0.0.1"], ["127.0.0.1"], ["::ffff:127.0.0.1"], ["::7f00:1"], ["64:ff9b::a9fe:a9fe"], ["198.18.0.1"], ["fd00::1"]])(
+    "refuses a name that resolves to %s, naming no address",
+    async (bad) => {
+      const r = resolver(["140.82.112.3", bad]);
+      const err = await pinAddresses("repo.example.com", 443, closed, r.resolve).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SourceRefused);
+      expect((err as SourceRefused).message).toBe(`source: host repo.example.com resolves to an address that is not public; ${PUBLIC_ONLY}`);
+      expect((err as SourceRefused).details).toEqual({ host: "repo.example.com", address: bad, why: addressRefusal(bad) });
+    },
+  );
 
   it("says only 'could not fetch' when DNS fails; what DNS said is in the details for the log", async () => {
     const dns = Object.assign(new Error("getaddrinfo ENOTFOUND repo.example.com"), { code: "ENOTFOUND" });

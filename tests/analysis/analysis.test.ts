@@ -176,8 +176,7 @@ describe("repository analysis", () => {
     const start = await api("POST", "/analyze/repository", { token: user.token, body: { source: repo, options: { batchFiles: 2 } } });
     expect(start.status, JSON.stringify(start.body)).toBe(202);
     const id = start.body.analysisId as string;
-    const channel = user.supabase.channel(start.body.topic, { config: { private: true } })
-      .on("broadcast", { event: "progress_update" }, (m) => events.push(m.payload));
+    const channel = user.supabase.channel(start.body.topic, { config: { private: true } }).on("broadcast", { event: "progress_update" }, (m) => events.push(m.payload));
     await new Promise<void>((resolve, reject) => channel.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s === "CHANNEL_ERROR" ? reject(err) : undefined)));
     first = await waitForAnalysis(user.token, id);
     expect(first.commit).toMatch(/^[0-9a-f]{40}$/);
@@ -209,8 +208,9 @@ describe("repository analysis", () => {
     // The topic is private to the analysis's owner.
     const stranger = await newUser();
     const denied = stranger.supabase.channel(start.body.topic, { config: { private: true } });
-    await expect(new Promise<void>((resolve, reject) => denied.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s === "CHANNEL_ERROR" ? reject(err) : undefined))))
-      .rejects.toThrow(/Unauthorized/);
+    await expect(
+      new Promise<void>((resolve, reject) => denied.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s === "CHANNEL_ERROR" ? reject(err) : undefined))),
+    ).rejects.toThrow(/Unauthorized/);
     await stranger.supabase.removeChannel(denied);
     expect((await api("GET", `/analysis/${id}/status`, { token: stranger.token })).status).toBe(404);
   });
@@ -218,12 +218,20 @@ describe("repository analysis", () => {
   it("extracts known symbols exactly, per language", async () => {
     const id = first.analysisId;
     expect(await symbolsOf(user.token, id, "src/index.ts")).toEqual(
-      ["class SandboxRunner +", "function arrow +", "function createSandboxClient +", "method SandboxRunner.run", "method SandboxRunner.stop", "variable privateValue"].sort());
+      ["class SandboxRunner +", "function arrow +", "function createSandboxClient +", "method SandboxRunner.run", "method SandboxRunner.stop", "variable privateValue"].sort(),
+    );
     expect(await symbolsOf(user.token, id, "web/app.js")).toEqual(["function main", "variable fs"]);
     expect(await symbolsOf(user.token, id, "src/types.ts")).toEqual(["enum Color +", "interface Shape +", "type Id +"]);
     expect(await symbolsOf(user.token, id, "py/pkg/core.py")).toEqual(["class Engine +", "function build_engine +", "method Engine.start"]);
     expect(await symbolsOf(user.token, id, "go/main.go")).toEqual(["function main", "interface Handler +", "method Server.Serve +", "struct Server +"]);
-    expect(await symbolsOf(user.token, id, "rust/src/lib.rs")).toEqual(["function hidden", "method Named.name", "method Thing.new +", "module util", "struct Thing +", "trait Named +"]);
+    expect(await symbolsOf(user.token, id, "rust/src/lib.rs")).toEqual([
+      "function hidden",
+      "method Named.name",
+      "method Thing.new +",
+      "module util",
+      "struct Thing +",
+      "trait Named +",
+    ]);
     expect(await symbolsOf(user.token, id, "java/com/example/App.java")).toEqual(["class App +", "method App.App +", "method App.greet +"]);
     expect(await symbolsOf(user.token, id, "c/main.c")).toEqual(["function helper", "function main +"]);
     expect(await symbolsOf(user.token, id, "cpp/widget.cpp")).toEqual(["class Widget +", "function render +", "method Widget.size +", "module ui +"]);
@@ -331,7 +339,10 @@ describe("repository analysis", () => {
     expect(a.filesTotal).toBe(listed.filter((p) => !p.endsWith(".map")).length);
     const r = await api("GET", `/analysis/${a.analysisId}/results?limit=1000`, { token: user.token });
     const ours = Object.fromEntries((r.body.files as any[]).map((f) => [f.path, f]));
-    const cloc = clocByFile(dir, listed.filter((p) => !p.endsWith(".map")));
+    const cloc = clocByFile(
+      dir,
+      listed.filter((p) => !p.endsWith(".map")),
+    );
     expect(Object.keys(cloc)).toEqual(expect.arrayContaining(["TypeScript", "JavaScript"]));
     for (const [language, files] of Object.entries(cloc)) {
       for (const key of ["code", "comment", "blank"] as const) {

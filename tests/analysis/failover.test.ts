@@ -36,12 +36,17 @@ describe("analysis failover", () => {
       expect(start.status).toBe(202);
       const id = start.body.analysisId as string;
       // Batches of ~1 MB take the child a while to parse: kill it as soon as it holds one.
-      const victim = await waitFor(async () => {
-        const rows = await sql<{ id: string }[]>`
+      const victim = await waitFor(
+        async () => {
+          const rows = await sql<{ id: string }[]>`
           select t.id from public.analysis_batches b join public.tasks t on t.id = b.task_id
            where b.analysis_id = ${id} and t.status in ('claimed', 'running')`;
-        return rows[0]?.id;
-      }, `a running batch (worker log: ${log().slice(-500)})`, 60_000, 10);
+          return rows[0]?.id;
+        },
+        `a running batch (worker log: ${log().slice(-500)})`,
+        60_000,
+        10,
+      );
       kill("SIGKILL");
       await exited;
       // Only the victim's lease (2 s) decides how soon its batch is redone. The survivor runs in

@@ -19,10 +19,18 @@ function gitHttpServer(projectRoot: string): Server {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     const cgi = spawn("/usr/lib/git-core/git-http-backend", [], {
       env: {
-        PATH: "/usr/bin:/bin", GIT_PROJECT_ROOT: projectRoot, GIT_HTTP_EXPORT_ALL: "1", REQUEST_METHOD: req.method ?? "GET",
-        PATH_INFO: url.pathname, QUERY_STRING: url.search.slice(1), CONTENT_TYPE: req.headers["content-type"] ?? "",
-        GIT_PROTOCOL: String(req.headers["git-protocol"] ?? ""), REMOTE_ADDR: "127.0.0.1",
-        GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "safe.directory", GIT_CONFIG_VALUE_0: "*",
+        PATH: "/usr/bin:/bin",
+        GIT_PROJECT_ROOT: projectRoot,
+        GIT_HTTP_EXPORT_ALL: "1",
+        REQUEST_METHOD: req.method ?? "GET",
+        PATH_INFO: url.pathname,
+        QUERY_STRING: url.search.slice(1),
+        CONTENT_TYPE: req.headers["content-type"] ?? "",
+        GIT_PROTOCOL: String(req.headers["git-protocol"] ?? ""),
+        REMOTE_ADDR: "127.0.0.1",
+        GIT_CONFIG_COUNT: "1",
+        GIT_CONFIG_KEY_0: "safe.directory",
+        GIT_CONFIG_VALUE_0: "*",
       },
     });
     req.pipe(cgi.stdin);

@@ -34,12 +34,17 @@ export async function setPolicy(localRoots: string[], allowPrivateHosts = false)
 }
 
 export async function waitForAnalysis(token: string, id: string, timeoutMs = 120_000): Promise<any> {
-  return await waitFor(async () => {
-    const r = await api("GET", `/analysis/${id}/status`, { token });
-    if (r.status !== 200) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`);
-    if (r.body.phase === "failed") throw new Error(`analysis failed: ${r.body.error}`);
-    return r.body.phase === "completed" ? r.body : undefined;
-  }, `analysis ${id} to complete`, timeoutMs, 200);
+  return await waitFor(
+    async () => {
+      const r = await api("GET", `/analysis/${id}/status`, { token });
+      if (r.status !== 200) throw new Error(`status ${r.status}: ${JSON.stringify(r.body)}`);
+      if (r.body.phase === "failed") throw new Error(`analysis failed: ${r.body.error}`);
+      return r.body.phase === "completed" ? r.body : undefined;
+    },
+    `analysis ${id} to complete`,
+    timeoutMs,
+    200,
+  );
 }
 
 /** cloc's per-file counts for `files` under `dir`, as {language: {files, code, comment, blank, paths}}. */

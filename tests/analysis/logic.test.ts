@@ -80,8 +80,18 @@ describe("line counts", () => {
 
 describe("languages", () => {
   it("come from linguist's table, with ambiguous extensions settled", () => {
-    expect(["a.ts", "a.tsx", "a.h", "a.hpp", "a.rs", "a.md", "Dockerfile", "a.d.ts", "a.dart", "x.unknownext"].map((p) => detectLanguage(p)))
-      .toEqual(["TypeScript", "TSX", "C", "C++", "Rust", "Markdown", "Dockerfile", "TypeScript", "Dart", ""]);
+    expect(["a.ts", "a.tsx", "a.h", "a.hpp", "a.rs", "a.md", "Dockerfile", "a.d.ts", "a.dart", "x.unknownext"].map((p) => detectLanguage(p))).toEqual([
+      "TypeScript",
+      "TSX",
+      "C",
+      "C++",
+      "Rust",
+      "Markdown",
+      "Dockerfile",
+      "TypeScript",
+      "Dart",
+      "",
+    ]);
     expect(detectLanguage("bin/tool", "#!/usr/bin/env python3\n")).toBe("Python");
   });
 });
@@ -89,10 +99,25 @@ describe("languages", () => {
 describe("import resolution", () => {
   it("resolves relative and package-relative imports to files of the repository", () => {
     const edges = resolveImports([
-      { path: "src/a.ts", language: "TypeScript", imports: [{ specifier: "./b.js", kind: "import", line: 1 }, { specifier: "../lib", kind: "import", line: 2 }, { specifier: "react", kind: "import", line: 3 }] },
+      {
+        path: "src/a.ts",
+        language: "TypeScript",
+        imports: [
+          { specifier: "./b.js", kind: "import", line: 1 },
+          { specifier: "../lib", kind: "import", line: 2 },
+          { specifier: "react", kind: "import", line: 3 },
+        ],
+      },
       { path: "src/b.ts", language: "TypeScript", imports: [] },
       { path: "lib/index.ts", language: "TypeScript", imports: [] },
-      { path: "pkg/m.py", language: "Python", imports: [{ specifier: "pkg.util", kind: "import", line: 1 }, { specifier: "..top", kind: "import", line: 2 }] },
+      {
+        path: "pkg/m.py",
+        language: "Python",
+        imports: [
+          { specifier: "pkg.util", kind: "import", line: 1 },
+          { specifier: "..top", kind: "import", line: 2 },
+        ],
+      },
       { path: "pkg/util.py", language: "Python", imports: [] },
       { path: "top.py", language: "Python", imports: [] },
       { path: "src/main/java/a/App.java", language: "Java", imports: [{ specifier: "a.b.Util", kind: "import", line: 1 }] },
@@ -138,8 +163,7 @@ describe("per-file helpers", () => {
 });
 
 describe("symbols of one file", () => {
-  const show = (text: string, language: string) =>
-    parseSource(text, language)!.symbols.map((s) => `${s.kind} ${s.parent ? s.parent + "." : ""}${s.name}${s.exported ? " +" : ""}`);
+  const show = (text: string, language: string) => parseSource(text, language)!.symbols.map((s) => `${s.kind} ${s.parent ? s.parent + "." : ""}${s.name}${s.exported ? " +" : ""}`);
   it("name the nearest enclosing class, stop at an enclosing function, and export only what an export statement holds", () => {
     const ts = `export class A {
   m() { function inner() {} }
@@ -153,8 +177,18 @@ export { x } from "./x";
 `;
     // Same line: by name. A function in a method belongs to the class; an anonymous class names no parent.
     expect(show(ts, "TypeScript")).toEqual([
-      "class A +", "method A.inner", "method A.m", "variable B", "method n", "class C", "method C.k", "function outer",
-      "function notExported", "function f +", "variable g +", "export B +",
+      "class A +",
+      "method A.inner",
+      "method A.m",
+      "variable B",
+      "method n",
+      "class C",
+      "method C.k",
+      "function outer",
+      "function notExported",
+      "function f +",
+      "variable g +",
+      "export B +",
     ]);
   });
   it("keep imports in order: statements, then require and import() calls", () => {

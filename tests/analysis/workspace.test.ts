@@ -13,11 +13,15 @@ describe("analysis of a files-API workspace", () => {
     const user = await newUser();
     const [ws] = await sql<{ id: string }[]>`insert into public.workspaces (owner) values (${user.id}) returning id`;
     const write = (files: { path: string; content: string }[]) => api("POST", "/files", { token: user.token, body: { workspaceId: ws!.id, files } });
-    expect((await write([
-      { path: "app/main.py", content: "from app.util import helper\n\ndef main():\n    return helper()\n" },
-      { path: "app/util.py", content: "def helper():\n    return 1\n" },
-      { path: "README.md", content: "# ws\n" },
-    ])).status).toBe(200);
+    expect(
+      (
+        await write([
+          { path: "app/main.py", content: "from app.util import helper\n\ndef main():\n    return helper()\n" },
+          { path: "app/util.py", content: "def helper():\n    return 1\n" },
+          { path: "README.md", content: "# ws\n" },
+        ])
+      ).status,
+    ).toBe(200);
 
     const first = await api("POST", "/analyze/repository", { token: user.token, body: { source: `workspace:${ws!.id}` } });
     expect(first.status, JSON.stringify(first.body)).toBe(202);

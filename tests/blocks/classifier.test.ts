@@ -6,7 +6,16 @@ import { BlockClassifier, type Observation } from "../../worker/blocks/classifie
 
 const MiB = 1024 * 1024;
 const limits = { memoryBytes: 100 * MiB, processes: 100, outputBytes: 10 * MiB };
-const options = { ...BLOCK_DETECTION_DEFAULTS, infiniteLoopMs: 2000, idleStallMs: 3000, waitingForInputMs: 1000, deadlockMs: 1500, memoryMs: 500, forkBombMs: 300, outputFloodMs: 1000 };
+const options = {
+  ...BLOCK_DETECTION_DEFAULTS,
+  infiniteLoopMs: 2000,
+  idleStallMs: 3000,
+  waitingForInputMs: 1000,
+  deadlockMs: 1500,
+  memoryMs: 500,
+  forkBombMs: 300,
+  outputFloodMs: 1000,
+};
 
 const quietWaits = { stdin: 0, output: 0, lock: 0, child: 0, other: 1, running: 0 };
 
@@ -76,14 +85,27 @@ describe("block classifier", () => {
     expect(run(20, (_, p) => ({ outputBytes: Math.min(p.outputBytes + 0.5 * MiB, 10 * MiB), cpuMs: p.cpuMs + 250 }))).toBeNull();
     const early = new BlockClassifier({ ...options, outputPercent: 50 }, limits);
     early.observe({ at: 0, cpuMs: 0, outputBytes: 0, ioDelta: 0, newProcess: false, runnable: true, memoryBytes: 0, tasks: 1, oomKills: 0, forkFailures: 0 });
-    expect(early.observe({ at: 250, cpuMs: 250, outputBytes: 6 * MiB, ioDelta: 0, newProcess: false, runnable: true, memoryBytes: 0, tasks: 1, oomKills: 0, forkFailures: 0 })).toMatchObject({ reason: "output_flood" });
+    expect(
+      early.observe({ at: 250, cpuMs: 250, outputBytes: 6 * MiB, ioDelta: 0, newProcess: false, runnable: true, memoryBytes: 0, tasks: 1, oomKills: 0, forkFailures: 0 }),
+    ).toMatchObject({ reason: "output_flood" });
     const rate = run(40, (_, p) => ({ outputBytes: p.outputBytes + 1.2 * MiB, cpuMs: p.cpuMs + 250 }));
     expect(rate).toMatchObject({ reason: "output_flood" });
   });
 
   it("reset() forgets the windows", () => {
     const c = new BlockClassifier(options, limits);
-    const ob = (at: number): Observation => ({ at, cpuMs: at, outputBytes: 0, ioDelta: 0, newProcess: false, runnable: true, memoryBytes: 0, tasks: 1, oomKills: 0, forkFailures: 0 });
+    const ob = (at: number): Observation => ({
+      at,
+      cpuMs: at,
+      outputBytes: 0,
+      ioDelta: 0,
+      newProcess: false,
+      runnable: true,
+      memoryBytes: 0,
+      tasks: 1,
+      oomKills: 0,
+      forkFailures: 0,
+    });
     for (let t = 0; t <= 1750; t += 250) expect(c.observe(ob(t))).toBeNull();
     c.reset();
     for (let t = 2000; t <= 3750; t += 250) expect(c.observe(ob(t))).toBeNull();

@@ -96,7 +96,8 @@ rl.on("close", () => console.log("no input, using default"));`;
   });
 
   it("python input() with a closed prompt that asks again → fed, closed, then gives up", async () => {
-    const py = "import sys\nwhile True:\n    try:\n        input('again? ')\n    except EOFError:\n        sys.stdout.write('eof\\n'); sys.stdout.flush()\n        import time; time.sleep(3600)\n";
+    const py =
+      "import sys\nwhile True:\n    try:\n        input('again? ')\n    except EOFError:\n        sys.stdout.write('eof\\n'); sys.stdout.flush()\n        import time; time.sleep(3600)\n";
     const { result, events } = await runTask({ ...base, command: "python3 -u ask.py", files: [{ path: "ask.py", content: py }], stdin: "pipe", recovery: { stdinAnswer: "x\n" } });
     const s = story(events);
     expect(s.slice(0, 3)).toEqual(["block_detected:waiting_for_input", "recovery_started:feed_stdin", "recovery_succeeded:feed_stdin"]);
@@ -146,7 +147,7 @@ rl.on("close", () => console.log("no input, using default"));`;
   it("python allocating past its memory limit → memory_exhausted → raise_limit within the ceiling → succeeded", async () => {
     const { result, events } = await runTask({
       ...base,
-      command: "python3 -c 'b = bytearray(96 * 1024 * 1024); print(\"allocated\", len(b) >> 20, \"MiB\")'",
+      command: 'python3 -c \'b = bytearray(96 * 1024 * 1024); print("allocated", len(b) >> 20, "MiB")\'',
       limits: { memoryBytes: 64 * MiB },
       recovery: { limitCeilings: { memoryBytes: 256 * MiB } },
     });
@@ -161,7 +162,13 @@ rl.on("close", () => console.log("no input, using default"));`;
 
   it("bash fork bomb → fork_bomb → terminated, not retried", async () => {
     const { result, events } = await runTask({ ...base, command: "bash -c ':(){ :|:& };:; sleep 30'", limits: { processes: 64 }, maxAttempts: 3 });
-    expect(story(events)).toEqual(["block_detected:fork_bomb", "recovery_started:terminate", "recovery_succeeded:terminate", "recovery_started:give_up", "recovery_failed:give_up"]);
+    expect(story(events)).toEqual([
+      "block_detected:fork_bomb",
+      "recovery_started:terminate",
+      "recovery_succeeded:terminate",
+      "recovery_started:give_up",
+      "recovery_failed:give_up",
+    ]);
     expect(events.find((e) => e.type === "block_detected")!.data.recoverable).toBe(false);
     expect(result.status).toBe("failed");
     expect(result.reason).toMatch(/fork_bomb.*Not retried/);

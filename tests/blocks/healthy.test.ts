@@ -37,7 +37,13 @@ const cases: { name: string; spec: Record<string, unknown>; stdout?: RegExp }[] 
     name: "python: CPU-heavy, silent on stdout, writing a results file as it goes",
     spec: {
       command: "python3 work.py && wc -l < out.txt",
-      files: [{ path: "work.py", content: "import time\nwith open('out.txt', 'w') as f:\n    end = time.time() + 4\n    while time.time() < end:\n        t = time.time() + 0.2\n        n = 0\n        while time.time() < t: n += 1\n        f.write(str(n) + '\\n'); f.flush()\n" }],
+      files: [
+        {
+          path: "work.py",
+          content:
+            "import time\nwith open('out.txt', 'w') as f:\n    end = time.time() + 4\n    while time.time() < end:\n        t = time.time() + 0.2\n        n = 0\n        while time.time() < t: n += 1\n        f.write(str(n) + '\\n'); f.flush()\n",
+        },
+      ],
     },
   },
   {
@@ -63,7 +69,7 @@ const cases: { name: string; spec: Record<string, unknown>; stdout?: RegExp }[] 
   },
   {
     name: "python: a prompt answered by the client in time",
-    spec: { command: "python3 -c 'print(\"go\" if input() == \"yes\" else \"no\")'", stdin: "pipe", recovery: { automatic: false } },
+    spec: { command: 'python3 -c \'print("go" if input() == "yes" else "no")\'', stdin: "pipe", recovery: { automatic: false } },
     stdout: /^go\n$/,
   },
 ];

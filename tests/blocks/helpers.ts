@@ -24,14 +24,15 @@ export interface TaskEvent {
 }
 
 export async function eventsOf(taskId: string): Promise<TaskEvent[]> {
-  return (await sql<TaskEvent[]>`select seq::int, attempt, type, data, created_at from public.task_events where task_id = ${taskId} order by seq`).map((e) => ({ ...e, seq: Number(e.seq) }));
+  return (await sql<TaskEvent[]>`select seq::int, attempt, type, data, created_at from public.task_events where task_id = ${taskId} order by seq`).map((e) => ({
+    ...e,
+    seq: Number(e.seq),
+  }));
 }
 
 /** Block-related events in order, as short strings: "block_detected:infinite_loop", "recovery_started:retry", … */
 export function story(events: TaskEvent[]): string[] {
-  return events
-    .filter((e) => e.type === "block_detected" || e.type.startsWith("recovery_"))
-    .map((e) => `${e.type}:${e.type === "block_detected" ? e.data.reason : e.data.action}`);
+  return events.filter((e) => e.type === "block_detected" || e.type.startsWith("recovery_")).map((e) => `${e.type}:${e.type === "block_detected" ? e.data.reason : e.data.action}`);
 }
 
 export async function runTask(spec: ExecuteRequest, user?: Awaited<ReturnType<typeof newUser>>): Promise<{ result: TaskResult; events: TaskEvent[] }> {

@@ -33,18 +33,30 @@ describe("recovery planner", () => {
 
   it("backoff doubles with each earlier retry and is capped", () => {
     const retried = (n: number) => Array.from({ length: n }, () => ({ action: "retry" as const }));
-    expect(planRecovery(input({ reason: "deadlock", previousActions: [] , options: { backoffMs: 1000 } })).steps[1]).toMatchObject({ delayMs: 1000 });
+    expect(planRecovery(input({ reason: "deadlock", previousActions: [], options: { backoffMs: 1000 } })).steps[1]).toMatchObject({ delayMs: 1000 });
     expect(planRecovery(input({ reason: "idle_stall", previousActions: retried(2), options: { backoffMs: 1000, maxRecoveries: 10 } })).steps[1]).toMatchObject({ delayMs: 4000 });
-    expect(planRecovery(input({ reason: "idle_stall", previousActions: retried(12), options: { backoffMs: 1000, maxRecoveries: 20 } })).steps[1]).toMatchObject({ delayMs: 60_000 });
+    expect(planRecovery(input({ reason: "idle_stall", previousActions: retried(12), options: { backoffMs: 1000, maxRecoveries: 20 } })).steps[1]).toMatchObject({
+      delayMs: 60_000,
+    });
   });
 
   it("waiting for input: the supplied answer, then closing stdin, then giving up", () => {
     const open = { stdinOpen: true };
     expect(planRecovery(input({ reason: "waiting_for_input", ...open, options: { stdinAnswer: "y\n" } })).steps).toEqual([{ action: "feed_stdin", stdin: "y\n" }]);
     expect(planRecovery(input({ reason: "waiting_for_input", ...open })).steps).toEqual([{ action: "feed_stdin", stdin: null }]);
-    const fed = planRecovery(input({ reason: "waiting_for_input", ...open, options: { stdinAnswer: "y\n" }, previousBlocks: ["waiting_for_input"], previousActions: [{ action: "feed_stdin", stdin: "answer" }] }));
+    const fed = planRecovery(
+      input({
+        reason: "waiting_for_input",
+        ...open,
+        options: { stdinAnswer: "y\n" },
+        previousBlocks: ["waiting_for_input"],
+        previousActions: [{ action: "feed_stdin", stdin: "answer" }],
+      }),
+    );
     expect(fed.steps).toEqual([{ action: "feed_stdin", stdin: null }]);
-    const closed = planRecovery(input({ reason: "waiting_for_input", stdinOpen: false, previousBlocks: ["waiting_for_input"], previousActions: [{ action: "feed_stdin", stdin: "eof" }] }));
+    const closed = planRecovery(
+      input({ reason: "waiting_for_input", stdinOpen: false, previousBlocks: ["waiting_for_input"], previousActions: [{ action: "feed_stdin", stdin: "eof" }] }),
+    );
     expect(closed.steps.map((s) => s.action)).toEqual(["terminate", "give_up"]);
     expect(closed.diagnosis).toMatch(/recovery\.stdinAnswer/);
   });
@@ -60,9 +72,16 @@ describe("recovery planner", () => {
     const mem = planRecovery(input({ reason: "memory_exhausted", processAlive: false, options: { limitCeilings: { memoryBytes: 100 * MiB } } }));
     expect(mem.steps).toEqual([{ action: "raise_limit", limits: { memoryBytes: 100 * MiB }, delayMs: 0 }]);
     expect(actions(input({ reason: "memory_exhausted", processAlive: false }))).toEqual(["give_up"]);
-    const atCeiling = input({ reason: "memory_exhausted", processAlive: false, limits: { wallTimeMs: 1000, memoryBytes: 100 * MiB }, options: { limitCeilings: { memoryBytes: 100 * MiB } } });
+    const atCeiling = input({
+      reason: "memory_exhausted",
+      processAlive: false,
+      limits: { wallTimeMs: 1000, memoryBytes: 100 * MiB },
+      options: { limitCeilings: { memoryBytes: 100 * MiB } },
+    });
     expect(actions(atCeiling)).toEqual(["give_up"]);
-    const time = planRecovery(input({ reason: "timeout", processAlive: false, options: { limitCeilings: { wallTimeMs: 1_000_000_000 } }, maxLimits: { wallTimeMs: 15_000, memoryBytes: 0 } }));
+    const time = planRecovery(
+      input({ reason: "timeout", processAlive: false, options: { limitCeilings: { wallTimeMs: 1_000_000_000 } }, maxLimits: { wallTimeMs: 15_000, memoryBytes: 0 } }),
+    );
     expect(time.steps).toEqual([{ action: "raise_limit", limits: { wallTimeMs: 15_000 }, delayMs: 0 }]);
     const gaveUp = planRecovery(input({ reason: "timeout", processAlive: false }));
     expect(gaveUp.finalStatus).toBe("timed_out");
@@ -77,13 +96,21 @@ describe("recovery planner", () => {
 
   it("is bounded: no attempts left, maxRecoveries reached, or an action already used", () => {
     for (const reason of BLOCK_REASONS) {
-      const last = planRecovery(input({ reason, attempt: 3, maxAttempts: 3, stdinOpen: false, options: { alternativeCommand: "x", limitCeilings: { wallTimeMs: 1e6, memoryBytes: 1e9 } } }));
+      const last = planRecovery(
+        input({ reason, attempt: 3, maxAttempts: 3, stdinOpen: false, options: { alternativeCommand: "x", limitCeilings: { wallTimeMs: 1e6, memoryBytes: 1e9 } } }),
+      );
       expect(last.steps.at(-1)!.action, reason).toBe("give_up");
       const many = planRecovery(input({ reason, previousBlocks: [reason, reason, reason], options: { maxRecoveries: 3 } }));
       expect(many.steps.at(-1)!.action, reason).toBe("give_up");
       expect(many.diagnosis).toMatch(/Gave up after 3 recoveries/);
     }
-    const usedAlt = input({ reason: "infinite_loop", attempt: 2, previousBlocks: ["infinite_loop"], previousActions: [{ action: "alternative_command" }], options: { alternativeCommand: "x" } });
+    const usedAlt = input({
+      reason: "infinite_loop",
+      attempt: 2,
+      previousBlocks: ["infinite_loop"],
+      previousActions: [{ action: "alternative_command" }],
+      options: { alternativeCommand: "x" },
+    });
     expect(actions(usedAlt)).toEqual(["terminate", "give_up"]);
   });
 

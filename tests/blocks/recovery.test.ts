@@ -17,7 +17,10 @@ describe("recovery", () => {
     try {
       const user = await newUser();
       let out = "";
-      const handle = await user.sandbox.execute({ command: 'echo "attempt starting"; sleep 2; echo done', maxAttempts: 3, requirements: { kind } }, { onStdout: (d) => (out += d) });
+      const handle = await user.sandbox.execute(
+        { command: 'echo "attempt starting"; sleep 2; echo done', maxAttempts: 3, requirements: { kind } },
+        { onStdout: (d) => (out += d) },
+      );
       await waitFor(() => out.includes("attempt starting"), "the first attempt to start", 30_000).catch((err) => {
         throw new Error(`${err.message}; the child worker said:\n${log()}`);
       });
@@ -161,7 +164,10 @@ describe("recovery", () => {
     expect(bad2.body.error.message).toMatch(/^recovery\.limitCeilings/);
     const [n] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where required_kind = ${kind}`;
     expect(n!.n).toBe(0);
-    const ok = await api("POST", "/execute", { token: user.token, body: { command: "true", requirements: { kind }, blockDetection: { idleStallMs: 5000 }, recovery: { stdinAnswer: "y\n" } } });
+    const ok = await api("POST", "/execute", {
+      token: user.token,
+      body: { command: "true", requirements: { kind }, blockDetection: { idleStallMs: 5000 }, recovery: { stdinAnswer: "y\n" } },
+    });
     expect(ok.status).toBe(202);
     const task = await api("GET", `/tasks/${ok.body.taskId}`, { token: user.token });
     expect(task.body).toMatchObject({ blockDetection: { idleStallMs: 5000 }, recovery: { stdinAnswer: "y\n" } });

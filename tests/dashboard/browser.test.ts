@@ -164,15 +164,44 @@ describe("dashboard in a browser", () => {
   it("renders progress, diagnostics, test results, resource samples and the block/recovery timeline as events land", async () => {
     const handle = await user.sandbox.execute({ command: "true", requirements: { kind: uniqueKind("nobody") } });
     await openTask(handle.taskId);
-    const append = (type: string, data: Record<string, unknown>) =>
-      sql`select cogo.append_event_unchecked(${handle.taskId}, ${type}, ${sql.json(data as never)})`;
+    const append = (type: string, data: Record<string, unknown>) => sql`select cogo.append_event_unchecked(${handle.taskId}, ${type}, ${sql.json(data as never)})`;
     await append("progress_update", { percentage: 40, stage: "compiling", message: "step 2 of 5", etaMs: 12_000, source: "plan" });
-    await append("diagnostic", { tool: "tsc", file: "src/a.ts", line: 3, column: 7, severity: "error", code: "TS2322", message: "Type 'string' is not assignable to type 'number'." });
+    await append("diagnostic", {
+      tool: "tsc",
+      file: "src/a.ts",
+      line: 3,
+      column: 7,
+      severity: "error",
+      code: "TS2322",
+      message: "Type 'string' is not assignable to type 'number'.",
+    });
     await append("test_results", { tool: "vitest", passed: 12, failed: 1, skipped: 2, failures: ["math > adds"] });
     // Shapes as functions/_shared/events.ts defines them (the dashboard reads them through it).
-    const sample = (cpu: number, rss: number) => ({ cpuPercent: cpu, cpuMs: 100, rssBytes: rss, processes: 2, threads: 2, outputBytes: 0, wallMs: 1000, memoryLimitBytes: null, processLimit: null });
-    for (const [cpu, rss] of [[5, 10e6], [97, 30e6], [99, 31e6]] as const) await append("resource_sample", sample(cpu, rss));
-    await append("block_detected", { reason: "infinite_loop", durationMs: 4000, usage: sample(99, 31e6), recoverable: true, evidence: { summary: "CPU 99 % for 4 s", lastOutput: [], processes: [] }, plan: ["retry"] });
+    const sample = (cpu: number, rss: number) => ({
+      cpuPercent: cpu,
+      cpuMs: 100,
+      rssBytes: rss,
+      processes: 2,
+      threads: 2,
+      outputBytes: 0,
+      wallMs: 1000,
+      memoryLimitBytes: null,
+      processLimit: null,
+    });
+    for (const [cpu, rss] of [
+      [5, 10e6],
+      [97, 30e6],
+      [99, 31e6],
+    ] as const)
+      await append("resource_sample", sample(cpu, rss));
+    await append("block_detected", {
+      reason: "infinite_loop",
+      durationMs: 4000,
+      usage: sample(99, 31e6),
+      recoverable: true,
+      evidence: { summary: "CPU 99 % for 4 s", lastOutput: [], processes: [] },
+      plan: ["retry"],
+    });
     await append("recovery_started", { action: "retry", attempt: 1, reason: "infinite_loop" });
     await append("recovery_succeeded", { action: "retry", attempt: 1, reason: "infinite_loop", message: "re-queued" });
 
@@ -198,7 +227,8 @@ describe("dashboard in a browser", () => {
     await openTask(handle.taskId);
     const progress = page.locator("[data-testid=progress]");
     await expect.poll(() => progress.innerText(), { timeout: 20_000 }).toMatch(/compiling[\s\S]*building bad\.c[\s\S]*40 %/);
-    await expect.poll(() => page.locator("[data-testid=diagnostics] tr[data-severity=error]").first().innerText(), { timeout: 20_000 })
+    await expect
+      .poll(() => page.locator("[data-testid=diagnostics] tr[data-severity=error]").first().innerText(), { timeout: 20_000 })
       .toMatch(/error[\s\S]*bad\.c:1:\d+[\s\S]*.x. undeclared[\s\S]*\(gcc\)/);
     await expect.poll(() => page.locator("[data-testid=test-results]").innerText()).toMatch(/3 passed, 1 failed, 0 skipped[\s\S]*math > adds/);
     await page.locator("button[data-action=cancel]").click();
@@ -219,7 +249,9 @@ describe("dashboard in a browser", () => {
     const handle = await user.sandbox.execute(spec);
     await openTask(handle.taskId);
     await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=block]").innerText(), { timeout: 60_000 }).toMatch(/block detected: infinite_loop/);
-    await expect.poll(() => page.locator("[data-testid=timeline] li[data-kind=recovered]").last().innerText(), { timeout: 60_000 }).toMatch(/recovery succeeded: alternative_command/);
+    await expect
+      .poll(() => page.locator("[data-testid=timeline] li[data-kind=recovered]").last().innerText(), { timeout: 60_000 })
+      .toMatch(/recovery succeeded: alternative_command/);
     expect((await handle.result()).status).toBe("succeeded");
     await expect.poll(() => page.locator("[data-testid=task-status] [data-status]").getAttribute("data-status"), { timeout: 10_000 }).toBe("succeeded");
     await page.getByRole("button", { name: "Plain text" }).click();

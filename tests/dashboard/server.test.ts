@@ -61,7 +61,10 @@ describe("GET /tasks", () => {
     const planId = randomUUID();
     await sql`update public.tasks set plan_id = ${planId}, step = 'build' where id = any(${[ids[1]!, ids[3]!]})`;
     const plan = await user.sandbox.listTasks({ planId });
-    expect(plan.tasks.map((t) => [t.id, t.step, t.planId])).toEqual([[ids[3], "build", planId], [ids[1], "build", planId]]);
+    expect(plan.tasks.map((t) => [t.id, t.step, t.planId])).toEqual([
+      [ids[3], "build", planId],
+      [ids[1], "build", planId],
+    ]);
     expect((await other.sandbox.listTasks({ planId })).tasks).toEqual([]);
   });
 
@@ -135,7 +138,11 @@ describe("live topics", () => {
     await waitFor(() => mine().length >= before + 2, "two heartbeats", 10_000);
     expect(Date.parse(mine().at(-1)!.worker.lastHeartbeatAt)).toBeGreaterThan(Date.parse(mine()[0]!.worker.lastHeartbeatAt));
     expect(mine().at(-1)!.worker.running).toBe(0);
-    expect(mine().at(-1)!.queue.find((q) => q.kind === kind)).toBeUndefined();
+    expect(
+      mine()
+        .at(-1)!
+        .queue.find((q) => q.kind === kind),
+    ).toBeUndefined();
 
     const fleet = await user.sandbox.fleet();
     expect(fleet.workers.find((w) => w.id === worker.workerId)).toMatchObject({ kind, running: 0, status: "online" });
@@ -178,7 +185,7 @@ describe("GET /metrics", () => {
 
     const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
     expect(d('cogo_tasks{state="succeeded"}')).toBeGreaterThanOrEqual(1);
-    expect(d('cogo_claim_latency_seconds_count')).toBeGreaterThanOrEqual(1);
+    expect(d("cogo_claim_latency_seconds_count")).toBeGreaterThanOrEqual(1);
     expect(d('cogo_claim_latency_seconds_bucket{le="+Inf"}')).toBe(d("cogo_claim_latency_seconds_count"));
     expect(after.get('cogo_claim_latency_seconds_bucket{le="60"}')).toBeLessThanOrEqual(after.get('cogo_claim_latency_seconds_bucket{le="+Inf"}')!);
     expect(d("cogo_output_rows_total")).toBeGreaterThanOrEqual(1);
@@ -192,7 +199,14 @@ describe("GET /metrics", () => {
   it("renders a snapshot in the exposition format, labels escaped, histogram cumulative", () => {
     const text = renderMetrics({
       tasksByState: { running: 2 },
-      claimLatency: { buckets: [{ le: 0.01, count: 3 }, { le: 0.1, count: 5 }], count: 6, sum: 1.5 },
+      claimLatency: {
+        buckets: [
+          { le: 0.01, count: 3 },
+          { le: 0.1, count: 5 },
+        ],
+        count: 6,
+        sum: 1.5,
+      },
       outputRowsTotal: 120,
       outputRowsLastMinute: 30,
       blocksByReason: { 'we"ird\\': 1 },

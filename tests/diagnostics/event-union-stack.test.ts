@@ -45,7 +45,8 @@ describe("every event the stack writes fits the contract", () => {
     const received: TaskEventMessage[] = [];
     const compile = await user.sandbox.execute(
       {
-        command: "echo '::progress 40 compiling building bad.c'; gcc -Wall -c bad.c; echo '::test-results passed=3 failed=1 skipped=0 failures=math > adds'; echo '[100%] Built target app'",
+        command:
+          "echo '::progress 40 compiling building bad.c'; gcc -Wall -c bad.c; echo '::test-results passed=3 failed=1 skipped=0 failures=math > adds'; echo '[100%] Built target app'",
         files: [{ path: "bad.c", content: "int main(void) { int unused; return x; }\n" }],
         requirements: { kind },
       },
@@ -97,11 +98,15 @@ describe("every event the stack writes fits the contract", () => {
     const last = await user.sandbox.execute({ command: "echo never", maxAttempts: 1, requirements: { kind: lostKind } });
     taskIds.push(again.taskId, last.taskId);
     await waitFor(async () => (await sql`select 1 from cogo.claim_tasks(${w!.id}, 2)`).length > 0 || null, "the fake worker to claim", 10_000);
-    await waitFor(async () => {
-      await sql`select cogo.requeue_expired()`;
-      const [r] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id in ${sql([again.taskId, last.taskId])} and status in ('queued', 'failed')`;
-      return r!.n === 2 || null;
-    }, "both leases to run out", 15_000);
+    await waitFor(
+      async () => {
+        await sql`select cogo.requeue_expired()`;
+        const [r] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id in ${sql([again.taskId, last.taskId])} and status in ('queued', 'failed')`;
+        return r!.n === 2 || null;
+      },
+      "both leases to run out",
+      15_000,
+    );
     await sql`update public.workers set status = 'offline' where id = ${w!.id}`;
     await startWorker({ kind: lostKind });
     expect((await again.result()).status).toBe("succeeded");
@@ -138,10 +143,14 @@ describe("every event the stack writes fits the contract", () => {
   }, 120_000);
 
   it("every stored event of these tasks parses strictly, and together they cover every task event type", async () => {
-    await waitFor(async () => {
-      const [r] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id in ${sql(taskIds)} and not (status::text = any(${FINAL}))`;
-      return r!.n === 0 || null;
-    }, "every task to end", 30_000);
+    await waitFor(
+      async () => {
+        const [r] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id in ${sql(taskIds)} and not (status::text = any(${FINAL}))`;
+        return r!.n === 0 || null;
+      },
+      "every task to end",
+      30_000,
+    );
     const rows = await sql<Row[]>`select task_id, seq, type, data from public.task_events where task_id in ${sql(taskIds)} order by task_id, seq`;
     expect(rows.length).toBeGreaterThan(50);
     expect(misfits(rows, checkTaskEvent)).toEqual([]);

@@ -35,22 +35,52 @@ const TASK_EXAMPLES: { type: string; data: unknown; writer: string }[] = [
     writer: "BlockSupervisor.handle",
     type: "block_detected",
     data: {
-      reason: "infinite_loop", durationMs: 2000, usage, recoverable: true, plan: ["terminate", "retry"],
-      evidence: { summary: "CPU 100 % for 2 s, no output", lastOutput: ["looping"], processes: [{ pid: 12, tid: 12, comm: "sh", state: "R", wchan: "0", syscall: null, kind: "running" }] },
+      reason: "infinite_loop",
+      durationMs: 2000,
+      usage,
+      recoverable: true,
+      plan: ["terminate", "retry"],
+      evidence: {
+        summary: "CPU 100 % for 2 s, no output",
+        lastOutput: ["looping"],
+        processes: [{ pid: 12, tid: 12, comm: "sh", state: "R", wchan: "0", syscall: null, kind: "running" }],
+      },
     },
   },
-  { writer: "BlockSupervisor.settle", type: "block_detected", data: { reason: "timeout", durationMs: 0, usage, recoverable: false, plan: ["give_up"], evidence: { summary: "killed at its wall-time limit", lastOutput: [], processes: [] } } },
+  {
+    writer: "BlockSupervisor.settle",
+    type: "block_detected",
+    data: { reason: "timeout", durationMs: 0, usage, recoverable: false, plan: ["give_up"], evidence: { summary: "killed at its wall-time limit", lastOutput: [], processes: [] } },
+  },
   {
     writer: "publish_worker_lost",
     type: "block_detected",
-    data: { reason: "worker_lost", durationMs: 2400, usage: {}, recoverable: true, evidence: { workerId: TASK_ID, workerName: "w1", lastHeartbeatAt: "2026-01-01T00:00:00.123+00:00", leaseExpiredAt: "2026-01-01T00:00:02+00:00" } },
+    data: {
+      reason: "worker_lost",
+      durationMs: 2400,
+      usage: {},
+      recoverable: true,
+      evidence: { workerId: TASK_ID, workerName: "w1", lastHeartbeatAt: "2026-01-01T00:00:00.123+00:00", leaseExpiredAt: "2026-01-01T00:00:02+00:00" },
+    },
   },
-  { writer: "BlockSupervisor.apply", type: "recovery_started", data: { action: "raise_limit", attempt: 1, reason: "memory_exhausted", delayMs: 0, limits: { memoryBytes: 1 << 30 } } },
+  {
+    writer: "BlockSupervisor.apply",
+    type: "recovery_started",
+    data: { action: "raise_limit", attempt: 1, reason: "memory_exhausted", delayMs: 0, limits: { memoryBytes: 1 << 30 } },
+  },
   { writer: "BlockSupervisor.apply", type: "recovery_started", data: { action: "feed_stdin", attempt: 1, reason: "manual", stdin: "eof" } },
   { writer: "publish_worker_lost", type: "recovery_started", data: { attempt: 1, reason: "worker_lost", action: "reassign" } },
   { writer: "BlockSupervisor.apply", type: "recovery_succeeded", data: { action: "terminate", attempt: 1, reason: "idle_stall", message: "process tree killed (SIGKILL)" } },
-  { writer: "requeue_for_recovery", type: "recovery_succeeded", data: { action: "raise_limit", attempt: 1, reason: "timeout", message: "re-queued; the next attempt may start in 0 ms", limits: { wallTimeMs: 4000 } } },
-  { writer: "BlockSupervisor.apply", type: "recovery_succeeded", data: { action: "feed_stdin", attempt: 1, reason: "waiting_for_input", stdin: "answer", message: "wrote 2 character(s) to stdin" } },
+  {
+    writer: "requeue_for_recovery",
+    type: "recovery_succeeded",
+    data: { action: "raise_limit", attempt: 1, reason: "timeout", message: "re-queued; the next attempt may start in 0 ms", limits: { wallTimeMs: 4000 } },
+  },
+  {
+    writer: "BlockSupervisor.apply",
+    type: "recovery_succeeded",
+    data: { action: "feed_stdin", attempt: 1, reason: "waiting_for_input", stdin: "answer", message: "wrote 2 character(s) to stdin" },
+  },
   { writer: "BlockSupervisor.apply", type: "recovery_failed", data: { action: "give_up", attempt: 3, reason: "idle_stall", diagnosis: "idle for 2 s; gave up" } },
   { writer: "BlockSupervisor.handle (refused)", type: "recovery_failed", data: { attempt: 1, reason: "manual", message: "recover retry refused: no attempts left" } },
   { writer: "publish_worker_lost", type: "recovery_failed", data: { attempt: 1, reason: "worker_lost", action: "give_up", diagnosis: null } },
@@ -94,8 +124,9 @@ describe("the event union", () => {
     expect(bad("task_status", { status: "finished", previous: "running", attempt: 1 })).toMatch(/data\.status: /);
     expect(bad("task_status", { status: "running", previous: "claimed" })).toMatch(/data\.attempt: /);
     expect(bad("diagnostic", { tool: "gcc", file: null, line: null, column: null, severity: "fatal", code: null, message: "x" })).toMatch(/data\.severity: /);
-    expect(bad("block_detected", { reason: "worker_lost", durationMs: 1, usage: {}, recoverable: true, evidence: { workerId: TASK_ID, workerName: null, lastHeartbeatAt: null } }))
-      .toMatch(/data\.evidence\.leaseExpiredAt: /);
+    expect(
+      bad("block_detected", { reason: "worker_lost", durationMs: 1, usage: {}, recoverable: true, evidence: { workerId: TASK_ID, workerName: null, lastHeartbeatAt: null } }),
+    ).toMatch(/data\.evidence\.leaseExpiredAt: /);
     expect(bad("block_detected", { reason: "bored", durationMs: 1 })).toMatch(/data\.reason: /);
     expect(bad("recovery_started", { action: "pray", attempt: 1, reason: "idle_stall" })).toMatch(/data\.action: /);
     // Strictly, a field the contract does not have is an error too (a writer changed shape).
@@ -106,7 +137,12 @@ describe("the event union", () => {
   });
 
   it("tolerates what it does not know: unknown types, and known types it cannot read, become `unknown`", () => {
-    expect(parseTaskEvent({ type: "gpu_sample", data: { util: 3 } })).toEqual({ type: "unknown", rawType: "gpu_sample", data: { util: 3 }, error: 'unknown event type "gpu_sample"' });
+    expect(parseTaskEvent({ type: "gpu_sample", data: { util: 3 } })).toEqual({
+      type: "unknown",
+      rawType: "gpu_sample",
+      data: { util: 3 },
+      error: 'unknown event type "gpu_sample"',
+    });
     const unreadable = parseTaskEvent({ type: "resource_sample", data: { cpuPercent: "high" } });
     expect(unreadable).toMatchObject({ type: "unknown", rawType: "resource_sample", error: expect.stringContaining("data.cpuPercent") });
     // A newer server's extra field is kept, not an error, for clients.

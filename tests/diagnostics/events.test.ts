@@ -26,7 +26,12 @@ async function run(body: Record<string, unknown>) {
   }
   await new Promise<void>((resolve, reject) => channel.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s !== "CLOSED" && reject(err ?? new Error(s)))));
   await startWorker({ kind });
-  const final = await waitFor(() => events.find((e): e is Extract<Received, { type: "task_status" }> => e.type === "task_status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(e.data.status)), "the task to finish", 100_000);
+  const final = await waitFor(
+    () =>
+      events.find((e): e is Extract<Received, { type: "task_status" }> => e.type === "task_status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(e.data.status)),
+    "the task to finish",
+    100_000,
+  );
   await user.supabase.removeChannel(channel);
   const of = <T>(type: string) => events.filter((e) => e.type === type).map((e) => e.data as unknown as T);
   return { taskId, user, events, final, diagnostics: of<Diagnostic>("diagnostic"), testResults: of<TestResults>("test_results"), progress: of<ProgressUpdate>("progress_update") };
@@ -73,7 +78,11 @@ describe("diagnostic events from real tools in the sandbox", () => {
     const r = await run({
       command: "python3 -m pytest -p no:cacheprovider",
       files: [
-        { path: "test_calc.py", content: "import pytest\n\ndef test_ok():\n    assert 1 + 1 == 2\n\ndef test_wrong():\n    assert 2 + 2 == 5\n\n@pytest.mark.skip(reason='slow')\ndef test_slow():\n    pass\n" },
+        {
+          path: "test_calc.py",
+          content:
+            "import pytest\n\ndef test_ok():\n    assert 1 + 1 == 2\n\ndef test_wrong():\n    assert 2 + 2 == 5\n\n@pytest.mark.skip(reason='slow')\ndef test_slow():\n    pass\n",
+        },
       ],
     });
     expect(r.testResults).toEqual([{ tool: "pytest", passed: 1, failed: 1, skipped: 1, failures: ["test_calc.py::test_wrong"] }]);

@@ -50,12 +50,7 @@ describe("compilers", () => {
 
   it("clang: same format, named clang when the command runs it; the summary line is not a diagnostic", () => {
     const d = diagnostics(scan(fixture("clang"), "clang-14 -Wall -c bad.c"));
-    expect(d.map(where)).toEqual([
-      "clang warning bad.c:7:11 -Wint-conversion",
-      "clang error bad.c:8:23 null",
-      "clang note bad.c:3:12 null",
-      "clang error bad.c:9:28 null",
-    ]);
+    expect(d.map(where)).toEqual(["clang warning bad.c:7:11 -Wint-conversion", "clang error bad.c:8:23 null", "clang note bad.c:3:12 null", "clang error bad.c:9:28 null"]);
     expect(d[1]!.message).toBe("too many arguments to function call, expected 2, have 3");
   });
 
@@ -110,7 +105,11 @@ describe("runtimes and test runners", () => {
   it("cargo test: per-test progress, the panic location, results with failing names", () => {
     const f = scan(fixture("cargo-test"));
     expect(results(f)).toEqual([{ tool: "cargo", passed: 1, failed: 1, skipped: 1, failures: ["tests::adds_wrong"] }]);
-    expect(progress(f).filter((p) => p.stage === "testing").map((p) => p.percentage)).toEqual([null, 33.3, 66.7, 100]);
+    expect(
+      progress(f)
+        .filter((p) => p.stage === "testing")
+        .map((p) => p.percentage),
+    ).toEqual([null, 33.3, 66.7, 100]);
     expect(diagnostics(f)).toEqual([
       { tool: "cargo", file: "src/lib.rs", line: 7, column: 31, severity: "error", code: "panic", message: "tests::adds_wrong panicked: assertion `left == right` failed" },
     ]);
@@ -118,7 +117,15 @@ describe("runtimes and test runners", () => {
 
   it("python: a traceback is reported at its innermost frame; a SyntaxError too", () => {
     expect(diagnostics(scan(fixture("python-traceback")))).toEqual([
-      { tool: "python", file: "/tmp/cogo-diag-capture/py/app.py", line: 2, column: null, severity: "error", code: "ValueError", message: "invalid literal for int() with base 10: 'seven'" },
+      {
+        tool: "python",
+        file: "/tmp/cogo-diag-capture/py/app.py",
+        line: 2,
+        column: null,
+        severity: "error",
+        code: "ValueError",
+        message: "invalid literal for int() with base 10: 'seven'",
+      },
     ]);
     expect(diagnostics(scan(fixture("python-syntax"))).map(where)).toEqual(["python error /tmp/cogo-diag-capture/py/syntax.py:1:null SyntaxError"]);
   });
@@ -147,7 +154,15 @@ describe("runtimes and test runners", () => {
 
   it("node: an uncaught error at its first frame outside node's internals", () => {
     expect(diagnostics(scan(fixture("node-error")))).toEqual([
-      { tool: "node", file: "/tmp/cogo-diag-capture/js/crash.js", line: 2, column: 26, severity: "error", code: "TypeError", message: "Cannot read properties of undefined (reading 'value')" },
+      {
+        tool: "node",
+        file: "/tmp/cogo-diag-capture/js/crash.js",
+        line: 2,
+        column: 26,
+        severity: "error",
+        code: "TypeError",
+        message: "Cannot read properties of undefined (reading 'value')",
+      },
     ]);
     // An error line with no stack after it is not reported (Python's exception lines look alike).
     expect(diagnostics(scan("TypeError: nope\nsomething else\n"))).toEqual([]);
@@ -158,9 +173,20 @@ describe("runtimes and test runners", () => {
       const f = scan(fixture(name));
       expect(results(f), name).toEqual([{ tool: "vitest", passed: 2, failed: 1, skipped: 1, failures: ["sum.test.js > sum > adds wrong"] }]);
       expect(diagnostics(f), name).toEqual([
-        { tool: "vitest", file: "sum.test.js", line: 8, column: 23, severity: "error", code: null, message: "sum.test.js > sum > adds wrong: AssertionError: expected 4 to be 5 // Object.is equality" },
+        {
+          tool: "vitest",
+          file: "sum.test.js",
+          line: 8,
+          column: 23,
+          severity: "error",
+          code: null,
+          message: "sum.test.js > sum > adds wrong: AssertionError: expected 4 to be 5 // Object.is equality",
+        },
       ]);
-      expect(progress(f).map((p) => p.message), name).toEqual(["vitest: 1 file done (sum.test.js, 3 tests)", "vitest: 2 files done (other.test.js, 1 tests)"]);
+      expect(
+        progress(f).map((p) => p.message),
+        name,
+      ).toEqual(["vitest: 1 file done (sum.test.js, 3 tests)", "vitest: 2 files done (other.test.js, 1 tests)"]);
     }
   });
 
@@ -172,7 +198,9 @@ describe("runtimes and test runners", () => {
   });
 
   it("npm: the install summary", () => {
-    expect(progress(scan(fixture("npm-install")))).toEqual([{ percentage: 100, stage: "building", message: expect.stringMatching(/^npm: added \d+ packages in /), source: "tool" }]);
+    expect(progress(scan(fixture("npm-install")))).toEqual([
+      { percentage: 100, stage: "building", message: expect.stringMatching(/^npm: added \d+ packages in /), source: "tool" },
+    ]);
     expect(progress(scan("> app@1.0.0 test\n> vitest run\n"))).toEqual([{ percentage: null, stage: "testing", message: "npm: running script test", source: "tool" }]);
   });
 });

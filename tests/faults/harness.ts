@@ -241,8 +241,6 @@ export async function checkInvariants(sql: Sql, tasks: Tracked[], watch: Sandbox
   return problems;
 }
 
-
-
 /** Resolves when every task has printed at least `lines` lines to the SDK client. */
 export const streaming = (tasks: Tracked[], lines = 3) =>
   waitFor(() => tasks.every((t) => t.received.filter((c) => c.stream === "stdout").length >= lines), `${tasks.length} tasks to stream`, 60_000);

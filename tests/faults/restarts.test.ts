@@ -112,9 +112,11 @@ describe("faults: restarts (private stack)", () => {
       throw new Error(`key ${key}: no 202 after 100 tries`);
     };
     const lanes = 4;
-    const all = Promise.all(Array.from({ length: lanes }, async (_, lane) => {
-      for (let i = lane; i < keys.length; i += lanes) await submit(keys[i]!);
-    }));
+    const all = Promise.all(
+      Array.from({ length: lanes }, async (_, lane) => {
+        for (let i = lane; i < keys.length; i += lanes) await submit(keys[i]!);
+      }),
+    );
     await waitFor(() => taskFor.size >= 5, "first submissions", 30_000);
     inFlightAtRestart.push(inFlight);
     await stack.restart("functions");
@@ -122,21 +124,30 @@ describe("faults: restarts (private stack)", () => {
     inFlightAtRestart.push(inFlight);
     await stack.restart("gateway");
     await all;
-    expect(inFlightAtRestart.some((n) => n > 0), "requests were in flight when a restart hit").toBe(true);
+    expect(
+      inFlightAtRestart.some((n) => n > 0),
+      "requests were in flight when a restart hit",
+    ).toBe(true);
     // One task per key, each whole and run once.
     const rows = await sql<{ key: string; n: number; command: string; status: string }[]>`
       select idempotency_key as key, count(*)::int as n, min(command) as command, min(status::text) as status
         from public.tasks where owner = ${user.id} and idempotency_key = any(${keys}) group by 1`;
     expect(rows.length).toBe(keys.length);
     for (const r of rows) expect(r).toMatchObject({ n: 1, command: `echo ${r.key}` });
-    await waitFor(async () => {
-      const [r] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where owner = ${user.id} and idempotency_key = any(${keys}) and status = 'succeeded'`;
-      return r!.n === keys.length;
-    }, "all tasks to succeed", 60_000);
+    await waitFor(
+      async () => {
+        const [r] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where owner = ${user.id} and idempotency_key = any(${keys}) and status = 'succeeded'`;
+        return r!.n === keys.length;
+      },
+      "all tasks to succeed",
+      60_000,
+    );
     const runs = await sql<{ n: number }[]>`
       select count(*)::int as n from public.task_events e join public.tasks t on t.id = e.task_id
        where t.owner = ${user.id} and t.idempotency_key = any(${keys}) and e.type = 'task_status' and e.data->>'status' = 'running'`;
     expect(runs[0]!.n).toBe(keys.length);
-    console.log(`gateway fault: ${outcomes.length} requests: ${JSON.stringify(Object.fromEntries([...new Set(outcomes)].map((o) => [o, outcomes.filter((x) => x === o).length])))}`);
+    console.log(
+      `gateway fault: ${outcomes.length} requests: ${JSON.stringify(Object.fromEntries([...new Set(outcomes)].map((o) => [o, outcomes.filter((x) => x === o).length])))}`,
+    );
   }, 180_000);
 });

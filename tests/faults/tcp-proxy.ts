@@ -40,7 +40,7 @@ export class TcpProxy {
 
   /** Forwards again; connections that were blackholed are reset (their streams are corrupt). */
   heal(): void {
-    for (const [a, b] of this.pairs) (a.resetAndDestroy(), b.destroy());
+    for (const [a, b] of this.pairs) a.resetAndDestroy(), b.destroy();
     this.pairs.clear();
     this.holes = false;
   }

@@ -56,7 +56,9 @@ describe("faults: tenant isolation", () => {
     expect(mine.status).toBe(202);
     expect(mine.body.taskId).not.toBe(finished);
     // B's task is untouched.
-    const [row] = await sql<{ status: string; cancelRequestedAt: Date | null; stdinSeq: string }[]>`select status, cancel_requested_at, stdin_seq from public.tasks where id = ${running}`;
+    const [row] = await sql<
+      { status: string; cancelRequestedAt: Date | null; stdinSeq: string }[]
+    >`select status, cancel_requested_at, stdin_seq from public.tasks where id = ${running}`;
     expect(row).toMatchObject({ status: "running", cancelRequestedAt: null, stdinSeq: "0" });
   });
 
@@ -103,7 +105,10 @@ describe("faults: tenant isolation", () => {
       [`select * from cogo.heartbeat(gen_random_uuid())`, /permission denied/],
     ];
     for (const [statement, error] of refused) {
-      await expect(asA((tx) => tx.unsafe(statement)), statement).rejects.toThrow(error);
+      await expect(
+        asA((tx) => tx.unsafe(statement)),
+        statement,
+      ).rejects.toThrow(error);
     }
     const [task] = await sql<{ status: string }[]>`select status from public.tasks where id = ${finished}`;
     expect(task!.status).toBe("succeeded");

@@ -131,9 +131,7 @@ describe("faults: workers", () => {
     await startWorker({ kind, concurrency: 2 });
     const MiB = 1024 * 1024;
     const fill = "echo filling; dd if=/dev/zero of=/workspace/fill bs=64k 2>&1; echo after-full; df -k /workspace | tail -n 1; ls /workspace";
-    const full = await Promise.all(
-      [1, 2].map(async () => (await user.sandbox.execute({ command: fill, limits: { workspaceBytes: 2 * MiB }, requirements: { kind } })).result()),
-    );
+    const full = await Promise.all([1, 2].map(async () => (await user.sandbox.execute({ command: fill, limits: { workspaceBytes: 2 * MiB }, requirements: { kind } })).result()));
     for (const r of full) {
       expect(r.status).toBe("succeeded");
       expect(r.stdout).toMatch(/No space left on device/);

@@ -78,7 +78,9 @@ describe("edge functions in Deno", () => {
     expect(performance.now() - t0).toBeLessThan(15_000);
     // Nothing left: no deno process runs this entrypoint any more.
     const { execFileSync } = await import("node:child_process");
-    const left = execFileSync("ps", ["-eo", "pid,args"], { encoding: "utf8" }).split("\n").filter((l) => l.includes(dir));
+    const left = execFileSync("ps", ["-eo", "pid,args"], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.includes(dir));
     expect(left).toEqual([]);
     expect(pids.filter(alive)).toEqual([]);
   });

@@ -97,8 +97,7 @@ describe("the lifecycle's single definitions", () => {
     const [t] = await sql<{ id: string }[]>`
       select id from cogo.enqueue_task(${sql.json({ command: "true", maxAttempts: 2, requirements: { kind: uniqueKind("inv") } })})`;
     try {
-      const refused = (statement: Promise<unknown>, constraint: string) =>
-        expect(statement).rejects.toMatchObject({ code: "23514", constraint_name: constraint });
+      const refused = (statement: Promise<unknown>, constraint: string) => expect(statement).rejects.toMatchObject({ code: "23514", constraint_name: constraint });
       await refused(sql`update public.tasks set attempt = 2 where id = ${t!.id}`, "tasks_queued_is_claimable");
       await refused(sql`update public.tasks set cancel_requested_at = now() where id = ${t!.id}`, "tasks_queued_is_claimable");
       await refused(sql`update public.tasks set status = 'failed', attempt = 3 where id = ${t!.id}`, "tasks_attempts_bounded");

@@ -25,46 +25,50 @@ const alive = (pid: number) => {
 };
 
 describe("npm start", () => {
-  it.each(["SIGINT", "SIGTERM"] as const)("stops in order on %s to its own pid and leaves no process", async (signal) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "scripts/start.ts")], {
-      cwd: PROJECT_ROOT,
-      env: {
-        ...process.env,
-        COGO_DATA_DIR: dataDir,
-        COGO_DB_PORT: String(await freePort()),
-        COGO_API_PORT: String(await freePort()),
-        // As on a new machine offline: an empty Deno cache, and proxies that answer nothing.
-        DENO_DIR: `${dataDir}-deno`,
-        HTTPS_PROXY: "http://127.0.0.1:9",
-        https_proxy: "http://127.0.0.1:9",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true, // its own group: only the signal below reaches it
-    });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d));
-    child.stderr!.on("data", (d: Buffer) => (out += d));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    try {
-      await waitFor(() => out.includes("COGO Sandbox is running"), "npm start to come up", 90_000);
-      // Two workers (basic, analysis) online, and Postgres among the descendants.
-      await waitFor(() => (out.match(/ online: /g) ?? []).length === 2, "both workers online", 30_000);
-      const descendants = (await processTree(child.pid!)).filter((p) => p !== child.pid);
-      expect(descendants.length).toBeGreaterThanOrEqual(3);
-
-      process.kill(child.pid!, signal);
-      expect(await exited).toBe(0);
-      expect(out).toContain(`${signal}: stopping workers, functions, Realtime and Postgres`);
-      expect(out).toMatch(/worker local-1 stopped[\s\S]*Stopped\.\n$/);
-      expect(out).toContain("worker local-analysis stopped");
-      const left = descendants.filter(alive).map((pid) => `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")}`);
-      expect(left).toEqual([]);
-    } finally {
+  it.each(["SIGINT", "SIGTERM"] as const)(
+    "stops in order on %s to its own pid and leaves no process",
+    async (signal) => {
+      const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "scripts/start.ts")], {
+        cwd: PROJECT_ROOT,
+        env: {
+          ...process.env,
+          COGO_DATA_DIR: dataDir,
+          COGO_DB_PORT: String(await freePort()),
+          COGO_API_PORT: String(await freePort()),
+          // As on a new machine offline: an empty Deno cache, and proxies that answer nothing.
+          DENO_DIR: `${dataDir}-deno`,
+          HTTPS_PROXY: "http://127.0.0.1:9",
+          https_proxy: "http://127.0.0.1:9",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true, // its own group: only the signal below reaches it
+      });
+      let out = "";
+      child.stdout!.on("data", (d: Buffer) => (out += d));
+      child.stderr!.on("data", (d: Buffer) => (out += d));
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
       try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        /* already gone */
+        await waitFor(() => out.includes("COGO Sandbox is running"), "npm start to come up", 90_000);
+        // Two workers (basic, analysis) online, and Postgres among the descendants.
+        await waitFor(() => (out.match(/ online: /g) ?? []).length === 2, "both workers online", 30_000);
+        const descendants = (await processTree(child.pid!)).filter((p) => p !== child.pid);
+        expect(descendants.length).toBeGreaterThanOrEqual(3);
+
+        process.kill(child.pid!, signal);
+        expect(await exited).toBe(0);
+        expect(out).toContain(`${signal}: stopping workers, functions, Realtime and Postgres`);
+        expect(out).toMatch(/worker local-1 stopped[\s\S]*Stopped\.\n$/);
+        expect(out).toContain("worker local-analysis stopped");
+        const left = descendants.filter(alive).map((pid) => `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")}`);
+        expect(left).toEqual([]);
+      } finally {
+        try {
+          process.kill(-child.pid!, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
       }
-    }
-  }, 150_000);
+    },
+    150_000,
+  );
 });

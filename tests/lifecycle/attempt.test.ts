@@ -56,7 +56,12 @@ describe("Attempt", () => {
   it("a recovery re-queue with no attempt left ends the way its fallback says", async () => {
     const { queue, calls } = fakeQueue({ requeueForRecovery: [pgError("CG422", "task has no attempts left")] });
     const a = new Attempt(task, "w1", queue, () => {});
-    const ok = await a.end({ kind: "requeue", step: { action: "retry", reason: "x" } as never, event: { action: "retry", attempt: 2, reason: "idle_stall", message: "re-queued" }, otherwise: async () => ({ ...finish, status: "failed", reason: "gave up" }) });
+    const ok = await a.end({
+      kind: "requeue",
+      step: { action: "retry", reason: "x" } as never,
+      event: { action: "retry", attempt: 2, reason: "idle_stall", message: "re-queued" },
+      otherwise: async () => ({ ...finish, status: "failed", reason: "gave up" }),
+    });
     expect(ok).toBe(true);
     expect(calls).toEqual(["requeueForRecovery", "finish"]);
     expect(a.endedAs).toBe("finish");
@@ -93,7 +98,8 @@ describe("one owner of endings in the worker", () => {
       const rel = path.relative(root, file);
       if (rel === "attempt.ts" || rel === "queue.ts") continue;
       const text = await readFile(file, "utf8");
-      for (const m of text.matchAll(/\bqueue\s*\.\s*(finish|release|requeueForRecovery)\s*\(|cogo\.(finish_task|release_task|requeue_for_recovery)\b/g)) offenders.push(`${rel}: ${m[0]}`);
+      for (const m of text.matchAll(/\bqueue\s*\.\s*(finish|release|requeueForRecovery)\s*\(|cogo\.(finish_task|release_task|requeue_for_recovery)\b/g))
+        offenders.push(`${rel}: ${m[0]}`);
     }
     expect(offenders).toEqual([]);
   });

@@ -51,7 +51,7 @@ describe("task lifecycle", () => {
     const user = await newUser();
     const r = await (
       await user.sandbox.execute({
-        command: "cat src/hello.txt; ./run.sh; echo \"$GREETING\"",
+        command: 'cat src/hello.txt; ./run.sh; echo "$GREETING"',
         files: [
           { path: "src/hello.txt", content: "from a file\n" },
           { path: "run.sh", content: Buffer.from("#!/bin/sh\necho script ran\n").toString("base64"), encoding: "base64", executable: true },

@@ -43,10 +43,15 @@ describe("failover", () => {
     // A production-length lease: with the tests' 3 s one, a heartbeat stalled 2.1 s on a loaded
     // 2-core machine makes a worker stop and hand back its tasks (by design), which ran them twice.
     const [a, b] = await Promise.all([startWorker({ kind, concurrency: 8, leaseMs: 15_000 }), startWorker({ kind, concurrency: 8, leaseMs: 15_000 })]);
-    await waitFor(async () => {
-      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and finished_at is not null`;
-      return row!.n === 200;
-    }, "200 tasks to finish", 170_000, 250).catch(async (err) => {
+    await waitFor(
+      async () => {
+        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where id = any(${ids}) and finished_at is not null`;
+        return row!.n === 200;
+      },
+      "200 tasks to finish",
+      170_000,
+      250,
+    ).catch(async (err) => {
       const states = await sql`select status, attempt, reason, count(*)::int as n from public.tasks where id = any(${ids}) group by 1, 2, 3`;
       throw new Error(`${err.message}: ${JSON.stringify(states)}`);
     });
@@ -189,4 +194,3 @@ describe("failover", () => {
     expect((await handle.result()).stdout).toBe("once\n");
   });
 });
-

@@ -90,14 +90,22 @@ describe("plans", () => {
     const kind = uniqueKind("eta");
     await startWorker({ kind });
     const user = await newUser();
-    const spec = { requirements: { kind }, steps: [{ name: "build", command: "sleep 0.5" }, { name: "test", command: "true" }] };
+    const spec = {
+      requirements: { kind },
+      steps: [
+        { name: "build", command: "sleep 0.5" },
+        { name: "test", command: "true" },
+      ],
+    };
     const first = await user.sandbox.createPlan(spec);
     expect((await first.wait()).status).toBe("succeeded");
     const second = await user.sandbox.createPlan(spec);
     expect((await second.wait()).status).toBe("succeeded");
     const progress = async (planId: string) =>
-      (await sql<{ data: { etaMs: number | null; message: string } }[]>`
-        select data from public.plan_events where plan_id = ${planId} and type = 'progress_update' order by seq`).map((r) => r.data);
+      (
+        await sql<{ data: { etaMs: number | null; message: string } }[]>`
+        select data from public.plan_events where plan_id = ${planId} and type = 'progress_update' order by seq`
+      ).map((r) => r.data);
     expect((await progress(first.planId))[0]).toMatchObject({ message: "step 1 of 2: build", etaMs: null });
     const eta = (await progress(second.planId))[0]!;
     expect(eta.message).toBe("step 1 of 2: build");
@@ -138,8 +146,26 @@ describe("plans", () => {
     const [before] = await sql<{ n: number }[]>`select count(*)::int n from public.plans`;
     const bad: [unknown, number, RegExp][] = [
       [{ steps: [] }, 400, /steps: Too small/i],
-      [{ steps: [{ name: "a", command: "x", dependsOn: ["b"] }, { name: "b", command: "y" }] }, 400, /steps: dependencies form a cycle among a, b/],
-      [{ steps: [{ name: "a", command: "x" }, { name: "a", command: "y" }] }, 400, /steps\.1\.name: step name a is used twice/],
+      [
+        {
+          steps: [
+            { name: "a", command: "x", dependsOn: ["b"] },
+            { name: "b", command: "y" },
+          ],
+        },
+        400,
+        /steps: dependencies form a cycle among a, b/,
+      ],
+      [
+        {
+          steps: [
+            { name: "a", command: "x" },
+            { name: "a", command: "y" },
+          ],
+        },
+        400,
+        /steps\.1\.name: step name a is used twice/,
+      ],
       [{ steps: [{ name: "a", command: "x", dependsOn: ["zz"] }] }, 400, /steps\.0\.dependsOn: step a depends on zz/],
       [{ steps: [{ name: "a", command: "x", dependsOn: ["a"] }] }, 400, /depends on itself/],
       [{ steps: [{ name: "a" }] }, 400, /steps\.0\.command: give exactly one of command/],
@@ -160,7 +186,10 @@ describe("plans", () => {
   it("another tenant can neither read, cancel nor follow a plan, nor touch its files", async () => {
     const owner = await newUser();
     const other = await newUser();
-    const created = await api("POST", "/plans", { token: owner.token, body: { steps: [{ name: "a", command: "true" }], files: [{ path: "x.txt", content: "x" }], requirements: { kind: uniqueKind("nobody") } } });
+    const created = await api("POST", "/plans", {
+      token: owner.token,
+      body: { steps: [{ name: "a", command: "true" }], files: [{ path: "x.txt", content: "x" }], requirements: { kind: uniqueKind("nobody") } },
+    });
     const { planId, workspaceId } = created.body;
     expect((await api("GET", `/plans/${planId}`, { token: other.token })).status).toBe(404);
     expect((await api("DELETE", `/plans/${planId}`, { token: other.token })).status).toBe(404);

@@ -15,7 +15,10 @@ describe("files API", () => {
     const bin = Buffer.from([0, 255, 1, 2, 200]).toString("base64");
     const w = await user.sandbox.writeFiles({
       workspaceId: ws,
-      files: [{ path: "dir/./text.txt", content: "héllo\n" }, { path: "bin/blob", content: bin, encoding: "base64", executable: true }],
+      files: [
+        { path: "dir/./text.txt", content: "héllo\n" },
+        { path: "bin/blob", content: bin, encoding: "base64", executable: true },
+      ],
     });
     expect(w).toMatchObject({ changed: ["dir/text.txt", "bin/blob"], files: 2, bytes: 7 + 5 });
     expect(await user.sandbox.readFile(ws, "dir/text.txt")).toMatchObject({ encoding: "utf8", content: "héllo\n", size: 7, executable: false });
@@ -44,7 +47,16 @@ describe("files API", () => {
     expect((await api("GET", "/files/x.txt", { token: user.token })).body.error.message).toMatch(/^workspace: /);
     expect((await api("POST", "/files", { token: user.token, body: { workspaceId: ws } })).body.error.message).toMatch(/files: give files to write or paths to delete/);
     const big = Buffer.alloc(WORKSPACE_LIMITS.fileBytes + 1, 97).toString("base64");
-    const tooBig = await api("POST", "/files", { token: user.token, body: { workspaceId: ws, files: [{ path: "ok.txt", content: "fine" }, { path: "big.bin", content: big, encoding: "base64" }] } });
+    const tooBig = await api("POST", "/files", {
+      token: user.token,
+      body: {
+        workspaceId: ws,
+        files: [
+          { path: "ok.txt", content: "fine" },
+          { path: "big.bin", content: big, encoding: "base64" },
+        ],
+      },
+    });
     expect(tooBig.status).toBe(413);
     expect(tooBig.body.error.message).toMatch(/files: big\.bin is 8388609 bytes, more than the 8388608/);
     const [after] = await sql<{ revision: string }[]>`select revision from public.workspaces where id = ${ws}`;
@@ -58,7 +70,10 @@ describe("files API", () => {
     await startWorker({ kind });
     const user = await newUser();
     const plan = await user.sandbox.createPlan({
-      files: [{ path: "mode.txt", content: "slow" }, { path: "docs/a.md", content: "# a" }],
+      files: [
+        { path: "mode.txt", content: "slow" },
+        { path: "docs/a.md", content: "# a" },
+      ],
       requirements: { kind },
       steps: [
         { name: "install", command: "echo installing" },
@@ -72,22 +87,41 @@ describe("files API", () => {
     const staleTask = step(running, "build").taskId!;
 
     const change = await user.sandbox.writeFiles({ workspaceId: running.workspaceId, files: [{ path: "mode.txt", content: "fast" }] });
-    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([["build", "queued"], ["test", "waiting"]]);
+    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([
+      ["build", "queued"],
+      ["test", "waiting"],
+    ]);
     const stale = await (await user.sandbox.attach(staleTask)).result();
     expect(stale.status).toBe("cancelled");
     const done = await plan.wait((p) => p.status !== "running", 60_000);
     expect(done.status, done.summary.text).toBe("succeeded");
-    expect(done.steps.map((s) => [s.name, s.runs])).toEqual([["install", 1], ["docs", 1], ["build", 2], ["test", 1]]);
+    expect(done.steps.map((s) => [s.name, s.runs])).toEqual([
+      ["install", 1],
+      ["docs", 1],
+      ["build", 2],
+      ["test", 1],
+    ]);
     expect((await (await user.sandbox.attach(step(done, "build").taskId!)).result()).stdout).toBe("built\n");
 
     // docs/** matches the docs step, not build; test has no inputs: as a testing step it re-runs on any change.
     const docs = await user.sandbox.writeFiles({ workspaceId: done.workspaceId, files: [{ path: "docs/a.md", content: "# b" }] });
-    expect(docs.reruns.map((r) => [r.step, r.status])).toEqual([["docs", "queued"], ["test", "queued"]]);
+    expect(docs.reruns.map((r) => [r.step, r.status])).toEqual([
+      ["docs", "queued"],
+      ["test", "queued"],
+    ]);
     // src/** matches build; test, downstream of it, waits for it.
     const src = await user.sandbox.writeFiles({ workspaceId: done.workspaceId, files: [{ path: "src/x.c", content: "int x;" }] });
-    expect(src.reruns.map((r) => [r.step, r.status])).toEqual([["build", "queued"], ["test", "waiting"]]);
+    expect(src.reruns.map((r) => [r.step, r.status])).toEqual([
+      ["build", "queued"],
+      ["test", "waiting"],
+    ]);
     const again = await plan.wait((p) => p.status !== "running" && step(p, "test").runs === 3, 60_000);
-    expect(again.steps.map((s) => [s.name, s.runs, s.status])).toEqual([["install", 1, "succeeded"], ["docs", 2, "succeeded"], ["build", 3, "succeeded"], ["test", 3, "succeeded"]]);
+    expect(again.steps.map((s) => [s.name, s.runs, s.status])).toEqual([
+      ["install", 1, "succeeded"],
+      ["docs", 2, "succeeded"],
+      ["build", 3, "succeeded"],
+      ["test", 3, "succeeded"],
+    ]);
     const stepEvents = plan.events.flatMap((e) => (e.type === "step_status" && e.data.step === "build" ? [e.data.status] : []));
     expect(stepEvents).toContain("waiting");
     await plan.close();
@@ -112,7 +146,10 @@ describe("files API", () => {
     expect(still.status).toBe("failed");
     expect(step(still, "build").reason).toBe("not run: dependency install failed (exited with code 1)");
     const lock = await user.sandbox.writeFiles({ workspaceId: failed.workspaceId, files: [{ path: "lock.json", content: "{}" }] });
-    expect(lock.reruns.map((r) => [r.step, r.status])).toEqual([["install", "queued"], ["build", "waiting"]]);
+    expect(lock.reruns.map((r) => [r.step, r.status])).toEqual([
+      ["install", "queued"],
+      ["build", "waiting"],
+    ]);
     const done = await plan.wait();
     expect(done.status, done.summary.text).toBe("succeeded");
     await plan.close();
@@ -147,7 +184,11 @@ describe("files API", () => {
     // hold the workspace while waiting for that task. Interleaved by hand with two transactions.
     const kind = uniqueKind("locks");
     const user = await newUser();
-    const plan = await user.sandbox.createPlan({ requirements: { kind }, files: [{ path: "a.txt", content: "a" }], steps: [{ name: "build", command: "true", inputs: ["a.txt"] }] });
+    const plan = await user.sandbox.createPlan({
+      requirements: { kind },
+      files: [{ path: "a.txt", content: "a" }],
+      steps: [{ name: "build", command: "true", inputs: ["a.txt"] }],
+    });
     const [w] = await sql<{ id: string }[]>`select id from cogo.register_worker('lock-test', ${kind}, '{}', 1, 60000, 'test', '{}')`;
     const [task] = await sql<{ id: string; attempt: number }[]>`select id, attempt from cogo.claim_tasks(${w!.id}, 1)`;
     const ws = (await plan.get()).workspaceId;
@@ -183,17 +224,24 @@ describe("files API", () => {
       ],
     });
     // Polled, not waited on events: a fresh client's first private join can take a second or two.
-    const running = await waitFor(async () => {
-      const p = await plan.get();
-      return step(p, "produce").status === "running" && p;
-    }, "the produce step to run", 30_000);
+    const running = await waitFor(
+      async () => {
+        const p = await plan.get();
+        return step(p, "produce").status === "running" && p;
+      },
+      "the produce step to run",
+      30_000,
+    );
     await user.sandbox.writeFiles({ workspaceId: running.workspaceId, files: [{ path: "shared.txt", content: "user edit" }] });
     const done = await plan.wait();
     expect(done.status, done.summary.text).toBe("succeeded");
     expect((await user.sandbox.readFile(done.workspaceId, "shared.txt")).content).toBe("user edit");
     expect((await user.sandbox.listFiles(done.workspaceId)).files.map((f) => f.path)).toEqual(["made.txt", "shared.txt"]);
     const chunks = await (await user.sandbox.attach(step(done, "produce").taskId!)).replay();
-    const system = chunks.filter((c) => c.stream === "system").map((c) => c.data).join("");
+    const system = chunks
+      .filter((c) => c.stream === "system")
+      .map((c) => c.data)
+      .join("");
     expect(system).toMatch(/^workspace restored: 1 file\(s\), 8 bytes$/m);
     expect(system).toMatch(/^workspace saved: 1 file\(s\) written, 0 deleted; /m);
     expect(system).toContain("skipped alias (symlinks are not saved)");

@@ -22,7 +22,8 @@ const TS_PROJECT = [
   { path: "src/math.ts", content: 'export function add(a: number, b: number): number {\n  return a + b;\n}\nexport const answer: number = "42";\n' },
   {
     path: "src/math.test.ts",
-    content: 'declare function require(m: string): any;\nconst test = require("node:test");\nconst assert = require("node:assert");\nimport { add, answer } from "./math";\ntest("adds", () => assert.strictEqual(add(2, 3), 5));\ntest("answers", () => assert.strictEqual(answer, 42));\n',
+    content:
+      'declare function require(m: string): any;\nconst test = require("node:test");\nconst assert = require("node:assert");\nimport { add, answer } from "./math";\ntest("adds", () => assert.strictEqual(add(2, 3), 5));\ntest("answers", () => assert.strictEqual(answer, 42));\n',
   },
 ];
 
@@ -62,15 +63,21 @@ describe("scenarios", () => {
     expect(step(failed, "typecheck").diagnostics.count).toBeGreaterThanOrEqual(1);
     expect(step(failed, "typecheck").diagnostics.first).toContainEqual(expect.objectContaining({ code: "TS2322", line: 4 }));
     // The plan topic carries it too, named by step, so one subscription follows the whole plan.
-    await waitFor(() => plan.events.some((e) => e.type === "diagnostic" && e.data.step === "typecheck" && e.data.code === "TS2322" && e.data.taskId === typecheckTask), "the diagnostic on plan:<id>");
+    await waitFor(
+      () => plan.events.some((e) => e.type === "diagnostic" && e.data.step === "typecheck" && e.data.code === "TS2322" && e.data.taskId === typecheckTask),
+      "the diagnostic on plan:<id>",
+    );
 
     const change = await user.sandbox.writeFiles({
       workspaceId: failed.workspaceId,
-      files: [{ path: "src/math.ts", content: 'export function add(a: number, b: number): number {\n  return a + b;\n}\nexport const answer: number = 42;\n' }],
+      files: [{ path: "src/math.ts", content: "export function add(a: number, b: number): number {\n  return a + b;\n}\nexport const answer: number = 42;\n" }],
     });
     expect(change.changed).toEqual(["src/math.ts"]);
     // install has no inputs and no build stage: it does not re-run; typecheck does, test waits for it.
-    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([["typecheck", "queued"], ["test", "waiting"]]);
+    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([
+      ["typecheck", "queued"],
+      ["test", "waiting"],
+    ]);
     const [rerun] = await sql<{ priority: number }[]>`select priority from public.tasks where id = ${change.reruns[0]!.taskId}`;
     expect(rerun!.priority).toBe(900);
 
@@ -96,7 +103,10 @@ describe("scenarios", () => {
     const makefile = "app: main.o\n\tgcc -o app main.o\nmain.o: main.c\n\tgcc -Wall -c -o main.o main.c\ntest: app\n\t./app | grep -qx 'sum=5' && echo 'tests passed'\n";
     const broken = '#include <stdio.h>\nint main(void) {\n  int sum = 2 + 3;\n  printf("sum=%d\\n", summ);\n  return 0;\n}\n';
     const plan = await user.sandbox.createPlan({
-      files: [{ path: "Makefile", content: makefile }, { path: "main.c", content: broken }],
+      files: [
+        { path: "Makefile", content: makefile },
+        { path: "main.c", content: broken },
+      ],
       requirements: { kind },
       steps: [
         { name: "compile", command: "make main.o" },
@@ -115,7 +125,11 @@ describe("scenarios", () => {
     );
 
     const change = await user.sandbox.writeFiles({ workspaceId: failed.workspaceId, files: [{ path: "main.c", content: broken.replace("summ", "sum") }] });
-    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([["compile", "queued"], ["build", "waiting"], ["test", "waiting"]]);
+    expect(change.reruns.map((r) => [r.step, r.status])).toEqual([
+      ["compile", "queued"],
+      ["build", "waiting"],
+      ["test", "waiting"],
+    ]);
     const fixed = await plan.wait();
     expect(fixed.status, fixed.summary.text).toBe("succeeded");
     // main.o and the executable app crossed steps through the stored workspace.
@@ -181,9 +195,14 @@ describe("scenarios", () => {
     expect(final.summary.cancelled).toEqual(["long", "after-long", "unserved"]);
     expect(final.summary.text).toContain("0 of 3 steps passed");
     await waitFor(() => plan.events.some((e) => e.type === "plan_status" && e.data.status === "cancelled"), "plan_status cancelled event");
-    await waitFor(() => ["long", "after-long", "unserved"].every((name) => plan.events.some((e) => e.type === "step_status" && e.data.step === name && e.data.status === "cancelled")), "step_status cancelled for every step");
+    await waitFor(
+      () => ["long", "after-long", "unserved"].every((name) => plan.events.some((e) => e.type === "step_status" && e.data.step === name && e.data.status === "cancelled")),
+      "step_status cancelled for every step",
+    );
     // Nothing is left to run, and a second cancel changes nothing.
-    const [active] = await sql<{ n: number }[]>`select count(*)::int n from public.tasks where plan_id = ${plan.planId} and status not in ('succeeded', 'failed', 'cancelled', 'timed_out')`;
+    const [active] = await sql<
+      { n: number }[]
+    >`select count(*)::int n from public.tasks where plan_id = ${plan.planId} and status not in ('succeeded', 'failed', 'cancelled', 'timed_out')`;
     expect(active!.n).toBe(0);
     expect((await plan.cancel()).status).toBe("cancelled");
     await plan.close();

@@ -25,7 +25,12 @@ describe("input globs", () => {
     expect(m("a.b", "axb")).toBe(false);
   });
   it("Postgres agrees with the JS regexes", async () => {
-    const cases: [string, string][] = [["src/**/*.ts", "src/x/a.ts"], ["*.c", "d/m.c"], ["src/*.ts", "src/x/a.ts"], ["a.b", "axb"]];
+    const cases: [string, string][] = [
+      ["src/**/*.ts", "src/x/a.ts"],
+      ["*.c", "d/m.c"],
+      ["src/*.ts", "src/x/a.ts"],
+      ["a.b", "axb"],
+    ];
     for (const [glob, path] of cases) {
       const [row] = await sql<{ hit: boolean }[]>`select ${path}::text ~ ${globToRegex(glob)} as hit`;
       expect(row!.hit, `${glob} vs ${path}`).toBe(matchesAny(path, [globToRegex(glob)]));
@@ -35,9 +40,21 @@ describe("input globs", () => {
 
 describe("plan requests", () => {
   it("finds cycles, unknown and self dependencies, duplicate names", () => {
-    expect(dagProblems([{ name: "a", dependsOn: [] }, { name: "b", dependsOn: ["a"] }, { name: "c", dependsOn: ["a", "b"] }])).toEqual([]);
-    expect(dagProblems([{ name: "a", dependsOn: ["c"] }, { name: "b", dependsOn: ["a"] }, { name: "c", dependsOn: ["b"] }, { name: "d", dependsOn: [] }]))
-      .toEqual([{ path: ["steps"], message: "dependencies form a cycle among a, b, c" }]);
+    expect(
+      dagProblems([
+        { name: "a", dependsOn: [] },
+        { name: "b", dependsOn: ["a"] },
+        { name: "c", dependsOn: ["a", "b"] },
+      ]),
+    ).toEqual([]);
+    expect(
+      dagProblems([
+        { name: "a", dependsOn: ["c"] },
+        { name: "b", dependsOn: ["a"] },
+        { name: "c", dependsOn: ["b"] },
+        { name: "d", dependsOn: [] },
+      ]),
+    ).toEqual([{ path: ["steps"], message: "dependencies form a cycle among a, b, c" }]);
     expect(dagProblems([{ name: "a" }, { name: "a" }])[0]!.message).toBe("step name a is used twice");
   });
   it("defaults: each step after the previous, the plan's env/limits/requirements folded in, stages guessed", () => {
@@ -73,10 +90,29 @@ describe("plan requests", () => {
 describe("CLI lines for plan events", () => {
   const ev = (type: string, data: Record<string, unknown>) => parsePlanEventMessage({ planId: "p", seq: 1, type, data, timestamp: "" });
   it("reads like a compiler and a test runner", () => {
-    expect(describePlanEvent(ev("diagnostic", { step: "typecheck", taskId: "t", tool: "tsc", file: "src/a.ts", line: 4, column: 14, severity: "error", code: "TS2322", message: "Type 'string' is not assignable to type 'number'." })))
-      .toBe("typecheck: src/a.ts:4:14 error TS2322: Type 'string' is not assignable to type 'number'.");
-    expect(describePlanEvent(ev("diagnostic", { step: "run", taskId: "t", tool: "node", file: null, line: null, column: null, severity: "error", code: null, message: "boom" }))).toBe("run: error: boom");
-    expect(describePlanEvent(ev("test_results", { step: "test", taskId: "t", tool: "vitest", passed: 3, failed: 1, skipped: 0, failures: ["adds"] }))).toBe("test: 3 passed, 1 failed, 0 skipped (adds)");
-    expect(describePlanEvent(ev("step_status", { step: "build", status: "stopped", previous: "waiting", reason: "not run: dependency x failed" }))).toBe("build: stopped (not run: dependency x failed)");
+    expect(
+      describePlanEvent(
+        ev("diagnostic", {
+          step: "typecheck",
+          taskId: "t",
+          tool: "tsc",
+          file: "src/a.ts",
+          line: 4,
+          column: 14,
+          severity: "error",
+          code: "TS2322",
+          message: "Type 'string' is not assignable to type 'number'.",
+        }),
+      ),
+    ).toBe("typecheck: src/a.ts:4:14 error TS2322: Type 'string' is not assignable to type 'number'.");
+    expect(
+      describePlanEvent(ev("diagnostic", { step: "run", taskId: "t", tool: "node", file: null, line: null, column: null, severity: "error", code: null, message: "boom" })),
+    ).toBe("run: error: boom");
+    expect(describePlanEvent(ev("test_results", { step: "test", taskId: "t", tool: "vitest", passed: 3, failed: 1, skipped: 0, failures: ["adds"] }))).toBe(
+      "test: 3 passed, 1 failed, 0 skipped (adds)",
+    );
+    expect(describePlanEvent(ev("step_status", { step: "build", status: "stopped", previous: "waiting", reason: "not run: dependency x failed" }))).toBe(
+      "build: stopped (not run: dependency x failed)",
+    );
   });
 });

@@ -12,7 +12,10 @@ const INSTALL: Record<string, string> = {
 
 export async function requireTools(...names: string[]): Promise<void> {
   for (const name of names) {
-    const found = await Promise.any(["/usr/bin", "/usr/local/bin", "/bin"].map((d) => access(`${d}/${name}`, constants.X_OK))).then(() => true, () => false);
+    const found = await Promise.any(["/usr/bin", "/usr/local/bin", "/bin"].map((d) => access(`${d}/${name}`, constants.X_OK))).then(
+      () => true,
+      () => false,
+    );
     if (!found) throw new Error(`${name} is not installed where the sandbox sees it (/usr): ${INSTALL[name] ?? `install ${name}`}`);
   }
 }

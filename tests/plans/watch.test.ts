@@ -35,14 +35,22 @@ describe("cogo watch", () => {
       await writeFile(join(dir, "b.txt"), "b0");
       const plan = await user.sandbox.createPlan({
         requirements: { kind },
-        files: [{ path: "a.txt", content: "a0" }, { path: "b.txt", content: "b0" }],
+        files: [
+          { path: "a.txt", content: "a0" },
+          { path: "b.txt", content: "b0" },
+        ],
         steps: [{ name: "test", command: "cat a.txt; test ! -e b.txt || cat b.txt" }],
       });
       const first = await plan.wait();
       expect(first.status).toBe("succeeded");
       const changes: ChangeResult[] = [];
       const warnings: string[] = [];
-      const watcher = await watchDirectory(user.sandbox, dir, { workspaceId: first.workspaceId, debounceMs: 500, onChange: (c) => changes.push(c), onWarning: (w) => warnings.push(w) });
+      const watcher = await watchDirectory(user.sandbox, dir, {
+        workspaceId: first.workspaceId,
+        debounceMs: 500,
+        onChange: (c) => changes.push(c),
+        onWarning: (w) => warnings.push(w),
+      });
       const [before] = await sql<{ revision: string }[]>`select revision from public.workspaces where id = ${first.workspaceId}`;
       await writeFile(join(dir, "a.txt"), "a1");
       await sleep(30);
@@ -115,7 +123,14 @@ describe("cogo watch", () => {
     const user = await newUser();
     const dir = await mkdtemp(join(tmpdir(), "cogo-plan-cli-"));
     try {
-      const spec = (ok: boolean) => ({ requirements: { kind }, files: [{ path: "x.txt", content: "x" }], steps: [{ name: "check", command: ok ? "cat x.txt" : "exit 4" }, { name: "after", command: "true" }] });
+      const spec = (ok: boolean) => ({
+        requirements: { kind },
+        files: [{ path: "x.txt", content: "x" }],
+        steps: [
+          { name: "check", command: ok ? "cat x.txt" : "exit 4" },
+          { name: "after", command: "true" },
+        ],
+      });
       await writeFile(join(dir, "good.json"), JSON.stringify(spec(true)));
       await writeFile(join(dir, "bad.json"), JSON.stringify(spec(false)));
       const good = cli(["plan", join(dir, "good.json")], { COGO_TOKEN: user.token });

@@ -100,9 +100,7 @@ describe("connection", () => {
   it("answers a postgres_changes join with an error naming the limitation", async () => {
     const client = await connect(fx);
     try {
-      const ch = client
-        .channel("db-changes")
-        .on("postgres_changes", { event: "INSERT", schema: "public", table: "todos" }, () => {});
+      const ch = client.channel("db-changes").on("postgres_changes", { event: "INSERT", schema: "public", table: "todos" }, () => {});
       await expect(subscribed(ch)).rejects.toThrow(/^PostgresChangesNotSupported: /);
     } finally {
       await disconnect(client);

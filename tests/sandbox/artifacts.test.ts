@@ -16,10 +16,18 @@ describe('collectArtifacts', () => {
     const ws = r.proc.workspace;
 
     expect(summary(await collectArtifacts(ws, ['**/*.txt']))).toEqual([
-      ['a/b/1.txt', 'file 1\n'], ['a/b/2.txt', 'file 2\n'], ['a/b/3.txt', 'file 3\n'], ['a/b/4.txt', 'file 4\n'], ['a/b/5.txt', 'file 5\n'], ['top.txt', 'top\n'],
+      ['a/b/1.txt', 'file 1\n'],
+      ['a/b/2.txt', 'file 2\n'],
+      ['a/b/3.txt', 'file 3\n'],
+      ['a/b/4.txt', 'file 4\n'],
+      ['a/b/5.txt', 'file 5\n'],
+      ['top.txt', 'top\n'],
     ]);
     // The symlinks match a glob of their own: refused, not followed.
-    expect(summary(await collectArtifacts(ws, ['a/*']))).toEqual([['a/loop', 'is a symlink'], ['a/root', 'is a symlink']]);
+    expect(summary(await collectArtifacts(ws, ['a/*']))).toEqual([
+      ['a/loop', 'is a symlink'],
+      ['a/root', 'is a symlink'],
+    ]);
 
     const capped = await collectArtifacts(ws, ['a/b/?.txt'], { ...ARTIFACT_LIMITS, files: 2 });
     expect(summary(capped)).toEqual([

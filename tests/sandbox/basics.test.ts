@@ -56,14 +56,16 @@ describe('what the command can see', () => {
   it("gets a clean environment, never the worker's", async () => {
     process.env.SUPABASE_SERVICE_ROLE_KEY = 'secret-service-role';
     try {
-      const r = await sb.run(
-        { command: 'printenv; echo ---; tr "\\0" "\\n" < /proc/1/environ', env: { TASK_VAR: 'from-spec' } },
-      );
+      const r = await sb.run({ command: 'printenv; echo ---; tr "\\0" "\\n" < /proc/1/environ', env: { TASK_VAR: 'from-spec' } });
       expect(r.stdout).toContain('TASK_VAR=from-spec');
       expect(r.stdout).toContain('HOME=/workspace');
       expect(r.stdout).not.toContain('secret-service-role');
       expect(r.stdout).not.toContain('SUPABASE_SERVICE_ROLE_KEY');
-      const names = r.stdout.split('---')[0]!.trim().split('\n').map((l) => l.split('=')[0]);
+      const names = r.stdout
+        .split('---')[0]!
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=')[0]);
       expect(names.sort()).toEqual(['HOME', 'HOSTNAME', 'LANG', 'LOGNAME', 'PATH', 'PWD', 'SHELL', 'TASK_VAR', 'TERM', 'TMPDIR', 'USER']);
     } finally {
       delete process.env.SUPABASE_SERVICE_ROLE_KEY;
@@ -71,28 +73,26 @@ describe('what the command can see', () => {
   });
 
   it('runs as an unprivileged user with no capabilities and no nested user namespaces', async () => {
-    const proc = await sb.start(
-      { command: 'id -u; hostname; grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; unshare -U true 2>/dev/null && echo userns-ok || echo userns-denied' },
-    );
+    const proc = await sb.start({
+      command: 'id -u; hostname; grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; unshare -U true 2>/dev/null && echo userns-ok || echo userns-denied',
+    });
     const r = await collect(proc);
     expect(r.stdout).toBe('1000\nsandbox\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\nuserns-denied\n');
     if (isRoot) expect(slotUid(proc)).toBeGreaterThanOrEqual(TEST_UID_BASE);
   });
 
   it('sees a read-only system, its own /proc and no host secrets', async () => {
-    const r = await sb.run(
-      {
-        command: [
-          'for p in /root /home /var/tmp /etc/shadow /run /sys/fs/cgroup /work; do [ -e $p ] && echo "visible $p"; done',
-          'touch /usr/x 2>/dev/null && echo usr-writable',
-          'touch /x 2>/dev/null && echo root-writable',
-          'touch /etc/x 2>/dev/null && echo etc-writable',
-          'echo "procs $(ls /proc | grep -c "^[0-9]")"',
-          'cut -d: -f1 /etc/passwd | tr "\\n" " "',
-          'ls /proc/self/fd | tr "\\n" " "',
-        ].join('; '),
-      },
-    );
+    const r = await sb.run({
+      command: [
+        'for p in /root /home /var/tmp /etc/shadow /run /sys/fs/cgroup /work; do [ -e $p ] && echo "visible $p"; done',
+        'touch /usr/x 2>/dev/null && echo usr-writable',
+        'touch /x 2>/dev/null && echo root-writable',
+        'touch /etc/x 2>/dev/null && echo etc-writable',
+        'echo "procs $(ls /proc | grep -c "^[0-9]")"',
+        'cut -d: -f1 /etc/passwd | tr "\\n" " "',
+        'ls /proc/self/fd | tr "\\n" " "',
+      ].join('; '),
+    });
     expect(r.stdout.split('\n').filter((l) => l.startsWith('visible') || l.endsWith('-writable'))).toEqual([]);
     const procs = Number(/procs (\d+)/.exec(r.stdout)?.[1]);
     expect(procs).toBeGreaterThan(0);

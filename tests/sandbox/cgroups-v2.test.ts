@@ -28,7 +28,10 @@ function v2Mount(): string {
 
 /** Our v2 cgroup, or its parent when a worker of this process moved us into the leaf. */
 function own2(): string {
-  const own = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
+  const own = readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'))!
+    .slice(3);
   return basename(own) === V2_LEAF ? dirname(own) : own;
 }
 
@@ -72,7 +75,9 @@ describe('delegateV2: enabling controllers for task cgroups', () => {
 
     const told = await delegateV2(dir, [controller], { move: false });
     expect(told).toMatchObject({ ok: true, parent: dir, enabled: [] });
-    expect(told.notes).toEqual([`cgroup v2 ${controller}: ${dir} has processes of its own; delegate it (systemd Delegate=yes) and start the worker with --cgroups v2 to move them into ${V2_LEAF}/`]);
+    expect(told.notes).toEqual([
+      `cgroup v2 ${controller}: ${dir} has processes of its own; delegate it (systemd Delegate=yes) and start the worker with --cgroups v2 to move them into ${V2_LEAF}/`,
+    ]);
 
     const r = await delegateV2(dir, [controller, 'nosuchctl'], { move: true });
     expect(r).toMatchObject({ ok: true, parent: dir, enabled: [controller] });

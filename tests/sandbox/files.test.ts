@@ -1,14 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CogoError } from '../../functions/_shared/errors.ts';
-import {
-  ArtifactRejected,
-  InvalidSandboxSpec,
-  InvalidWorkspacePath,
-  WorkspaceFull,
-  collectFile,
-  validateWorkspacePath,
-} from '../../worker/sandbox/index.ts';
+import { ArtifactRejected, InvalidSandboxSpec, InvalidWorkspacePath, WorkspaceFull, collectFile, validateWorkspacePath } from '../../worker/sandbox/index.ts';
 import { collect, isRoot, useSandboxRoot } from './helpers.ts';
 
 const sb = useSandboxRoot();
@@ -51,15 +44,13 @@ describe('validateWorkspacePath', () => {
 
 describe('files in and out', () => {
   it('writes files (utf8, base64, modes, nested) owned by the sandbox user, and collects results', async () => {
-    const proc = await sb.start(
-      {
-        command: 'cat notes/a.txt; ./bin/run.sh; stat -c "%U %a" notes/a.txt bin/run.sh; rm notes/a.txt && echo removed; mkdir -p out && echo result > out/r.txt',
-        files: [
-          { path: 'notes/a.txt', content: 'plain text\n' },
-          { path: 'bin/run.sh', content: Buffer.from('#!/bin/sh\necho from-script\n').toString('base64'), encoding: 'base64', mode: 0o755 },
-        ],
-      },
-    );
+    const proc = await sb.start({
+      command: 'cat notes/a.txt; ./bin/run.sh; stat -c "%U %a" notes/a.txt bin/run.sh; rm notes/a.txt && echo removed; mkdir -p out && echo result > out/r.txt',
+      files: [
+        { path: 'notes/a.txt', content: 'plain text\n' },
+        { path: 'bin/run.sh', content: Buffer.from('#!/bin/sh\necho from-script\n').toString('base64'), encoding: 'base64', mode: 0o755 },
+      ],
+    });
     const r = await collect(proc);
     expect(r.stdout).toBe('plain text\nfrom-script\nsandbox 644\nsandbox 755\nremoved\n');
     expect((await collectFile(proc.workspace, 'out/r.txt', 100)).toString()).toBe('result\n');
@@ -73,22 +64,24 @@ describe('files in and out', () => {
       const err = await sb.start({ command: 'true', files: [{ path, content: 'x' }] }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InvalidWorkspacePath);
     }
-    const dup = await sb.start(
-      { command: 'true', files: [{ path: 'a', content: '1' }, { path: './a', content: '2' }] },
-    ).catch((e: unknown) => e);
+    const dup = await sb
+      .start({
+        command: 'true',
+        files: [
+          { path: 'a', content: '1' },
+          { path: './a', content: '2' },
+        ],
+      })
+      .catch((e: unknown) => e);
     expect(dup).toBeInstanceOf(InvalidSandboxSpec);
-    const bad64 = await sb.start({ command: 'true', files: [{ path: 'a', content: '!!', encoding: 'base64' }] }).catch(
-      (e: unknown) => e,
-    );
+    const bad64 = await sb.start({ command: 'true', files: [{ path: 'a', content: '!!', encoding: 'base64' }] }).catch((e: unknown) => e);
     expect(bad64).toBeInstanceOf(InvalidSandboxSpec);
     expect(readdirSync(sb.options().root).sort()).toEqual(before);
     expect(existsSync('/tmp/evil')).toBe(false);
   });
 
   it('refuses files larger than the workspace', async () => {
-    const err = await sb.start(
-      { command: 'true', files: [{ path: 'big', content: 'x'.repeat(2 * MiB) }], limits: { workspaceBytes: MiB } },
-    ).catch((e: unknown) => e);
+    const err = await sb.start({ command: 'true', files: [{ path: 'big', content: 'x'.repeat(2 * MiB) }], limits: { workspaceBytes: MiB } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkspaceFull);
   });
 
@@ -105,21 +98,19 @@ describe('files in and out', () => {
 
 describe('collectFile never follows what the task planted', () => {
   it('rejects symlinks, fifos, devices-to-be, directories and oversize files', async () => {
-    const proc = await sb.start(
-      {
-        command: [
-          'echo fine > ok.txt',
-          'ln -s /etc/shadow shadow',
-          'ln -s /proc/1/environ environ',
-          'ln -s / rootlink',
-          'mkdir sub && ln -s /etc sub/etc',
-          'ln -s ok.txt rel-link',
-          'mkfifo fifo',
-          'mkdir adir',
-          'head -c 5000 /dev/zero > big',
-        ].join(' && '),
-      },
-    );
+    const proc = await sb.start({
+      command: [
+        'echo fine > ok.txt',
+        'ln -s /etc/shadow shadow',
+        'ln -s /proc/1/environ environ',
+        'ln -s / rootlink',
+        'mkdir sub && ln -s /etc sub/etc',
+        'ln -s ok.txt rel-link',
+        'mkfifo fifo',
+        'mkdir adir',
+        'head -c 5000 /dev/zero > big',
+      ].join(' && '),
+    });
     const r = await collect(proc);
     expect(r.exit.exitCode).toBe(0);
     const ws = proc.workspace;
@@ -151,9 +142,7 @@ describe('collectFile never follows what the task planted', () => {
 
 describe('disk limits', () => {
   it('caps the workspace size', async () => {
-    const proc = await sb.start(
-      { command: 'head -c 3000000 /dev/zero > big; echo rc=$?', limits: { workspaceBytes: MiB, fileSizeBytes: 10 * MiB } },
-    );
+    const proc = await sb.start({ command: 'head -c 3000000 /dev/zero > big; echo rc=$?', limits: { workspaceBytes: MiB, fileSizeBytes: 10 * MiB } });
     const r = await collect(proc);
     if (isRoot) {
       expect(r.stderr).toContain('No space left on device');
@@ -163,9 +152,7 @@ describe('disk limits', () => {
   });
 
   it('caps the size of one file (RLIMIT_FSIZE)', async () => {
-    const proc = await sb.start(
-      { command: 'head -c 2000000 /dev/zero > f; echo rc=$?', limits: { fileSizeBytes: 512 * 1024, workspaceBytes: 8 * MiB } },
-    );
+    const proc = await sb.start({ command: 'head -c 2000000 /dev/zero > f; echo rc=$?', limits: { fileSizeBytes: 512 * 1024, workspaceBytes: 8 * MiB } });
     const r = await collect(proc);
     expect(r.stdout).toMatch(/^rc=(153|1)\n$/); // SIGXFSZ (128+25) or EFBIG
     expect(statSync(`${proc.workspace}/f`).size).toBe(512 * 1024);
@@ -173,9 +160,10 @@ describe('disk limits', () => {
   });
 
   it('caps /tmp and /dev/shm', async () => {
-    const r = await sb.run(
-      { command: 'head -c 3000000 /dev/zero > /tmp/x; head -c 3000000 /dev/zero > /dev/shm/x; stat -c %s /tmp/x /dev/shm/x', limits: { workspaceBytes: MiB } },
-    );
+    const r = await sb.run({
+      command: 'head -c 3000000 /dev/zero > /tmp/x; head -c 3000000 /dev/zero > /dev/shm/x; stat -c %s /tmp/x /dev/shm/x',
+      limits: { workspaceBytes: MiB },
+    });
     const sizes = r.stdout.trim().split('\n').map(Number);
     expect(sizes).toHaveLength(2);
     for (const s of sizes) expect(s).toBeLessThanOrEqual(MiB);

@@ -60,7 +60,8 @@ describe('network', () => {
 describe('sandboxes are private from each other', () => {
   it('keeps /tmp, /dev/shm, /workspace, processes and uids apart', async () => {
     const a = await sb.start({
-      command: 'echo A > /tmp/mark; echo A > /dev/shm/mark; echo A > /workspace/mark; sleep 30 & echo ready; read x; cat /tmp/mark /dev/shm/mark /workspace/mark; ls /tmp; ls /dev/shm',
+      command:
+        'echo A > /tmp/mark; echo A > /dev/shm/mark; echo A > /workspace/mark; sleep 30 & echo ready; read x; cat /tmp/mark /dev/shm/mark /workspace/mark; ls /tmp; ls /dev/shm',
       stdin: 'pipe',
     });
     const aDone = collect(a);
@@ -70,7 +71,8 @@ describe('sandboxes are private from each other', () => {
     expect(aOut).toBe('ready\n');
 
     const b = await sb.start({
-      command: 'cat /tmp/mark /dev/shm/mark /workspace/mark 2>&1 | grep -c "No such file"; ps -e -o comm= > /tmp/ps; sort /tmp/ps | tr "\\n" " "; echo; echo B > /tmp/mark; echo B > /dev/shm/mark',
+      command:
+        'cat /tmp/mark /dev/shm/mark /workspace/mark 2>&1 | grep -c "No such file"; ps -e -o comm= > /tmp/ps; sort /tmp/ps | tr "\\n" " "; echo; echo B > /tmp/mark; echo B > /dev/shm/mark',
     });
     const bDone = await collect(b);
     // ps alone (a pipeline's members may not have exec'd yet when ps looks).

@@ -70,7 +70,16 @@ describe('launcher client', () => {
     await expect(invalid).rejects.toThrow(SandboxStartFailed);
     await expect(invalid).rejects.toThrow(/2 seccomp programs, 1 filterFds/);
     // Over the frame limit: refused before it is sent.
-    const huge = launch({ path: '/bin/true', argv: [], fds: [{ fd: 4, data: 'x'.repeat(MAX_FRAME_BYTES) }], filterFds: [5, 6], owner: null, rlimits: [], cgroup: null, stdin: false });
+    const huge = launch({
+      path: '/bin/true',
+      argv: [],
+      fds: [{ fd: 4, data: 'x'.repeat(MAX_FRAME_BYTES) }],
+      filterFds: [5, 6],
+      owner: null,
+      rlimits: [],
+      cgroup: null,
+      stdin: false,
+    });
     await expect(huge).rejects.toThrow(/exceeds the launcher's frame limit/);
     // Raises inside the launcher (a lone surrogate cannot be encoded for mount(2)).
     await expect(mountTmpfs('/tmp/\ud800', 'size=1m')).rejects.toThrow(/UnicodeEncodeError/);
@@ -91,7 +100,9 @@ describe('launcher client', () => {
     const l = new Launcher(PYTHON, false, { script: join(dir, 'launcher.py') });
     const err = await l.filter().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SandboxUnavailable);
-    expect((err as SandboxUnavailable).message).toMatch(new RegExp(`speaks protocol ${PROTOCOL_VERSION - 1}, this worker protocol ${PROTOCOL_VERSION}: .*launcher\\.py and launcher\\.ts are from different versions`));
+    expect((err as SandboxUnavailable).message).toMatch(
+      new RegExp(`speaks protocol ${PROTOCOL_VERSION - 1}, this worker protocol ${PROTOCOL_VERSION}: .*launcher\\.py and launcher\\.ts are from different versions`),
+    );
     expect((err as SandboxUnavailable).details).toMatchObject({ launcherProtocol: PROTOCOL_VERSION - 1, workerProtocol: PROTOCOL_VERSION });
     expect(l.dead).toBe(true);
     // Later requests get the same answer, not a hang.
@@ -107,7 +118,9 @@ describe('launcher client', () => {
 
   it('carries on past an error for a frame it did not send (a warning), answering its own requests', async () => {
     const filter = '{"type":"filter","id":%(id)d,"filter":{"denied":[],"rules":[],"bytes":0,"programs":[]}}';
-    const l = new Launcher(PYTHON, false, { script: fakeLauncher(`{"type":"error","id":null,"code":"bad_frame","message":"not JSON"}\n{"type":"error","id":4242,"code":"unknown_op","message":"no"}\n${filter}`) });
+    const l = new Launcher(PYTHON, false, {
+      script: fakeLauncher(`{"type":"error","id":null,"code":"bad_frame","message":"not JSON"}\n{"type":"error","id":4242,"code":"unknown_op","message":"no"}\n${filter}`),
+    });
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(w.message);
     process.on('warning', onWarning);

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const SANDBOX_DIR = join(import.meta.dirname, '../../worker/sandbox');
-const FILES = readdirSync(SANDBOX_DIR).filter((f) => f.endsWith('.py')).map((f) => join(SANDBOX_DIR, f));
+const FILES = readdirSync(SANDBOX_DIR)
+  .filter((f) => f.endsWith('.py'))
+  .map((f) => join(SANDBOX_DIR, f));
 
 function tool(name: string, pkg: string): string {
   const path = `/usr/bin/${name}`;
@@ -29,7 +31,11 @@ describe("the launcher's Python", () => {
     try {
       // Debian's python3-seccomp ships no type stubs; everything else is checked against typeshed.
       writeFileSync(join(dir, 'mypy.ini'), '[mypy]\nstrict = True\npython_executable = /usr/bin/python3\n\n[mypy-seccomp]\nignore_missing_imports = True\n');
-      const r = spawnSync(tool('mypy', 'mypy'), ['--config-file', join(dir, 'mypy.ini'), '--cache-dir', join(dir, 'cache'), ...FILES], { encoding: 'utf8', timeout: 120_000, cwd: dir });
+      const r = spawnSync(tool('mypy', 'mypy'), ['--config-file', join(dir, 'mypy.ini'), '--cache-dir', join(dir, 'cache'), ...FILES], {
+        encoding: 'utf8',
+        timeout: 120_000,
+        cwd: dir,
+      });
       expect(r.stdout + r.stderr).toMatch(/^Success: no issues found/);
       expect(r.status).toBe(0);
     } finally {

@@ -86,7 +86,20 @@ afterEach(async () => {
 
 /** A start request for a plain process (no bwrap), with descriptors for the two filter programs. */
 function startSleep(id: number, seconds = 60) {
-  return { id, op: 'start', path: '/bin/sleep', argv: ['sleep', String(seconds)], env: {}, uid: null, gid: null, rlimits: [['RLIMIT_CORE', 0, 0]], cgroup: null, stdin: false, fds: [], filterFds: [4, 5] };
+  return {
+    id,
+    op: 'start',
+    path: '/bin/sleep',
+    argv: ['sleep', String(seconds)],
+    env: {},
+    uid: null,
+    gid: null,
+    rlimits: [['RLIMIT_CORE', 0, 0]],
+    cgroup: null,
+    stdin: false,
+    fds: [],
+    filterFds: [4, 5],
+  };
 }
 
 function processAlive(pid: number): boolean {
@@ -114,7 +127,11 @@ const BAD_FRAMES: [what: string, frame: string | Buffer, expected: { id: number 
   ['a NUL in an argument', JSON.stringify({ ...startSleep(107), argv: ['sleep', '1\u0000'] }) + '\n', { id: 107, code: 'invalid_request', message: /argv\[1\]/ }],
   ['an unknown rlimit', JSON.stringify({ ...startSleep(108), rlimits: [['RLIMIT_NOPE', 1, 1]] }) + '\n', { id: 108, code: 'invalid_request', message: /rlimits\[0\]\[0\]/ }],
   ['a descriptor over stdio', JSON.stringify({ ...startSleep(109), fds: [{ fd: 2, data: 'x' }] }) + '\n', { id: 109, code: 'invalid_request', message: /fds\[0\]\.fd/ }],
-  ['filter descriptors for the wrong number of programs', JSON.stringify({ ...startSleep(110), filterFds: [4] }) + '\n', { id: 110, code: 'invalid_request', message: /2 seccomp programs, 1 filterFds/ }],
+  [
+    'filter descriptors for the wrong number of programs',
+    JSON.stringify({ ...startSleep(110), filterFds: [4] }) + '\n',
+    { id: 110, code: 'invalid_request', message: /2 seccomp programs, 1 filterFds/ },
+  ],
   ['one descriptor twice', JSON.stringify({ ...startSleep(111), fds: [{ fd: 4, data: 'x' }] }) + '\n', { id: 111, code: 'invalid_request', message: /twice/ }],
   ['nesting too deep for the parser', `{"id":114,"op":"filter","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}\n`, { id: 114, code: 'bad_frame', message: /recursion/ }],
   ['a frame over the size limit', `{"id":112,"op":"mount","target":"/tmp/x","options":"${'x'.repeat(MAX_FRAME_BYTES)}"}\n`, { id: 112, code: 'frame_too_large' }],

@@ -68,10 +68,7 @@ describe('processes', () => {
   });
 
   it('also holds the process limit without cgroups (RLIMIT_NPROC per slot uid)', async () => {
-    const proc = await sb.start(
-      { command: 'sleep 100 & (bomb() { bomb | bomb & sleep 100; }; bomb) & wait', limits: { processes: 30, wallTimeMs: 2000 } },
-      { cgroups: false },
-    );
+    const proc = await sb.start({ command: 'sleep 100 & (bomb() { bomb | bomb & sleep 100; }; bomb) & wait', limits: { processes: 30, wallTimeMs: 2000 } }, { cgroups: false });
     const peak = watchProcesses(proc);
     const r = await collect(proc);
     expect(r.exit.reason).toBe('timeout');

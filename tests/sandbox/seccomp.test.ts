@@ -29,7 +29,23 @@ describe('seccomp filter', () => {
   it('is reported by sandboxFacts, with the calls the trust-boundary review found open', async () => {
     const facts = await sandboxFacts();
     expect(facts.seccomp.denied).toEqual(
-      expect.arrayContaining(['io_uring_setup', 'userfaultfd', 'add_key', 'keyctl', 'request_key', 'memfd_secret', 'pidfd_getfd', 'process_vm_readv', 'process_vm_writev', 'bpf', 'perf_event_open', 'kexec_load', 'open_by_handle_at', 'mount', 'setns']),
+      expect.arrayContaining([
+        'io_uring_setup',
+        'userfaultfd',
+        'add_key',
+        'keyctl',
+        'request_key',
+        'memfd_secret',
+        'pidfd_getfd',
+        'process_vm_readv',
+        'process_vm_writev',
+        'bpf',
+        'perf_event_open',
+        'kexec_load',
+        'open_by_handle_at',
+        'mount',
+        'setns',
+      ]),
     );
     expect(facts.seccomp.denied).not.toContain('ptrace');
     expect(facts.protections).toMatch(/^seccomp=denylist\(\d+ syscalls \+ \d+ rules, EPERM; 32-bit ABI denied\); proc-masked=[\w.,-]*cmdline/);

@@ -37,7 +37,10 @@ const AT_SUBMIT: [source: string, message: string][] = [
   ["https://[64:ff9b::169.254.169.254]/r", refused("[64:ff9b::a9fe:a9fe]", "is a NAT64 (64:ff9b::/96) form of 169.254.169.254, which is in 169.254.0.0/16 (link-local)")],
   ["https://[64:ff9b:1::a00:1]/r", refused("[64:ff9b:1::a00:1]", "is in 64:ff9b:1::/48 (local-use NAT64, whose IPv4 mapping only its own network knows)")],
   ["https://[2002:a00:1::1]/r", refused("[2002:a00:1::1]", "is a 6to4 form of 10.0.0.1, which is in 10.0.0.0/8 (private)")],
-  ["https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/r", refused("[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "is a Teredo form (client) of 192.0.2.45, which is in 192.0.2.0/24 (documentation)")],
+  [
+    "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/r",
+    refused("[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "is a Teredo form (client) of 192.0.2.45, which is in 192.0.2.0/24 (documentation)"),
+  ],
   // the other special-purpose ranges
   ["https://0.0.0.0/r", refused("0.0.0.0", "is in 0.0.0.0/8 (unspecified)")],
   ["https://10.0.0.1/r", refused("10.0.0.1", "is in 10.0.0.0/8 (private)")],
@@ -78,11 +81,16 @@ async function startPastTheApi(userId: string, source: string, options: Record<s
 }
 
 async function failure(token: string, id: string): Promise<string> {
-  return await waitFor(async () => {
-    const r = await api("GET", `/analysis/${id}/status`, { token });
-    if (r.body.phase === "completed") throw new Error(`analysis ${id} completed`);
-    return r.body.phase === "failed" ? (r.body.error as string) : undefined;
-  }, `analysis ${id} to fail`, 60_000, 100);
+  return await waitFor(
+    async () => {
+      const r = await api("GET", `/analysis/${id}/status`, { token });
+      if (r.body.phase === "completed") throw new Error(`analysis ${id} completed`);
+      return r.body.phase === "failed" ? (r.body.error as string) : undefined;
+    },
+    `analysis ${id} to fail`,
+    60_000,
+    100,
+  );
 }
 
 /** A TCP listener on 127.0.0.1 that counts connections and does `onConnection` with each. */
@@ -158,12 +166,7 @@ describe("repository source addresses", () => {
       const silent = await listener(() => {}); // accepts and never answers: the clone times out
       servers.push(dropping.server, silent.server);
       const user = await newUser();
-      const sources = [
-        `https://127.0.0.1:${closedPort}/r`,
-        `https://127.0.0.1:${dropping.port}/r`,
-        `https://127.0.0.1:${silent.port}/r`,
-        "https://no-such-host.invalid/r",
-      ];
+      const sources = [`https://127.0.0.1:${closedPort}/r`, `https://127.0.0.1:${dropping.port}/r`, `https://127.0.0.1:${silent.port}/r`, "https://no-such-host.invalid/r"];
       const ids: string[] = [];
       for (const source of sources) {
         const r = await api("POST", "/analyze/repository", { token: user.token, body: { source, options: { cloneTimeoutMs: 3000 } } });

@@ -39,9 +39,7 @@ async function forgeries(): Promise<[string, Record<string, string>][]> {
   const valid = await userToken(randomUUID());
   const [h, , s] = valid.split(".");
   const other = await generateKeyPair("ES256");
-  const otherProject = await new SignJWT({ role: "service_role", exp: now() + 3600 })
-    .setProtectedHeader({ alg: "ES256", kid: keys.signingKey.kid })
-    .sign(other.privateKey);
+  const otherProject = await new SignJWT({ role: "service_role", exp: now() + 3600 }).setProtectedHeader({ alg: "ES256", kid: keys.signingKey.kid }).sign(other.privateKey);
   return [
     // The reported bypass: an `sb_` bearer whose middle is base64 claims, plus the anon key as sb-api-key.
     ["sb_ bearer with service_role claims", { authorization: `Bearer sb_x.${b64url({ role: "service_role" })}.y`, "sb-api-key": stack.anonKey }],
@@ -54,7 +52,7 @@ async function forgeries(): Promise<[string, Record<string, string>][]> {
     ["tampered claims, real signature", { authorization: `Bearer ${h}.${b64url({ role: "service_role", exp: now() + 3600 })}.${s}` }],
     ["victim's sub on a real signature", { authorization: `Bearer ${h}.${b64url({ role: "authenticated", sub: victim.id, exp: now() + 3600 })}.${s}` }],
     ["another project's ES256 key, our kid", { authorization: `Bearer ${otherProject}` }],
-    ["HS256 signed with the public JWK", { authorization: `Bearer ${await signJwt(JSON.stringify((await exportJWK(other.publicKey))), { role: "service_role" })}` }],
+    ["HS256 signed with the public JWK", { authorization: `Bearer ${await signJwt(JSON.stringify(await exportJWK(other.publicKey)), { role: "service_role" })}` }],
     ["no exp", { authorization: `Bearer ${b64url(header)}.${b64url({ role: "service_role" })}.${s}` }],
     ["not a bearer", { authorization: `Basic ${b64url("service_role:x")}` }],
   ];

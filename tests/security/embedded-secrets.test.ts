@@ -18,7 +18,10 @@ describe("the database superuser", () => {
     const port = new URL(stack.dbUrl).port;
     for (const pw of ["postgres", ""]) {
       const sql = postgres(`postgresql://postgres:${pw}@127.0.0.1:${port}/postgres`, { max: 1, connect_timeout: 5, onnotice: () => {} });
-      const err = await sql`select 1`.then(() => undefined, (e: { code?: string }) => e);
+      const err = await sql`select 1`.then(
+        () => undefined,
+        (e: { code?: string }) => e,
+      );
       await sql.end({ timeout: 1 });
       expect(err?.code, `password ${JSON.stringify(pw)} must not log in`).toMatch(/^(28P01|28000)$/);
     }

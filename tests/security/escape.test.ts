@@ -13,7 +13,9 @@ describe("escape attempts", () => {
     const r = await s.run({
       command: "python3 tiocsti.py",
       files: [
-        py("tiocsti.py", `
+        py(
+          "tiocsti.py",
+          `
 import errno, fcntl, os, termios
 for fd in (0, 1, 2):
     try:
@@ -26,7 +28,8 @@ try:
     print("/dev/tty OPENED")
 except OSError as e:
     print(f"/dev/tty {errno.errorcode[e.errno]}")
-`),
+`,
+        ),
       ],
     });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
@@ -37,21 +40,21 @@ except OSError as e:
   it("ptrace: the worker's host pid does not exist in the sandbox (python ctypes, strace, gdb)", async () => {
     const worker = process.pid;
     const r = await s.run({
-      command: [
-        `python3 ptrace.py ${worker}`,
-        `strace -p ${worker} 2>&1`,
-        `gdb -p ${worker} -batch 2>&1 | grep -o 'ptrace: No such process.'`,
-        `ls -d /proc/${worker} 2>&1`,
-      ].join("; "),
+      command: [`python3 ptrace.py ${worker}`, `strace -p ${worker} 2>&1`, `gdb -p ${worker} -batch 2>&1 | grep -o 'ptrace: No such process.'`, `ls -d /proc/${worker} 2>&1`].join(
+        "; ",
+      ),
       files: [
-        py("ptrace.py", `
+        py(
+          "ptrace.py",
+          `
 import ctypes, errno, sys
 libc = ctypes.CDLL(None, use_errno=True)
 PTRACE_ATTACH, PTRACE_SEIZE = 16, 0x4206
 for name, req in (("attach", PTRACE_ATTACH), ("seize", PTRACE_SEIZE)):
     rc = libc.ptrace(req, int(sys.argv[1]), 0, 0)
     print(name, rc, errno.errorcode.get(ctypes.get_errno()))
-`),
+`,
+        ),
       ],
       timeoutMs: 15_000,
     });
@@ -71,9 +74,12 @@ for name, req in (("attach", PTRACE_ATTACH), ("seize", PTRACE_SEIZE)):
 
   it("mount, chroot, unshare and mknod are refused", async () => {
     const r = await s.run({
-      command: "python3 sys.py; mount -t tmpfs t /tmp; echo mount=$?; mount --bind /workspace /tmp; echo bind=$?; chroot /tmp /bin/true; echo chroot=$?; unshare -r id; echo unshare-r=$?; unshare -m true; echo unshare-m=$?; unshare -n true; echo unshare-n=$?; mknod sda b 8 0; echo mknod=$?",
+      command:
+        "python3 sys.py; mount -t tmpfs t /tmp; echo mount=$?; mount --bind /workspace /tmp; echo bind=$?; chroot /tmp /bin/true; echo chroot=$?; unshare -r id; echo unshare-r=$?; unshare -m true; echo unshare-m=$?; unshare -n true; echo unshare-n=$?; mknod sda b 8 0; echo mknod=$?",
       files: [
-        py("sys.py", `
+        py(
+          "sys.py",
+          `
 import ctypes, errno
 libc = ctypes.CDLL(None, use_errno=True)
 for name, call in (
@@ -84,7 +90,8 @@ for name, call in (
     ("unshare_user", lambda: libc.unshare(0x10000000)),
 ):
     print(name, call(), errno.errorcode.get(ctypes.get_errno()))
-`),
+`,
+        ),
       ],
     });
     expect(r).toMatchObject({ status: "succeeded" });
@@ -116,7 +123,11 @@ for name, call in (
     // Control on the host: an unprivileged user running the setuid `su` gets AT_SECURE, so ld.so
     // ignores LD_DEBUG (0 lines); a plain binary honours it (1 line).
     const hostCount = (cmd: string) =>
-      Number(execFileSync("sh", ["-c", `setpriv --reuid=65534 --regid=65534 --clear-groups env LD_DEBUG=statistics ${cmd} 2>&1 | grep -c 'total startup time'; true`], { encoding: "utf8" }).trim());
+      Number(
+        execFileSync("sh", ["-c", `setpriv --reuid=65534 --regid=65534 --clear-groups env LD_DEBUG=statistics ${cmd} 2>&1 | grep -c 'total startup time'; true`], {
+          encoding: "utf8",
+        }).trim(),
+      );
     expect(hostCount("/usr/bin/su --help")).toBe(0);
     expect(hostCount("/usr/bin/id -u")).toBe(1);
     const r = await s.run({

@@ -56,8 +56,7 @@ describe("fleet views by role", () => {
     // A worker gone silent is listed by GET /health, for anyone: named for the service role only.
     const ghost = await new Queue(sql).register({ name: `ghost-${kind}`, kind, labels: [], capacity: 1, leaseMs: 1000, version: "test", host: { pid: 1 } });
     await sql`update public.workers set last_heartbeat_at = now() - interval '10 seconds' where id = ${ghost.id}`;
-    const silent = async (token: string) =>
-      ((await api("GET", "/health", { token })).body.blocks.silentWorkers as { id: string }[]).find((w) => w.id === ghost.id);
+    const silent = async (token: string) => ((await api("GET", "/health", { token })).body.blocks.silentWorkers as { id: string }[]).find((w) => w.id === ghost.id);
     expect(keys((await silent(user.token))!)).toEqual(["activeTasks", "id", "lastHeartbeatAt", "status"]);
     expect(keys((await silent(stack.anonKey))!)).toEqual(["activeTasks", "id", "lastHeartbeatAt", "status"]);
     expect(await silent(stack.serviceRoleKey)).toMatchObject({ name: `ghost-${kind}` });
@@ -79,16 +78,22 @@ describe("fleet views by role", () => {
     const user = await newUser();
     // supabase-js .from('workers').select('*') becomes `select workers.*`; .select('host') names the column.
     for (const column of ['"public"."workers".*', "host", "name", "version", "id, host"]) {
-      await expect(as("authenticated", user.id, (tx) => tx.unsafe(`select ${column} from public.workers`)), column).rejects.toThrow(/permission denied for table workers/);
+      await expect(
+        as("authenticated", user.id, (tx) => tx.unsafe(`select ${column} from public.workers`)),
+        column,
+      ).rejects.toThrow(/permission denied for table workers/);
     }
     await expect(as("authenticated", user.id, (tx) => tx.unsafe(`select w from public.workers w`))).rejects.toThrow(/permission denied/);
-    const rows = await as("authenticated", user.id, (tx) => tx`
-      select id, kind, labels, capacity, status, lease_ms, last_heartbeat_at, created_at from public.workers where id = ${worker.workerId!}`);
+    const rows = await as(
+      "authenticated",
+      user.id,
+      (tx) => tx`
+      select id, kind, labels, capacity, status, lease_ms, last_heartbeat_at, created_at from public.workers where id = ${worker.workerId!}`,
+    );
     expect(rows).toEqual([expect.objectContaining({ id: worker.workerId, kind, status: "online" })]);
     await expect(as("anon", null, (tx) => tx`select id from public.workers`)).rejects.toThrow(/permission denied/);
     // The summaries that include host are not the user's to call either.
-    await expect(as("authenticated", user.id, (tx) => tx`select cogo.worker_summary(null::public.workers)`))
-      .rejects.toThrow(/permission denied for function worker_summary/);
+    await expect(as("authenticated", user.id, (tx) => tx`select cogo.worker_summary(null::public.workers)`)).rejects.toThrow(/permission denied for function worker_summary/);
     const [own] = await as("authenticated", user.id, (tx) => tx<{ workers: object[] }[]>`select cogo.fleet_workers(false) as workers`);
     for (const w of own!.workers) expect(keys(w)).toEqual(PUBLIC_KEYS);
     const [svc] = await as("service_role", null, (tx) => tx<{ host: { pid: number } }[]>`select host from public.workers where id = ${worker.workerId!}`);

@@ -69,7 +69,13 @@ export function securitySuite(prefix: string, options: { concurrency?: number; b
   beforeAll(async () => {
     options.beforeStart?.();
     // Slot uids apart from the default range: no other session's worker takes a uid we just freed.
-    ctx.worker = await startWorker({ kind, concurrency: options.concurrency ?? 2, workspaceRoot: root, allowNetwork: options.allowNetwork ?? false, sandboxUidBase: SECURITY_UID_BASE });
+    ctx.worker = await startWorker({
+      kind,
+      concurrency: options.concurrency ?? 2,
+      workspaceRoot: root,
+      allowNetwork: options.allowNetwork ?? false,
+      sandboxUidBase: SECURITY_UID_BASE,
+    });
     ctx.user = await newUser();
   });
   afterAll(async () => {
@@ -122,7 +128,9 @@ const cgroupParents = Object.values(cgroupSupport.usable);
 /** For attacks only a memory cgroup stops exactly (the rlimit fallback bounds one process's address space, not tmpfs). */
 export function requireMemoryCgroup(): void {
   if (!cgroupSupport.usable.memory) {
-    throw new Error(`this case needs a memory cgroup (a cgroup v1 memory hierarchy, or the v2 memory controller delegated to the worker's cgroup): ${cgroupSupport.notes.join("; ") || "none found"}`);
+    throw new Error(
+      `this case needs a memory cgroup (a cgroup v1 memory hierarchy, or the v2 memory controller delegated to the worker's cgroup): ${cgroupSupport.notes.join("; ") || "none found"}`,
+    );
   }
 }
 
@@ -167,7 +175,11 @@ export function leftoverCgroups(): string[] {
       return false; // changed while we looked: count it, the caller's check will say what it is
     }
   };
-  const dirs = [...new Set(cgroupParents)].flatMap((dir) => readdirSync(dir).filter((n) => n.startsWith(`cogo-sandbox-${tag}-`)).map((n) => `${dir}/${n}`));
+  const dirs = [...new Set(cgroupParents)].flatMap((dir) =>
+    readdirSync(dir)
+      .filter((n) => n.startsWith(`cogo-sandbox-${tag}-`))
+      .map((n) => `${dir}/${n}`),
+  );
   return dirs.filter((d) => !spareOnly(d));
 }
 

@@ -42,16 +42,24 @@ describe("metacharacter fuzz", () => {
     [{ env: { "-rf": "x" } }, "env.-rf: env names are letters"],
     [{ env: { OK: "a\u0000b" } }, "env.OK: env value contains a NUL byte"],
     [{ files: [{ path: `../$(touch ${P1})`, content: "x" }] }, "files.0.path: workspace path"],
-    [{ files: [{ path: "ok", content: "x" }, { path: `/tmp/x; touch ${P1}`, content: "x" }] }, "files.1.path: workspace path"],
-    [{ files: [{ path: "a\ntouch x", content: "x" }] }, "files.0.path: workspace path \"a\\ntouch x\": contains a control character"],
-    [{ files: [{ path: "a\\..\\..\\x", content: "x" }] }, "files.0.path: workspace path \"a\\\\..\\\\..\\\\x\": contains a backslash"],
+    [
+      {
+        files: [
+          { path: "ok", content: "x" },
+          { path: `/tmp/x; touch ${P1}`, content: "x" },
+        ],
+      },
+      "files.1.path: workspace path",
+    ],
+    [{ files: [{ path: "a\ntouch x", content: "x" }] }, 'files.0.path: workspace path "a\\ntouch x": contains a control character'],
+    [{ files: [{ path: "a\\..\\..\\x", content: "x" }] }, 'files.0.path: workspace path "a\\\\..\\\\..\\\\x": contains a backslash'],
     [{ requirements: { kind: `basic;touch ${P1}` } }, "requirements.kind: kind must be lower-case letters"],
     [{ requirements: { kind: "basic", labels: ["gpu", `$(touch ${P1})`] } }, "requirements.labels.1: labels are letters, digits and . _ : -"],
     [{ requirements: { labels: ["`id`"] } }, "requirements.labels.0: labels are letters"],
     [{ argv: ["echo", "a\u0000b"] }, "argv.1: argument contains a NUL byte"],
     [{ network: "yes" }, "network: "],
     [{ artifacts: ["../../etc/shadow"] }, "artifacts.0: workspace path"],
-    [{ artifacts: ["/etc/shadow"] }, "artifacts.0: workspace path \"/etc/shadow\": is absolute"],
+    [{ artifacts: ["/etc/shadow"] }, 'artifacts.0: workspace path "/etc/shadow": is absolute'],
     [{ artifacts: ["dist/a**"] }, "artifacts.0: workspace path \"dist/a**\": '**' must be a whole path component"],
   ])("400 for %j, naming the field, and no task", async (bad, message) => {
     const body = { command: "echo x", ...bad };
@@ -112,11 +120,9 @@ describe("metacharacter fuzz", () => {
 
   it("file paths full of metacharacters are written as plain names", async () => {
     const paths = [`x$(touch ${P1.slice(1).replaceAll("/", "_")})y`, "`id`", ";rm -rf ~;", "a b'c\"d", "-rf", "--help", "*", "&&|<>", "ü☃"];
-    const files = [
-      ...paths.map((path, i) => ({ path: `d/${path}`, content: `content ${i}` })),
-      { path: "expected.json", content: JSON.stringify(paths) },
-    ];
-    const check = "import json, os; want = json.load(open('expected.json')); print(sorted(os.listdir('d')) == sorted(want) and all(open('d/' + p).read() == f'content {i}' for i, p in enumerate(want)))";
+    const files = [...paths.map((path, i) => ({ path: `d/${path}`, content: `content ${i}` })), { path: "expected.json", content: JSON.stringify(paths) }];
+    const check =
+      "import json, os; want = json.load(open('expected.json')); print(sorted(os.listdir('d')) == sorted(want) and all(open('d/' + p).read() == f'content {i}' for i, p in enumerate(want)))";
     const r = await s.run({ argv: ["python3", "-c", check], files });
     expect(r).toMatchObject({ status: "succeeded", stdout: "True\n", stderr: "" });
     expectNothingOnHost();

@@ -27,10 +27,15 @@ async function writtenBy(userId: string) {
 }
 
 async function finalTask(id: string, timeoutMs = 30_000) {
-  return await waitFor(async () => {
-    const [t] = await sql<TaskRow[]>`select * from public.tasks where id = ${id}`;
-    return t && ["succeeded", "failed", "cancelled", "timed_out"].includes(t.status) ? t : undefined;
-  }, `task ${id} to end`, timeoutMs, 100);
+  return await waitFor(
+    async () => {
+      const [t] = await sql<TaskRow[]>`select * from public.tasks where id = ${id}`;
+      return t && ["succeeded", "failed", "cancelled", "timed_out"].includes(t.status) ? t : undefined;
+    },
+    `task ${id} to end`,
+    timeoutMs,
+    100,
+  );
 }
 
 /**
@@ -52,10 +57,30 @@ describe("reserved kinds and step names", () => {
   it("the reported spoof (plan step analysis-clone of kind analysis) and its variants are 400s naming what is reserved; nothing is written", async () => {
     const user = await newUser();
     const refused: [string, string, unknown, RegExp][] = [
-      ["the reported spoof", "/plans", { steps: [{ name: "analysis-clone", command: "true", requirements: { kind: "analysis" } }] }, /steps\.0\.name: .*"analysis-".* reserved.*steps\.0\.requirements\.kind: .*"analysis" is reserved/],
-      ["a step of kind analysis", "/plans", { steps: [{ name: "build", command: "true", requirements: { kind: "analysis" } }] }, /steps\.0\.requirements\.kind: .*"analysis" is reserved/],
+      [
+        "the reported spoof",
+        "/plans",
+        { steps: [{ name: "analysis-clone", command: "true", requirements: { kind: "analysis" } }] },
+        /steps\.0\.name: .*"analysis-".* reserved.*steps\.0\.requirements\.kind: .*"analysis" is reserved/,
+      ],
+      [
+        "a step of kind analysis",
+        "/plans",
+        { steps: [{ name: "build", command: "true", requirements: { kind: "analysis" } }] },
+        /steps\.0\.requirements\.kind: .*"analysis" is reserved/,
+      ],
       ["a plan's requirements", "/plans", { requirements: { kind: "analysis" }, steps: [{ name: "build", command: "true" }] }, /requirements\.kind: .*"analysis" is reserved/],
-      ["a reserved step name of kind basic", "/execute", { steps: [{ name: "build", command: "true" }, { name: "Analysis-Batch", command: "true" }] }, /steps\.1\.name: .*"analysis-".* reserved/],
+      [
+        "a reserved step name of kind basic",
+        "/execute",
+        {
+          steps: [
+            { name: "build", command: "true" },
+            { name: "Analysis-Batch", command: "true" },
+          ],
+        },
+        /steps\.1\.name: .*"analysis-".* reserved/,
+      ],
       ["a single task of kind analysis", "/execute", { command: "true", requirements: { kind: "analysis" } }, /requirements\.kind: .*"analysis" is reserved/],
     ];
     for (const [what, route, body, message] of refused) {
@@ -71,19 +96,36 @@ describe("reserved kinds and step names", () => {
     const refused: [string, unknown[], RegExp][] = [
       ["select cogo.enqueue_task($1)", [{ command: "true", requirements: { kind: "analysis" } }], /requirements\.kind: "analysis" is reserved/],
       ["select cogo.enqueue_task($1)", [{ command: "true", step: "analysis-clone" }], /step: step names starting with "analysis-" are reserved/],
-      ["select cogo.create_plan($1)", [{ steps: [{ name: "analysis-clone", dependsOn: [], spec: { command: "true" } }] }], /steps\.0\.name: step names starting with "analysis-" are reserved/],
+      [
+        "select cogo.create_plan($1)",
+        [{ steps: [{ name: "analysis-clone", dependsOn: [], spec: { command: "true" } }] }],
+        /steps\.0\.name: step names starting with "analysis-" are reserved/,
+      ],
       // The second step waits for the first, so its task would only be made later: refused now.
-      ["select cogo.create_plan($1)", [{ steps: [{ name: "a", dependsOn: [], spec: { command: "true" } }, { name: "b", dependsOn: ["a"], spec: { command: "true", requirements: { kind: "analysis", labels: [] } } }] }], /steps\.1\.requirements\.kind: "analysis" is reserved/],
+      [
+        "select cogo.create_plan($1)",
+        [
+          {
+            steps: [
+              { name: "a", dependsOn: [], spec: { command: "true" } },
+              { name: "b", dependsOn: ["a"], spec: { command: "true", requirements: { kind: "analysis", labels: [] } } },
+            ],
+          },
+        ],
+        /steps\.1\.requirements\.kind: "analysis" is reserved/,
+      ],
       ["insert into public.tasks (owner, command, internal) values (auth.uid(), 'true', 'analysis-clone')", [], /permission denied/],
       ["update public.tasks set internal = 'analysis-clone' where owner = auth.uid()", [], /permission denied/],
     ];
     for (const [statement, params, error] of refused) {
-      await expect(asUser(user.id, (tx) => tx.unsafe(statement, params as never[])), statement).rejects.toThrow(error);
+      await expect(
+        asUser(user.id, (tx) => tx.unsafe(statement, params as never[])),
+        statement,
+      ).rejects.toThrow(error);
     }
     expect(await writtenBy(user.id)).toEqual({ tasks: 0, plans: 0, workspaces: 0 });
     // The service key cannot name them either: only the analysis functions make internal tasks.
-    await expect(api("POST", "/execute", { token: stack.serviceRoleKey, body: { command: "true", requirements: { kind: "analysis" } } }))
-      .resolves.toMatchObject({ status: 400 });
+    await expect(api("POST", "/execute", { token: stack.serviceRoleKey, body: { command: "true", requirements: { kind: "analysis" } } })).resolves.toMatchObject({ status: 400 });
   });
 
   it("an analysis worker runs a task merely named like the clone step as an ordinary task, once", async () => {
@@ -103,7 +145,12 @@ describe("reserved kinds and step names", () => {
       expect(t).toMatchObject({ status: "succeeded", internal: null, reason: "exited with code 0" });
       expect(t.attempt).toBeLessThanOrEqual(t.maxAttempts);
       const out = await api("GET", `/tasks/${id}/output?after=0`, { token: user.token });
-      expect(out.body.chunks.filter((c: { stream: string }) => c.stream === "stdout").map((c: { data: string }) => c.data).join("")).toBe("ran as a user task\n");
+      expect(
+        out.body.chunks
+          .filter((c: { stream: string }) => c.stream === "stdout")
+          .map((c: { data: string }) => c.data)
+          .join(""),
+      ).toBe("ran as a user task\n");
     } finally {
       await worker.stop(0); // the next test claims the analysis queue itself
     }
@@ -111,8 +158,11 @@ describe("reserved kinds and step names", () => {
 
   it("a clone step retried after an earlier attempt had planned its analysis finishes it without cloning again", async () => {
     const user = await newUser();
-    const [a] = await asUser(user.id, (tx) => tx<{ id: string; cloneTaskId: string }[]>`
-      select id, clone_task_id from cogo.start_analysis(${tx.json({ source: "https://example.invalid/never-cloned.git" })})`);
+    const [a] = await asUser(
+      user.id,
+      (tx) => tx<{ id: string; cloneTaskId: string }[]>`
+      select id, clone_task_id from cogo.start_analysis(${tx.json({ source: "https://example.invalid/never-cloned.git" })})`,
+    );
     const q = new Queue(sql);
     const w = await q.register({ name: "first-attempt", kind: "analysis", labels: [], capacity: 1, leaseMs: 60_000, version: "test", host: {} });
     const [t] = await q.claim(w.id, 1);
@@ -148,7 +198,9 @@ describe("hand-backs respect maxAttempts and a pending cancel", () => {
     expect(await q.claim(w.id, 1)).toEqual([]);
     const failed = await api("GET", `/tasks/${last.body.taskId}`, { token: user.token });
     expect(failed.body).toMatchObject({
-      status: "failed", attempt: 2, maxAttempts: 2,
+      status: "failed",
+      attempt: 2,
+      maxAttempts: 2,
       reason: "attempt 2 of 2 handed back (worker lost contact with the database); no attempts left",
     });
 
@@ -159,7 +211,8 @@ describe("hand-backs respect maxAttempts and a pending cancel", () => {
     expect(await q.claim(w.id, 1)).toEqual([]);
     const after = await api("GET", `/tasks/${cancelled.body.taskId}`, { token: user.token });
     expect(after.body).toMatchObject({
-      status: "cancelled", attempt: 1,
+      status: "cancelled",
+      attempt: 1,
       reason: "cancelled while its worker handed it back (worker shut down before the task started)",
     });
     await q.setOffline(w.id);
@@ -174,7 +227,9 @@ describe("hand-backs respect maxAttempts and a pending cancel", () => {
       const r = await api("POST", "/execute", { token: user.token, body: { command: "sleep 30", maxAttempts: 3, requirements: { kind } } });
       const t = await finalTask(r.body.taskId);
       expect(t).toMatchObject({
-        status: "failed", attempt: 3, maxAttempts: 3,
+        status: "failed",
+        attempt: 3,
+        maxAttempts: 3,
         reason: "attempt 3 of 3 handed back (worker lost contact with the database); no attempts left",
       });
       const claims = await sql<{ n: number }[]>`
@@ -193,10 +248,15 @@ describe("hand-backs respect maxAttempts and a pending cancel", () => {
     try {
       const r = await api("POST", "/execute", { token: user.token, body: { command: "sleep 30", maxAttempts: 20, requirements: { kind } } });
       // Handed back at least once, and held again: the loop the cancel has to break.
-      await waitFor(async () => {
-        const [t] = await sql<{ attempt: number; status: string }[]>`select attempt, status from public.tasks where id = ${r.body.taskId}`;
-        return t!.attempt >= 2 && ["claimed", "running"].includes(t!.status);
-      }, "the task to be handed back and claimed again", 30_000, 10);
+      await waitFor(
+        async () => {
+          const [t] = await sql<{ attempt: number; status: string }[]>`select attempt, status from public.tasks where id = ${r.body.taskId}`;
+          return t!.attempt >= 2 && ["claimed", "running"].includes(t!.status);
+        },
+        "the task to be handed back and claimed again",
+        30_000,
+        10,
+      );
       expect((await api("DELETE", `/tasks/${r.body.taskId}`, { token: user.token })).status).toBe(202);
       const t = await finalTask(r.body.taskId, 15_000);
       expect(t.status).toBe("cancelled");

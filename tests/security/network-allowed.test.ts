@@ -22,7 +22,12 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   port = (server.address() as AddressInfo).port;
   for (const name of DNS_CANDIDATES) {
-    if (await lookup(name).then(() => true, () => false)) {
+    if (
+      await lookup(name).then(
+        () => true,
+        () => false,
+      )
+    ) {
       resolvable = name;
       break;
     }

@@ -11,7 +11,10 @@ const s = securitySuite("net");
 const dbPort = Number(new URL(stack.dbUrl).port);
 const apiPort = Number(new URL(stack.apiUrl).port);
 /** A non-loopback address of this host (reaching it would mean the host's network is shared). */
-const hostIp = Object.values(networkInterfaces()).flat().find((a) => a && a.family === "IPv4" && !a.internal)?.address ?? "192.0.2.1";
+const hostIp =
+  Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === "IPv4" && !a.internal)?.address ?? "192.0.2.1";
 
 let server: Server;
 let port = 0;
@@ -91,15 +94,19 @@ describe("network", () => {
       require('dns').lookup('example.com', (e) => console.log('node dns', e ? e.code : 'RESOLVED'));`;
     const r = await s.run({
       files: [{ path: "probe.js", content: node }],
-      argv: ["bash", "-c", [
-        `(echo > /dev/tcp/127.0.0.1/${dbPort}) 2>/dev/null; echo "bash db=$?"`,
-        `(echo > /dev/tcp/127.0.0.1/${apiPort}) 2>/dev/null; echo "bash api=$?"`,
-        `(echo > /dev/tcp/${hostIp}/${port}) 2>&1 | grep -o 'Network is unreachable' | head -1`,
-        `curl -sS -m 3 http://127.0.0.1:${apiPort}/functions/v1/sandbox/health 2>&1 | sed 's/ after .*//'`,
-        `curl -sS -m 3 https://example.com/ 2>&1`,
-        `getent hosts example.com; echo "getent=$?"`,
-        "node probe.js | sort",
-      ].join("\n")],
+      argv: [
+        "bash",
+        "-c",
+        [
+          `(echo > /dev/tcp/127.0.0.1/${dbPort}) 2>/dev/null; echo "bash db=$?"`,
+          `(echo > /dev/tcp/127.0.0.1/${apiPort}) 2>/dev/null; echo "bash api=$?"`,
+          `(echo > /dev/tcp/${hostIp}/${port}) 2>&1 | grep -o 'Network is unreachable' | head -1`,
+          `curl -sS -m 3 http://127.0.0.1:${apiPort}/functions/v1/sandbox/health 2>&1 | sed 's/ after .*//'`,
+          `curl -sS -m 3 https://example.com/ 2>&1`,
+          `getent hosts example.com; echo "getent=$?"`,
+          "node probe.js | sort",
+        ].join("\n"),
+      ],
       timeoutMs: 15_000,
     });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
@@ -128,7 +135,8 @@ describe("network", () => {
     expect(hostTcp).toContain(`:${hex(dbPort)} `);
     expect(readFileSync("/proc/net/unix", "utf8").split("\n").length).toBeGreaterThan(2);
     const r = await s.run({
-      command: "cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == \"0A\"' | wc -l; tail -n +2 /proc/net/unix | wc -l; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; test -e /etc/resolv.conf || echo no-resolv-conf",
+      command:
+        "cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == \"0A\"' | wc -l; tail -n +2 /proc/net/unix | wc -l; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; test -e /etc/resolv.conf || echo no-resolv-conf",
     });
     expect(r).toMatchObject({ status: "succeeded", stdout: "0\n0\nlo\nno-resolv-conf\n", stderr: "" });
     await s.expectHealthy();

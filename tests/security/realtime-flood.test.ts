@@ -26,8 +26,7 @@ const PRESENCE_LIMIT = "PresenceLimitReached: Too many presence entries on this 
 const LEGIT_JOIN_MAX_MS = 100;
 const MB = 1_000_000;
 
-const wsUrl = (base: string, apikey = stack.anonKey) =>
-  `${base.replace(/^http/, "ws")}/realtime/v1/websocket?apikey=${encodeURIComponent(apikey)}&vsn=2.0.0`;
+const wsUrl = (base: string, apikey = stack.anonKey) => `${base.replace(/^http/, "ws")}/realtime/v1/websocket?apikey=${encodeURIComponent(apikey)}&vsn=2.0.0`;
 const stackWs = wsUrl(stack.apiUrl);
 
 type Frame = [string | null, string | null, string, string, Record<string, unknown>];
@@ -140,7 +139,9 @@ describe("join flood", () => {
     } finally {
       summary = await flood.stop();
     }
-    console.log(`legit private join (ms) idle ${JSON.stringify(summarize(idle))}, during the 3,000-join flood ${JSON.stringify(summarize(during))}; flood ${JSON.stringify(summary)}`);
+    console.log(
+      `legit private join (ms) idle ${JSON.stringify(summarize(idle))}, during the 3,000-join flood ${JSON.stringify(summarize(during))}; flood ${JSON.stringify(summary)}`,
+    );
     expect(summary.joinsSent).toBeGreaterThanOrEqual(3000);
     expect(summary.reasons.ClientJoinRateLimitReached).toBe(TOO_MANY_JOINS);
     // Dropped (1008, policy violation) once per socket it opened, each time told why first.
@@ -185,7 +186,9 @@ describe("join flood", () => {
       } finally {
         summary = await flood.stop();
       }
-      console.log(`legit private join (ms) behind 1,000 slow flood authorizations ${JSON.stringify(summarize(during))}; still queued after each: ${waitingAfter.join(",")}; flood ${JSON.stringify(summary)}`);
+      console.log(
+        `legit private join (ms) behind 1,000 slow flood authorizations ${JSON.stringify(summarize(during))}; still queued after each: ${waitingAfter.join(",")}; flood ${JSON.stringify(summary)}`,
+      );
       // Each join overtook a queue of hundreds (at 10 ms per flood authorization, 4 at once,
       // waiting its turn would take seconds).
       expect(Math.min(...waitingAfter)).toBeGreaterThan(100);

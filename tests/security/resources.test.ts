@@ -15,7 +15,8 @@ describe("resource exhaustion", () => {
     const { value: r, peak } = await peakSandboxProcesses(
       s.run({
         command: "sleep 60 & (bomb() { bomb | bomb & sleep 100; }; bomb) & wait",
-        timeoutMs: 2000, limits: { processes: 24 },
+        timeoutMs: 2000,
+        limits: { processes: 24 },
         blockDetection: { enabled: false },
       }),
     );
@@ -31,7 +32,9 @@ describe("resource exhaustion", () => {
     const r = await s.run({
       command: "python3 threads.py",
       files: [
-        py("threads.py", `
+        py(
+          "threads.py",
+          `
 import os, threading, time
 n = 0
 try:
@@ -42,9 +45,11 @@ except RuntimeError as e:
     print(f"stopped at {n}: {e}", flush=True)
     os._exit(3)
 print("started all", n)
-`),
+`,
+        ),
       ],
-      timeoutMs: 5000, limits: { processes: 16 },
+      timeoutMs: 5000,
+      limits: { processes: 16 },
     });
     expect(r).toMatchObject({ status: "failed", exitCode: 3, reason: "exited with code 3" });
     const n = Number(/^stopped at (\d+): can't start new thread\n$/.exec(r.stdout)?.[1]);
@@ -89,7 +94,8 @@ print("started all", n)
   it("output flood (`cat /dev/zero | tr` on both streams): cut at exactly outputBytes", async () => {
     const r = await s.run({
       command: "cat /dev/zero | tr '\\0' o & cat /dev/zero | tr '\\0' e >&2; wait",
-      timeoutMs: 10_000, limits: { outputBytes: 100_000 },
+      timeoutMs: 10_000,
+      limits: { outputBytes: 100_000 },
     });
     expect(r).toMatchObject({ status: "failed", reason: "output byte limit reached; output after it was dropped" });
     expect(r.stdout.length + r.stderr.length).toBe(100_000);
@@ -107,12 +113,11 @@ print("started all", n)
         `  stat -c "$d %s" $d/${name}`,
         `done`,
       ].join("\n"),
-      timeoutMs: 10_000, limits: { workspaceBytes: 4 * MiB, memoryBytes: 96 * MiB },
+      timeoutMs: 10_000,
+      limits: { workspaceBytes: 4 * MiB, memoryBytes: 96 * MiB },
     });
     expect(r).toMatchObject({ status: "succeeded", stderr: "" });
-    expect(r.stdout).toBe(
-      `No space left on device\n/workspace ${4 * MiB}\nNo space left on device\n/tmp ${4 * MiB}\nNo space left on device\n/dev/shm ${4 * MiB}\n`,
-    );
+    expect(r.stdout).toBe(`No space left on device\n/workspace ${4 * MiB}\nNo space left on device\n/tmp ${4 * MiB}\nNo space left on device\n/dev/shm ${4 * MiB}\n`);
     for (const dir of ["/tmp", "/dev/shm", "/var/tmp", s.root]) expect(existsSync(`${dir}/${name}`), dir).toBe(false);
     await s.expectHealthy();
   });
@@ -127,7 +132,8 @@ print("started all", n)
     requireMemoryCgroup();
     const r = await s.run({
       command: "python3 -c 'a = []\nwhile True: a.append(bytearray(1 << 20))'",
-      timeoutMs: 10_000, limits: { memoryBytes: 48 * MiB },
+      timeoutMs: 10_000,
+      limits: { memoryBytes: 48 * MiB },
     });
     expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "memory limit reached" });
     expect((r.usage as { maxRssBytes: number }).maxRssBytes).toBeLessThanOrEqual(48 * MiB);
@@ -139,7 +145,8 @@ print("started all", n)
     requireMemoryCgroup();
     const r = await s.run({
       command: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200 2>/dev/null; rc=$?; stat -c %s /dev/shm/fill; exit $rc",
-      timeoutMs: 10_000, limits: { memoryBytes: 32 * MiB, workspaceBytes: 256 * MiB },
+      timeoutMs: 10_000,
+      limits: { memoryBytes: 32 * MiB, workspaceBytes: 256 * MiB },
     });
     // dd is OOM-killed (exit 137 reads as SIGKILL) well before its 200 MiB, inside a tmpfs of 256 MiB.
     expect(r).toMatchObject({ status: "failed", exitCode: null, signal: "SIGKILL", reason: "memory limit reached" });

@@ -94,11 +94,37 @@ int main(void) {
 `;
 
 const DENIED = [
-  "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd", "add_key", "keyctl", "request_key",
-  "memfd_secret", "pidfd_getfd", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp", "bpf",
-  "perf_event_open", "fanotify_init", "open_tree", "statmount", "listmount", "setns", "get_mempolicy",
-  "set_mempolicy", "socket_vsock", "personality_read_implies_exec", "personality_high_bits", "mount",
-  "unshare_mount_ns", "kexec_load", "init_module", "reboot", "x32_getpid",
+  "io_uring_setup",
+  "io_uring_enter",
+  "io_uring_register",
+  "userfaultfd",
+  "add_key",
+  "keyctl",
+  "request_key",
+  "memfd_secret",
+  "pidfd_getfd",
+  "process_vm_readv",
+  "process_vm_writev",
+  "process_madvise",
+  "kcmp",
+  "bpf",
+  "perf_event_open",
+  "fanotify_init",
+  "open_tree",
+  "statmount",
+  "listmount",
+  "setns",
+  "get_mempolicy",
+  "set_mempolicy",
+  "socket_vsock",
+  "personality_read_implies_exec",
+  "personality_high_bits",
+  "mount",
+  "unshare_mount_ns",
+  "kexec_load",
+  "init_module",
+  "reboot",
+  "x32_getpid",
 ];
 
 describe("seccomp filter", () => {
@@ -109,7 +135,12 @@ describe("seccomp filter", () => {
       timeoutMs: 30_000,
     });
     expect(r).toMatchObject({ status: "succeeded", exitCode: 0, stderr: "" });
-    const results = Object.fromEntries(r.stdout.trim().split("\n").map((l) => l.split(" ") as [string, string]));
+    const results = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ") as [string, string]),
+    );
     for (const name of DENIED) expect({ name, result: results[name] }).toEqual({ name, result: "EPERM" });
     expect(results).toMatchObject({
       clone3: "ENOSYS",
@@ -136,8 +167,8 @@ describe("seccomp filter", () => {
     const r = await s.run({
       command: [
         "set -e",
-        "node -e 'const { Worker } = require(\"node:worker_threads\"); new Worker(\"process.exit(0)\", { eval: true }).on(\"exit\", () => console.log(\"node ok\"))'",
-        "python3 -c 'import subprocess, threading, multiprocessing as mp; t = threading.Thread(target=print, args=(\"thread ok\",)); t.start(); t.join(); print(subprocess.run([\"echo\", \"subprocess ok\"], capture_output=True, text=True).stdout.strip()); p = mp.Pool(2); print(\"pool\", sum(p.map(abs, [-1, -2]))); p.close(); p.join()'",
+        'node -e \'const { Worker } = require("node:worker_threads"); new Worker("process.exit(0)", { eval: true }).on("exit", () => console.log("node ok"))\'',
+        'python3 -c \'import subprocess, threading, multiprocessing as mp; t = threading.Thread(target=print, args=("thread ok",)); t.start(); t.join(); print(subprocess.run(["echo", "subprocess ok"], capture_output=True, text=True).stdout.strip()); p = mp.Pool(2); print("pool", sum(p.map(abs, [-1, -2]))); p.close(); p.join()\'',
         "printf 'int main(void){return 0;}\\n' > t.c && printf 'all: t\\n' > Makefile && make -s && ./t && echo 'make ok'",
         "git init -q r && cd r && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x && git log --oneline | wc -l && cd ..",
         "strace -f -e trace=none -o /dev/null true && echo 'strace ok'",

@@ -81,7 +81,10 @@ describe("secrets", () => {
     const out = r.stdout;
     // The dump is real: it read env, /proc of its own namespace and mountinfo.
     expect(out).toContain("== env\nHOME=/workspace\nHOSTNAME=sandbox\nLANG=C.UTF-8\nLOGNAME=sandbox\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
-    const names = /== env\n([\s\S]*?)\n== pids/.exec(out)![1]!.split("\n").map((l) => l.split("=")[0]);
+    const names = /== env\n([\s\S]*?)\n== pids/
+      .exec(out)![1]!
+      .split("\n")
+      .map((l) => l.split("=")[0]);
     expect(names).toEqual(["HOME", "HOSTNAME", "LANG", "LOGNAME", "PATH", "PWD", "SHELL", "TERM", "TMPDIR", "USER"]);
     expect(out).toContain(" /workspace rw,nosuid,nodev");
     // /proc/1 is bwrap's init; its environ is what the launcher gave bwrap: PATH alone.
@@ -107,7 +110,9 @@ describe("secrets", () => {
     });
     expect(r).toMatchObject({ status: "succeeded" });
     expect(r.stdout).toContain("HOSTNAME=sandbox\n");
-    expect(r.stdout).toContain(`cat: /proc/${worker}/environ: No such file or directory\nls: cannot access '/proc/${worker}': No such file or directory\nfiles mentioning the secret's name: 0\n`);
+    expect(r.stdout).toContain(
+      `cat: /proc/${worker}/environ: No such file or directory\nls: cannot access '/proc/${worker}': No such file or directory\nfiles mentioning the secret's name: 0\n`,
+    );
     for (const [what, secret] of Object.entries(SECRETS)) expect((r.stdout + r.stderr).includes(secret), `${what} leaked`).toBe(false);
     expect(r.stdout + r.stderr).not.toMatch(/SUPABASE|COGO_|JWT_SECRET|postgres(ql)?:\/\//);
     await s.expectHealthy();

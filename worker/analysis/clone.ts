@@ -17,7 +17,8 @@ export class CloneFailed extends CogoError {}
  * timed out), TLS, HTTP status, a server that is not git. One message for all, so the reason
  * cannot be used to tell open, closed and filtered ports or live hosts apart.
  */
-export const COULD_NOT_FETCH = "could not fetch the repository (no answer from the host as a git server, or the repository does not exist or needs credentials); the worker's log has the details";
+export const COULD_NOT_FETCH =
+  "could not fetch the repository (no answer from the host as a git server, or the repository does not exist or needs credentials); the worker's log has the details";
 
 /** The addresses a host name resolves to, looked up once. */
 export type Resolver = (host: string) => Promise<string[]>;
@@ -85,14 +86,21 @@ function gitConfig(pairs: [string, string][]): Record<string, string> {
 async function prepare(req: CloneRequest): Promise<Pick<SandboxSpec, "env" | "network" | "readOnlyBinds" | "files">> {
   const source = checkSource(req.source, req.policy);
   if (source.kind === "workspace") throw new CloneFailed("not_a_repository", "workspaces are read from the database, not cloned");
-  const base: [string, string][] = [["protocol.allow", "never"], ["http.followRedirects", "false"], ["core.askPass", "/bin/false"]];
+  const base: [string, string][] = [
+    ["protocol.allow", "never"],
+    ["http.followRedirects", "false"],
+    ["core.askPass", "/bin/false"],
+  ];
   if (source.kind === "local") {
     const real = await realpath(source.path).catch(() => {
       throw new SourceRefused(`${source.path} does not exist on this worker`);
     });
     const roots = await Promise.all(req.policy.localRoots.map((r) => realpath(r).catch(() => r)));
     if (!roots.some((r) => isUnder(real, r))) throw new SourceRefused(`${source.path} resolves to ${real}, outside the allowed directories`);
-    const workTree = await stat(`${real}/.git`).then((st) => st.isDirectory(), () => false);
+    const workTree = await stat(`${real}/.git`).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
     return {
       network: false,
       readOnlyBinds: [{ source: real, target: "/mnt/source" }],
@@ -165,7 +173,12 @@ export async function cloneInSandbox(req: CloneRequest, sandboxOptions: SandboxO
       const msg = stderr.trim().replace(/\/mnt\/source/g, req.source) || "no message";
       const details = { source: req.source, ref: req.ref, exit: why, stderr: msg };
       // `commit` is written once the fetch has succeeded; before that, git talked to the network.
-      const fetched = plan.network ? await collectFile(sandbox.workspace, "commit", 200).then(() => true, () => false) : true;
+      const fetched = plan.network
+        ? await collectFile(sandbox.workspace, "commit", 200).then(
+            () => true,
+            () => false,
+          )
+        : true;
       if (!fetched) {
         const missing = /couldn't find remote ref /.test(msg);
         throw new CloneFailed("clone_failed", missing ? `ref ${req.ref} was not found in the repository` : COULD_NOT_FETCH, details);

@@ -82,7 +82,12 @@ const IDENT = new Set(["identifier", "type_identifier", "property_identifier", "
 function defaultName(n: SgNode): string | null {
   const f = n.field("name");
   if (f) return f.text();
-  return n.children().find((c) => IDENT.has(c.kind()))?.text() ?? null;
+  return (
+    n
+      .children()
+      .find((c) => IDENT.has(c.kind()))
+      ?.text() ?? null
+  );
 }
 
 /** Kinds each grammar knows (TypeScript's kinds are shared with JavaScript's table but not all exist there). */
@@ -124,7 +129,10 @@ function jsImports(n: SgNode): ImportInfo[] {
   const kind = n.kind();
   if (kind === "call_expression") {
     const fn = n.field("function");
-    const args = n.field("arguments")?.children().filter((c) => c.isNamed());
+    const args = n
+      .field("arguments")
+      ?.children()
+      .filter((c) => c.isNamed());
     const first = args?.[0];
     if (!fn || !first || first.kind() !== "string") return [];
     if (fn.kind() === "import") return [{ specifier: unquote(first.text()), kind: "dynamic", line: line(n) }];
@@ -177,7 +185,9 @@ const pySpec: Spec = {
       const m = n.field("module_name");
       return m ? [{ specifier: m.text(), kind: "import", line: line(n) }] : [];
     }
-    return n.children().filter((c) => c.kind() === "dotted_name" || c.kind() === "aliased_import")
+    return n
+      .children()
+      .filter((c) => c.kind() === "dotted_name" || c.kind() === "aliased_import")
       .map((c) => ({ specifier: (c.field("name") ?? c).text(), kind: "import", line: line(n) }));
   },
 };
@@ -205,9 +215,19 @@ function goParent(n: SgNode): string | null {
 // ── Rust ─────────────────────────────────────────────────────────────────────────────────────
 const rustSpec: Spec = {
   grammar: "rust",
-  defs: { function_item: "function", function_signature_item: "function", struct_item: "struct", enum_item: "enum", trait_item: "trait", type_item: "type", mod_item: "module", union_item: "struct", macro_definition: "function" },
+  defs: {
+    function_item: "function",
+    function_signature_item: "function",
+    struct_item: "struct",
+    enum_item: "enum",
+    trait_item: "trait",
+    type_item: "type",
+    mod_item: "module",
+    union_item: "struct",
+    macro_definition: "function",
+  },
   containers: ["impl_item", "trait_item"],
-  name: (n) => (n.kind() === "impl_item" ? n.field("type")?.text() ?? null : defaultName(n)),
+  name: (n) => (n.kind() === "impl_item" ? (n.field("type")?.text() ?? null) : defaultName(n)),
   exported: (n) => n.children().some((c) => c.kind() === "visibility_modifier"),
   importKinds: ["use_declaration", "extern_crate_declaration"],
   imports: (n) => [{ specifier: (n.field("argument") ?? n.field("name") ?? n).text(), kind: "use", line: line(n) }],
@@ -216,11 +236,29 @@ const rustSpec: Spec = {
 // ── Java ─────────────────────────────────────────────────────────────────────────────────────
 const javaSpec: Spec = {
   grammar: "java",
-  defs: { class_declaration: "class", interface_declaration: "interface", enum_declaration: "enum", record_declaration: "class", annotation_type_declaration: "interface", method_declaration: "method", constructor_declaration: "method" },
+  defs: {
+    class_declaration: "class",
+    interface_declaration: "interface",
+    enum_declaration: "enum",
+    record_declaration: "class",
+    annotation_type_declaration: "interface",
+    method_declaration: "method",
+    constructor_declaration: "method",
+  },
   containers: ["class_declaration", "interface_declaration", "enum_declaration", "record_declaration"],
   exported: (n) => n.children().some((c) => c.kind() === "modifiers" && /\bpublic\b/.test(c.text())),
   importKinds: ["import_declaration"],
-  imports: (n) => [{ specifier: n.text().replace(/^import\s+(static\s+)?/, "").replace(/;\s*$/, "").trim(), kind: "import", line: line(n) }],
+  imports: (n) => [
+    {
+      specifier: n
+        .text()
+        .replace(/^import\s+(static\s+)?/, "")
+        .replace(/;\s*$/, "")
+        .trim(),
+      kind: "import",
+      line: line(n),
+    },
+  ],
 };
 
 // ── C / C++ ──────────────────────────────────────────────────────────────────────────────────
@@ -243,8 +281,12 @@ function cName(n: SgNode): string | null {
 const cSpec = (grammar: string): Spec => ({
   grammar,
   defs: {
-    function_definition: "function", struct_specifier: "struct", union_specifier: "struct", enum_specifier: "enum", type_definition: "type",
-    ...(grammar === "cpp" ? { class_specifier: "class", namespace_definition: "module" } as const : {}),
+    function_definition: "function",
+    struct_specifier: "struct",
+    union_specifier: "struct",
+    enum_specifier: "enum",
+    type_definition: "type",
+    ...(grammar === "cpp" ? ({ class_specifier: "class", namespace_definition: "module" } as const) : {}),
   },
   containers: grammar === "cpp" ? ["class_specifier", "struct_specifier"] : ["struct_specifier"],
   name: cName,
@@ -266,7 +308,16 @@ function dartName(n: SgNode): string | null {
 }
 const dartSpec: Spec = {
   grammar: "dart",
-  defs: { class_definition: "class", mixin_declaration: "class", extension_declaration: "class", enum_declaration: "enum", type_alias: "type", function_signature: "function", method_signature: "method", constructor_signature: "method" },
+  defs: {
+    class_definition: "class",
+    mixin_declaration: "class",
+    extension_declaration: "class",
+    enum_declaration: "enum",
+    type_alias: "type",
+    function_signature: "function",
+    method_signature: "method",
+    constructor_signature: "method",
+  },
   containers: ["class_definition", "mixin_declaration", "extension_declaration"],
   name: dartName,
   exported: (_n, name) => !name.startsWith("_"),
@@ -373,7 +424,7 @@ export function parseSource(text: string, language: string): ParseResult | null 
       for (let i = enclosing - 1; i >= 0; i--) {
         const a = open[i]!;
         if (containers.has(a.kind)) {
-          if (a.name === undefined) a.name = nameOf(a.node) ?? (a.kind === "impl_item" ? a.node.field("type")?.text() ?? null : null);
+          if (a.name === undefined) a.name = nameOf(a.node) ?? (a.kind === "impl_item" ? (a.node.field("type")?.text() ?? null) : null);
           parent = a.name;
           break;
         }
@@ -387,7 +438,14 @@ export function parseSource(text: string, language: string): ParseResult | null 
       name = name.slice(i + 2);
     }
     if (parent && kind === "function") kind = "method";
-    (nodeKind === "variable_declarator" ? variables : defs).push({ name, kind, line: r.start.line + 1, endLine: r.end.line + 1, exported: spec.exported(n, name, parent, within), parent });
+    (nodeKind === "variable_declarator" ? variables : defs).push({
+      name,
+      kind,
+      line: r.start.line + 1,
+      endLine: r.end.line + 1,
+      exported: spec.exported(n, name, parent, within),
+      parent,
+    });
   }
   const symbols = [...defs, ...variables].sort((a, b) => a.line - b.line || a.name.localeCompare(b.name));
   return { symbols, imports: [...imports, ...ruleImports], parser: `ast-grep:${spec.grammar}` };

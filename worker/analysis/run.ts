@@ -54,9 +54,8 @@ export function runAnalysisTask(task: TaskRow, workerId: string, queue: Queue, s
   const done = (async () => {
     try {
       await attempt.start();
-      const result = task.internal === "analysis-clone"
-        ? await cloneStep(queue.sql, lease, sandboxOptions, (kill) => (killSandbox = kill))
-        : await batchStep(queue.sql, lease, checkStop);
+      const result =
+        task.internal === "analysis-clone" ? await cloneStep(queue.sql, lease, sandboxOptions, (kill) => (killSandbox = kill)) : await batchStep(queue.sql, lease, checkStop);
       checkStop();
       await attempt.end({ kind: "finish", status: "succeeded", exitCode: 0, signal: null, reason: result.reason, usage: {}, result });
     } catch (err) {
@@ -154,7 +153,11 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     const head = clone.blobs.get(e.hash)?.subarray(0, 200).toString("latin1") ?? "";
     files.push({ path, hash: e.hash, language: detectLanguage(path, head), size: e.size });
   }
-  if (files.length > options.maxFiles) throw new AnalysisFailed("too_many_files", `the repository has ${files.length} files to analyse, more than options.maxFiles (${options.maxFiles}); narrow it with include/exclude`);
+  if (files.length > options.maxFiles)
+    throw new AnalysisFailed(
+      "too_many_files",
+      `the repository has ${files.length} files to analyse, more than options.maxFiles (${options.maxFiles}); narrow it with include/exclude`,
+    );
   const total = files.reduce((n, f) => n + f.size, 0);
   if (total > options.maxTotalBytes) throw new AnalysisFailed("too_large", `the files to analyse total ${total} bytes, more than options.maxTotalBytes (${options.maxTotalBytes})`);
 
@@ -184,10 +187,16 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
     chunk = [];
     bytes = 0;
     await settle(false);
-    const stored: Promise<void> = fenced(() => sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
+    const stored: Promise<void> = fenced(
+      () => sql`select cogo.store_analysis_blobs(${l.taskId}, ${l.attempt}, ${l.workerId}, ${a!.repoId},
       ${c.map((x) => x.hash)}::text[], ${c.map((x) => x.language)}::text[], ${c.map((x) => x.size)}::bigint[],
-      ${c.map((x) => (x.binary ? "t" : "f"))}::text[]::boolean[], ${c.map((x) => x.content) as string[]}::text[])`, ONCE)
-      .then(() => {}, (error: unknown) => void (failure ??= { error }))
+      ${c.map((x) => (x.binary ? "t" : "f"))}::text[]::boolean[], ${c.map((x) => x.content) as string[]}::text[])`,
+      ONCE,
+    )
+      .then(
+        () => {},
+        (error: unknown) => void (failure ??= { error }),
+      )
       .finally(() => inFlight.delete(stored));
     inFlight.add(stored);
   };
@@ -203,14 +212,22 @@ async function cloneStep(sql: Sql, l: Lease, sandboxOptions: SandboxOptions, onS
   }
   const t2 = performance.now();
 
-  const [plan] = await fenced(() => sql<{ batches: number }[]>`
+  const [plan] = await fenced(
+    () => sql<{ batches: number }[]>`
     select cogo.plan_analysis(${l.taskId}, ${l.attempt}, ${l.workerId}, ${clone.commit}, ${sql.json(files as never)},
-                              ${skipped}, ${options.batchBytes}, ${options.batchFiles}) as batches`, ONCE);
+                              ${skipped}, ${options.batchBytes}, ${options.batchFiles}) as batches`,
+    ONCE,
+  );
   const t3 = performance.now();
   if (plan!.batches === 0) await finalize(sql, l, a!.id);
   return {
     reason: `listed ${files.length} files at ${clone.commit.slice(0, 12)}; ${fresh.size} new blobs; ${plan!.batches} batches`,
-    analysisId: a!.id, commit: clone.commit, files: files.length, skipped, newBlobs: fresh.size, batches: plan!.batches,
+    analysisId: a!.id,
+    commit: clone.commit,
+    files: files.length,
+    skipped,
+    newBlobs: fresh.size,
+    batches: plan!.batches,
     timingsMs: { sandbox: Math.round(t1 - t0), store: Math.round(t2 - t1), plan: Math.round(t3 - t2) },
   };
 }
@@ -271,7 +288,16 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
         parseError = err instanceof Error ? err.message.slice(0, 500) : String(err);
       }
     }
-    results.push({ hash: b.hash, language: b.language, ...counts, symbols: parsed?.symbols ?? [], imports: parsed?.imports ?? [], parser: parsed?.parser ?? skipped, parseError, terms: b.content === null ? "" : searchTerms(b.content) });
+    results.push({
+      hash: b.hash,
+      language: b.language,
+      ...counts,
+      symbols: parsed?.symbols ?? [],
+      imports: parsed?.imports ?? [],
+      parser: parsed?.parser ?? skipped,
+      parseError,
+      terms: b.content === null ? "" : searchTerms(b.content),
+    });
     partBytes += b.content?.length ?? 0;
     if (partBytes >= RESULTS_PART_BYTES && b !== blobs[blobs.length - 1]) {
       await landed();
@@ -290,12 +316,17 @@ async function batchStep(sql: Sql, l: Lease, checkStop: () => void) {
   checkStop();
   await landed();
   const t1 = performance.now();
-  const [r] = await fenced(() => sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`, ONCE);
+  const [r] = await fenced(
+    () => sql<{ last: boolean }[]>`select cogo.complete_analysis_batch(${l.taskId}, ${l.attempt}, ${l.workerId}, ${sql.json(results as never)}) as last`,
+    ONCE,
+  );
   const t2 = performance.now();
   if (r!.last) await finalize(sql, l, bt.analysisId);
   return {
     reason: `batch ${bt.batch}: ${blobs.length} blobs parsed${r!.last ? "; analysis complete" : ""}`,
-    analysisId: bt.analysisId, batch: bt.batch, blobs: blobs.length,
+    analysisId: bt.analysisId,
+    batch: bt.batch,
+    blobs: blobs.length,
     // store: the time the batch waited for its results to land (parts mostly land while it parses)
     timingsMs: { parse: Math.round(t1 - t0 - waitedMs), store: Math.round(waitedMs + t2 - t1) },
   };

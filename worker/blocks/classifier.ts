@@ -98,12 +98,20 @@ export class BlockClassifier {
     const oom = ob.oomKills > 0 ? `, ${ob.oomKills} process(es) OOM-killed` : "";
     this.memorySince = since(this.memorySince, ob.memoryBytes >= (o.memoryPercent / 100) * this.limits.memoryBytes);
     if (this.memorySince !== null && held(this.memorySince) >= o.memoryMs) {
-      return { reason: "memory_exhausted", durationMs: held(this.memorySince), summary: `${mib(ob.memoryBytes)} of ${mib(this.limits.memoryBytes)} in use for ${secs(held(this.memorySince))}${oom}` };
+      return {
+        reason: "memory_exhausted",
+        durationMs: held(this.memorySince),
+        summary: `${mib(ob.memoryBytes)} of ${mib(this.limits.memoryBytes)} in use for ${secs(held(this.memorySince))}${oom}`,
+      };
     }
     const forkRefused = ob.forkFailures > prev.forkFailures;
     this.forkSince = since(this.forkSince, forkRefused || ob.tasks >= (o.processPercent / 100) * this.limits.processes);
     if (this.forkSince !== null && held(this.forkSince) >= o.forkBombMs) {
-      return { reason: "fork_bomb", durationMs: held(this.forkSince), summary: `${ob.tasks} processes/threads of ${this.limits.processes} allowed${ob.forkFailures ? `, ${ob.forkFailures} forks refused` : ""}` };
+      return {
+        reason: "fork_bomb",
+        durationMs: held(this.forkSince),
+        summary: `${ob.tasks} processes/threads of ${this.limits.processes} allowed${ob.forkFailures ? `, ${ob.forkFailures} forks refused` : ""}`,
+      };
     }
     if (o.outputPercent < 100 && ob.outputBytes >= (o.outputPercent / 100) * this.limits.outputBytes) {
       return { reason: "output_flood", durationMs: 0, summary: `${mib(ob.outputBytes)} of output, the limit is ${mib(this.limits.outputBytes)}` };
@@ -117,7 +125,11 @@ export class BlockClassifier {
     const busy = !progress && (cpuShare >= o.busyCpuPercent / 100 || (ob.runnable && cpuShare >= STARVED_CPU));
     this.busySince = since(this.busySince, busy);
     if (this.busySince !== null && held(this.busySince) >= o.infiniteLoopMs) {
-      return { reason: "infinite_loop", durationMs: held(this.busySince), summary: `CPU ${this.cpuPercent} % for ${secs(held(this.busySince))} with no output, no I/O and no new process` };
+      return {
+        reason: "infinite_loop",
+        durationMs: held(this.busySince),
+        summary: `CPU ${this.cpuPercent} % for ${secs(held(this.busySince))} with no output, no I/O and no new process`,
+      };
     }
 
     // Quiet: no CPU to speak of, no progress. Why depends on what the threads wait in. A thread

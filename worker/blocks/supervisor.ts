@@ -254,9 +254,23 @@ export class BlockSupervisor {
   private async evidence(alive: boolean) {
     let processes: Pick<ThreadWait, "pid" | "tid" | "comm" | "state" | "wchan" | "syscall" | "kind">[] = [];
     if (alive && this.sampler && this.last) {
-      processes = (await this.sampler.waits(this.last.processes, 16).catch(() => [])).map(({ pid, tid, comm, state, wchan, syscall, kind }) => ({ pid, tid, comm, state, wchan, syscall, kind }));
+      processes = (await this.sampler.waits(this.last.processes, 16).catch(() => [])).map(({ pid, tid, comm, state, wchan, syscall, kind }) => ({
+        pid,
+        tid,
+        comm,
+        state,
+        wchan,
+        syscall,
+        kind,
+      }));
     }
-    return { lastOutput: this.tail.split("\n").filter((l, i, a) => l !== "" || i < a.length - 1).slice(-EVIDENCE_LINES), processes };
+    return {
+      lastOutput: this.tail
+        .split("\n")
+        .filter((l, i, a) => l !== "" || i < a.length - 1)
+        .slice(-EVIDENCE_LINES),
+      processes,
+    };
   }
 
   private async handle(block: Block, alive: boolean, request?: RecoverRequest): Promise<void> {
@@ -310,7 +324,12 @@ export class BlockSupervisor {
     const { task, lease } = this.d;
     const base = { action: step.action, attempt: task.attempt, reason: block.reason };
     const stdinKind = step.action === "feed_stdin" ? (step.stdin == null ? "eof" : "answer") : undefined;
-    await this.queries.beginRecovery(lease, { ...base, ...(stdinKind ? { stdin: stdinKind } : {}), ...(step.delayMs !== undefined ? { delayMs: step.delayMs } : {}), ...(step.limits ? { limits: step.limits } : {}) });
+    await this.queries.beginRecovery(lease, {
+      ...base,
+      ...(stdinKind ? { stdin: stdinKind } : {}),
+      ...(step.delayMs !== undefined ? { delayMs: step.delayMs } : {}),
+      ...(step.limits ? { limits: step.limits } : {}),
+    });
     switch (step.action) {
       case "terminate": {
         // A resource block ends as its limit would have ended it (same status and reason).
@@ -325,7 +344,12 @@ export class BlockSupervisor {
           stdin.end();
           this.stdinClosed = true;
         } else stdin.write(step.stdin);
-        await this.queries.endRecovery(lease, true, { ...base, stdin: stdinKind, message: step.stdin == null ? "stdin closed" : `wrote ${step.stdin.length} character(s) to stdin` }, true);
+        await this.queries.endRecovery(
+          lease,
+          true,
+          { ...base, stdin: stdinKind, message: step.stdin == null ? "stdin closed" : `wrote ${step.stdin.length} character(s) to stdin` },
+          true,
+        );
         return;
       }
       case "retry":
@@ -336,7 +360,11 @@ export class BlockSupervisor {
         this.decision = {
           kind: "requeue",
           step: { ...step, exclude: step.action === "reassign", reason: why },
-          event: { ...base, message: step.action === "reassign" ? "re-queued for another worker" : `re-queued; the next attempt may start in ${step.delayMs ?? 0} ms`, ...(step.limits ? { limits: step.limits } : {}) },
+          event: {
+            ...base,
+            message: step.action === "reassign" ? "re-queued for another worker" : `re-queued; the next attempt may start in ${step.delayMs ?? 0} ms`,
+            ...(step.limits ? { limits: step.limits } : {}),
+          },
           // No attempt left (CG422, e.g. another path used it up meanwhile): give up instead.
           otherwise: async () => {
             this.decision = undefined;

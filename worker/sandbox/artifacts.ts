@@ -100,7 +100,8 @@ export async function collectArtifacts(workspace: string, patterns: string[], li
       out.push({ path, error: room < limits.fileBytes && /larger than/.test(problem) ? `${problem} (the task's artifacts may total ${limits.totalBytes} bytes)` : problem });
     }
   }
-  if (truncated) out.push({ path: '.cogo-artifacts-truncated', error: `more than ${limits.files} files or ${limits.entriesVisited} directory entries matched; the rest were skipped` });
+  if (truncated)
+    out.push({ path: '.cogo-artifacts-truncated', error: `more than ${limits.files} files or ${limits.entriesVisited} directory entries matched; the rest were skipped` });
   return out;
 }
 

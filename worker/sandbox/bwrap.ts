@@ -37,8 +37,18 @@ const ROOT_DIRS = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
  * bwrap itself already binds `sys`, `sysrq-trigger`, `irq` and `bus` read-only.
  */
 export const PROC_MASKED_FILES = [
-  'kcore', 'kallsyms', 'keys', 'key-users', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats',
-  'config.gz', 'cmdline', 'interrupts', 'sysrq-trigger',
+  'kcore',
+  'kallsyms',
+  'keys',
+  'key-users',
+  'timer_list',
+  'timer_stats',
+  'sched_debug',
+  'latency_stats',
+  'config.gz',
+  'cmdline',
+  'interrupts',
+  'sysrq-trigger',
 ];
 export const PROC_MASKED_DIRS = ['acpi', 'asound', 'scsi', 'pressure'];
 
@@ -54,7 +64,13 @@ const FIRST_FILE_FD = 7;
 export async function findExecutable(name: string): Promise<string | null> {
   for (const dir of SYSTEM_DIRS) {
     const p = join(dir, name);
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return null;
 }
@@ -181,27 +197,42 @@ async function bwrapOptions(plan: BwrapPlan): Promise<string[]> {
     ...(plan.network ? ['--share-net'] : []),
     '--new-session',
     '--die-with-parent',
-    '--cap-drop', 'ALL',
-    '--uid', String(SANDBOX_UID),
-    '--gid', String(SANDBOX_UID),
-    '--hostname', plan.hostname,
+    '--cap-drop',
+    'ALL',
+    '--uid',
+    String(SANDBOX_UID),
+    '--gid',
+    String(SANDBOX_UID),
+    '--hostname',
+    plan.hostname,
     ...(await hostLayout()),
     // Generated files written into the root (no bind mount, so no host path in mountinfo).
     ...Object.keys(etcFiles(plan.hostname)).flatMap((name, i) => ['--perms', '0444', '--file', String(FIRST_FILE_FD + i), `/etc/${name}`]),
     ...(plan.network ? ['--ro-bind-try', '/etc/resolv.conf', '/etc/resolv.conf'] : []),
-    '--proc', '/proc',
+    '--proc',
+    '/proc',
     ...(await procMasks()),
-    '--dev', '/dev',
-    ...sized(plan.tmpBytes), '--tmpfs', '/tmp',
-    ...sized(plan.tmpBytes), '--tmpfs', '/dev/shm',
-    '--bind', plan.workspace, '/workspace',
+    '--dev',
+    '/dev',
+    ...sized(plan.tmpBytes),
+    '--tmpfs',
+    '/tmp',
+    ...sized(plan.tmpBytes),
+    '--tmpfs',
+    '/dev/shm',
+    '--bind',
+    plan.workspace,
+    '/workspace',
     ...(plan.readOnlyBinds ?? []).flatMap((b) => ['--ro-bind', b.source, b.target]),
     // The root itself is bwrap's unsized tmpfs: nothing may be written outside the mounts above.
-    '--remount-ro', '/',
-    '--chdir', '/workspace',
+    '--remount-ro',
+    '/',
+    '--chdir',
+    '/workspace',
     '--clearenv',
     ...Object.entries(plan.env).flatMap(([k, v]) => ['--setenv', k, v]),
-    '--json-status-fd', String(plan.statusFd),
+    '--json-status-fd',
+    String(plan.statusFd),
     // Loaded last, right before the exec of the task (and in bwrap's PID 1, which only waits).
     ...FILTER_FDS.flatMap((fd) => ['--add-seccomp-fd', String(fd)]),
   ];

@@ -48,10 +48,7 @@ export function detectCgroups(mode: CgroupMode = 'auto'): Promise<CgroupSupport>
 }
 
 async function detect(mode: Exclude<CgroupMode, true>): Promise<CgroupSupport> {
-  const [mountinfo, own] = await Promise.all([
-    readFile('/proc/self/mountinfo', 'utf8').catch(() => ''),
-    readFile('/proc/self/cgroup', 'utf8').catch(() => ''),
-  ]);
+  const [mountinfo, own] = await Promise.all([readFile('/proc/self/mountinfo', 'utf8').catch(() => ''), readFile('/proc/self/cgroup', 'utf8').catch(() => '')]);
   const mounts: Mount[] = mountinfo.split('\n').flatMap((line) => {
     const [left, right] = line.split(' - ');
     if (!left || !right) return [];
@@ -60,7 +57,10 @@ async function detect(mode: Exclude<CgroupMode, true>): Promise<CgroupSupport> {
     return [{ root: l[3] ?? '/', point: l[4] ?? '', fstype, opts: superOpts.split(',') }];
   });
   // hierarchy-id:controllers:path (the path itself may contain ':')
-  const ownPaths = own.split('\n').map((l) => l.split(':')).map(([id = '', ctl = '', ...path]) => [id, ctl, path.join(':')]);
+  const ownPaths = own
+    .split('\n')
+    .map((l) => l.split(':'))
+    .map(([id = '', ctl = '', ...path]) => [id, ctl, path.join(':')]);
   const v1Mounts = mounts.filter((m) => m.fstype === 'cgroup');
   const v2Mount = mounts.find((m) => m.fstype === 'cgroup2');
   const version = v1Mounts.length > 0 ? 'v1' : v2Mount ? 'v2' : 'none';
@@ -179,7 +179,13 @@ async function moveProcesses(from: string, to: string): Promise<number> {
     if (pids.length === 0) break;
     for (const pid of pids) {
       // One write per process (the kernel takes one pid per write); an exited one is ESRCH.
-      if (await writeFile(join(to, 'cgroup.procs'), pid).then(() => true, () => false)) moved++;
+      if (
+        await writeFile(join(to, 'cgroup.procs'), pid).then(
+          () => true,
+          () => false,
+        )
+      )
+        moved++;
     }
   }
   return moved;

@@ -90,9 +90,10 @@ async function toolVersions(): Promise<Record<string, string>> {
       // Only SYSTEM_DIRS are searched: all visible in the sandbox, unlike e.g. ~/.cargo/bin.
       const path = await findExecutable(name);
       if (!path) return null;
-      const out = await run(path, args, { env: { PATH: BASE_ENV.PATH, HOME: '/nonexistent' }, timeout: 10_000 }).catch(
-        (err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
-      );
+      const out = await run(path, args, { env: { PATH: BASE_ENV.PATH, HOME: '/nonexistent' }, timeout: 10_000 }).catch((err: { stdout?: string; stderr?: string }) => ({
+        stdout: err.stdout ?? '',
+        stderr: err.stderr ?? '',
+      }));
       const line = `${out.stdout}\n${out.stderr}`.split('\n').find((l) => l.trim());
       return line ? ([name, line.trim()] as const) : null;
     }),

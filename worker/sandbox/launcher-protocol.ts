@@ -28,7 +28,10 @@ export const MAX_FRAME_BYTES = 1 << 20;
 export const PROTOCOL_FILE = fileURLToPath(new URL('./launcher-protocol.json', import.meta.url));
 
 const id = z.int().positive();
-const fd = z.int().min(0).max(1 << 20);
+const fd = z
+  .int()
+  .min(0)
+  .max(1 << 20);
 /** No NUL: the launcher hands these to C (execve, mount). */
 const cString = z.string().regex(/^[^\0]*$/);
 const absolutePath = z.string().regex(/^\/[^\0]*$/);

@@ -112,14 +112,27 @@ export class Launcher {
   constructor(python: string, denyUserns: boolean, { script = SCRIPT, helloTimeoutMs = HELLO_TIMEOUT_MS }: { script?: string; helloTimeoutMs?: number } = {}) {
     this.hello = new Promise<Hello>((resolve, reject) => (this.settleHello = { resolve, reject }));
     this.hello.catch(() => {}); // a launcher nobody asked anything of may fail unobserved
-    this.child = spawn(python, ['-I', '-S', script, String(process.pid), ...(denyUserns ? ['--deny-userns'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], env: LAUNCHER_ENV, cwd: '/' });
+    this.child = spawn(python, ['-I', '-S', script, String(process.pid), ...(denyUserns ? ['--deny-userns'] : [])], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: LAUNCHER_ENV,
+      cwd: '/',
+    });
     this.child.on('error', () => {});
     this.child.stdin!.on('error', () => {});
     this.child.stdout!.setEncoding('utf8').on('data', (text: string) => this.onData(text));
     this.child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr = (this.stderr + text).slice(-4096)));
     this.child.on('close', () => this.onDeath());
     this.script = script;
-    const timer = setTimeout(() => this.giveUp(new SandboxUnavailable(`the sandbox launcher did not announce its protocol within ${helloTimeoutMs / 1000} s (this worker speaks protocol ${PROTOCOL_VERSION}; ${script} from before the handshake?)`, { script, workerProtocol: PROTOCOL_VERSION })), helloTimeoutMs);
+    const timer = setTimeout(
+      () =>
+        this.giveUp(
+          new SandboxUnavailable(
+            `the sandbox launcher did not announce its protocol within ${helloTimeoutMs / 1000} s (this worker speaks protocol ${PROTOCOL_VERSION}; ${script} from before the handshake?)`,
+            { script, workerProtocol: PROTOCOL_VERSION },
+          ),
+        ),
+      helloTimeoutMs,
+    );
     timer.unref();
     void this.hello.finally(() => clearTimeout(timer)).catch(() => {});
     this.idle();
@@ -134,10 +147,25 @@ export class Launcher {
     let id = 0;
     let exited!: (r: Exit) => void;
     const exit = new Promise<Exit>((resolve) => (exited = resolve));
-    const replied = this.ask('start', { path: req.path, argv: [req.path, ...req.argv], env: LAUNCHER_ENV, uid: req.owner?.uid ?? null, gid: req.owner?.gid ?? null, rlimits: req.rlimits, cgroup: req.cgroup, stdin: req.stdin, fds: req.fds, filterFds: req.filterFds }, (n) => {
-      id = n;
-      this.exits.set(n, exited);
-    });
+    const replied = this.ask(
+      'start',
+      {
+        path: req.path,
+        argv: [req.path, ...req.argv],
+        env: LAUNCHER_ENV,
+        uid: req.owner?.uid ?? null,
+        gid: req.owner?.gid ?? null,
+        rlimits: req.rlimits,
+        cgroup: req.cgroup,
+        stdin: req.stdin,
+        fds: req.fds,
+        filterFds: req.filterFds,
+      },
+      (n) => {
+        id = n;
+        this.exits.set(n, exited);
+      },
+    );
     void exit.then(() => this.idleIfUnused());
     let r: Reply;
     try {
@@ -174,7 +202,16 @@ export class Launcher {
         throw new SandboxStartFailed(`cannot open the sandbox's pipes: ${(failed.reason as Error).message}`);
       }
       const [stdout, stderr, status, stdin] = ends.map((e) => (e as PromiseFulfilledResult<Socket | null>).value);
-      return { pid: r.pid, cgroupDirs: r.cgroups as Partial<Record<Controller, string>> | null, stdin: stdin ?? null, stdout: stdout!, stderr: stderr!, status: status!, exit, kill: (inner) => this.tell('kill', { task: id, inner }) };
+      return {
+        pid: r.pid,
+        cgroupDirs: r.cgroups as Partial<Record<Controller, string>> | null,
+        stdin: stdin ?? null,
+        stdout: stdout!,
+        stderr: stderr!,
+        status: status!,
+        exit,
+        kill: (inner) => this.tell('kill', { task: id, inner }),
+      };
     } finally {
       this.tell('opened', { task: id });
     }
@@ -266,14 +303,18 @@ export class Launcher {
       if (this.helloSettled) return this.breakChannel('a second hello');
       if (r.protocol !== PROTOCOL_VERSION) {
         return this.giveUp(
-          new SandboxUnavailable(`the sandbox launcher speaks protocol ${r.protocol}, this worker protocol ${PROTOCOL_VERSION}: ${this.script} and launcher.ts are from different versions (a stale launcher.py?)`, {
-            launcherProtocol: r.protocol,
-            workerProtocol: PROTOCOL_VERSION,
-            script: this.script,
-          }),
+          new SandboxUnavailable(
+            `the sandbox launcher speaks protocol ${r.protocol}, this worker protocol ${PROTOCOL_VERSION}: ${this.script} and launcher.ts are from different versions (a stale launcher.py?)`,
+            {
+              launcherProtocol: r.protocol,
+              workerProtocol: PROTOCOL_VERSION,
+              script: this.script,
+            },
+          ),
         );
       }
-      if (!r.capabilities.seccomp) return this.giveUp(new SandboxUnavailable('the sandbox launcher has no seccomp filter, so no sandbox can start: apt-get install python3-seccomp'));
+      if (!r.capabilities.seccomp)
+        return this.giveUp(new SandboxUnavailable('the sandbox launcher has no seccomp filter, so no sandbox can start: apt-get install python3-seccomp'));
       this.helloSettled = true;
       this.settleHello.resolve(r);
       return;

@@ -68,9 +68,8 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
       owner,
       rlimits: sandboxRlimits(limits, !support?.usable.memory),
       // The launcher makes them and starts the task in them (a spare forked in ahead of time).
-      cgroup: support && Object.keys(support.usable).length > 0
-        ? await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES })
-        : null,
+      cgroup:
+        support && Object.keys(support.usable).length > 0 ? await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES }) : null,
       stdin: checked.stdin === 'pipe',
     });
     const cgroup = child.cgroupDirs && support?.using ? TaskCgroup.adopt(support.using, child.cgroupDirs) : null;
@@ -321,10 +320,7 @@ class Sandbox implements SandboxProcess {
    * or its last stderr reports an allocation failure.
    */
   private looksOutOfMemory(maxVsizeBytes: number): boolean {
-    return (
-      maxVsizeBytes >= 0.5 * this.limits.memoryBytes ||
-      /out of memory|memory exhausted|cannot allocate memory|bad_alloc|MemoryError|\bOOM\b|ENOMEM/i.test(this.stderrTail)
-    );
+    return maxVsizeBytes >= 0.5 * this.limits.memoryBytes || /out of memory|memory exhausted|cannot allocate memory|bad_alloc|MemoryError|\bOOM\b|ENOMEM/i.test(this.stderrTail);
   }
 
   private async drainStreams(): Promise<void> {

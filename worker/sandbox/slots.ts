@@ -150,7 +150,10 @@ async function checkRangeIsUnused(cfg: SlotConfig): Promise<void> {
   const key = `${cfg.uidBase}:${cfg.gidBase}:${cfg.slots}`;
   if (checkedRanges.has(key)) return;
   const inRange = (id: number, base: number) => id >= base && id < base + cfg.slots;
-  for (const [file, base] of [['/etc/passwd', cfg.uidBase], ['/etc/group', cfg.gidBase]] as const) {
+  for (const [file, base] of [
+    ['/etc/passwd', cfg.uidBase],
+    ['/etc/group', cfg.gidBase],
+  ] as const) {
     const text = await readFile(file, 'utf8').catch(() => '');
     const clash = text.split('\n').find((l) => inRange(Number(l.split(':')[2]), base));
     if (clash) {

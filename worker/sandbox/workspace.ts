@@ -33,13 +33,7 @@ export interface Owner {
 export async function prepareRoot(root: string, asRoot: boolean): Promise<void> {
   await mkdir(root, { recursive: true, mode: 0o711 });
   const st = await lstat(root);
-  const problem = !st.isDirectory()
-    ? 'is not a directory'
-    : st.uid !== process.geteuid?.()
-      ? 'is not owned by the worker'
-      : st.mode & 0o022
-        ? 'is group or world writable'
-        : null;
+  const problem = !st.isDirectory() ? 'is not a directory' : st.uid !== process.geteuid?.() ? 'is not owned by the worker' : st.mode & 0o022 ? 'is group or world writable' : null;
   if (problem) throw new SandboxUnavailable(`sandbox root ${root} ${problem}`, { root });
   if (asRoot && (st.mode & 0o001) === 0) await chmod(root, (st.mode & 0o755) | 0o711);
 }
@@ -103,7 +97,10 @@ export async function createWorkspace(root: string, bytes: number, owner: Owner 
       // task that left 600,000 files stalled its worker for ~18 s); unmounting frees everything in
       // the kernel, off the loop. So only a workspace with few entries is wiped for reuse.
       if (reusable && (await entriesOn(mount)) <= REUSE_MAX_ENTRIES) {
-        const kept = await rm(dir, { recursive: true, force: true }).then(() => true, () => false);
+        const kept = await rm(dir, { recursive: true, force: true }).then(
+          () => true,
+          () => false,
+        );
         const list = idle.get(root) ?? [];
         if (kept && list.length < pool) {
           list.push({ mount, bytes });
@@ -173,7 +170,10 @@ export async function removeWorkspace(dir: string, mounted: boolean): Promise<vo
     // The kernel frees a tmpfs's inodes inside umount(2): ~1.7 s for 600,000 files here. The
     // launcher serves one request at a time, so a big one is unmounted by its own process
     // instead, and sandbox starts meanwhile do not queue behind it.
-    if ((await entriesOn(dir)) > REUSE_MAX_ENTRIES) await execFileP('umount', ['--', dir]).catch(() => unmount(dir)).catch(() => {});
+    if ((await entriesOn(dir)) > REUSE_MAX_ENTRIES)
+      await execFileP('umount', ['--', dir])
+        .catch(() => unmount(dir))
+        .catch(() => {});
     else await unmount(dir).catch(() => {});
     await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;

@@ -97,12 +97,15 @@ export class LineEvents {
     const due = !this.lastProgress || now - this.lastProgress.at >= this.opts.progressIntervalMs || p.stage !== this.lastProgress.stage || p.percentage === 100;
     if (!due) {
       this.throttledProgress = p;
-      this.progressTimer ??= setTimeout(() => {
-        this.progressTimer = undefined;
-        const latest = this.throttledProgress;
-        this.throttledProgress = undefined;
-        if (latest) this.progress(latest);
-      }, this.lastProgress!.at + this.opts.progressIntervalMs - now);
+      this.progressTimer ??= setTimeout(
+        () => {
+          this.progressTimer = undefined;
+          const latest = this.throttledProgress;
+          this.throttledProgress = undefined;
+          if (latest) this.progress(latest);
+        },
+        this.lastProgress!.at + this.opts.progressIntervalMs - now,
+      );
       return;
     }
     this.throttledProgress = undefined;
@@ -134,7 +137,8 @@ export class LineEvents {
     this.lastFlushAt = performance.now();
     this.inFlight = this.write(batch)
       .catch((err) => {
-        if (err instanceof LeaseLostError) this.stopped = true; // the output batcher stops the task
+        if (err instanceof LeaseLostError)
+          this.stopped = true; // the output batcher stops the task
         else this.opts.log(`events: ${err instanceof Error ? err.message : err}; ${batch.length} dropped`);
       })
       .finally(() => {

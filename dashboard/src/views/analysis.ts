@@ -75,26 +75,51 @@ export function analysesView(main: HTMLElement, live: Live, navigate: (hash: str
   const ref = h("input", { placeholder: "ref (default HEAD)", "aria-label": "ref" });
   const error = h("div");
   const openId = h("input", { class: "grow mono", placeholder: "analysis id", "aria-label": "analysis id" });
-  replace(main,
+  replace(
+    main,
     h("h2", null, "Repository analyses"),
-    h("form", {
-      class: "toolbar",
-      onsubmit: async (e: Event) => {
-        e.preventDefault();
-        try {
-          const r = await call<{ analysisId: string }>(live.supabase, "POST", "/analyze/repository", { source: source.value.trim(), ...(ref.value.trim() ? { ref: ref.value.trim() } : {}) });
-          remember(r.analysisId, source.value.trim());
-          navigate(`#/analyses/${r.analysisId}`);
-        } catch (err) {
-          replace(error, h("div", { class: "error-banner" }, `Could not start: ${(err as Error).message}`));
-        }
+    h(
+      "form",
+      {
+        class: "toolbar",
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          try {
+            const r = await call<{ analysisId: string }>(live.supabase, "POST", "/analyze/repository", {
+              source: source.value.trim(),
+              ...(ref.value.trim() ? { ref: ref.value.trim() } : {}),
+            });
+            remember(r.analysisId, source.value.trim());
+            navigate(`#/analyses/${r.analysisId}`);
+          } catch (err) {
+            replace(error, h("div", { class: "error-banner" }, `Could not start: ${(err as Error).message}`));
+          }
+        },
       },
-    }, source, ref, h("button", { type: "submit" }, "Analyze")),
+      source,
+      ref,
+      h("button", { type: "submit" }, "Analyze"),
+    ),
     error,
     h("form", { class: "toolbar", onsubmit: (e: Event) => (e.preventDefault(), navigate(`#/analyses/${openId.value.trim()}`)) }, openId, h("button", { type: "submit" }, "Open")),
-    h("div", { class: "panel" }, recent().length === 0 ? h("div", { class: "empty" }, "No analyses opened in this browser yet.")
-      : h("table", null, h("tbody", null, recent().map((r) =>
-          h("tr", { class: "link", onclick: () => navigate(`#/analyses/${r.id}`) }, h("td", { class: "mono" }, r.source), h("td", { class: "mono dim" }, r.id.slice(0, 8))))))));
+    h(
+      "div",
+      { class: "panel" },
+      recent().length === 0
+        ? h("div", { class: "empty" }, "No analyses opened in this browser yet.")
+        : h(
+            "table",
+            null,
+            h(
+              "tbody",
+              null,
+              recent().map((r) =>
+                h("tr", { class: "link", onclick: () => navigate(`#/analyses/${r.id}`) }, h("td", { class: "mono" }, r.source), h("td", { class: "mono dim" }, r.id.slice(0, 8))),
+              ),
+            ),
+          ),
+    ),
+  );
   return () => {};
 }
 
@@ -108,13 +133,15 @@ export function analysisView(main: HTMLElement, live: Live, id: string): () => v
   const hitsBox = h("div", { "data-testid": "search-hits" });
   const error = h("div");
   const q = h("input", { class: "grow", type: "search", placeholder: "search file contents and symbols", "aria-label": "search" });
-  replace(main, statusBox, error,
-    h("div", { class: "row" },
-      h("div", null, h("h2", null, "Languages"), langBox),
-      h("div", null, h("h2", null, "Files"), treeBox)),
+  replace(
+    main,
+    statusBox,
+    error,
+    h("div", { class: "row" }, h("div", null, h("h2", null, "Languages"), langBox), h("div", null, h("h2", null, "Files"), treeBox)),
     h("h2", null, "Search"),
     h("form", { class: "toolbar", onsubmit: (e: Event) => (e.preventDefault(), void search()) }, q, h("button", { type: "submit" }, "Search")),
-    hitsBox);
+    hitsBox,
+  );
 
   const showError = (what: string, err: unknown) => {
     const msg = `${what}: ${err instanceof Error ? err.message : String(err)}`;
@@ -126,25 +153,48 @@ export function analysisView(main: HTMLElement, live: Live, id: string): () => v
     if (!status) return;
     const s = status;
     const pct = s.percentage;
-    replace(statusBox,
-      h("div", { class: "toolbar" }, h("span", { class: `badge s-${s.phase === "completed" ? "succeeded" : s.phase === "failed" ? "failed" : "running"}`, "data-phase": s.phase }, s.phase),
-        h("code", null, s.source), h("span", { class: "dim" }, `@ ${s.ref}${s.commit ? ` (${s.commit.slice(0, 10)})` : ""}`),
-        h("span", { style: "flex:1" }), pct !== null ? `${pct} %` : "", s.etaMs ? h("span", { class: "dim" }, ` · ETA ${duration(s.etaMs)}`) : null),
+    replace(
+      statusBox,
+      h(
+        "div",
+        { class: "toolbar" },
+        h("span", { class: `badge s-${s.phase === "completed" ? "succeeded" : s.phase === "failed" ? "failed" : "running"}`, "data-phase": s.phase }, s.phase),
+        h("code", null, s.source),
+        h("span", { class: "dim" }, `@ ${s.ref}${s.commit ? ` (${s.commit.slice(0, 10)})` : ""}`),
+        h("span", { style: "flex:1" }),
+        pct !== null ? `${pct} %` : "",
+        s.etaMs ? h("span", { class: "dim" }, ` · ETA ${duration(s.etaMs)}`) : null,
+      ),
       h("div", { class: pct === null && s.phase !== "failed" ? "bar indeterminate" : "bar" }, h("div", { style: `width:${pct ?? 0}%` })),
-      h("div", { class: "dim", style: "margin-top:6px" },
-        `${s.filesDone ?? 0} of ${s.filesTotal ?? "?"} files`, s.filesReused ? ` (${s.filesReused} unchanged, reused)` : "",
-        s.bytesTotal !== null ? ` · ${bytes(s.bytesTotal)}` : "", ` · analysis ${s.analysisId}`),
-      s.error ? h("div", { class: "error-banner" }, s.error) : null);
+      h(
+        "div",
+        { class: "dim", style: "margin-top:6px" },
+        `${s.filesDone ?? 0} of ${s.filesTotal ?? "?"} files`,
+        s.filesReused ? ` (${s.filesReused} unchanged, reused)` : "",
+        s.bytesTotal !== null ? ` · ${bytes(s.bytesTotal)}` : "",
+        ` · analysis ${s.analysisId}`,
+      ),
+      s.error ? h("div", { class: "error-banner" }, s.error) : null,
+    );
   };
 
   const renderLanguages = () => {
     const max = Math.max(1, ...languages.map((l) => l.code ?? 0));
-    replace(langBox, languages.length === 0 ? h("div", { class: "empty" }, "nothing counted yet")
-      : languages.map((l) => h("div", { class: "queue-row", "data-language": l.language ?? "other" },
-          h("span", null, l.language ?? "other", h("span", { class: "dim" }, ` ${l.files} file${l.files === 1 ? "" : "s"}`)),
-          h("div", { class: "bar" }, h("div", { style: `width:${((l.code ?? 0) / max) * 100}%` })),
-          h("span", { class: "num" }, l.code ?? 0))),
-      languages.length ? h("div", { class: "dim" }, "lines of code per language") : null);
+    replace(
+      langBox,
+      languages.length === 0
+        ? h("div", { class: "empty" }, "nothing counted yet")
+        : languages.map((l) =>
+            h(
+              "div",
+              { class: "queue-row", "data-language": l.language ?? "other" },
+              h("span", null, l.language ?? "other", h("span", { class: "dim" }, ` ${l.files} file${l.files === 1 ? "" : "s"}`)),
+              h("div", { class: "bar" }, h("div", { style: `width:${((l.code ?? 0) / max) * 100}%` })),
+              h("span", { class: "num" }, l.code ?? 0),
+            ),
+          ),
+      languages.length ? h("div", { class: "dim" }, "lines of code per language") : null,
+    );
   };
 
   async function loadStatus(): Promise<void> {
@@ -163,18 +213,40 @@ export function analysisView(main: HTMLElement, live: Live, id: string): () => v
       files.push(...(r.files ?? []));
       offset = r.next;
     }
-    replace(treeBox, files.length === 0 ? h("div", { class: "empty" }, "no files yet") : fileTree(files), files.length >= TREE_MAX_FILES ? h("div", { class: "dim" }, `first ${TREE_MAX_FILES} files`) : null);
+    replace(
+      treeBox,
+      files.length === 0 ? h("div", { class: "empty" }, "no files yet") : fileTree(files),
+      files.length >= TREE_MAX_FILES ? h("div", { class: "dim" }, `first ${TREE_MAX_FILES} files`) : null,
+    );
   }
 
   async function search(): Promise<void> {
     if (!q.value.trim()) return;
     try {
       const r = await call<{ hits: SearchHit[] }>(live.supabase, "GET", `/analysis/${id}/search?q=${encodeURIComponent(q.value.trim())}`);
-      replace(hitsBox, r.hits.length === 0 ? h("div", { class: "empty panel" }, "no matches")
-        : h("div", { class: "panel" }, r.hits.map((hit) => h("div", { class: "search-hit", "data-path": hit.path, style: "margin-bottom:10px" },
-            h("div", null, h("code", null, hit.path), h("span", { class: "dim" }, ` ${hit.language ?? ""}`),
-              (hit.symbols ?? []).map((s) => h("span", { class: "badge", style: "margin-left:6px" }, `${s.kind ?? ""} ${s.name ?? ""}${s.line ? `:${s.line}` : ""}`))),
-            h("div", { class: "mono dim" }, highlighted(hit.snippet))))));
+      replace(
+        hitsBox,
+        r.hits.length === 0
+          ? h("div", { class: "empty panel" }, "no matches")
+          : h(
+              "div",
+              { class: "panel" },
+              r.hits.map((hit) =>
+                h(
+                  "div",
+                  { class: "search-hit", "data-path": hit.path, style: "margin-bottom:10px" },
+                  h(
+                    "div",
+                    null,
+                    h("code", null, hit.path),
+                    h("span", { class: "dim" }, ` ${hit.language ?? ""}`),
+                    (hit.symbols ?? []).map((s) => h("span", { class: "badge", style: "margin-left:6px" }, `${s.kind ?? ""} ${s.name ?? ""}${s.line ? `:${s.line}` : ""}`)),
+                  ),
+                  h("div", { class: "mono dim" }, highlighted(hit.snippet)),
+                ),
+              ),
+            ),
+      );
     } catch (err) {
       showError("search", err);
     }
@@ -187,11 +259,14 @@ export function analysisView(main: HTMLElement, live: Live, id: string): () => v
   const onProgress = () => {
     void loadStatus().catch((err) => showError("status", err));
     if (pending) return;
-    pending = setTimeout(() => {
-      pending = undefined;
-      lastResults = Date.now();
-      void loadResults(status?.phase === "completed").catch((err) => showError("results", err));
-    }, Math.max(0, RESULTS_REFRESH_MS - (Date.now() - lastResults)));
+    pending = setTimeout(
+      () => {
+        pending = undefined;
+        lastResults = Date.now();
+        void loadResults(status?.phase === "completed").catch((err) => showError("results", err));
+      },
+      Math.max(0, RESULTS_REFRESH_MS - (Date.now() - lastResults)),
+    );
   };
   void (async () => {
     try {
@@ -238,10 +313,19 @@ function fileTree(files: FileRow[]): HTMLElement {
     d.files.push(f);
   }
   const render = (d: Dir, depth: number): HTMLElement[] => [
-    ...[...d.dirs.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([name, sub]) =>
-      h("details", { open: depth === 0, style: "margin-left:12px" }, h("summary", null, `${name}/`, h("span", { class: "dim" }, ` ${sub.count}`)), ...render(sub, depth + 1))),
-    ...d.files.map((f) => h("div", { style: "margin-left:24px", "data-file": f.path },
-      f.path.split("/").at(-1)!, h("span", { class: "dim" }, ` ${f.language ?? ""} · ${f.code ?? 0} loc${f.symbols ? ` · ${f.symbols} symbols` : ""}`))),
+    ...[...d.dirs.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, sub]) =>
+        h("details", { open: depth === 0, style: "margin-left:12px" }, h("summary", null, `${name}/`, h("span", { class: "dim" }, ` ${sub.count}`)), ...render(sub, depth + 1)),
+      ),
+    ...d.files.map((f) =>
+      h(
+        "div",
+        { style: "margin-left:24px", "data-file": f.path },
+        f.path.split("/").at(-1)!,
+        h("span", { class: "dim" }, ` ${f.language ?? ""} · ${f.code ?? 0} loc${f.symbols ? ` · ${f.symbols} symbols` : ""}`),
+      ),
+    ),
   ];
   return h("div", null, ...render(root, 0));
 }

@@ -26,28 +26,42 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
       stat("queued", queued),
       stat("oldest queued", f ? duration(f.health.oldestQueuedAgeMs) : "–"),
       f && f.health.queuedWithoutWorker.length
-        ? h("div", { class: "error-banner" }, "No live worker serves: ",
-            f.health.queuedWithoutWorker.map((q) => `${q.kind}${q.labels.length ? ` [${q.labels.join(",")}]` : ""} (${q.count} queued)`).join("; "))
+        ? h(
+            "div",
+            { class: "error-banner" },
+            "No live worker serves: ",
+            f.health.queuedWithoutWorker.map((q) => `${q.kind}${q.labels.length ? ` [${q.labels.join(",")}]` : ""} (${q.count} queued)`).join("; "),
+          )
         : null,
     );
     replace(
       workers,
       list.length === 0
         ? h("div", { class: "empty" }, "No workers have registered. Start one: npm run worker")
-        : h("table", { "data-testid": "workers" },
+        : h(
+            "table",
+            { "data-testid": "workers" },
             h("thead", null, h("tr", null, ...["worker", "kind", "labels", "load", "heartbeat", "status"].map((c) => h("th", null, c)))),
-            h("tbody", null, list.map((w) => {
-              const age = now - Date.parse(w.lastHeartbeatAt);
-              const late = w.status !== "offline" && age > LATE_LEASES * w.leaseMs;
-              const load = Math.min(1, w.running / w.capacity);
-              return h("tr", { "data-worker": w.id },
-                h("td", null, h("code", { title: w.id }, workerLabel(w))),
-                h("td", null, h("code", null, w.kind)),
-                h("td", null, w.labels.length ? w.labels.map((l) => h("span", { class: "badge" }, l)) : h("span", { class: "dim" }, "–")),
-                h("td", null, h("div", { class: "load" }, h("div", { class: "bar" }, h("div", { style: `width:${load * 100}%` })), `${w.running}/${w.capacity}`)),
-                h("td", { class: late ? "s-failed" : "" }, `${duration(age)} ago`),
-                h("td", null, statusBadge(w.status), late ? h("span", { class: "dim" }, " (late)") : null));
-            }))),
+            h(
+              "tbody",
+              null,
+              list.map((w) => {
+                const age = now - Date.parse(w.lastHeartbeatAt);
+                const late = w.status !== "offline" && age > LATE_LEASES * w.leaseMs;
+                const load = Math.min(1, w.running / w.capacity);
+                return h(
+                  "tr",
+                  { "data-worker": w.id },
+                  h("td", null, h("code", { title: w.id }, workerLabel(w))),
+                  h("td", null, h("code", null, w.kind)),
+                  h("td", null, w.labels.length ? w.labels.map((l) => h("span", { class: "badge" }, l)) : h("span", { class: "dim" }, "–")),
+                  h("td", null, h("div", { class: "load" }, h("div", { class: "bar" }, h("div", { style: `width:${load * 100}%` })), `${w.running}/${w.capacity}`)),
+                  h("td", { class: late ? "s-failed" : "" }, `${duration(age)} ago`),
+                  h("td", null, statusBadge(w.status), late ? h("span", { class: "dim" }, " (late)") : null),
+                );
+              }),
+            ),
+          ),
     );
     const max = Math.max(1, ...live.queue.map((q) => q.count));
     replace(
@@ -55,10 +69,14 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
       live.queue.length === 0
         ? h("div", { class: "empty" }, "The queue is empty.")
         : live.queue.map((q) =>
-            h("div", { class: "queue-row", "data-queue": `${q.kind}:${q.priority}` },
+            h(
+              "div",
+              { class: "queue-row", "data-queue": `${q.kind}:${q.priority}` },
               h("span", null, h("code", null, q.kind), ` priority ${q.priority}`),
               h("div", { class: "bar" }, h("div", { style: `width:${(q.count / max) * 100}%` })),
-              h("span", { class: "num" }, q.count))),
+              h("span", { class: "num" }, q.count),
+            ),
+          ),
     );
   };
   render();

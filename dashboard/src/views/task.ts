@@ -36,14 +36,18 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
   const progressBox = h("div", { class: "panel", "data-testid": "progress" });
   const termBox = h("div", { class: "term", "data-testid": "terminal" });
   const rawBox = h("pre", { class: "raw mono", hidden: true, "data-testid": "raw-output" });
-  const rawToggle = h("button", {
-    onclick: () => {
-      rawBox.hidden = !rawBox.hidden;
-      termBox.hidden = !rawBox.hidden;
-      rawToggle.textContent = rawBox.hidden ? "Plain text" : "Terminal";
-      if (!rawBox.hidden) rawBox.textContent = raw;
+  const rawToggle = h(
+    "button",
+    {
+      onclick: () => {
+        rawBox.hidden = !rawBox.hidden;
+        termBox.hidden = !rawBox.hidden;
+        rawToggle.textContent = rawBox.hidden ? "Plain text" : "Terminal";
+        if (!rawBox.hidden) rawBox.textContent = raw;
+      },
     },
-  }, "Plain text");
+    "Plain text",
+  );
   const stdinBox = h("div");
   const timelineBox = h("ul", { class: "timeline", "data-testid": "timeline" });
   const diagBox = h("div", { "data-testid": "diagnostics" });
@@ -55,16 +59,38 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
     header,
     error,
     progressBox,
-    h("div", { class: "grid" },
-      h("div", null,
+    h(
+      "div",
+      { class: "grid" },
+      h(
+        "div",
+        null,
         h("div", { class: "panel" }, h("div", { class: "toolbar" }, h("b", null, "Output"), h("span", { style: "flex:1" }), rawToggle), termBox, rawBox, stdinBox),
-        h("div", { class: "panel" }, h("b", null, "Resources"), h("div", { class: "legend" }, CHART_LEGEND.map(([n, c]) => h("span", { style: `color:${c}` }, "● " + n))), canvas)),
-      h("div", null,
-        h("div", { class: "panel" }, h("b", null, "Timeline"), timelineBox),
-        h("div", { class: "panel" }, h("b", null, "Diagnostics"), diagBox))),
+        h(
+          "div",
+          { class: "panel" },
+          h("b", null, "Resources"),
+          h(
+            "div",
+            { class: "legend" },
+            CHART_LEGEND.map(([n, c]) => h("span", { style: `color:${c}` }, "● " + n)),
+          ),
+          canvas,
+        ),
+      ),
+      h("div", null, h("div", { class: "panel" }, h("b", null, "Timeline"), timelineBox), h("div", { class: "panel" }, h("b", null, "Diagnostics"), diagBox)),
+    ),
     h("h2", null, "Events"),
-    h("div", { class: "panel log" }, h("table", { "data-testid": "task-events" },
-      h("thead", null, h("tr", null, h("th", { class: "num" }, "seq"), h("th", null, "time"), h("th", null, "attempt"), h("th", null, "type"), h("th", null, "data"))), logBody)),
+    h(
+      "div",
+      { class: "panel log" },
+      h(
+        "table",
+        { "data-testid": "task-events" },
+        h("thead", null, h("tr", null, h("th", { class: "num" }, "seq"), h("th", null, "time"), h("th", null, "attempt"), h("th", null, "type"), h("th", null, "data"))),
+        logBody,
+      ),
+    ),
   );
 
   const term = new Terminal({
@@ -99,7 +125,12 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
     events.push(e);
     const type = typeOf(e);
     const warn = e.type === "block_detected" || e.type === "recovery_failed" || e.type === "unknown";
-    log(`task:${taskId.slice(0, 8)}`, warn ? "warn" : "info", e.type === "unknown" ? `${type} (unreadable: ${e.error}) ${brief(e.data, 160)}` : `${type} ${brief(e.data, 160)}`, e.timestamp);
+    log(
+      `task:${taskId.slice(0, 8)}`,
+      warn ? "warn" : "info",
+      e.type === "unknown" ? `${type} (unreadable: ${e.error}) ${brief(e.data, 160)}` : `${type} ${brief(e.data, 160)}`,
+      e.timestamp,
+    );
     switch (e.type) {
       case "task_status":
         timeline.push({ at: e.timestamp, cls: "status", title: `${e.data.previous} → ${e.data.status}`, detail: str(e.data.reason) });
@@ -146,9 +177,17 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
       case "unknown":
         break;
     }
-    logBody.append(h("tr", { "data-type": type },
-      h("td", { class: "num" }, e.seq), h("td", { class: "dim" }, clock(e.timestamp)), h("td", { class: "num" }, e.attempt),
-      h("td", null, h("code", null, type)), h("td", { class: "mono" }, brief(e.data))));
+    logBody.append(
+      h(
+        "tr",
+        { "data-type": type },
+        h("td", { class: "num" }, e.seq),
+        h("td", { class: "dim" }, clock(e.timestamp)),
+        h("td", { class: "num" }, e.attempt),
+        h("td", null, h("code", null, type)),
+        h("td", { class: "mono" }, brief(e.data)),
+      ),
+    );
     renderSoon();
   };
 
@@ -160,19 +199,55 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
   const render = () => {
     renderHeader();
     renderProgress();
-    replace(timelineBox, timeline.length === 0 ? h("li", { class: "empty" }, "nothing yet")
-      : timeline.map((t) => h("li", { class: t.cls, "data-kind": t.cls }, h("span", { class: "dim" }, clock(t.at), " "), t.title, t.detail ? h("div", { class: "dim" }, t.detail) : null)));
-    replace(diagBox,
-      testResults.map((r) => h("div", { class: "test-results", "data-testid": "test-results" },
-        `${r.tool}: `, h("span", { class: "s-succeeded" }, `${r.passed} passed`), ", ",
-        h("span", { class: r.failed > 0 ? "s-failed" : "dim" }, `${r.failed} failed`), `, ${r.skipped} skipped`,
-        r.failures.length ? h("ul", null, r.failures.map((f) => h("li", { class: "mono" }, f))) : null)),
+    replace(
+      timelineBox,
+      timeline.length === 0
+        ? h("li", { class: "empty" }, "nothing yet")
+        : timeline.map((t) =>
+            h("li", { class: t.cls, "data-kind": t.cls }, h("span", { class: "dim" }, clock(t.at), " "), t.title, t.detail ? h("div", { class: "dim" }, t.detail) : null),
+          ),
+    );
+    replace(
+      diagBox,
+      testResults.map((r) =>
+        h(
+          "div",
+          { class: "test-results", "data-testid": "test-results" },
+          `${r.tool}: `,
+          h("span", { class: "s-succeeded" }, `${r.passed} passed`),
+          ", ",
+          h("span", { class: r.failed > 0 ? "s-failed" : "dim" }, `${r.failed} failed`),
+          `, ${r.skipped} skipped`,
+          r.failures.length
+            ? h(
+                "ul",
+                null,
+                r.failures.map((f) => h("li", { class: "mono" }, f)),
+              )
+            : null,
+        ),
+      ),
       diagnostics.length === 0 && testResults.length === 0 ? h("div", { class: "empty" }, "none") : null,
-      diagnostics.length ? h("table", null, h("tbody", null, diagnostics.map((d) =>
-        h("tr", { "data-severity": d.severity },
-          h("td", { class: `sev-${d.severity}` }, d.severity),
-          h("td", { class: "mono" }, `${str(d.file)}${d.line ? `:${d.line}` : ""}${d.column ? `:${d.column}` : ""}`),
-          h("td", null, d.code ? h("code", null, d.code) : null, " ", d.message, h("span", { class: "dim" }, ` (${d.tool})`)))))) : null);
+      diagnostics.length
+        ? h(
+            "table",
+            null,
+            h(
+              "tbody",
+              null,
+              diagnostics.map((d) =>
+                h(
+                  "tr",
+                  { "data-severity": d.severity },
+                  h("td", { class: `sev-${d.severity}` }, d.severity),
+                  h("td", { class: "mono" }, `${str(d.file)}${d.line ? `:${d.line}` : ""}${d.column ? `:${d.column}` : ""}`),
+                  h("td", null, d.code ? h("code", null, d.code) : null, " ", d.message, h("span", { class: "dim" }, ` (${d.tool})`)),
+                ),
+              ),
+            ),
+          )
+        : null,
+    );
     drawResourceChart(canvas, samples);
   };
 
@@ -186,48 +261,76 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
     const final = task !== undefined && isFinal(task.status as TaskStatus);
     const pct = final && task?.status === "succeeded" ? 100 : progress.percentage;
     const eta = final ? null : progress.etaMs;
-    replace(progressBox,
-      h("div", { class: "toolbar" }, h("b", null, progress.stage), h("span", null, progress.message),
-        h("span", { style: "flex:1" }), pct !== null ? `${Math.round(pct)} %` : "", eta !== null ? h("span", { class: "dim" }, ` · ETA ${duration(eta)}`) : null),
-      h("div", { class: pct === null && !final ? "bar indeterminate" : "bar" }, h("div", { style: `width:${pct ?? 0}%` })));
+    replace(
+      progressBox,
+      h(
+        "div",
+        { class: "toolbar" },
+        h("b", null, progress.stage),
+        h("span", null, progress.message),
+        h("span", { style: "flex:1" }),
+        pct !== null ? `${Math.round(pct)} %` : "",
+        eta !== null ? h("span", { class: "dim" }, ` · ETA ${duration(eta)}`) : null,
+      ),
+      h("div", { class: pct === null && !final ? "bar indeterminate" : "bar" }, h("div", { style: `width:${pct ?? 0}%` })),
+    );
   };
 
   const renderHeader = () => {
     if (!task) return;
     const final = isFinal(task.status as TaskStatus);
-    replace(header,
-      h("div", { class: "toolbar" },
+    replace(
+      header,
+      h(
+        "div",
+        { class: "toolbar" },
         h("span", { "data-testid": "task-status" }, statusBadge(task.status)),
         task.cancelRequested && !final ? h("span", { class: "dim" }, "cancelling…") : null,
         h("code", { class: "cmd" }, task.command ?? task.argv?.join(" ") ?? ""),
         h("span", { style: "flex:1" }),
         h("button", { class: "danger", disabled: final || task.cancelRequested, "data-action": "cancel", onclick: () => void cancel() }, "Cancel"),
-        h("button", { disabled: !["claimed", "running", "blocked", "recovering"].includes(task.status), "data-action": "recover", onclick: () => void recover() }, "Recover")),
-      h("div", { class: "dim" },
+        h("button", { disabled: !["claimed", "running", "blocked", "recovering"].includes(task.status), "data-action": "recover", onclick: () => void recover() }, "Recover"),
+      ),
+      h(
+        "div",
+        { class: "dim" },
         `task ${task.id} · attempt ${task.attempt}/${task.maxAttempts} · ${task.requirements.kind}`,
         task.planId ? [" · ", h("a", { href: `#/tasks?plan=${task.planId}` }, `plan ${task.planId.slice(0, 8)}${task.step ? ` step ${task.step}` : ""}`)] : null,
         task.workerId ? ` · worker ${task.workerId.slice(0, 8)}` : "",
-        task.exitCode !== null ? ` · exit ${task.exitCode}` : "", task.signal ? ` · ${task.signal}` : "",
-        task.startedAt ? ` · ran ${duration((task.finishedAt ? Date.parse(task.finishedAt) : live.serverNow()) - Date.parse(task.startedAt))}` : ""),
-      task.reason ? h("div", null, task.reason) : null);
+        task.exitCode !== null ? ` · exit ${task.exitCode}` : "",
+        task.signal ? ` · ${task.signal}` : "",
+        task.startedAt ? ` · ran ${duration((task.finishedAt ? Date.parse(task.finishedAt) : live.serverNow()) - Date.parse(task.startedAt))}` : "",
+      ),
+      task.reason ? h("div", null, task.reason) : null,
+    );
     replace(stdinBox, task.stdin === "pipe" && !final ? stdinForm() : null);
   };
 
   const stdinForm = () => {
     const input = h("input", { class: "grow mono", placeholder: "stdin (Enter sends a line)", "aria-label": "stdin" });
-    return h("form", {
-      class: "toolbar", style: "margin-top:8px",
-      onsubmit: async (e: Event) => {
-        e.preventDefault();
-        try {
-          await call(live.supabase, "POST", `/tasks/${taskId}/stdin`, { data: input.value + "\n" });
-          input.value = "";
-        } catch (err) {
-          showError("stdin", err);
-        }
+    return h(
+      "form",
+      {
+        class: "toolbar",
+        style: "margin-top:8px",
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          try {
+            await call(live.supabase, "POST", `/tasks/${taskId}/stdin`, { data: input.value + "\n" });
+            input.value = "";
+          } catch (err) {
+            showError("stdin", err);
+          }
+        },
       },
-    }, input, h("button", { type: "submit" }, "Send"),
-    h("button", { type: "button", onclick: () => void call(live.supabase, "POST", `/tasks/${taskId}/stdin`, { eof: true }).catch((err) => showError("close stdin", err)) }, "Close stdin"));
+      input,
+      h("button", { type: "submit" }, "Send"),
+      h(
+        "button",
+        { type: "button", onclick: () => void call(live.supabase, "POST", `/tasks/${taskId}/stdin`, { eof: true }).catch((err) => showError("close stdin", err)) },
+        "Close stdin",
+      ),
+    );
   };
 
   async function refresh(): Promise<void> {

@@ -20,10 +20,17 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
   let tasks: TaskSummary[] = [];
   let next: string | null = null;
   let loadSeq = 0;
-  const filter = h("select", { "aria-label": "state", onchange: () => void load() }, Object.keys(FILTERS).map((f) => h("option", { value: f }, f)));
+  const filter = h(
+    "select",
+    { "aria-label": "state", onchange: () => void load() },
+    Object.keys(FILTERS).map((f) => h("option", { value: f }, f)),
+  );
   let debounce: ReturnType<typeof setTimeout> | undefined;
   const search = h("input", {
-    class: "grow", type: "search", placeholder: "search id, command, step, reason", "aria-label": "search",
+    class: "grow",
+    type: "search",
+    placeholder: "search id, command, step, reason",
+    "aria-label": "search",
     oninput: () => (clearTimeout(debounce), (debounce = setTimeout(() => void load(), SEARCH_DEBOUNCE_MS))),
   });
   const body = h("div", { class: "panel" });
@@ -32,24 +39,28 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
 
   const command = h("input", { class: "grow", placeholder: "command to run in a sandbox, e.g. npm test", "aria-label": "command" });
   const pipe = h("input", { type: "checkbox", "aria-label": "stdin pipe" });
-  const runForm = h("form", {
-    class: "toolbar",
-    onsubmit: async (e: Event) => {
-      e.preventDefault();
-      if (!command.value.trim()) return;
-      try {
-        const { taskId } = await call<{ taskId: string }>(live.supabase, "POST", "/execute", { command: command.value, stdin: pipe.checked ? "pipe" : "closed" });
-        command.value = "";
-        navigate(`#/tasks/${taskId}`);
-      } catch (err) {
-        replace(error, h("div", { class: "error-banner" }, `Could not start: ${(err as Error).message}`));
-      }
+  const runForm = h(
+    "form",
+    {
+      class: "toolbar",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        if (!command.value.trim()) return;
+        try {
+          const { taskId } = await call<{ taskId: string }>(live.supabase, "POST", "/execute", { command: command.value, stdin: pipe.checked ? "pipe" : "closed" });
+          command.value = "";
+          navigate(`#/tasks/${taskId}`);
+        } catch (err) {
+          replace(error, h("div", { class: "error-banner" }, `Could not start: ${(err as Error).message}`));
+        }
+      },
     },
-  }, command, h("label", { class: "dim" }, pipe, " stdin"), h("button", { type: "submit" }, "Run"));
+    command,
+    h("label", { class: "dim" }, pipe, " stdin"),
+    h("button", { type: "submit" }, "Run"),
+  );
 
-  const planChip = planId
-    ? h("span", { class: "badge", "data-plan-filter": planId }, `plan ${planId.slice(0, 8)} `, h("a", { href: "#/tasks", title: "all tasks" }, "×"))
-    : null;
+  const planChip = planId ? h("span", { class: "badge", "data-plan-filter": planId }, `plan ${planId.slice(0, 8)} `, h("a", { href: "#/tasks", title: "all tasks" }, "×")) : null;
   replace(main, h("h2", null, "Tasks"), runForm, error, h("div", { class: "toolbar" }, filter, search, planChip), body, more);
 
   const matches = (t: TaskSummary) => {
@@ -66,20 +77,42 @@ export function tasksView(main: HTMLElement, live: Live, navigate: (hash: string
       body,
       tasks.length === 0
         ? h("div", { class: "empty" }, "No tasks match.")
-        : h("table", { "data-testid": "tasks" },
+        : h(
+            "table",
+            { "data-testid": "tasks" },
             h("thead", null, h("tr", null, ...["state", "command", "kind", "priority", "attempt", "created", "took", "id"].map((c) => h("th", null, c)))),
-            h("tbody", null, tasks.map((t) =>
-              h("tr", { class: "link", "data-task": t.id, onclick: () => navigate(`#/tasks/${t.id}`) },
-                h("td", null, statusBadge(t.status), t.cancelRequested && !["cancelled", "succeeded", "failed", "timed_out"].includes(t.status) ? h("span", { class: "dim" }, " cancelling") : null),
-                h("td", { class: "cmd mono", title: t.command },
-                  t.planId ? h("a", { class: "badge", href: `#/tasks?plan=${t.planId}`, onclick: (e: Event) => e.stopPropagation() }, t.step ?? `plan ${t.planId.slice(0, 8)}`) : null,
-                  t.planId ? " " : null, t.command),
-                h("td", null, h("code", null, t.kind)),
-                h("td", { class: "num" }, t.priority),
-                h("td", { class: "num" }, `${t.attempt}/${t.maxAttempts}`),
-                h("td", { class: "dim" }, clock(t.createdAt)),
-                h("td", { class: "num" }, t.startedAt ? duration((t.finishedAt ? Date.parse(t.finishedAt) : live.serverNow()) - Date.parse(t.startedAt)) : "–"),
-                h("td", { class: "mono dim" }, t.id.slice(0, 8)))))),
+            h(
+              "tbody",
+              null,
+              tasks.map((t) =>
+                h(
+                  "tr",
+                  { class: "link", "data-task": t.id, onclick: () => navigate(`#/tasks/${t.id}`) },
+                  h(
+                    "td",
+                    null,
+                    statusBadge(t.status),
+                    t.cancelRequested && !["cancelled", "succeeded", "failed", "timed_out"].includes(t.status) ? h("span", { class: "dim" }, " cancelling") : null,
+                  ),
+                  h(
+                    "td",
+                    { class: "cmd mono", title: t.command },
+                    t.planId
+                      ? h("a", { class: "badge", href: `#/tasks?plan=${t.planId}`, onclick: (e: Event) => e.stopPropagation() }, t.step ?? `plan ${t.planId.slice(0, 8)}`)
+                      : null,
+                    t.planId ? " " : null,
+                    t.command,
+                  ),
+                  h("td", null, h("code", null, t.kind)),
+                  h("td", { class: "num" }, t.priority),
+                  h("td", { class: "num" }, `${t.attempt}/${t.maxAttempts}`),
+                  h("td", { class: "dim" }, clock(t.createdAt)),
+                  h("td", { class: "num" }, t.startedAt ? duration((t.finishedAt ? Date.parse(t.finishedAt) : live.serverNow()) - Date.parse(t.startedAt)) : "–"),
+                  h("td", { class: "mono dim" }, t.id.slice(0, 8)),
+                ),
+              ),
+            ),
+          ),
     );
   };
 

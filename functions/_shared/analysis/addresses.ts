@@ -53,7 +53,11 @@ const METADATA_NAMES = new Set(["metadata.google.internal", "metadata", "instanc
 
 /** A host as compared: lower case, without IPv6 brackets or trailing dots (`localhost.` is `localhost`). */
 export function normalizeHost(host: string): string {
-  return host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.+$/, "");
+  return host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1")
+    .replace(/\.+$/, "");
 }
 
 /**

@@ -20,7 +20,10 @@ export function globToRegExp(glob: string): RegExp {
       const end = g.indexOf("]", i + 1);
       if (end < 0) re += "\\[";
       else {
-        const body = g.slice(i + 1, end).replace(/^!/, "^").replace(/\\/g, "\\\\");
+        const body = g
+          .slice(i + 1, end)
+          .replace(/^!/, "^")
+          .replace(/\\/g, "\\\\");
         re += `[${body}]`;
         i = end;
       }

@@ -55,11 +55,7 @@ export function resolveImports(files: FileImports[]): ImportEdge[] {
       const base = joinPath(spec.startsWith("/") ? "" : dir, spec);
       if (base === null) return null;
       const stem = base.replace(/\.(m|c)?jsx?$/, "");
-      return firstExisting([
-        ...JS_EXTS.map((e) => base + e),
-        ...JS_EXTS.slice(1).map((e) => stem + e),
-        ...JS_EXTS.slice(1).map((e) => `${base}/index${e}`),
-      ]);
+      return firstExisting([...JS_EXTS.map((e) => base + e), ...JS_EXTS.slice(1).map((e) => stem + e), ...JS_EXTS.slice(1).map((e) => `${base}/index${e}`)]);
     }
     switch (f.language) {
       case "Python": {
@@ -92,7 +88,8 @@ export function resolveImports(files: FileImports[]): ImportEdge[] {
         const m = /^(crate|self|super)::(.+)$/.exec(spec);
         if (!m) return null;
         const segs = m[2]!.replace(/::\{.*$/, "").split("::");
-        const root = m[1] === "crate" ? (bySuffix("src/lib.rs") ?? bySuffix("src/main.rs") ?? "src/lib.rs").replace(/[^/]+$/, "").replace(/\/$/, "") : m[1] === "super" ? dirname(dir) : dir;
+        const root =
+          m[1] === "crate" ? (bySuffix("src/lib.rs") ?? bySuffix("src/main.rs") ?? "src/lib.rs").replace(/[^/]+$/, "").replace(/\/$/, "") : m[1] === "super" ? dirname(dir) : dir;
         for (let n = segs.length; n > 0; n--) {
           const p = joinPath(root, segs.slice(0, n).join("/"));
           const hit = p !== null && firstExisting([`${p}.rs`, `${p}/mod.rs`]);

@@ -1,7 +1,11 @@
 // Request and query shapes of the analysis API (zod), with the caps every analysis gets.
 import { z } from "zod";
 
-const GLOB = z.string().min(1).max(500).refine((s) => !/[\0\n\r]/.test(s), "globs contain no NUL or newline");
+const GLOB = z
+  .string()
+  .min(1)
+  .max(500)
+  .refine((s) => !/[\0\n\r]/.test(s), "globs contain no NUL or newline");
 // What git accepts as a ref name or an object id, minus anything a shell or option parser could misread.
 const REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._/+-]{1,255}$/;
 
@@ -11,11 +15,26 @@ export const AnalysisOptionsSchema = z
     /** Files past this count are refused (the analysis fails). @default 50000 */
     maxFiles: z.number().int().min(1).max(200_000).default(50_000),
     /** Files larger than this are listed (size, language) but neither stored nor parsed. @default 1 MiB */
-    maxFileBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(1024 * 1024),
+    maxFileBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .default(1024 * 1024),
     /** Total bytes of the files kept; past it the analysis fails. @default 512 MiB */
-    maxTotalBytes: z.number().int().min(1024 * 1024).max(2 * 1024 ** 3).default(512 * 1024 * 1024),
+    maxTotalBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .max(2 * 1024 ** 3)
+      .default(512 * 1024 * 1024),
     /** A batch holds at most this many bytes of source. @default 1 MiB */
-    batchBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    batchBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
     /** A batch holds at most this many files. @default 200 */
     batchFiles: z.number().int().min(1).max(10_000).default(200),
     /** Wall time of the clone task. @default 600000 */
@@ -26,7 +45,11 @@ export type AnalysisOptions = z.output<typeof AnalysisOptionsSchema>;
 
 export const AnalyzeRequestSchema = z
   .object({
-    source: z.string().min(1).max(4096).refine((s) => !s.includes("\0"), "contains a NUL byte"),
+    source: z
+      .string()
+      .min(1)
+      .max(4096)
+      .refine((s) => !s.includes("\0"), "contains a NUL byte"),
     ref: z.string().regex(REF, "a branch, tag or commit id (letters, digits, . _ / + -)").default("HEAD"),
     include: z.array(GLOB).max(100).default([]),
     exclude: z.array(GLOB).max(100).default([]),
@@ -46,7 +69,10 @@ export const ResultsQuerySchema = z
     /** Path prefix: a directory ("src/") or a file. */
     path: z.string().min(1).max(4096).optional(),
     /** Symbol kind (function, class, method, type, interface, enum, variable, …); symbols only. */
-    kind: z.string().regex(/^[a-z_]{1,32}$/).optional(),
+    kind: z
+      .string()
+      .regex(/^[a-z_]{1,32}$/)
+      .optional(),
     /** Symbol name, exact (symbols) or substring with `*` (e.g. `*Client*`). */
     name: z.string().min(1).max(200).optional(),
     /** Directory depth of the per-directory totals. @default 1 */

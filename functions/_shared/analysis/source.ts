@@ -22,10 +22,7 @@ export interface AnalysisPolicy {
   localRoots: string[];
 }
 
-export type Source =
-  | { kind: "url"; url: string; host: string; port: number }
-  | { kind: "local"; path: string }
-  | { kind: "workspace"; workspaceId: string };
+export type Source = { kind: "url"; url: string; host: string; port: number } | { kind: "local"; path: string } | { kind: "workspace"; workspaceId: string };
 
 const WORKSPACE = /^workspace:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 

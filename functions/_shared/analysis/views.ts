@@ -33,8 +33,7 @@ export interface AnalysisRow {
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function analysisView(a: AnalysisRow) {
-  const percentage =
-    a.phase === "completed" ? 100 : a.blobsToParse === null ? 0 : a.blobsToParse === 0 ? 100 : Math.round((1000 * a.blobsParsed) / a.blobsToParse) / 10;
+  const percentage = a.phase === "completed" ? 100 : a.blobsToParse === null ? 0 : a.blobsToParse === 0 ? 100 : Math.round((1000 * a.blobsParsed) / a.blobsToParse) / 10;
   const elapsed = Date.now() - (a.startedAt ?? a.createdAt).getTime();
   const etaMs =
     a.phase === "completed" || a.phase === "failed"

@@ -49,7 +49,10 @@ export function artifactMatcher(pattern: string): (path: string) => boolean {
   const source = parts
     .map((part, i) => {
       if (part === "**") return i === parts.length - 1 ? ".+" : "(?:[^/]+/)*";
-      const body = part.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", "[^/]*").replaceAll("?", "[^/]");
+      const body = part
+        .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+        .replaceAll("*", "[^/]*")
+        .replaceAll("?", "[^/]");
       return i === parts.length - 1 ? body : body + "/";
     })
     .join("");

@@ -16,15 +16,17 @@ export function gccParser(tool = "gcc"): LineParser {
       const m = LINE.exec(text);
       if (m) {
         const flagged = FLAG.exec(m[5]!);
-        return [diagnostic({
-          tool,
-          file: m[1]!,
-          line: Number(m[2]),
-          column: m[3] ? Number(m[3]) : null,
-          severity: m[4] === "fatal error" ? "error" : (m[4] as "error" | "warning" | "note"),
-          code: flagged ? flagged[2]! : null,
-          message: (flagged ? flagged[1]! : m[5]!).trim(),
-        })];
+        return [
+          diagnostic({
+            tool,
+            file: m[1]!,
+            line: Number(m[2]),
+            column: m[3] ? Number(m[3]) : null,
+            severity: m[4] === "fatal error" ? "error" : (m[4] as "error" | "warning" | "note"),
+            code: flagged ? flagged[2]! : null,
+            message: (flagged ? flagged[1]! : m[5]!).trim(),
+          }),
+        ];
       }
       const u = UNDEFINED.exec(text);
       if (u) return [diagnostic({ tool: "ld", file: u[1]!, line: null, column: null, severity: "error", code: null, message: u[2]! })];

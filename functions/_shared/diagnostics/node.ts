@@ -16,25 +16,25 @@ export function nodeParser(): LineParser {
   };
 
   function line(text: string): readonly Finding[] {
-      if (held) {
-        const f = FRAME.exec(text);
-        if (f) {
-          const at = { file: f[1]!.replace(/^file:\/\//, ""), line: Number(f[2]), column: Number(f[3]) };
-          if (at.file.startsWith("node:")) {
-            internal ??= { ...held, ...at };
-            return NONE;
-          }
-          Object.assign(held, at);
-          return release();
+    if (held) {
+      const f = FRAME.exec(text);
+      if (f) {
+        const at = { file: f[1]!.replace(/^file:\/\//, ""), line: Number(f[2]), column: Number(f[3]) };
+        if (at.file.startsWith("node:")) {
+          internal ??= { ...held, ...at };
+          return NONE;
         }
-        // Not a stack: a JS error with no frames is not reported (it may be another tool's line).
-        const out = internal ? release() : [];
-        held = undefined;
-        return [...out, ...line(text)];
+        Object.assign(held, at);
+        return release();
       }
-      const e = ERROR.exec(text);
-      if (e) held = { tool: "node", file: null, line: null, column: null, severity: "error", code: e[2] ?? e[1]!, message: e[3] ?? e[1]! };
-      return NONE;
+      // Not a stack: a JS error with no frames is not reported (it may be another tool's line).
+      const out = internal ? release() : [];
+      held = undefined;
+      return [...out, ...line(text)];
+    }
+    const e = ERROR.exec(text);
+    if (e) held = { tool: "node", file: null, line: null, column: null, severity: "error", code: e[2] ?? e[1]!, message: e[3] ?? e[1]! };
+    return NONE;
   }
   return { line, flush: release };
 }

@@ -40,21 +40,36 @@ export function protocolParser(): LineParser {
           if (i > 0) props.set(kv.slice(0, i).trim(), unescapeGithub(kv.slice(i + 1).trim()));
         }
         const num = (k: string) => (props.has(k) && /^\d+$/.test(props.get(k)!) ? Number(props.get(k)) : null);
-        return [diagnostic({
-          tool: props.get("tool") ?? "protocol",
-          file: props.get("file") ?? null,
-          line: num("line"),
-          column: num("col") ?? num("column"),
-          severity: m[1] === "notice" ? "note" : (m[1] as "error" | "warning"),
-          code: props.get("code") ?? props.get("title") ?? null,
-          message: unescapeGithub(m[3]!),
-        })];
+        return [
+          diagnostic({
+            tool: props.get("tool") ?? "protocol",
+            file: props.get("file") ?? null,
+            line: num("line"),
+            column: num("col") ?? num("column"),
+            severity: m[1] === "notice" ? "note" : (m[1] as "error" | "warning"),
+            code: props.get("code") ?? props.get("title") ?? null,
+            message: unescapeGithub(m[3]!),
+          }),
+        ];
       }
       if ((m = TESTS.exec(text))) {
         const f = /\bfailures=(.*)$/.exec(m[1]!);
-        const counts = (f ? m[1]!.slice(0, f.index) : m[1]!);
+        const counts = f ? m[1]!.slice(0, f.index) : m[1]!;
         const n = (k: string) => Number(new RegExp(`\\b${k}=(\\d+)`).exec(counts)?.[1] ?? 0);
-        return [testResults({ tool: "protocol", passed: n("passed"), failed: n("failed"), skipped: n("skipped"), failures: f ? f[1]!.split(";").map((s) => s.trim()).filter(Boolean) : [] })];
+        return [
+          testResults({
+            tool: "protocol",
+            passed: n("passed"),
+            failed: n("failed"),
+            skipped: n("skipped"),
+            failures: f
+              ? f[1]!
+                  .split(";")
+                  .map((s) => s.trim())
+                  .filter(Boolean)
+              : [],
+          }),
+        ];
       }
       return NONE;
     },

@@ -17,14 +17,34 @@ const PANIC = /^thread '(.+?)'(?: \(\d+\))? panicked at (.+?):(\d+):(\d+):$/;
 /** How every line this parser reads starts, unless it holds a message: a cheap first test. */
 const CANDIDATE = /^(?:[{ ]|error|warning|thread '|running |test )/;
 
-interface RustcSpan { file_name: string; line_start: number; column_start: number; is_primary: boolean }
-interface RustcMessage { message: string; level: string; code: { code: string } | null; spans: RustcSpan[] }
+interface RustcSpan {
+  file_name: string;
+  line_start: number;
+  column_start: number;
+  is_primary: boolean;
+}
+interface RustcMessage {
+  message: string;
+  level: string;
+  code: { code: string } | null;
+  spans: RustcSpan[];
+}
 
 function fromJson(m: RustcMessage): readonly Finding[] {
   const severity: Severity | undefined = m.level === "error" || m.level === "warning" ? m.level : m.level === "note" || m.level === "help" ? "note" : undefined;
   if (!severity || SUMMARY.test(m.message)) return NONE; // failure-note and "error: internal compiler error" variants
   const span = m.spans.find((s) => s.is_primary) ?? m.spans[0];
-  return [diagnostic({ tool: "rustc", file: span?.file_name ?? null, line: span?.line_start ?? null, column: span?.column_start ?? null, severity, code: m.code?.code ?? null, message: m.message })];
+  return [
+    diagnostic({
+      tool: "rustc",
+      file: span?.file_name ?? null,
+      line: span?.line_start ?? null,
+      column: span?.column_start ?? null,
+      severity,
+      code: m.code?.code ?? null,
+      message: m.message,
+    }),
+  ];
 }
 
 export function rustParser(): LineParser {

@@ -37,7 +37,20 @@ export interface LineScanner {
 
 export function createParsers(options: ScannerOptions = {}): LineParser[] {
   const cc = /\bclang(\+\+)?\b/.test(options.command ?? "") ? "clang" : "gcc";
-  return [protocolParser(), tscParser(), gccParser(cc), makeParser(), rustParser(), pythonParser(), pytestParser(), eslintParser(), nodeParser(), vitestParser(), jestParser(), npmParser()];
+  return [
+    protocolParser(),
+    tscParser(),
+    gccParser(cc),
+    makeParser(),
+    rustParser(),
+    pythonParser(),
+    pytestParser(),
+    eslintParser(),
+    nodeParser(),
+    vitestParser(),
+    jestParser(),
+    npmParser(),
+  ];
 }
 
 export function createLineScanner(options: ScannerOptions = {}): LineScanner {

@@ -39,10 +39,7 @@ export interface ProgressUpdate {
 /** Progress as a parser sees it; the worker adds `etaMs`. */
 export type ToolProgress = Omit<ProgressUpdate, "etaMs" | "source"> & { source: "tool" | "protocol" };
 
-export type Finding =
-  | { type: "diagnostic"; data: Diagnostic }
-  | { type: "test_results"; data: TestResults }
-  | { type: "progress_update"; data: ToolProgress };
+export type Finding = { type: "diagnostic"; data: Diagnostic } | { type: "test_results"; data: TestResults } | { type: "progress_update"; data: ToolProgress };
 
 /**
  * A parser of one stream's lines. `line` gets each line without its newline and with terminal

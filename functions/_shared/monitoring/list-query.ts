@@ -9,7 +9,10 @@ export const TaskListQuerySchema = z
     status: z
       .string()
       .transform((s, ctx) => {
-        const list = s.split(",").map((x) => x.trim()).filter(Boolean);
+        const list = s
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean);
         for (const x of list) {
           if (!(TASK_STATES as readonly string[]).includes(x)) {
             ctx.addIssue({ code: "custom", message: `unknown state ${JSON.stringify(x)}; one of ${TASK_STATES.join(", ")}` });

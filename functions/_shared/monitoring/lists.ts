@@ -107,7 +107,10 @@ export interface Cursor {
 }
 
 export function encodeCursor(c: Cursor): string {
-  return btoa(JSON.stringify([c.createdAt, c.id])).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(JSON.stringify([c.createdAt, c.id]))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 /** timestamptz as Postgres prints it: `2026-11-25 06:44:46.123456+00`. */

@@ -38,7 +38,9 @@ class Exposition {
     return this;
   }
   sample(name: string, value: number, labels: Record<string, string> = {}): this {
-    const ls = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",");
+    const ls = Object.entries(labels)
+      .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+      .join(",");
     this.lines.push(`${name}${ls ? `{${ls}}` : ""} ${num(value)}`);
     return this;
   }

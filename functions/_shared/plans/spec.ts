@@ -13,14 +13,18 @@ const STEP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_STEPS = 100;
 const task = ExecuteRequestSchema.shape;
 
-const GlobSchema = z.string().min(1).max(4095).refine((g) => {
-  try {
-    validateWorkspacePath(g.replace(/\*+/g, "x").replace(/\?/g, "x"));
-    return true;
-  } catch {
-    return false;
-  }
-}, "inputs are workspace-relative globs (no '..', not absolute)");
+const GlobSchema = z
+  .string()
+  .min(1)
+  .max(4095)
+  .refine((g) => {
+    try {
+      validateWorkspacePath(g.replace(/\*+/g, "x").replace(/\?/g, "x"));
+      return true;
+    } catch {
+      return false;
+    }
+  }, "inputs are workspace-relative globs (no '..', not absolute)");
 
 export const PlanStepSchema = z
   .object({
@@ -70,11 +74,9 @@ const PlanObjectSchema = z
   })
   .strict();
 
-export const PlanRequestSchema = PlanObjectSchema
-  .superRefine((plan, ctx) => {
-    for (const issue of dagProblems(plan.steps)) ctx.addIssue({ code: "custom", ...issue });
-  })
-  .transform(normalise);
+export const PlanRequestSchema = PlanObjectSchema.superRefine((plan, ctx) => {
+  for (const issue of dagProblems(plan.steps)) ctx.addIssue({ code: "custom", ...issue });
+}).transform(normalise);
 export type PlanRequest = z.input<typeof PlanRequestSchema>;
 export type NormalisedPlan = z.output<typeof PlanRequestSchema>;
 
@@ -164,7 +166,10 @@ export function toBase64(text: string): string {
 export const WriteFilesSchema = z
   .object({
     workspaceId: z.uuid(),
-    files: z.array(FileSchema).max(MAX_FILES).default([])
+    files: z
+      .array(FileSchema)
+      .max(MAX_FILES)
+      .default([])
       .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path"),
     delete: z.array(FileSchema.shape.path).max(MAX_FILES).default([]),
   })

@@ -4,28 +4,10 @@ import { z } from "zod";
 import { MAX_WALL_TIME_MS } from "../limits.ts";
 
 /** What a block is; `worker_lost` is found by the lease rescuer, the rest by the worker's monitor. */
-export const BLOCK_REASONS = [
-  "timeout",
-  "infinite_loop",
-  "waiting_for_input",
-  "idle_stall",
-  "deadlock",
-  "memory_exhausted",
-  "fork_bomb",
-  "output_flood",
-  "worker_lost",
-] as const;
+export const BLOCK_REASONS = ["timeout", "infinite_loop", "waiting_for_input", "idle_stall", "deadlock", "memory_exhausted", "fork_bomb", "output_flood", "worker_lost"] as const;
 export type BlockReason = (typeof BLOCK_REASONS)[number];
 
-export const RECOVERY_ACTIONS = [
-  "terminate",
-  "retry",
-  "reassign",
-  "feed_stdin",
-  "raise_limit",
-  "alternative_command",
-  "give_up",
-] as const;
+export const RECOVERY_ACTIONS = ["terminate", "retry", "reassign", "feed_stdin", "raise_limit", "alternative_command", "give_up"] as const;
 export type RecoveryAction = (typeof RECOVERY_ACTIONS)[number];
 
 const ms = (max = 86_400_000) => z.number().int().min(100).max(max);
@@ -53,7 +35,11 @@ export const BlockDetectionSchema = z
     processPercent: percent(),
     forkBombMs: z.number().int().min(0).max(86_400_000),
     /** `output_flood`: output faster than this many bytes/s for `outputFloodMs`, or `outputPercent` of the output limit (100: when the sandbox cuts it). */
-    outputBytesPerSecond: z.number().int().min(1024).max(1024 ** 4),
+    outputBytesPerSecond: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 ** 4),
     outputFloodMs: ms(),
     outputPercent: percent(),
   })
@@ -88,12 +74,26 @@ export const RecoveryOptionsSchema = z
     /** First retry delay; doubles per retry. */
     backoffMs: z.number().int().min(0).max(600_000),
     /** Written to stdin when the task waits for input (e.g. "y\n"); without it stdin is closed. */
-    stdinAnswer: z.string().max(65_536).refine((s) => !s.includes("\0"), "stdinAnswer contains a NUL byte"),
+    stdinAnswer: z
+      .string()
+      .max(65_536)
+      .refine((s) => !s.includes("\0"), "stdinAnswer contains a NUL byte"),
     /** Run instead (by /bin/sh -c) when the command itself blocks again or cannot be retried. */
-    alternativeCommand: z.string().min(1).max(100_000).refine((s) => !s.includes("\0"), "alternativeCommand contains a NUL byte"),
+    alternativeCommand: z
+      .string()
+      .min(1)
+      .max(100_000)
+      .refine((s) => !s.includes("\0"), "alternativeCommand contains a NUL byte"),
     /** Highest limits `raise_limit` may give the task; without one that limit is never raised. */
     limitCeilings: z
-      .object({ wallTimeMs: z.number().int().min(100).max(MAX_WALL_TIME_MS), memoryBytes: z.number().int().min(16 * 1024 * 1024).max(64 * 1024 ** 3) })
+      .object({
+        wallTimeMs: z.number().int().min(100).max(MAX_WALL_TIME_MS),
+        memoryBytes: z
+          .number()
+          .int()
+          .min(16 * 1024 * 1024)
+          .max(64 * 1024 ** 3),
+      })
       .partial()
       .strict(),
   })
@@ -118,7 +118,10 @@ export const RecoverRequestSchema = z
     data: z
       .string()
       .refine((s) => !s.includes("\0"), "data contains a NUL byte")
-      .refine((s) => new TextEncoder().encode(JSON.stringify(s)).length <= MAX_RECOVER_DATA_BYTES, `data is over ${MAX_RECOVER_DATA_BYTES} bytes as JSON; write longer input with POST /tasks/:id/stdin`),
+      .refine(
+        (s) => new TextEncoder().encode(JSON.stringify(s)).length <= MAX_RECOVER_DATA_BYTES,
+        `data is over ${MAX_RECOVER_DATA_BYTES} bytes as JSON; write longer input with POST /tasks/:id/stdin`,
+      ),
   })
   .partial()
   .strict();

@@ -117,8 +117,7 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
     o.alternativeCommand && attemptsLeft && !used("alternative_command")
       ? recover(input, { action: "alternative_command", command: o.alternativeCommand, delayMs: 0 }, "running recovery.alternativeCommand instead")
       : null;
-  const retry = (): RecoveryPlan | null =>
-    attemptsLeft && sameReason === 0 ? recover(input, { action: "retry", delayMs }, `retrying after ${delayMs} ms`) : null;
+  const retry = (): RecoveryPlan | null => (attemptsLeft && sameReason === 0 ? recover(input, { action: "retry", delayMs }, `retrying after ${delayMs} ms`) : null);
   const raise = (key: "wallTimeMs" | "memoryBytes"): RecoveryPlan | null => {
     const ceiling = Math.min(o.limitCeilings?.[key] ?? 0, input.maxLimits[key]);
     const next = Math.min(input.limits[key] * 2, ceiling);
@@ -165,11 +164,16 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
 function forced(input: PlanInput, request: RecoverRequest, attemptsLeft: boolean, delayMs: number): RecoveryPlan {
   const action = request.action!;
   const refuse = (why: string): RecoveryPlan => ({
-    reason: input.reason, recoverable: false, steps: [], diagnosis: `recover ${action} refused: ${why}`, finalStatus: "failed", refused: why,
+    reason: input.reason,
+    recoverable: false,
+    steps: [],
+    diagnosis: `recover ${action} refused: ${why}`,
+    finalStatus: "failed",
+    refused: why,
   });
   switch (action) {
     case "feed_stdin":
-      if (!input.processAlive || !input.stdinOpen) return refuse("the task's stdin is not an open pipe (start it with stdin: \"pipe\")");
+      if (!input.processAlive || !input.stdinOpen) return refuse('the task\'s stdin is not an open pipe (start it with stdin: "pipe")');
       return recover(input, { action, stdin: request.data ?? null }, request.data === undefined ? "closing stdin as asked" : "writing to stdin as asked");
     case "retry":
     case "reassign":
@@ -188,7 +192,11 @@ function forced(input: PlanInput, request: RecoverRequest, attemptsLeft: boolean
         if (Object.keys(limits).length === 0) return refuse("no limit can be raised (set recovery.limitCeilings above the current limits)");
         return recover(input, { action, limits, delayMs: 0 }, `raising ${Object.keys(limits).join(", ")} as asked`);
       }
-      return recover(input, { action, delayMs: action === "retry" ? delayMs : 0, ...(action === "alternative_command" ? { command: input.options!.alternativeCommand! } : {}) }, `${action} as asked`);
+      return recover(
+        input,
+        { action, delayMs: action === "retry" ? delayMs : 0, ...(action === "alternative_command" ? { command: input.options!.alternativeCommand! } : {}) },
+        `${action} as asked`,
+      );
     }
     case "terminate":
     case "give_up":

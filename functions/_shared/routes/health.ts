@@ -4,18 +4,26 @@ import { workerKindCounts } from "../plans/limits.ts";
 import { asCaller, type Route } from "../routing.ts";
 
 export const healthRoutes: Route[] = [
-  ["GET", /^\/health$/, async ({ sql, caller, runtime }) => {
-    const started = performance.now();
-    const [row] = await asCaller(sql, caller, (tx) => tx<{ health: Record<string, unknown>; kinds: { kind: string; n: number }[]; blocks: Record<string, unknown> }[]>`
-      select cogo.health() as health, cogo.live_worker_kinds() as kinds, cogo.block_health() as blocks`);
-    const health: Record<string, unknown> = { ...row!.health, blocks: row!.blocks };
-    const queuedWithoutWorker = health.queuedWithoutWorker as unknown[];
-    return json(200, {
-      status: (health.liveWorkers as number) > 0 && queuedWithoutWorker.length === 0 ? "ok" : "degraded",
-      db: { ok: true, latencyMs: Math.round((performance.now() - started) * 10) / 10 },
-      ...health,
-      workerKinds: workerKindCounts(row!.kinds),
-      function: runtime,
-    });
-  }],
+  [
+    "GET",
+    /^\/health$/,
+    async ({ sql, caller, runtime }) => {
+      const started = performance.now();
+      const [row] = await asCaller(
+        sql,
+        caller,
+        (tx) => tx<{ health: Record<string, unknown>; kinds: { kind: string; n: number }[]; blocks: Record<string, unknown> }[]>`
+      select cogo.health() as health, cogo.live_worker_kinds() as kinds, cogo.block_health() as blocks`,
+      );
+      const health: Record<string, unknown> = { ...row!.health, blocks: row!.blocks };
+      const queuedWithoutWorker = health.queuedWithoutWorker as unknown[];
+      return json(200, {
+        status: (health.liveWorkers as number) > 0 && queuedWithoutWorker.length === 0 ? "ok" : "degraded",
+        db: { ok: true, latencyMs: Math.round((performance.now() - started) * 10) / 10 },
+        ...health,
+        workerKinds: workerKindCounts(row!.kinds),
+        function: runtime,
+      });
+    },
+  ],
 ];

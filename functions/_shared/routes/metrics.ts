@@ -5,10 +5,18 @@ import { CLAIM_LATENCY_BUCKETS, METRICS_CONTENT_TYPE, renderMetrics, type Metric
 import { asCaller, type Route } from "../routing.ts";
 
 export const metricsRoutes: Route[] = [
-  ["GET", /^\/metrics$/, async ({ sql, caller }) => {
-    requireRole(caller, "service_role");
-    const [row] = await asCaller(sql, caller, (tx) => tx<{ metrics: MetricsSnapshot }[]>`
-      select cogo.metrics(${[...CLAIM_LATENCY_BUCKETS]}::double precision[]) as metrics`);
-    return new Response(renderMetrics(row!.metrics), { status: 200, headers: { ...corsHeaders, "content-type": METRICS_CONTENT_TYPE } });
-  }],
+  [
+    "GET",
+    /^\/metrics$/,
+    async ({ sql, caller }) => {
+      requireRole(caller, "service_role");
+      const [row] = await asCaller(
+        sql,
+        caller,
+        (tx) => tx<{ metrics: MetricsSnapshot }[]>`
+      select cogo.metrics(${[...CLAIM_LATENCY_BUCKETS]}::double precision[]) as metrics`,
+      );
+      return new Response(renderMetrics(row!.metrics), { status: 200, headers: { ...corsHeaders, "content-type": METRICS_CONTENT_TYPE } });
+    },
+  ],
 ];

@@ -47,49 +47,84 @@ async function readPlan(tx: TransactionSql, id: string) {
 export const planRoutes: Route[] = [
   ["POST", /^\/plans$/, createPlan],
   // One endpoint for both: a body with `steps` is a plan, anything else a single task.
-  ["POST", /^\/execute$/, async (ctx) => {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(await ctx.req.clone().text());
-    } catch {
-      raw = null;
-    }
-    const isPlan = typeof raw === "object" && raw !== null && "steps" in raw;
-    return await (isPlan ? createPlan : executeTask)(ctx);
-  }],
-  ["GET", /^\/plans$/, async ({ sql, caller, url }) => {
-    requireRole(caller, "authenticated", "service_role");
-    const { limit } = query(url, PlanListQuerySchema);
-    const rows = await asCaller(sql, caller, (tx) => tx<PlanRow[]>`select * from public.plans order by created_at desc limit ${limit}`);
-    return json(200, {
-      plans: rows.map((p) => ({ id: p.id, name: p.name, status: p.status, reason: p.reason, workspaceId: p.workspaceId, steps: p.stepCount, createdAt: p.createdAt.toISOString(), finishedAt: p.finishedAt?.toISOString() ?? null })),
-    });
-  }],
-  ["GET", new RegExp(`^/plans/${UUID}$`), async ({ sql, caller, params }) => {
-    requireRole(caller, "authenticated", "service_role");
-    return json(200, await asCaller(sql, caller, (tx) => readPlan(tx, params[0]!)));
-  }],
-  ["GET", new RegExp(`^/plans/${UUID}/events$`), async ({ sql, caller, params, url }) => {
-    requireRole(caller, "authenticated", "service_role");
-    const { after, limit } = query(url, PageQuerySchema);
-    return await asCaller(sql, caller, async (tx) => {
-      const [plan] = await tx<{ id: string }[]>`select id from public.plans where id = ${params[0]!}`;
-      if (!plan) throw new HttpError(404, "plan_not_found", `no plan ${params[0]} (or it belongs to someone else)`);
-      const rows = await tx<{ seq: string; type: string; data: unknown; createdAt: Date }[]>`
+  [
+    "POST",
+    /^\/execute$/,
+    async (ctx) => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(await ctx.req.clone().text());
+      } catch {
+        raw = null;
+      }
+      const isPlan = typeof raw === "object" && raw !== null && "steps" in raw;
+      return await (isPlan ? createPlan : executeTask)(ctx);
+    },
+  ],
+  [
+    "GET",
+    /^\/plans$/,
+    async ({ sql, caller, url }) => {
+      requireRole(caller, "authenticated", "service_role");
+      const { limit } = query(url, PlanListQuerySchema);
+      const rows = await asCaller(sql, caller, (tx) => tx<PlanRow[]>`select * from public.plans order by created_at desc limit ${limit}`);
+      return json(200, {
+        plans: rows.map((p) => ({
+          id: p.id,
+          name: p.name,
+          status: p.status,
+          reason: p.reason,
+          workspaceId: p.workspaceId,
+          steps: p.stepCount,
+          createdAt: p.createdAt.toISOString(),
+          finishedAt: p.finishedAt?.toISOString() ?? null,
+        })),
+      });
+    },
+  ],
+  [
+    "GET",
+    new RegExp(`^/plans/${UUID}$`),
+    async ({ sql, caller, params }) => {
+      requireRole(caller, "authenticated", "service_role");
+      return json(200, await asCaller(sql, caller, (tx) => readPlan(tx, params[0]!)));
+    },
+  ],
+  [
+    "GET",
+    new RegExp(`^/plans/${UUID}/events$`),
+    async ({ sql, caller, params, url }) => {
+      requireRole(caller, "authenticated", "service_role");
+      const { after, limit } = query(url, PageQuerySchema);
+      return await asCaller(sql, caller, async (tx) => {
+        const [plan] = await tx<{ id: string }[]>`select id from public.plans where id = ${params[0]!}`;
+        if (!plan) throw new HttpError(404, "plan_not_found", `no plan ${params[0]} (or it belongs to someone else)`);
+        const rows = await tx<{ seq: string; type: string; data: unknown; createdAt: Date }[]>`
         select seq, type, data, created_at from public.plan_events where plan_id = ${plan.id} and seq > ${after} order by seq limit ${limit}`;
-      const events = rows.map((r) => ({ planId: plan.id, seq: Number(r.seq), type: r.type, data: r.data, timestamp: r.createdAt.toISOString() }));
-      return json(200, { planId: plan.id, events, next: events.at(-1)?.seq ?? after });
-    });
-  }],
-  ["DELETE", new RegExp(`^/plans/${UUID}$`), async ({ sql, caller, params }) => {
-    requireRole(caller, "authenticated", "service_role");
-    return await asCaller(sql, caller, async (tx) => {
-      const [row] = await tx<PlanRow[]>`select * from cogo.cancel_plan(${params[0]!})`;
-      if (!row?.id) throw new HttpError(404, "plan_not_found", `no plan ${params[0]} (or it belongs to someone else)`);
-      return json(202, await readPlan(tx, row.id));
-    });
-  }],
-  ...(["GET", "DELETE"] as const).map((m): Route => [m, /^\/plans\/[^/]+(\/events)?$/, async ({ url }) => {
-    throw new HttpError(400, "invalid_id", `${url.pathname.split("/").slice(2).join("/")}: plan ids are UUIDs`);
-  }]),
+        const events = rows.map((r) => ({ planId: plan.id, seq: Number(r.seq), type: r.type, data: r.data, timestamp: r.createdAt.toISOString() }));
+        return json(200, { planId: plan.id, events, next: events.at(-1)?.seq ?? after });
+      });
+    },
+  ],
+  [
+    "DELETE",
+    new RegExp(`^/plans/${UUID}$`),
+    async ({ sql, caller, params }) => {
+      requireRole(caller, "authenticated", "service_role");
+      return await asCaller(sql, caller, async (tx) => {
+        const [row] = await tx<PlanRow[]>`select * from cogo.cancel_plan(${params[0]!})`;
+        if (!row?.id) throw new HttpError(404, "plan_not_found", `no plan ${params[0]} (or it belongs to someone else)`);
+        return json(202, await readPlan(tx, row.id));
+      });
+    },
+  ],
+  ...(["GET", "DELETE"] as const).map(
+    (m): Route => [
+      m,
+      /^\/plans\/[^/]+(\/events)?$/,
+      async ({ url }) => {
+        throw new HttpError(400, "invalid_id", `${url.pathname.split("/").slice(2).join("/")}: plan ids are UUIDs`);
+      },
+    ],
+  ),
 ];

@@ -13,18 +13,34 @@ export async function setBlockOptions(tx: TransactionSql, taskId: string, spec: 
 }
 
 export const recoveryRoutes: Route[] = [
-  ["POST", new RegExp(`^/tasks/${UUID}/recover$`), async ({ req, sql, caller, params }) => {
-    requireRole(caller, "authenticated", "service_role");
-    const request = await body(req, RecoverRequestSchema);
-    const [row] = await asCaller(sql, caller, (tx) => tx<{ result: Record<string, unknown> }[]>`
-      select cogo.request_recovery(${params[0]!}, ${tx.json(request as never)}) as result`);
-    return json(202, { ...row!.result, request });
-  }],
-  ["POST", new RegExp(`^/recover/${UUID}$`), async ({ sql, caller, params }) => {
-    requireRole(caller, "service_role");
-    const [row] = await asCaller(sql, caller, (tx) => tx<{ result: Record<string, unknown> }[]>`
-      select cogo.recover_worker(${params[0]!}) as result`);
-    if (!row) throw new HttpError(404, "worker_not_found", `no worker ${params[0]}`);
-    return json(202, row.result);
-  }],
+  [
+    "POST",
+    new RegExp(`^/tasks/${UUID}/recover$`),
+    async ({ req, sql, caller, params }) => {
+      requireRole(caller, "authenticated", "service_role");
+      const request = await body(req, RecoverRequestSchema);
+      const [row] = await asCaller(
+        sql,
+        caller,
+        (tx) => tx<{ result: Record<string, unknown> }[]>`
+      select cogo.request_recovery(${params[0]!}, ${tx.json(request as never)}) as result`,
+      );
+      return json(202, { ...row!.result, request });
+    },
+  ],
+  [
+    "POST",
+    new RegExp(`^/recover/${UUID}$`),
+    async ({ sql, caller, params }) => {
+      requireRole(caller, "service_role");
+      const [row] = await asCaller(
+        sql,
+        caller,
+        (tx) => tx<{ result: Record<string, unknown> }[]>`
+      select cogo.recover_worker(${params[0]!}) as result`,
+      );
+      if (!row) throw new HttpError(404, "worker_not_found", `no worker ${params[0]}`);
+      return json(202, row.result);
+    },
+  ],
 ];
