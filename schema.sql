@@ -1251,6 +1251,23 @@ AS $function$
     select w.kind, count(*)::integer n from public.workers w where cogo.worker_is_live(w) group by w.kind) k;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.lock_callers_task(p_task uuid)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_task public.tasks;
+begin
+  select * into v_task from public.tasks where id = p_task for update;
+  if not found or not cogo.caller_may_use(v_task.owner) then
+    raise exception 'task % not found', p_task using errcode = 'CG404';
+  end if;
+  return v_task;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.lock_workspace_plans(p_ws uuid)
  RETURNS void
  LANGUAGE plpgsql
@@ -1924,10 +1941,7 @@ declare
   v_task public.tasks;
   w public.workers;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'task % not found', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if not (v_task.status = any(cogo.active_states())) then
     raise exception 'task % is %: only claimed, running, blocked or recovering tasks can be recovered', p_task, v_task.status
       using errcode = 'CG409';
@@ -1956,10 +1970,7 @@ AS $function$
 declare
   v_task public.tasks;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'no task %', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if v_task.status = 'queued' and v_task.artifact_patterns = '{}' and not v_task.network then
     update public.tasks set artifact_patterns = p_artifacts, network = p_network where id = p_task;
   end if;
@@ -2134,10 +2145,7 @@ AS $function$
 declare
   v_task public.tasks;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'task % not found', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if v_task.status = 'queued' and v_task.attempt = 0 then
     update public.tasks set block_detection = coalesce(p_detection, '{}'), recovery = coalesce(p_recovery, '{}')
      where id = p_task;
@@ -2498,10 +2506,7 @@ AS $function$
 declare
   v_task public.tasks;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'task % not found', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if v_task.stdin_mode <> 'pipe' then
     raise exception 'task % was not started with stdin: "pipe"', p_task using errcode = 'CG409';
   end if;
@@ -2660,6 +2665,7 @@ grant execute on function cogo.insert_event(p_task uuid, p_seq bigint, p_attempt
 grant execute on function cogo.live_worker_kinds() to anon;
 grant execute on function cogo.live_worker_kinds() to authenticated;
 grant execute on function cogo.live_worker_kinds() to service_role;
+grant execute on function cogo.lock_callers_task(p_task uuid) to service_role;
 grant execute on function cogo.lock_workspace_plans(p_ws uuid) to service_role;
 grant execute on function cogo.mark_lost_workers() to service_role;
 grant execute on function cogo.metrics(p_buckets double precision[]) to service_role;

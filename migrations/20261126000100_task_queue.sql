@@ -199,6 +199,21 @@ language sql stable set search_path = '' as $$
       or (auth.uid() is not null and task_owner = auth.uid());
 $$;
 
+-- The caller's own task (the service role's: any), locked for the change the caller makes;
+-- CG404 when it does not exist or is another tenant's (the two are not told apart).
+create function cogo.lock_callers_task(p_task uuid) returns public.tasks
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_task public.tasks;
+begin
+  select * into v_task from public.tasks where id = p_task for update;
+  if not found or not cogo.caller_may_use(v_task.owner) then
+    raise exception 'task % not found', p_task using errcode = 'CG404';
+  end if;
+  return v_task;
+end;
+$$;
+
 -- The service role, or a direct database session (a worker, an operator): sees the fleet's host
 -- details (a worker's name, version and host facts); users see capacity only.
 create function cogo.caller_sees_hosts() returns boolean
@@ -363,10 +378,7 @@ language plpgsql security definer set search_path = '' as $$
 declare
   v_task public.tasks;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'task % not found', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if v_task.stdin_mode <> 'pipe' then
     raise exception 'task % was not started with stdin: "pipe"', p_task using errcode = 'CG409';
   end if;

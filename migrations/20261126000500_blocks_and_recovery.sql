@@ -13,10 +13,7 @@ language plpgsql security definer set search_path = '' as $$
 declare
   v_task public.tasks;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'task % not found', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if v_task.status = 'queued' and v_task.attempt = 0 then
     update public.tasks set block_detection = coalesce(p_detection, '{}'), recovery = coalesce(p_recovery, '{}')
      where id = p_task;
@@ -74,10 +71,7 @@ declare
   v_task public.tasks;
   w public.workers;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'task % not found', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if not (v_task.status = any(cogo.active_states())) then
     raise exception 'task % is %: only claimed, running, blocked or recovering tasks can be recovered', p_task, v_task.status
       using errcode = 'CG409';

@@ -31,10 +31,7 @@ language plpgsql security definer set search_path = '' as $$
 declare
   v_task public.tasks;
 begin
-  select * into v_task from public.tasks where id = p_task for update;
-  if not found or not cogo.caller_may_use(v_task.owner) then
-    raise exception 'no task %', p_task using errcode = 'CG404';
-  end if;
+  v_task := cogo.lock_callers_task(p_task);
   if v_task.status = 'queued' and v_task.artifact_patterns = '{}' and not v_task.network then
     update public.tasks set artifact_patterns = p_artifacts, network = p_network where id = p_task;
   end if;
