@@ -21,7 +21,21 @@
 // the last regression test).
 import { afterAll, describe, expect, it } from "vitest";
 import { connect } from "../../functions/_shared/db.ts";
+import type { BlockDetected, RecoveryStarted, RecoverySucceeded } from "../../functions/_shared/events.ts";
 import { newUserId, stack, uniqueKind } from "../helpers/env.ts";
+
+// Event data as the worker writes it (functions/_shared/events.ts): the event-union test checks
+// every row in the database, including these.
+const BLOCK: BlockDetected = {
+  reason: "idle_stall",
+  durationMs: 1000,
+  usage: { cpuPercent: 0, cpuMs: 0, rssBytes: 0, processes: 1, threads: 1, outputBytes: 0, wallMs: 1000, memoryLimitBytes: null, processLimit: null },
+  recoverable: true,
+  evidence: { summary: "state-machine test", lastOutput: [], processes: [] },
+  plan: ["terminate", "retry"],
+};
+const started = (action: RecoveryStarted["action"], attempt: number): RecoveryStarted => ({ action, attempt, reason: "idle_stall" });
+const succeeded = (action: RecoverySucceeded["action"], attempt: number): RecoverySucceeded => ({ action, attempt, reason: "idle_stall", message: "state-machine test" });
 
 type Conn = ReturnType<typeof connect>;
 
@@ -579,13 +593,7 @@ class StateMachine {
   }
 
   async reportBlock(h: Holding, c: Conn, concurrent: boolean) {
-    const r = await this.fenced(
-      c,
-      h,
-      "report_block",
-      concurrent,
-      (c) => c`select 1 from cogo.report_block(${h.task}, ${h.attempt}, ${h.worker.id}, '{"reason": "no_output"}'::jsonb)`,
-    );
+    const r = await this.fenced(c, h, "report_block", concurrent, (c) => c`select 1 from cogo.report_block(${h.task}, ${h.attempt}, ${h.worker.id}, ${c.json(BLOCK)})`);
     if (!r.ok) return;
     h.state = "blocked";
     // With automatic recovery the monitor begins it at once, mostly (a manual one waits for the API).
@@ -593,7 +601,13 @@ class StateMachine {
   }
 
   async beginRecovery(h: Holding, c: Conn, concurrent: boolean) {
-    const r = await this.fenced(c, h, "begin_recovery", concurrent, (c) => c`select cogo.begin_recovery(${h.task}, ${h.attempt}, ${h.worker.id}, '{"action": "retry"}'::jsonb)`);
+    const r = await this.fenced(
+      c,
+      h,
+      "begin_recovery",
+      concurrent,
+      (c) => c`select cogo.begin_recovery(${h.task}, ${h.attempt}, ${h.worker.id}, ${c.json(started("retry", h.attempt))})`,
+    );
     if (r.ok) h.state = "recovering";
   }
 
@@ -603,7 +617,7 @@ class StateMachine {
       h,
       "end_recovery:resume",
       concurrent,
-      (c) => c`select cogo.end_recovery(${h.task}, ${h.attempt}, ${h.worker.id}, true, '{"action": "send_input"}'::jsonb, true)`,
+      (c) => c`select cogo.end_recovery(${h.task}, ${h.attempt}, ${h.worker.id}, true, ${c.json(succeeded("feed_stdin", h.attempt))}, true)`,
     );
     if (r.ok) h.state = "running";
   }
@@ -617,7 +631,10 @@ class StateMachine {
       h,
       `requeue_for_recovery:${step.action}`,
       concurrent,
-      (c) => c<{ status: string }[]>`select status from cogo.requeue_for_recovery(${h.task}, ${h.attempt}, ${h.worker.id}, ${c.json(step)}, ${c.json({ action: step.action })})`,
+      (c) =>
+        c<
+          { status: string }[]
+        >`select status from cogo.requeue_for_recovery(${h.task}, ${h.attempt}, ${h.worker.id}, ${c.json(step)}, ${c.json(succeeded(step.action as RecoverySucceeded["action"], h.attempt))})`,
     );
     if (r.ok) {
       if (r.value[0]!.status !== "queued") this.tasks.get(h.task)!.finishedByHolder = r.value[0]!.status;
@@ -1228,8 +1245,8 @@ describe("lifecycle regressions", () => {
     const a = await enqueue(kind, 1);
     expect(await claim(w)).toEqual([{ id: a, attempt: 1 }]);
     await c!`select cogo.start_task(${a}, 1, ${w})`;
-    await c!`select 1 from cogo.report_block(${a}, 1, ${w}, '{"reason": "no_output"}'::jsonb)`;
-    await c!`select cogo.begin_recovery(${a}, 1, ${w}, '{"action": "reassign"}'::jsonb)`;
+    await c!`select 1 from cogo.report_block(${a}, 1, ${w}, ${c!.json(BLOCK)})`;
+    await c!`select cogo.begin_recovery(${a}, 1, ${w}, ${c!.json(started("reassign", 1))})`;
     expect(await code(c!`select 1 from cogo.requeue_for_recovery(${a}, 1, ${w}, '{"action": "reassign", "exclude": true}'::jsonb, '{}'::jsonb)`)).toBe("CG422");
     await c!`select 1 from cogo.finish_task(${a}, 1, ${w}, 'failed', null, null, 'gave up', '{}'::jsonb, null)`;
     expect(await task(a)).toMatchObject({ status: "failed", attempt: 1 });

@@ -218,49 +218,40 @@ describe("hand-backs respect maxAttempts and a pending cancel", () => {
     await q.setOffline(w.id);
   });
 
-  it("a worker whose heartbeats hang loses every lease it takes: the task ends at maxAttempts with a clear reason", async () => {
+  it("a worker whose heartbeats hang claims nothing: its task waits queued for a healthy worker, never looping through attempts", async () => {
     const kind = uniqueKind("stall");
     const user = await newUser();
-    const worker = await startWorker({ kind, concurrency: 1, leaseMs: 2000 });
-    const resume = await stallHeartbeats(worker.workerId!);
+    const stalled = await startWorker({ kind, concurrency: 1, leaseMs: 2000 });
+    const resume = await stallHeartbeats(stalled.workerId!);
     try {
-      const r = await api("POST", "/execute", { token: user.token, body: { command: "sleep 30", maxAttempts: 3, requirements: { kind } } });
+      const r = await api("POST", "/execute", { token: user.token, body: { command: "echo done", maxAttempts: 3, requirements: { kind } } });
+      // Five leases' worth of time: a worker that claimed while its renewals hung would have
+      // taken the task and handed it back again and again (it used to end at attempt 3 of 3).
+      await new Promise((res) => setTimeout(res, 10_000));
+      const [waiting] = await sql<{ status: string; attempt: number }[]>`select status, attempt from public.tasks where id = ${r.body.taskId}`;
+      expect(waiting).toMatchObject({ status: "queued" });
+      expect(waiting!.attempt).toBeLessThanOrEqual(1); // at most one claim, in the moment before its first renewal was due
+      await startWorker({ kind, concurrency: 1 });
       const t = await finalTask(r.body.taskId);
-      expect(t).toMatchObject({
-        status: "failed",
-        attempt: 3,
-        maxAttempts: 3,
-        reason: "attempt 3 of 3 handed back (worker lost contact with the database); no attempts left",
-      });
-      const claims = await sql<{ n: number }[]>`
-        select count(*)::int as n from public.task_events where task_id = ${t.id} and type = 'task_status' and data->>'status' = 'claimed'`;
-      expect(claims[0]!.n).toBe(3);
+      expect(t).toMatchObject({ status: "succeeded", maxAttempts: 3 });
+      expect(t.attempt).toBeLessThanOrEqual(2);
     } finally {
       await resume();
     }
   });
 
-  it("a cancel while the task keeps being handed back ends it cancelled", async () => {
+  it("a cancel of a task waiting behind a stalled worker ends it cancelled at once", async () => {
     const kind = uniqueKind("stall-cancel");
     const user = await newUser();
-    const worker = await startWorker({ kind, concurrency: 1, leaseMs: 2000 });
-    const resume = await stallHeartbeats(worker.workerId!);
+    const stalled = await startWorker({ kind, concurrency: 1, leaseMs: 2000 });
+    const resume = await stallHeartbeats(stalled.workerId!);
     try {
+      await new Promise((res) => setTimeout(res, 2000)); // past 70 % of a lease: the worker has stopped claiming
       const r = await api("POST", "/execute", { token: user.token, body: { command: "sleep 30", maxAttempts: 20, requirements: { kind } } });
-      // Handed back at least once, and held again: the loop the cancel has to break.
-      await waitFor(
-        async () => {
-          const [t] = await sql<{ attempt: number; status: string }[]>`select attempt, status from public.tasks where id = ${r.body.taskId}`;
-          return t!.attempt >= 2 && ["claimed", "running"].includes(t!.status);
-        },
-        "the task to be handed back and claimed again",
-        30_000,
-        10,
-      );
+      await new Promise((res) => setTimeout(res, 2000));
       expect((await api("DELETE", `/tasks/${r.body.taskId}`, { token: user.token })).status).toBe(202);
       const t = await finalTask(r.body.taskId, 15_000);
-      expect(t.status).toBe("cancelled");
-      expect(t.attempt).toBeLessThan(20);
+      expect(t).toMatchObject({ status: "cancelled", attempt: 0, reason: "cancelled before it started" });
     } finally {
       await resume();
     }
