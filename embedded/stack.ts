@@ -59,9 +59,14 @@ async function choosePort(explicit: number | undefined, envName: string, preferr
   return (await isFree(preferred)) ? preferred : await freePort();
 }
 
+/** Where a stack keeps its state: the option, else COGO_DATA_DIR, else /var/tmp/cogo-sandbox. */
+export function resolveDataDir(dataDir?: string): string {
+  return path.resolve(dataDir ?? process.env.COGO_DATA_DIR ?? "/var/tmp/cogo-sandbox");
+}
+
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const log = options.log ?? (() => {});
-  const dataDir = path.resolve(options.dataDir ?? process.env.COGO_DATA_DIR ?? "/var/tmp/cogo-sandbox");
+  const dataDir = resolveDataDir(options.dataDir);
   if (options.reset) await rm(dataDir, { recursive: true, force: true });
   await mkdir(dataDir, { recursive: true, mode: 0o755 });
   await assertPrivateDir(dataDir);

@@ -1,12 +1,12 @@
 // `npm start`: the whole product on this machine — Postgres, migrations, edge functions in Deno,
 // the Realtime endpoint, and a worker — like `supabase start` plus our worker.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { mintUserToken } from "../embedded/keys.ts";
 import { ownSignals } from "../embedded/postgres.ts";
-import { PROJECT_ROOT, startStack } from "../embedded/stack.ts";
+import { PROJECT_ROOT, resolveDataDir, startStack } from "../embedded/stack.ts";
 import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 import { buildDashboard } from "./build-dashboard.ts";
 
@@ -95,8 +95,28 @@ const dashboardBuilt = buildDashboard().then(
   () => true,
   (err) => (console.error(`The dashboard did not build (${err instanceof Error ? err.message : err}); the rest runs without it.`), false),
 );
+/**
+ * A local database made by the migrations of 20261125, which were squashed into those of 20261126
+ * before anything was deployed, cannot be migrated forward. It holds only local test data: it is
+ * moved aside (not deleted) and a fresh one made, saying so.
+ */
+async function startMovingSquashedAside(): Promise<Awaited<ReturnType<typeof startStack>>> {
+  try {
+    return await startStack({ reset: values.reset, log });
+  } catch (err) {
+    const e = err as { code?: string; details?: { versions?: string[] } };
+    const versions = e.details?.versions ?? [];
+    if (e.code !== "migration_history_squashed" || versions.length === 0 || !versions.every((v) => v.startsWith("20261125"))) throw err;
+    const dir = resolveDataDir();
+    const aside = `${dir}.pre-squash-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    await rename(dir, aside);
+    console.error(`This data directory was made by an older COGO Sandbox whose migrations have since been squashed: moved it to ${aside} and starting with a fresh one.`);
+    return await startStack({ log });
+  }
+}
+
 try {
-  stack = await startStack({ reset: values.reset, log });
+  stack = await startMovingSquashedAside();
 } catch (err) {
   console.error(`Could not start: ${err instanceof Error ? err.message : err}`);
   if ((err as { code?: string }).code === "migration_failed") {

@@ -4,16 +4,20 @@
 // whole group instead) stops the workers first, then the stack, and leaves no process.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../embedded/ports.ts";
-import { PROJECT_ROOT } from "../../embedded/stack.ts";
+import { PROJECT_ROOT, startStack } from "../../embedded/stack.ts";
+import { connect } from "../../functions/_shared/db.ts";
 import { processTree } from "../../worker/sandbox/procfs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const dataDir = `/var/tmp/cogo-start-test-${process.pid}`;
-afterAll(() => Promise.all([dataDir, `${dataDir}-deno`].map((d) => rm(d, { recursive: true, force: true }))));
+afterAll(async () => {
+  const aside = (await readdir("/var/tmp")).filter((n) => n.startsWith(`${path.basename(dataDir)}.pre-squash-`)).map((n) => `/var/tmp/${n}`);
+  await Promise.all([dataDir, `${dataDir}-deno`, ...aside].map((d) => rm(d, { recursive: true, force: true })));
+});
 
 /** Running, not a zombie (an exited child its new parent has not reaped yet holds nothing). */
 const alive = (pid: number) => {
@@ -71,4 +75,35 @@ describe("npm start", () => {
     },
     150_000,
   );
+
+  it("moves aside a local database made by the migrations squashed since, and starts a fresh one", async () => {
+    // A data directory whose history names a pre-squash migration (20261125…), as an older checkout left it.
+    const old = await startStack({ dataDir, dbPort: await freePort(), apiPort: 0, watch: false });
+    const sql = connect(old.dbUrl, { max: 1 });
+    await sql`insert into supabase_migrations.schema_migrations (version, name, statements) values ('20261125000100', 'create_task_queue', '{}')`;
+    await sql.end();
+    await old.stop();
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "scripts/start.ts"), "--workers", "0"], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, COGO_DATA_DIR: dataDir, COGO_DB_PORT: String(await freePort()), COGO_API_PORT: String(await freePort()), DENO_DIR: `${dataDir}-deno` },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d));
+    child.stderr!.on("data", (d: Buffer) => (out += d));
+    try {
+      await waitFor(() => out.includes("COGO Sandbox is running") || child.exitCode !== null, "npm start to come up", 90_000);
+      expect(out).toMatch(/migrations have since been squashed: moved it to \/var\/tmp\/cogo-start-test-\d+\.pre-squash-/);
+      expect(out).toContain("COGO Sandbox is running");
+      const aside = (await readdir("/var/tmp")).filter((n) => n.startsWith(`${path.basename(dataDir)}.pre-squash-`));
+      expect(aside).toHaveLength(1);
+    } finally {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  }, 150_000);
 });
