@@ -1988,13 +1988,12 @@ declare
   n integer := 0;
 begin
   for v_id in
-    -- Waits for, rather than skips, a row another transaction holds (a worker's fenced call that
-    -- is about to fail): skipped, an expired task stayed running until the next pass. In id
-    -- order, so rescuers running at once never deadlock.
+    -- Skips a row another transaction holds (a worker's fenced call about to fail, a heartbeat,
+    -- recover_worker): the next pass takes it. Waiting instead would deadlock with those, which
+    -- lock a worker's tasks in their own order.
     select id from public.tasks
      where status = any(cogo.active_states()) and lease_expires_at <= now()
-     order by id
-     for update
+     for update skip locked
   loop
     if cogo.expire_task(v_id) is not null then
       n := n + 1;
