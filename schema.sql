@@ -1722,7 +1722,8 @@ begin
   select * into w from public.workers where id = p_task.worker_id;
   perform cogo.append_event_unchecked(p_task.id, 'block_detected', jsonb_build_object(
     'reason', 'worker_lost',
-    'durationMs', coalesce(floor(extract(epoch from now() - w.last_heartbeat_at) * 1000), 0)::bigint,
+    -- now() is this transaction's start: a heartbeat committed since can be later than it.
+    'durationMs', greatest(coalesce(floor(extract(epoch from now() - w.last_heartbeat_at) * 1000), 0), 0)::bigint,
     'usage', coalesce(p_task.usage, '{}'),
     'recoverable', p_next = 'queued',
     'evidence', jsonb_build_object('workerId', p_task.worker_id, 'workerName', w.name,
