@@ -212,6 +212,8 @@ describe("plans", () => {
     await new Promise<void>((resolve, reject) => mine.subscribe((s, err) => (s === "SUBSCRIBED" ? resolve() : s !== "CLOSED" && reject(err ?? new Error(s)))));
     await api("DELETE", `/plans/${planId}`, { token: owner.token });
     await waitFor(() => got.some((m) => m.event === "plan_status" && m.payload.data.status === "cancelled"), "plan_status over Realtime", 10_000);
+    // Broadcasts of one transaction need not arrive in the order written: wait for the step's too.
+    await waitFor(() => got.some((m) => m.event === "step_status"), "step_status over Realtime", 10_000);
     expect(got.find((m) => m.event === "step_status")?.payload).toMatchObject({ planId, type: "step_status", data: { step: "a", status: "cancelled" } });
     await owner.supabase.removeChannel(mine);
   });
