@@ -26,6 +26,15 @@ create table cogo.analysis_policy (
 );
 alter table cogo.analysis_policy enable row level security;
 
+create table cogo.tenant_limits (
+  owner uuid not null,
+  max_running integer,
+  updated_at timestamp with time zone default now() not null,
+  constraint tenant_limits_max_running_check CHECK (((max_running >= 1) AND (max_running <= 100000))),
+  constraint tenant_limits_pkey PRIMARY KEY (owner)
+);
+alter table cogo.tenant_limits enable row level security;
+
 create table public.analyses (
   id uuid default gen_random_uuid() not null,
   owner uuid,
@@ -361,12 +370,15 @@ CREATE UNIQUE INDEX plans_owner_idempotency_key ON public.plans USING btree (COA
 CREATE INDEX plans_workspace ON public.plans USING btree (workspace_id) WHERE (status <> 'cancelled'::text);
 CREATE INDEX task_events_blocks_recoveries ON public.task_events USING btree (type) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_started'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
 CREATE INDEX task_events_recent_blocks ON public.task_events USING btree (created_at) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
+CREATE INDEX tasks_active_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid)) WHERE (status = ANY (cogo.active_states()));
 CREATE INDEX tasks_active_by_worker ON public.tasks USING btree (worker_id) WHERE (status = ANY (cogo.active_states()));
+CREATE INDEX tasks_claimed_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), claimed_at DESC) WHERE (claimed_at IS NOT NULL);
 CREATE INDEX tasks_duration_history ON public.tasks USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), COALESCE(step, ''::text), finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (started_at IS NOT NULL));
 CREATE INDEX tasks_owner_created ON public.tasks USING btree (owner, created_at DESC);
 CREATE UNIQUE INDEX tasks_owner_idempotency_key ON public.tasks USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
 CREATE INDEX tasks_plan_step ON public.tasks USING btree (plan_id, step) WHERE (plan_id IS NOT NULL);
 CREATE INDEX tasks_queued ON public.tasks USING btree (required_kind, priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
+CREATE INDEX tasks_queued_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
 CREATE INDEX tasks_step_history ON public.tasks USING btree (owner, step, finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (step IS NOT NULL));
 
 -- ── functions ─────────────────────────────────────────────────────────────────────────────────────
@@ -726,14 +738,53 @@ begin
     return;
   end if;
   for v_task in
-    with next as (
-      select t.id from public.tasks t
-      where t.status = 'queued' and t.required_kind = w.kind and t.required_labels <@ w.labels
-        and t.run_after <= now()
-        and not (p_worker = any(t.excluded_workers) and cogo.another_worker_can_take(t, p_worker))
-      order by t.priority desc, t.created_at, t.id
-      limit p_max
-      for update skip locked
+    with recursive tenants (tenant) as (
+      (select coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) from public.tasks t
+        where t.status = 'queued' and t.required_kind = w.kind
+        order by 1 limit 1)
+      union all
+      select (select coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) from public.tasks t
+               where t.status = 'queued' and t.required_kind = w.kind
+                 and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) > s.tenant
+               order by 1 limit 1)
+        from tenants s where s.tenant is not null
+    ),
+    fleet as (
+      select coalesce(sum(x.capacity), 0) as capacity from public.workers x where x.kind = w.kind and cogo.worker_is_live(x)
+    ),
+    shares as materialized (
+      select s.tenant,
+             (select count(*) from public.tasks a
+               where a.status = any(cogo.active_states()) and a.required_kind = w.kind
+                 and coalesce(a.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as running,
+             coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share()))) as cap,
+             (select max(c.claimed_at) from public.tasks c
+               where c.claimed_at is not null and c.required_kind = w.kind
+                 and coalesce(c.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as served_at
+        from tenants s cross join fleet f
+        left join cogo.tenant_limits l on l.owner = s.tenant
+       where s.tenant is not null
+    ),
+    candidates as (
+      select c.id, c.priority, c.created_at, sh.running + c.n as load, sh.served_at
+        from shares sh
+        cross join lateral (
+          select t.id, t.priority, t.created_at, row_number() over (order by t.priority desc, t.created_at, t.id) as n
+            from public.tasks t
+           where t.status = 'queued' and t.required_kind = w.kind
+             and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) = sh.tenant
+             and t.required_labels <@ w.labels and t.run_after <= now()
+             and not (p_worker = any(t.excluded_workers) and cogo.another_worker_can_take(t, p_worker))
+           order by t.priority desc, t.created_at, t.id
+           limit least(p_max, greatest(sh.cap - sh.running, 0))
+        ) c
+    ),
+    next as (
+      select t.id from public.tasks t join candidates c on c.id = t.id
+       where t.status = 'queued'
+       order by c.priority desc, c.load, c.served_at nulls first, c.created_at, c.id
+       limit p_max
+       for update of t skip locked
     )
     update public.tasks t
        set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(),
@@ -832,6 +883,13 @@ begin
   return p;
 end;
 $function$;
+
+CREATE OR REPLACE FUNCTION cogo.default_running_share()
+ RETURNS numeric
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$ select 0.75 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.drain_worker(p_worker uuid)
  RETURNS public.workers
@@ -2153,6 +2211,32 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.set_tenant_limits(p_owner uuid, p_max_running integer)
+ RETURNS cogo.tenant_limits
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_row cogo.tenant_limits;
+begin
+  if coalesce(auth.role(), 'service_role') <> 'service_role' then
+    raise exception 'tenant limits are set by the operator (service role)' using errcode = '42501';
+  end if;
+  if p_owner is null then
+    raise exception 'set_tenant_limits: owner is required' using errcode = '22023';
+  end if;
+  if p_max_running is not null and p_max_running < 1 then
+    raise exception 'set_tenant_limits: max_running is at least 1 (null for the default), got %', p_max_running
+      using errcode = '22023';
+  end if;
+  insert into cogo.tenant_limits (owner, max_running) values (p_owner, p_max_running)
+  on conflict (owner) do update set max_running = excluded.max_running, updated_at = now()
+  returning * into v_row;
+  return v_row;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.set_worker_offline(p_worker uuid)
  RETURNS void
  LANGUAGE sql
@@ -2534,6 +2618,9 @@ CREATE TRIGGER workers_fleet_topic AFTER INSERT OR UPDATE ON public.workers FOR 
 create policy analysis_policy_no_client_access on cogo.analysis_policy for all to anon, authenticated
   using (false)
   with check (false);
+create policy tenant_limits_no_client_access on cogo.tenant_limits for all to anon, authenticated
+  using (false)
+  with check (false);
 create policy "owners read their analyses" on public.analyses for select to authenticated
   using ((owner = ( SELECT auth.uid() AS uid)));
 create policy "owners read their batches" on public.analysis_batches for select to authenticated
@@ -2639,6 +2726,7 @@ grant execute on function cogo.claim_tasks(p_worker uuid, p_max integer) to serv
 grant execute on function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.create_plan(p_spec jsonb) to authenticated;
 grant execute on function cogo.create_plan(p_spec jsonb) to service_role;
+grant execute on function cogo.default_running_share() to service_role;
 grant execute on function cogo.drain_worker(p_worker uuid) to service_role;
 grant execute on function cogo.end_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_ok boolean, p_data jsonb, p_resume boolean) to service_role;
 grant execute on function cogo.enqueue_step(p_plan public.plans, p_step public.plan_steps, p_priority integer) to service_role;
@@ -2707,6 +2795,7 @@ grant execute on function cogo.reserved_step(p_step text) to service_role;
 grant execute on function cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb) to service_role;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to authenticated;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to service_role;
+grant execute on function cogo.set_tenant_limits(p_owner uuid, p_max_running integer) to service_role;
 grant execute on function cogo.set_worker_offline(p_worker uuid) to service_role;
 grant execute on function cogo.start_analysis(spec jsonb) to authenticated;
 grant execute on function cogo.start_analysis(spec jsonb) to service_role;

@@ -16,7 +16,7 @@ Commands:
                                   (one argument runs via /bin/sh -c; several are an argv)
       --stdin                     forward this terminal's stdin to the task
       --timeout MS                wall time limit (default 600000)
-      --priority N                -1000…1000, higher runs first (default 0)
+      --priority N                -1000…899, higher runs first (default 0; 900 and up are the system's)
       --kind KIND                 worker kind to run on (default basic)
       --file PATH=LOCAL           put LOCAL into the workspace at PATH (repeatable)
   logs <taskId> [--follow]        print a task's output; --follow streams until it ends

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { ARTIFACT_LIMITS, validateArtifactPattern } from "./artifacts/patterns.ts";
 import { DEFAULT_WALL_TIME_MS, MAX_CPU_TIME_MS, MAX_WALL_TIME_MS } from "./limits.ts";
+import { USER_PRIORITY } from "./plans/limits.ts";
 import { validateWorkspacePath } from "./paths.ts";
 import { BlockDetectionSchema, RecoveryOptionsSchema } from "./recovery/options.ts";
 import { OUTPUT_STREAMS, TASK_STATES } from "./states.ts";
@@ -20,6 +21,8 @@ const noNul = (s: string) => !s.includes("\0");
 export const RESERVED_KINDS: readonly string[] = ["analysis"];
 export const RESERVED_STEP_PREFIX = "analysis-";
 export const isReservedStepName = (name: string) => name.toLowerCase().startsWith(RESERVED_STEP_PREFIX);
+
+const PRIORITY_RANGE = `priority is between ${USER_PRIORITY.min} and ${USER_PRIORITY.max} (${USER_PRIORITY.max + 1} and above are the system's re-runs)`;
 
 export const MAX_FILES = 1000;
 export const MAX_FILES_BYTES = 32 * 1024 * 1024;
@@ -117,7 +120,8 @@ export const ExecuteRequestSchema = z
       })
       .default({}),
     stdin: z.enum(["closed", "pipe"]).default("closed"),
-    priority: z.number().int().min(-1000).max(1000).default(0),
+    /** Higher runs first; the user range is USER_PRIORITY (above it are the system's re-runs). */
+    priority: z.number().int().min(USER_PRIORITY.min, PRIORITY_RANGE).max(USER_PRIORITY.max, PRIORITY_RANGE).default(0),
     /** Wall-time limit of the task, in ms: the sandbox is killed past it (status timed_out). */
     timeoutMs: z.number().int().min(100).max(MAX_WALL_TIME_MS).default(DEFAULT_WALL_TIME_MS),
     maxAttempts: z.number().int().min(1).max(20).default(3),

@@ -8,8 +8,14 @@ export const WORKSPACE_LIMITS = {
   files: 5000,
 } as const;
 
-/** Priority of the runs a file change queues (tasks go -1000…1000, higher first). */
+/** Priority of the runs a file change queues (cogo.rerun_priority(); higher runs first). */
 export const RERUN_PRIORITY = 900;
+
+/**
+ * The priorities a user may give a task or plan step: below the system's own (re-runs at
+ * RERUN_PRIORITY), so no user task jumps ahead of them. The table allows -1000…1000.
+ */
+export const USER_PRIORITY = { min: -1000, max: RERUN_PRIORITY - 1 } as const;
 
 /** Worker kinds the product knows (always listed by /health); any other lower-case name works as a custom kind. */
 export const WORKER_KINDS = ["basic", "flutter", "analysis"] as const;
