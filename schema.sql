@@ -757,7 +757,9 @@ begin
              (select count(*) from public.tasks a
                where a.status = any(cogo.active_states()) and a.required_kind = w.kind
                  and coalesce(a.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as running,
-             coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share()))) as cap,
+             -- Ownerless tasks are the operator's (service role, direct SQL): no share cap.
+             case when s.tenant = '00000000-0000-0000-0000-000000000000'::uuid then f.capacity
+                  else coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share()))) end as cap,
              (select max(c.claimed_at) from public.tasks c
                where c.claimed_at is not null and c.required_kind = w.kind
                  and coalesce(c.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as served_at
