@@ -759,7 +759,7 @@ begin
                  and coalesce(a.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as running,
              -- Ownerless tasks are the operator's (service role, direct SQL): no share cap.
              case when s.tenant = '00000000-0000-0000-0000-000000000000'::uuid then f.capacity
-                  else coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share()))) end as cap,
+                  else coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share(w.kind)))) end as cap,
              (select max(c.claimed_at) from public.tasks c
                where c.claimed_at is not null and c.required_kind = w.kind
                  and coalesce(c.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as served_at
@@ -886,12 +886,14 @@ begin
 end;
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.default_running_share()
+CREATE OR REPLACE FUNCTION cogo.default_running_share(p_kind text)
  RETURNS numeric
  LANGUAGE sql
  IMMUTABLE
  SET search_path TO ''
-AS $function$ select 0.75 $function$;
+AS $function$
+  select case when cogo.reserved_kind(p_kind) then 1.0 else 0.75 end
+$function$;
 
 CREATE OR REPLACE FUNCTION cogo.drain_worker(p_worker uuid)
  RETURNS public.workers
@@ -2213,7 +2215,7 @@ begin
 end;
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.set_tenant_limits(p_owner uuid, p_max_running integer)
+CREATE OR REPLACE FUNCTION cogo.set_tenant_limits(p_owner uuid, p_limits jsonb)
  RETURNS cogo.tenant_limits
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -2221,6 +2223,7 @@ CREATE OR REPLACE FUNCTION cogo.set_tenant_limits(p_owner uuid, p_max_running in
 AS $function$
 declare
   v_row cogo.tenant_limits;
+  v_unknown text;
 begin
   if coalesce(auth.role(), 'service_role') <> 'service_role' then
     raise exception 'tenant limits are set by the operator (service role)' using errcode = '42501';
@@ -2228,12 +2231,24 @@ begin
   if p_owner is null then
     raise exception 'set_tenant_limits: owner is required' using errcode = '22023';
   end if;
-  if p_max_running is not null and p_max_running < 1 then
-    raise exception 'set_tenant_limits: max_running is at least 1 (null for the default), got %', p_max_running
+  if p_limits is null or jsonb_typeof(p_limits) <> 'object' then
+    raise exception 'set_tenant_limits: limits must be a JSON object such as {"maxRunning": 8}' using errcode = '22023';
+  end if;
+  select k into v_unknown from jsonb_object_keys(p_limits) k where k <> all(array['maxRunning']) limit 1;
+  if v_unknown is not null then
+    raise exception 'set_tenant_limits: unknown limit "%" (known: maxRunning)', v_unknown using errcode = '22023';
+  end if;
+  if p_limits ? 'maxRunning' and jsonb_typeof(p_limits -> 'maxRunning') <> 'null'
+     and (jsonb_typeof(p_limits -> 'maxRunning') <> 'number' or (p_limits ->> 'maxRunning')::numeric < 1
+          or (p_limits ->> 'maxRunning')::numeric <> trunc((p_limits ->> 'maxRunning')::numeric)) then
+    raise exception 'set_tenant_limits: maxRunning is a whole number of at least 1 (null for the default), got %', p_limits -> 'maxRunning'
       using errcode = '22023';
   end if;
-  insert into cogo.tenant_limits (owner, max_running) values (p_owner, p_max_running)
-  on conflict (owner) do update set max_running = excluded.max_running, updated_at = now()
+  insert into cogo.tenant_limits (owner) values (p_owner) on conflict (owner) do nothing;
+  update cogo.tenant_limits l
+     set max_running = case when p_limits ? 'maxRunning' then (p_limits ->> 'maxRunning')::integer else l.max_running end,
+         updated_at = now()
+   where l.owner = p_owner
   returning * into v_row;
   return v_row;
 end;
@@ -2728,7 +2743,7 @@ grant execute on function cogo.claim_tasks(p_worker uuid, p_max integer) to serv
 grant execute on function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.create_plan(p_spec jsonb) to authenticated;
 grant execute on function cogo.create_plan(p_spec jsonb) to service_role;
-grant execute on function cogo.default_running_share() to service_role;
+grant execute on function cogo.default_running_share(p_kind text) to service_role;
 grant execute on function cogo.drain_worker(p_worker uuid) to service_role;
 grant execute on function cogo.end_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_ok boolean, p_data jsonb, p_resume boolean) to service_role;
 grant execute on function cogo.enqueue_step(p_plan public.plans, p_step public.plan_steps, p_priority integer) to service_role;
@@ -2797,7 +2812,7 @@ grant execute on function cogo.reserved_step(p_step text) to service_role;
 grant execute on function cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb) to service_role;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to authenticated;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to service_role;
-grant execute on function cogo.set_tenant_limits(p_owner uuid, p_max_running integer) to service_role;
+grant execute on function cogo.set_tenant_limits(p_owner uuid, p_limits jsonb) to service_role;
 grant execute on function cogo.set_worker_offline(p_worker uuid) to service_role;
 grant execute on function cogo.start_analysis(spec jsonb) to authenticated;
 grant execute on function cogo.start_analysis(spec jsonb) to service_role;

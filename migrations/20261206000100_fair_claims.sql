@@ -3,7 +3,8 @@
 -- after it. Now, per worker kind (docs/state-machine.md, "Fair claiming"):
 --   * a tenant (a task's owner; tasks without one are one more tenant) runs at most its running
 --     cap at once: cogo.tenant_limits.max_running, or by default three quarters of the live
---     capacity of the kind (rounded down, at least 1), so a newcomer finds a free slot at once;
+--     capacity of the kind (rounded down, at least 1; all of it for analysis kinds), so a newcomer finds
+--     a free slot at once;
 --     ownerless tasks (the operator's: service role, direct SQL) have no cap, only their turn;
 --   * priority still comes first, across tenants;
 --   * at equal priority, the tenant with the fewest tasks running goes first, then the one served
@@ -12,15 +13,20 @@
 
 -- ── per-tenant limits (operator only) ─────────────────────────────────────────────────────────
 -- The share of a kind's live capacity one tenant may hold when the operator set nothing for it.
-create function cogo.default_running_share() returns numeric
-language sql immutable set search_path = '' as $$ select 0.75 $$;
+-- Three quarters for tasks users write; the whole capacity for the system's own kinds (analysis
+-- batches): they are short, already shared round-robin, and one user's analysis should use every
+-- analysis slot when nobody else is waiting.
+create function cogo.default_running_share(p_kind text) returns numeric
+language sql immutable set search_path = '' as $$
+  select case when cogo.reserved_kind(p_kind) then 1.0 else 0.75 end
+$$;
 
 -- One row per tenant the operator configured; a tenant without a row (or with a null cap) gets
 -- the default. Not for clients: read by claim_tasks, written by cogo.set_tenant_limits.
 create table cogo.tenant_limits (
   owner uuid primary key,
   -- Tasks of one worker kind the tenant may have active (claimed, running, blocked, recovering)
-  -- at once; null: floor(cogo.default_running_share() × the kind's live capacity), at least 1.
+  -- at once; null: floor(cogo.default_running_share(kind) × the kind's live capacity), at least 1.
   max_running integer check (max_running between 1 and 100000),
   updated_at timestamptz not null default now()
 );
@@ -30,11 +36,14 @@ alter table cogo.tenant_limits enable row level security;
 create policy tenant_limits_no_client_access on cogo.tenant_limits
   for all to anon, authenticated using (false) with check (false);
 
--- Sets a tenant's running cap (null: back to the default). Service role only. Returns the row.
-create function cogo.set_tenant_limits(p_owner uuid, p_max_running integer) returns cogo.tenant_limits
+-- Sets a tenant's limits from a JSON object (service role only) and returns the row. Keys left
+-- out keep their value; a key set to null goes back to the default. Unknown keys are refused, so
+-- a typo never passes for a change. Keys: maxRunning.
+create function cogo.set_tenant_limits(p_owner uuid, p_limits jsonb) returns cogo.tenant_limits
 language plpgsql security definer set search_path = '' as $$
 declare
   v_row cogo.tenant_limits;
+  v_unknown text;
 begin
   if coalesce(auth.role(), 'service_role') <> 'service_role' then
     raise exception 'tenant limits are set by the operator (service role)' using errcode = '42501';
@@ -42,12 +51,24 @@ begin
   if p_owner is null then
     raise exception 'set_tenant_limits: owner is required' using errcode = '22023';
   end if;
-  if p_max_running is not null and p_max_running < 1 then
-    raise exception 'set_tenant_limits: max_running is at least 1 (null for the default), got %', p_max_running
+  if p_limits is null or jsonb_typeof(p_limits) <> 'object' then
+    raise exception 'set_tenant_limits: limits must be a JSON object such as {"maxRunning": 8}' using errcode = '22023';
+  end if;
+  select k into v_unknown from jsonb_object_keys(p_limits) k where k <> all(array['maxRunning']) limit 1;
+  if v_unknown is not null then
+    raise exception 'set_tenant_limits: unknown limit "%" (known: maxRunning)', v_unknown using errcode = '22023';
+  end if;
+  if p_limits ? 'maxRunning' and jsonb_typeof(p_limits -> 'maxRunning') <> 'null'
+     and (jsonb_typeof(p_limits -> 'maxRunning') <> 'number' or (p_limits ->> 'maxRunning')::numeric < 1
+          or (p_limits ->> 'maxRunning')::numeric <> trunc((p_limits ->> 'maxRunning')::numeric)) then
+    raise exception 'set_tenant_limits: maxRunning is a whole number of at least 1 (null for the default), got %', p_limits -> 'maxRunning'
       using errcode = '22023';
   end if;
-  insert into cogo.tenant_limits (owner, max_running) values (p_owner, p_max_running)
-  on conflict (owner) do update set max_running = excluded.max_running, updated_at = now()
+  insert into cogo.tenant_limits (owner) values (p_owner) on conflict (owner) do nothing;
+  update cogo.tenant_limits l
+     set max_running = case when p_limits ? 'maxRunning' then (p_limits ->> 'maxRunning')::integer else l.max_running end,
+         updated_at = now()
+   where l.owner = p_owner
   returning * into v_row;
   return v_row;
 end;
@@ -111,7 +132,7 @@ begin
                  and coalesce(a.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as running,
              -- Ownerless tasks are the operator's (service role, direct SQL): no share cap.
              case when s.tenant = '00000000-0000-0000-0000-000000000000'::uuid then f.capacity
-                  else coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share()))) end as cap,
+                  else coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share(w.kind)))) end as cap,
              (select max(c.claimed_at) from public.tasks c
                where c.claimed_at is not null and c.required_kind = w.kind
                  and coalesce(c.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as served_at
@@ -155,5 +176,5 @@ $$;
 
 -- ── grants (as 20261126000800_grants.sql: PUBLIC nothing, the service role everything) ─────────
 revoke all on cogo.tenant_limits from public, anon, authenticated;
-revoke execute on function cogo.default_running_share(), cogo.set_tenant_limits(uuid, integer) from public;
-grant execute on function cogo.default_running_share(), cogo.set_tenant_limits(uuid, integer) to service_role;
+revoke execute on function cogo.default_running_share(text), cogo.set_tenant_limits(uuid, jsonb) from public;
+grant execute on function cogo.default_running_share(text), cogo.set_tenant_limits(uuid, jsonb) to service_role;

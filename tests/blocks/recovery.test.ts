@@ -71,7 +71,7 @@ describe("recovery", () => {
 
   it("a worker excluded from the task at the head of the queue claims the next one; alone, it takes the excluded one too", async () => {
     const kind = uniqueKind("excluded");
-    const user = await newUser();
+    const user = await newUser({ maxRunning: 100 }); // both tasks on one worker: no share cap
     const head = await user.sandbox.execute({ command: "echo head", requirements: { kind } });
     const next = await user.sandbox.execute({ command: "echo next", requirements: { kind } });
     const q = new Queue(sql);

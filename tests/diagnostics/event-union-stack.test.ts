@@ -33,7 +33,7 @@ describe("every event the stack writes fits the contract", () => {
   let user: Awaited<ReturnType<typeof newUser>>;
 
   beforeAll(async () => {
-    user = await newUser();
+    user = await newUser({ maxRunning: 100 }); // the fake worker claims two at once
   });
   afterAll(async () => {
     // The lost-worker test's fake worker: nothing else may claim for it.

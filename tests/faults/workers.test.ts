@@ -14,6 +14,8 @@ let user: Tenant;
 beforeAll(async () => {
   watch.start();
   user = await tenant(ep);
+  // Each scenario fills a worker with this one tenant's tasks: lift the default 3/4 share cap.
+  await sql`select cogo.set_tenant_limits(${user.id}, ${sql.json({ maxRunning: 100 })})`;
 });
 afterAll(async () => {
   watch.stop();

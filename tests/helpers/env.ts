@@ -22,9 +22,14 @@ export const newUserId = () => randomUUID();
 export const userToken = (userId: string, expiresInS = 3600) => mintUserToken(stack.jwtSecret, userId, expiresInS);
 export const forgedToken = (claims: Record<string, unknown>) => signJwt("not-the-project-secret-at-all-0123456789", claims);
 
-/** A fresh user with its own supabase-js client (official client, ws transport) and SDK. */
-export async function newUser() {
+/**
+ * A fresh user with its own supabase-js client (official client, ws transport) and SDK. `limits`
+ * are set by the operator first (cogo.set_tenant_limits): tests that need one user to fill a
+ * worker pass `{ maxRunning: 100 }`, since a tenant holds 3/4 of a kind's capacity by default.
+ */
+export async function newUser(limits?: Record<string, unknown>) {
   const id = newUserId();
+  if (limits) await sql`select cogo.set_tenant_limits(${id}, ${sql.json(limits as never)})`;
   const token = await userToken(id);
   const supabase = supabaseAs(token);
   await supabase.realtime.setAuth(); // so the first private join already carries the user's token

@@ -77,7 +77,7 @@ describe("fair claiming", () => {
   it("a tenant at its running cap takes no more slots, even at a higher priority, while another waits", async () => {
     const kind = uniqueKind("fair-cap");
     const [a, b] = [await newUser(), await newUser()];
-    const [row] = await sql<{ maxRunning: number }[]>`select max_running from cogo.set_tenant_limits(${a.id}, 1)`;
+    const [row] = await sql<{ maxRunning: number }[]>`select max_running from cogo.set_tenant_limits(${a.id}, ${sql.json({ maxRunning: 1 })})`;
     expect(row!.maxRunning).toBe(1);
     for (let i = 0; i < 3; i++) await queue(a, kind, "sleep 30", 500);
     const bTask = await queue(b, kind, "sleep 30", 0);
@@ -87,7 +87,7 @@ describe("fair claiming", () => {
     expect([await activeOf(a.id), await activeOf(b.id)]).toEqual([1, 1]);
     expect((await sql`select 1 from public.tasks where id = ${bTask} and status = any(cogo.active_states())`).length).toBe(1);
     await cancelAll(a.id, b.id);
-    await sql`select cogo.set_tenant_limits(${a.id}, null)`;
+    await sql`select cogo.set_tenant_limits(${a.id}, ${sql.json({ maxRunning: null })})`;
   });
 
   it("a lone tenant holds 3/4 of the fleet by default, and all of it when the operator allows", async () => {
@@ -98,7 +98,7 @@ describe("fair claiming", () => {
     await waitFor(async () => (await activeOf(a.id)) === 3 || null, "A to run three tasks", 15_000);
     await new Promise((r) => setTimeout(r, 1200));
     expect(await activeOf(a.id)).toBe(3);
-    await sql`select cogo.set_tenant_limits(${a.id}, 4)`;
+    await sql`select cogo.set_tenant_limits(${a.id}, ${sql.json({ maxRunning: 4 })})`;
     await waitFor(async () => (await activeOf(a.id)) === 4 || null, "A to run four tasks once allowed", 15_000);
     await cancelAll(a.id);
   });
@@ -136,12 +136,14 @@ describe("user priorities and tenant limits: what a user may not do", () => {
     for (const statement of [
       "select * from cogo.tenant_limits",
       `insert into cogo.tenant_limits (owner, max_running) values ('${user.id}', 100)`,
-      `select cogo.set_tenant_limits('${user.id}', 100)`,
-      "select cogo.default_running_share()",
+      `select cogo.set_tenant_limits('${user.id}', '{"maxRunning": 100}')`,
+      "select cogo.default_running_share('basic')",
     ]) {
       await expect(asUser(statement), statement).rejects.toThrow(/permission denied/);
     }
     expect(await sql`select 1 from cogo.tenant_limits where owner = ${user.id}`).toHaveLength(0);
-    await expect(sql`select cogo.set_tenant_limits(${user.id}, 0)`).rejects.toThrow(/at least 1/);
+    await expect(sql`select cogo.set_tenant_limits(${user.id}, ${sql.json({ maxRunning: 0 })})`).rejects.toThrow(/at least 1/);
+    await expect(sql`select cogo.set_tenant_limits(${user.id}, ${sql.json({ maxRuning: 5 })})`).rejects.toThrow(/unknown limit "maxRuning"/);
+    await expect(sql`select cogo.set_tenant_limits(${user.id}, ${sql.json({ maxRunning: 2.5 })})`).rejects.toThrow(/whole number/);
   });
 });
