@@ -13,6 +13,7 @@ import { benchBlocks } from "./blocks.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
 import { benchStall } from "./stall.ts";
+import { benchFairness } from "./fairness.ts";
 import { benchCompare } from "./compare.ts";
 import { benchRealtime } from "./realtime.ts";
 import { printTable, type Row } from "./stats.ts";
@@ -20,7 +21,7 @@ import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 
 ignorePostgresClosedSocketWrites();
 
-const SUITES = ["lifecycle", "stall", "sandbox", "diagnostics", "feedback", "analysis", "blocks", "compare", "realtime"] as const;
+const SUITES = ["lifecycle", "stall", "fairness", "sandbox", "diagnostics", "feedback", "analysis", "blocks", "compare", "realtime"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -49,6 +50,7 @@ const results: Record<string, Row[]> = {};
 try {
   if (chosen.includes("lifecycle")) results.lifecycle = await benchLifecycle(stack, sql, progress);
   if (chosen.includes("stall")) results.stall = await benchStall(stack, sql, progress);
+  if (chosen.includes("fairness")) results.fairness = await benchFairness(stack, sql, progress);
   if (chosen.includes("sandbox")) results.sandbox = await benchSandbox(stack, sql, progress);
   if (chosen.includes("diagnostics")) results.diagnostics = await benchDiagnostics(stack, progress);
   if (chosen.includes("feedback")) results.feedback = await benchFeedback(stack, sql, progress);
