@@ -103,8 +103,10 @@ export async function benchFairness(stack: Stack, sql: Sql, progress: (s: string
       "A's backlog",
       600_000,
       async () => {
+        // B on the second, C half a second later: two independent tenants, not one in lockstep.
         const tick = new Promise((r) => setTimeout(r, 1000));
-        newcomers.push(...(await Promise.all([execute(stack, b, kind, NEWCOMER_TASK), execute(stack, c, kind, NEWCOMER_TASK)])));
+        const cLater = new Promise((r) => setTimeout(r, 500)).then(() => execute(stack, c, kind, NEWCOMER_TASK));
+        newcomers.push(await execute(stack, b, kind, NEWCOMER_TASK), await cLater);
         await tick;
       },
     );
