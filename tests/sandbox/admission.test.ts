@@ -195,6 +195,17 @@ describe('host admission: the API refuses what no worker can give', () => {
     }
   });
 
+  it("POST /workers registers the budgets; the kind's maximum follows them", async () => {
+    const kind = uniqueKind('adm-register');
+    const r = await api('POST', '/workers', { token: stack.serviceRoleKey, body: { name: `reg-${kind}`, kind, leaseMs: 60_000, memoryBudgetBytes: 3 * GiB, cpuBudget: 1.5 } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body).toMatchObject({ kind, memoryBudgetBytes: 3 * GiB, cpuBudget: 1.5 });
+    const user = await newUser();
+    const over = await api('POST', '/execute', { token: user.token, body: { command: 'true', limits: { memoryBytes: 3 * GiB + MiB }, requirements: { kind } } });
+    expect(over.body.error?.message).toBe(`limits.memoryBytes: ${3 * GiB + MiB} is more than any worker of kind ${kind} can give (max ${3 * GiB})`);
+    await sql`update public.workers set status = 'offline' where id = ${r.body.id}`;
+  });
+
   it('the SQL default memory of a task is DEFAULT_MEMORY_BYTES', async () => {
     const [r] = await sql<{ d: string; given: string }[]>`select cogo.task_memory_bytes('{}') as d, cogo.task_memory_bytes('{"memoryBytes": 123456789}') as given`;
     expect(Number(r!.d)).toBe(DEFAULT_MEMORY_BYTES);
