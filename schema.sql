@@ -322,10 +322,14 @@ create table public.workers (
   host jsonb default '{}'::jsonb not null,
   last_heartbeat_at timestamp with time zone default now() not null,
   created_at timestamp with time zone default now() not null,
+  memory_budget_bytes bigint,
+  cpu_budget numeric,
   constraint workers_capacity_check CHECK (((capacity >= 1) AND (capacity <= 1000))),
+  constraint workers_cpu_budget_check CHECK ((cpu_budget > (0)::numeric)),
   constraint workers_kind_check CHECK ((kind ~ '^[a-z][a-z0-9_-]{0,31}$'::text)),
   constraint workers_labels_check CHECK ((cardinality(labels) <= 32)),
   constraint workers_lease_ms_check CHECK (((lease_ms >= 1000) AND (lease_ms <= 3600000))),
+  constraint workers_memory_budget_bytes_check CHECK ((memory_budget_bytes >= 16777216)),
   constraint workers_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$'::text)),
   constraint workers_pkey PRIMARY KEY (id)
 );
@@ -390,6 +394,15 @@ CREATE OR REPLACE FUNCTION cogo.active_states()
  SET search_path TO ''
 AS $function$
   select '{claimed,running,blocked,recovering}'::public.task_status[]
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.admission_patience()
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select interval '30 seconds'
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.analysis_policy()
@@ -752,6 +765,10 @@ begin
     fleet as (
       select coalesce(sum(x.capacity), 0) as capacity from public.workers x where x.kind = w.kind and cogo.worker_is_live(x)
     ),
+    room as (
+      select w.memory_budget_bytes - (select coalesce(sum(cogo.task_memory_bytes(a.limits)), 0) from public.tasks a
+                                       where a.worker_id = p_worker and a.status = any(cogo.active_states())) as free
+    ),
     shares as materialized (
       select s.tenant,
              (select count(*) from public.tasks a
@@ -768,25 +785,43 @@ begin
        where s.tenant is not null
     ),
     candidates as (
-      select c.id, c.priority, c.created_at, sh.running + c.n as load, sh.served_at
+      select c.id, c.priority, c.created_at, sh.running + c.n as load, sh.served_at, c.memory
         from shares sh
+        cross join room r
         cross join lateral (
-          select t.id, t.priority, t.created_at, row_number() over (order by t.priority desc, t.created_at, t.id) as n
+          select t.id, t.priority, t.created_at, cogo.task_memory_bytes(t.limits) as memory,
+                 row_number() over (order by t.priority desc, t.created_at, t.id) as n
             from public.tasks t
            where t.status = 'queued' and t.required_kind = w.kind
              and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) = sh.tenant
              and t.required_labels <@ w.labels and t.run_after <= now()
              and not (p_worker = any(t.excluded_workers) and cogo.another_worker_can_take(t, p_worker))
+             and (r.free is null
+                  or (cogo.task_memory_bytes(t.limits) <= w.memory_budget_bytes
+                      and (cogo.task_memory_bytes(t.limits) <= r.free
+                           or greatest(t.created_at, t.run_after) <= now() - cogo.admission_patience())))
            order by t.priority desc, t.created_at, t.id
            limit least(p_max, greatest(sh.cap - sh.running, 0))
         ) c
     ),
-    next as (
-      select t.id from public.tasks t join candidates c on c.id = t.id
+    locked as (
+      select t.id, c.priority, c.load, c.served_at, c.created_at, c.memory
+        from public.tasks t join candidates c on c.id = t.id
        where t.status = 'queued'
        order by c.priority desc, c.load, c.served_at nulls first, c.created_at, c.id
        limit p_max
        for update of t skip locked
+    ),
+    next as (
+      select a.id
+        from (select l.id,
+                     sum(l.memory) over fair as taken,
+                     bool_or(l.memory > r.free) over fair as held
+                from locked l cross join room r
+              window fair as (order by l.priority desc, l.load, l.served_at nulls first, l.created_at, l.id
+                              rows between unbounded preceding and current row)) a
+        cross join room r
+       where r.free is null or (not a.held and a.taken <= r.free)
     )
     update public.tasks t
        set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(),
@@ -1301,6 +1336,20 @@ begin
   end if;
   return p_seq;
 end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.kind_memory_budgets(p_kinds text[])
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select coalesce(jsonb_object_agg(b.kind, jsonb_build_object('live', b.live, 'maxBudgetBytes', b.max_budget, 'unbudgeted', b.unbudgeted)), '{}')
+    from (select w.kind, count(*) as live, max(w.memory_budget_bytes) as max_budget,
+                 count(*) filter (where w.memory_budget_bytes is null) as unbudgeted
+            from public.workers w
+           where w.kind = any(p_kinds) and cogo.worker_is_live(w)
+           group by w.kind) b
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.live_worker_kinds()
@@ -1908,14 +1957,15 @@ begin
 end;
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.register_worker(p_name text, p_kind text, p_labels text[], p_capacity integer, p_lease_ms integer, p_version text, p_host jsonb)
+CREATE OR REPLACE FUNCTION cogo.register_worker(p_name text, p_kind text, p_labels text[], p_capacity integer, p_lease_ms integer, p_version text, p_host jsonb, p_memory_budget_bytes bigint DEFAULT NULL::bigint, p_cpu_budget numeric DEFAULT NULL::numeric)
  RETURNS public.workers
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO ''
 AS $function$
-  insert into public.workers (name, kind, labels, capacity, lease_ms, version, host)
-  values (p_name, p_kind, coalesce(p_labels, '{}'), p_capacity, p_lease_ms, p_version, coalesce(p_host, '{}'))
+  insert into public.workers (name, kind, labels, capacity, lease_ms, version, host, memory_budget_bytes, cpu_budget)
+  values (p_name, p_kind, coalesce(p_labels, '{}'), p_capacity, p_lease_ms, p_version, coalesce(p_host, '{}'),
+          p_memory_budget_bytes, p_cpu_budget)
   returning *;
 $function$;
 
@@ -2463,6 +2513,15 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.task_memory_bytes(p_limits jsonb)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select coalesce((p_limits ->> 'memoryBytes')::bigint, 1073741824)
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.task_status_changed(p_task public.tasks, p_previous public.task_status)
  RETURNS void
  LANGUAGE plpgsql
@@ -2545,6 +2604,7 @@ AS $function$
   select jsonb_build_object(
     'id', w.id, 'kind', w.kind, 'labels', to_jsonb(w.labels), 'capacity', w.capacity,
     'status', w.status, 'leaseMs', w.lease_ms, 'lastHeartbeatAt', w.last_heartbeat_at, 'createdAt', w.created_at,
+    'memoryBudgetBytes', w.memory_budget_bytes, 'cpuBudget', w.cpu_budget,
     'running', (select count(*) from public.tasks t
                  where t.worker_id = w.id and t.status = any(cogo.active_states())));
 $function$;
@@ -2708,16 +2768,19 @@ create policy "users receive their own task list topic" on realtime.messages for
 -- ── grants ────────────────────────────────────────────────────────────────────────────────────────
 
 grant select (capacity) on table public.workers to authenticated;
+grant select (cpu_budget) on table public.workers to authenticated;
 grant select (created_at) on table public.workers to authenticated;
 grant select (id) on table public.workers to authenticated;
 grant select (kind) on table public.workers to authenticated;
 grant select (labels) on table public.workers to authenticated;
 grant select (last_heartbeat_at) on table public.workers to authenticated;
 grant select (lease_ms) on table public.workers to authenticated;
+grant select (memory_budget_bytes) on table public.workers to authenticated;
 grant select (status) on table public.workers to authenticated;
 grant execute on function cogo.active_states() to anon;
 grant execute on function cogo.active_states() to authenticated;
 grant execute on function cogo.active_states() to service_role;
+grant execute on function cogo.admission_patience() to service_role;
 grant execute on function cogo.analysis_policy() to authenticated;
 grant execute on function cogo.analysis_policy() to service_role;
 grant execute on function cogo.analysis_progress(p_analysis uuid, p_message text) to service_role;
@@ -2767,6 +2830,8 @@ grant execute on function cogo.health() to authenticated;
 grant execute on function cogo.health() to service_role;
 grant execute on function cogo.heartbeat(p_worker uuid, OUT kept uuid[], OUT cancel uuid[], OUT worker_status public.worker_status) to service_role;
 grant execute on function cogo.insert_event(p_task uuid, p_seq bigint, p_attempt integer, p_type text, p_data jsonb) to service_role;
+grant execute on function cogo.kind_memory_budgets(p_kinds text[]) to authenticated;
+grant execute on function cogo.kind_memory_budgets(p_kinds text[]) to service_role;
 grant execute on function cogo.live_worker_kinds() to anon;
 grant execute on function cogo.live_worker_kinds() to authenticated;
 grant execute on function cogo.live_worker_kinds() to service_role;
@@ -2795,7 +2860,7 @@ grant execute on function cogo.recover_worker(p_worker uuid) to service_role;
 grant execute on function cogo.refresh_plan(p_plan uuid) to service_role;
 grant execute on function cogo.refuse_reserved_step() to service_role;
 grant execute on function cogo.refuse_reserved_task() to service_role;
-grant execute on function cogo.register_worker(p_name text, p_kind text, p_labels text[], p_capacity integer, p_lease_ms integer, p_version text, p_host jsonb) to service_role;
+grant execute on function cogo.register_worker(p_name text, p_kind text, p_labels text[], p_capacity integer, p_lease_ms integer, p_version text, p_host jsonb, p_memory_budget_bytes bigint, p_cpu_budget numeric) to service_role;
 grant execute on function cogo.release_ready_steps(p_plan public.plans) to service_role;
 grant execute on function cogo.release_task(p_task uuid, p_attempt integer, p_worker uuid, p_reason text) to service_role;
 grant execute on function cogo.report_block(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb) to service_role;
@@ -2823,6 +2888,7 @@ grant execute on function cogo.stop_blocked_steps(p_plan uuid) to service_role;
 grant execute on function cogo.store_analysis_batch_results(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.store_analysis_blobs(p_task uuid, p_attempt integer, p_worker uuid, p_repo uuid, p_hashes text[], p_languages text[], p_sizes bigint[], p_binary boolean[], p_contents text[]) to service_role;
 grant execute on function cogo.store_artifact(p_task uuid, p_attempt integer, p_worker uuid, p_path text, p_content bytea, p_error text) to service_role;
+grant execute on function cogo.task_memory_bytes(p_limits jsonb) to service_role;
 grant execute on function cogo.task_status_changed(p_task public.tasks, p_previous public.task_status) to service_role;
 grant execute on function cogo.task_summary(t public.tasks) to authenticated;
 grant execute on function cogo.task_summary(t public.tasks) to service_role;

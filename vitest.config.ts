@@ -15,6 +15,7 @@ const UNIT = [
   "tests/diagnostics/line-events.test.ts",
   "tests/diagnostics/parsers.test.ts",
   "tests/plans/workspace-walk.test.ts",
+  "tests/sandbox/budget.test.ts",
 ];
 
 export default defineConfig({

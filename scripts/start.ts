@@ -7,6 +7,8 @@ import { parseArgs } from "node:util";
 import { mintUserToken } from "../embedded/keys.ts";
 import { ownSignals } from "../embedded/postgres.ts";
 import { PROJECT_ROOT, resolveDataDir, startStack } from "../embedded/stack.ts";
+import { DEFAULT_MEMORY_BYTES } from "../functions/_shared/limits.ts";
+import { computeBudget, readHostResources } from "../worker/budget.ts";
 import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 import { buildDashboard } from "./build-dashboard.ts";
 
@@ -25,6 +27,9 @@ Options:
   --reset           wipe the data directory first (all tasks, keys)
   --workers N       worker processes to start (default 1; 0 for none)
   --concurrency N   tasks per worker (default 4)
+                    Workers share the host's memory budget (README, Host admission): the
+                    analysis worker gets 5 GiB, the others split the rest (COGO_MEMORY_BUDGET
+                    overrides, per worker).
   --verbose         show Postgres, function and worker logs
   -h, --help        this text
 
@@ -145,11 +150,31 @@ await writeFile(
   { mode: 0o600 },
 );
 
+// One host budget (worker/budget.ts; Postgres is local) shared by every worker started here: each
+// would otherwise count the whole host as its own. The analysis worker gets 5 GiB, enough for the
+// largest clone sandbox (workspace 2 × 2 GiB + 64 MiB, plus 512 MiB: worker/analysis/clone.ts);
+// the others split the rest. COGO_MEMORY_BUDGET, when set, applies to each instead.
+const ANALYSIS_CONCURRENCY = 2;
+const budgetArgs = (bytes: number) => (process.env.COGO_MEMORY_BUDGET ? [] : ["--memory-budget", String(bytes)]);
+const hostBudget = computeBudget(await readHostResources(), { databaseLocal: true }).memoryBytes;
+const analysisBudget = 5 * 1024 ** 3;
+const workerBudget = Math.max(DEFAULT_MEMORY_BYTES, Math.floor((hostBudget - analysisBudget) / Math.max(1, workerCount) / 1048576) * 1048576);
 const workers: ChildProcess[] = [];
 for (let i = 0; i < workerCount; i++) {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--concurrency", String(values.concurrency), "--name", `local-${i + 1}`, "--grace-ms", "5000"],
+    [
+      "--import",
+      "tsx",
+      path.join(PROJECT_ROOT, "worker", "main.ts"),
+      "--concurrency",
+      String(values.concurrency),
+      ...budgetArgs(workerBudget),
+      "--name",
+      `local-${i + 1}`,
+      "--grace-ms",
+      "5000",
+    ],
     { env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl }, stdio: ["ignore", "inherit", "inherit"] },
   );
   workers.push(child);
@@ -159,7 +184,20 @@ if (workerCount > 0) {
   workers.push(
     spawn(
       process.execPath,
-      ["--import", "tsx", path.join(PROJECT_ROOT, "worker", "main.ts"), "--kind", "analysis", "--concurrency", "2", "--name", "local-analysis", "--grace-ms", "5000"],
+      [
+        "--import",
+        "tsx",
+        path.join(PROJECT_ROOT, "worker", "main.ts"),
+        "--kind",
+        "analysis",
+        "--concurrency",
+        String(ANALYSIS_CONCURRENCY),
+        ...budgetArgs(analysisBudget),
+        "--name",
+        "local-analysis",
+        "--grace-ms",
+        "5000",
+      ],
       { env: { ...process.env, SUPABASE_DB_URL: stack.dbUrl }, stdio: ["ignore", "inherit", "inherit"] },
     ),
   );

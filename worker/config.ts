@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { CogoError } from "../functions/_shared/errors.ts";
+import { MIN_BUDGET_BYTES, parseBytes } from "./budget.ts";
 import type { CgroupMode } from "./sandbox/cgroups.ts";
 import type { SandboxOptions } from "./sandbox/options.ts";
 
@@ -18,6 +19,14 @@ export interface WorkerOptions {
   labels: string[];
   /** Tasks run at once. @default env COGO_CONCURRENCY, else 4 */
   concurrency: number;
+  /**
+   * Memory the limits of the tasks this worker holds may add up to (host admission): it claims a
+   * task only while its `limits.memoryBytes` (default 1 GiB) fits what is left, and gives one task
+   * at most this much. @default env COGO_MEMORY_BUDGET, else host memory (or the worker's cgroup
+   * limit, if lower) less 1 GiB + 10 % for the worker and the kernel, and another 1 GiB + 15 %
+   * when Postgres runs on this host; at least 1 GiB (worker/budget.ts)
+   */
+  memoryBudgetBytes: number | undefined;
   /** Lease on a claimed task; heartbeats renew it every leaseMs/3. @default env COGO_LEASE_MS, else 15000 */
   leaseMs: number;
   /** Poll for work this often even without a NOTIFY. @default 1000 */
@@ -66,6 +75,15 @@ export const WORKER_DEFAULTS = {
 
 const defaultLog = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
 
+function bytes(name: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = parseBytes(value);
+  if (n === undefined || n < MIN_BUDGET_BYTES) {
+    throw new WorkerConfigError("bad_option", `${name}=${value}: expected a size of at least 16MiB, in bytes or with K, M, G or T (powers of 1024: 8G = 8GiB)`);
+  }
+  return n;
+}
+
 function int(name: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
@@ -105,6 +123,7 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
     kind: partial.kind ?? env.COGO_WORKER_KIND ?? WORKER_DEFAULTS.kind,
     labels: partial.labels ?? labelsEnv ?? WORKER_DEFAULTS.labels,
     concurrency: partial.concurrency ?? int("COGO_CONCURRENCY", env.COGO_CONCURRENCY, 1, 1000) ?? WORKER_DEFAULTS.concurrency,
+    memoryBudgetBytes: partial.memoryBudgetBytes ?? bytes("COGO_MEMORY_BUDGET", env.COGO_MEMORY_BUDGET),
     leaseMs: partial.leaseMs ?? int("COGO_LEASE_MS", env.COGO_LEASE_MS, 1000, 3_600_000) ?? WORKER_DEFAULTS.leaseMs,
     graceMs: partial.graceMs ?? int("COGO_GRACE_MS", env.COGO_GRACE_MS, 0, 3_600_000) ?? WORKER_DEFAULTS.graceMs,
     workspaceRoot: partial.workspaceRoot ?? env.COGO_WORKSPACE_ROOT ?? WORKER_DEFAULTS.workspaceRoot,
@@ -112,6 +131,9 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
     cgroups: cgroupsMode("COGO_CGROUPS", partial.cgroups ?? env.COGO_CGROUPS) ?? WORKER_DEFAULTS.cgroups,
     log: partial.log ?? defaultLog,
   };
+  if (opts.memoryBudgetBytes !== undefined && (!Number.isSafeInteger(opts.memoryBudgetBytes) || opts.memoryBudgetBytes < MIN_BUDGET_BYTES)) {
+    throw new WorkerConfigError("bad_option", `memoryBudgetBytes must be a whole number of bytes ≥ 16 MiB, got ${opts.memoryBudgetBytes}`);
+  }
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new WorkerConfigError("bad_option", `concurrency must be ≥ 1, got ${opts.concurrency}`);
   if (!/^[a-z][a-z0-9_-]{0,31}$/.test(opts.kind)) throw new WorkerConfigError("bad_option", `kind ${JSON.stringify(opts.kind)}: lower-case letters, digits, _ or -`);
   return opts;
@@ -124,6 +146,14 @@ it to .env.local; the worker reads that file when the variable is not set).
 
 Options:
   --concurrency N     tasks at once (env COGO_CONCURRENCY, default 4)
+  --memory-budget SIZE
+                      memory the limits of this worker's tasks may add up to; it claims a task
+                      only while its limits.memoryBytes (default 1 GiB) fits what is left, and one
+                      task gets at most SIZE (bytes, or 512M, 16G: powers of 1024). Default (env
+                      COGO_MEMORY_BUDGET): host memory, or the worker's cgroup limit if lower,
+                      less 1 GiB + 10 % for the worker and kernel, and 1 GiB + 15 % more when
+                      Postgres runs on this host; at least 1 GiB. Give each worker its share when
+                      several run on one host. The worker logs the figure at start.
   --kind KIND         worker kind tasks ask for (env COGO_WORKER_KIND, default basic)
   --labels a,b        labels tasks may require (env COGO_WORKER_LABELS)
   --name NAME         name in the fleet (env COGO_WORKER_NAME, default <host>-<pid>)
@@ -140,6 +170,7 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
     args: argv,
     options: {
       concurrency: { type: "string" },
+      "memory-budget": { type: "string" },
       kind: { type: "string" },
       labels: { type: "string" },
       name: { type: "string" },
@@ -154,6 +185,7 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
   if (values.help) return "help";
   return {
     concurrency: int("--concurrency", values.concurrency, 1, 1000),
+    memoryBudgetBytes: bytes("--memory-budget", values["memory-budget"]),
     kind: values.kind,
     labels: values.labels
       ?.split(",")

@@ -11,9 +11,21 @@ import type { Chunk } from "./stream/output-batcher.ts";
 export class Queue {
   constructor(readonly sql: Sql) {}
 
-  async register(w: { name: string; kind: string; labels: string[]; capacity: number; leaseMs: number; version: string; host: object }): Promise<WorkerRow> {
+  /** Registers the worker; with a memory budget its claims are admitted against it (host admission). */
+  async register(w: {
+    name: string;
+    kind: string;
+    labels: string[];
+    capacity: number;
+    leaseMs: number;
+    version: string;
+    host: object;
+    memoryBudgetBytes?: number;
+    cpuBudget?: number;
+  }): Promise<WorkerRow> {
     const [row] = await this.sql<WorkerRow[]>`
-      select * from cogo.register_worker(${w.name}, ${w.kind}, ${w.labels}, ${w.capacity}, ${w.leaseMs}, ${w.version}, ${this.sql.json(w.host as never)})`;
+      select * from cogo.register_worker(${w.name}, ${w.kind}, ${w.labels}, ${w.capacity}, ${w.leaseMs}, ${w.version},
+        ${this.sql.json(w.host as never)}, ${w.memoryBudgetBytes ?? null}, ${w.cpuBudget ?? null})`;
     return row!;
   }
 

@@ -5,6 +5,7 @@ import { hostname, cpus, totalmem } from "node:os";
 import type { Sql } from "postgres";
 import { connect } from "../functions/_shared/db.ts";
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
+import { computeBudget, isLocalDatabase, localNames, readHostResources, type Budget } from "./budget.ts";
 import { resolveWorkerOptions, sandboxCgroups, type WorkerOptions } from "./config.ts";
 import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
@@ -81,6 +82,9 @@ export class Worker {
     return this.id;
   }
 
+  /** The host budget this worker registered (set by start()). */
+  budget: Budget | undefined;
+
   get activeTasks(): number {
     return this.running.size;
   }
@@ -88,6 +92,16 @@ export class Worker {
   async start(): Promise<void> {
     const o = this.options;
     const facts = await sandboxFacts(this.sandboxOptions.cgroups);
+    // Host admission: the claim takes only tasks whose memory limits fit this budget, and no task
+    // gets more than all of it (no 8 GiB cap that four slots could overcommit).
+    const budget = computeBudget(await readHostResources(), {
+      databaseLocal: isLocalDatabase(o.databaseUrl, localNames()),
+      memoryBudgetBytes: o.memoryBudgetBytes,
+    });
+    this.budget = budget;
+    // An embedder's lower sandbox.maxLimits.memoryBytes still holds (the task's output says so).
+    const memoryMax = Math.min(budget.memoryBytes, o.sandbox.maxLimits?.memoryBytes ?? budget.memoryBytes);
+    this.sandboxOptions.maxLimits = { ...this.sandboxOptions.maxLimits, memoryBytes: memoryMax };
     const registeredAt = nowMs();
     const row = await this.queue.register({
       name: o.name,
@@ -97,6 +111,8 @@ export class Worker {
       leaseMs: o.leaseMs,
       version: WORKER_VERSION,
       host: { hostname: hostname(), pid: process.pid, cpus: cpus().length, memoryBytes: totalmem(), sandbox: facts },
+      memoryBudgetBytes: budget.memoryBytes,
+      cpuBudget: budget.cpus,
     });
     this.id = row.id;
     // Registering stamps last_heartbeat_at: the lease-safety clock starts there, not when this
@@ -132,6 +148,7 @@ export class Worker {
       `worker ${o.name} (${row.id}) online: kind=${o.kind} labels=[${o.labels.join(",")}] concurrency=${o.concurrency} lease=${o.leaseMs}ms; sandbox: ${facts.limitsBy}${facts.cgroupNotes.length ? ` (${facts.cgroupNotes.join("; ")})` : ""}`,
     );
     o.log(`sandbox protections: ${facts.protections}`);
+    o.log(`host budget: ${budget.explanation}; claims only tasks whose memory limits fit it`);
 
     const tasksListen = await this.sql.listen(
       "cogo_tasks",

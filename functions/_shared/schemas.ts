@@ -1,7 +1,7 @@
 // Request and message shapes, validated with zod at every edge; the SDK's types come from here.
 import { z } from "zod";
 import { ARTIFACT_LIMITS, validateArtifactPattern } from "./artifacts/patterns.ts";
-import { DEFAULT_WALL_TIME_MS, MAX_CPU_TIME_MS, MAX_WALL_TIME_MS } from "./limits.ts";
+import { DEFAULT_WALL_TIME_MS, MAX_CPU_TIME_MS, MAX_FILE_SIZE_BYTES, MAX_OPEN_FILES, MAX_OUTPUT_BYTES, MAX_PROCESSES, MAX_WALL_TIME_MS, MAX_WORKSPACE_BYTES } from "./limits.ts";
 import { USER_PRIORITY } from "./plans/limits.ts";
 import { validateWorkspacePath } from "./paths.ts";
 import { BlockDetectionSchema, RecoveryOptionsSchema } from "./recovery/options.ts";
@@ -27,6 +27,9 @@ const PRIORITY_RANGE = `priority is between ${USER_PRIORITY.min} and ${USER_PRIO
 export const MAX_FILES = 1000;
 export const MAX_FILES_BYTES = 32 * 1024 * 1024;
 
+// Each limit at most what a worker gives (functions/_shared/limits.ts), so nothing accepted is cut.
+// Memory is checked here only against a sanity bound: the route refuses more than the largest
+// budget among the live workers of the task's kind (functions/_shared/admission.ts).
 export const LimitsSchema = z
   .object({
     /** Refused: the wall-time limit is the task's `timeoutMs`, one setting. */
@@ -36,24 +39,16 @@ export const LimitsSchema = z
       .number()
       .int()
       .min(16 * 1024 * 1024)
-      .max(64 * 1024 ** 3),
-    processes: z.number().int().min(1).max(100_000),
-    openFiles: z.number().int().min(16).max(1_048_576),
-    fileSizeBytes: z
-      .number()
-      .int()
-      .min(1024)
       .max(1024 ** 4),
+    processes: z.number().int().min(1).max(MAX_PROCESSES),
+    openFiles: z.number().int().min(16).max(MAX_OPEN_FILES),
+    fileSizeBytes: z.number().int().min(1024).max(MAX_FILE_SIZE_BYTES),
     workspaceBytes: z
       .number()
       .int()
       .min(1024 * 1024)
-      .max(1024 ** 4),
-    outputBytes: z
-      .number()
-      .int()
-      .min(1024)
-      .max(1024 ** 4),
+      .max(MAX_WORKSPACE_BYTES),
+    outputBytes: z.number().int().min(1024).max(MAX_OUTPUT_BYTES),
     /** Past outputBytes: "stop" kills the task (failed, output_limit); "truncate" drops the rest and lets it run. */
     onOutputLimit: z.enum(["stop", "truncate"]),
   })
@@ -153,6 +148,14 @@ export const RegisterWorkerSchema = z
     leaseMs: z.number().int().min(1000).max(3_600_000).default(15_000),
     version: z.string().max(100).optional(),
     host: z.record(z.string(), z.unknown()).default({}),
+    /** Memory the worker's tasks may hold at once (host admission); without it the worker claims without admission. */
+    memoryBudgetBytes: z
+      .number()
+      .int()
+      .min(16 * 1024 * 1024)
+      .optional(),
+    /** Cores the worker's tasks share (shown in the fleet; tasks are not admitted on CPU). */
+    cpuBudget: z.number().positive().max(100_000).optional(),
   })
   .strict();
 export type RegisterWorker = z.input<typeof RegisterWorkerSchema>;

@@ -59,6 +59,9 @@ export interface WorkerRow {
   leaseMs: number;
   version: string | null;
   host: Record<string, unknown>;
+  /** Host admission (worker/budget.ts); null: registered without one, claims without admission. bigint/numeric: strings from postgres.js. */
+  memoryBudgetBytes: string | null;
+  cpuBudget: string | null;
   lastHeartbeatAt: Date;
   createdAt: Date;
 }
@@ -112,6 +115,8 @@ export function workerView(w: WorkerRow) {
     leaseMs: w.leaseMs,
     version: w.version,
     host: w.host,
+    memoryBudgetBytes: w.memoryBudgetBytes === null ? null : Number(w.memoryBudgetBytes),
+    cpuBudget: w.cpuBudget === null ? null : Number(w.cpuBudget),
     lastHeartbeatAt: iso(w.lastHeartbeatAt),
     createdAt: iso(w.createdAt),
   };

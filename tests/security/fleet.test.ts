@@ -10,7 +10,7 @@ import { Queue } from "../../worker/queue.ts";
 import { api, newUser, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
 
 /** Exactly what a user sees of a worker. */
-const PUBLIC_KEYS = ["capacity", "createdAt", "id", "kind", "labels", "lastHeartbeatAt", "leaseMs", "running", "status"];
+const PUBLIC_KEYS = ["capacity", "cpuBudget", "createdAt", "id", "kind", "labels", "lastHeartbeatAt", "leaseMs", "memoryBudgetBytes", "running", "status"];
 const SERVICE_KEYS = [...PUBLIC_KEYS, "host", "name", "version"].sort();
 const keys = (o: object) => Object.keys(o).sort();
 

@@ -1,6 +1,17 @@
 import type { CgroupMode } from './cgroups.ts';
 import { InvalidSandboxSpec } from './errors.ts';
-import { DEFAULT_WALL_TIME_MS, MAX_CPU_TIME_MS, MAX_WALL_TIME_MS } from '../../functions/_shared/limits.ts';
+import {
+  DEFAULT_MEMORY_BYTES,
+  DEFAULT_WALL_TIME_MS,
+  MAX_CPU_TIME_MS,
+  MAX_FILE_SIZE_BYTES,
+  MAX_MEMORY_BYTES,
+  MAX_OPEN_FILES,
+  MAX_OUTPUT_BYTES,
+  MAX_PROCESSES,
+  MAX_WALL_TIME_MS,
+  MAX_WORKSPACE_BYTES,
+} from '../../functions/_shared/limits.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -43,7 +54,10 @@ export interface SandboxOptions {
   slotWaitMs?: number;
   /** Directory of slot lock files shared by all workers of the machine. @default '/run/cogo-sandbox/slots' */
   slotDir?: string;
-  /** Highest limits a task may ask for; a task asking more gets these. @default SANDBOX_DEFAULTS.maxLimits */
+  /**
+   * Highest limits a task may ask for; a task asking more gets these (the worker notes it in the
+   * task's output). A worker sets memoryBytes to its memory budget. @default SANDBOX_DEFAULTS.maxLimits
+   */
   maxLimits?: Partial<SandboxLimits>;
   /** Whether a task's `network: true` is honoured. @default false */
   allowNetwork?: boolean;
@@ -72,8 +86,8 @@ export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
   wallTimeMs: DEFAULT_WALL_TIME_MS,
   /** @default 600_000 (10 min) */
   cpuTimeMs: 600_000,
-  /** @default 1 GiB */
-  memoryBytes: 1 * GiB,
+  /** @default 1 GiB (DEFAULT_MEMORY_BYTES: what host admission counts for a task that gives none) */
+  memoryBytes: DEFAULT_MEMORY_BYTES,
   /** @default 256 */
   processes: 256,
   /** @default 1024 */
@@ -88,15 +102,17 @@ export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
 
 export const SANDBOX_DEFAULTS = Object.freeze({
   limits: DEFAULT_LIMITS,
+  // The API's maxima (functions/_shared/limits.ts), so a task the API accepted is never cut; a
+  // worker replaces memoryBytes with its memory budget.
   maxLimits: Object.freeze<SandboxLimits>({
     wallTimeMs: MAX_WALL_TIME_MS,
     cpuTimeMs: MAX_CPU_TIME_MS,
-    memoryBytes: 8 * GiB,
-    processes: 4096,
-    openFiles: 65_536,
-    fileSizeBytes: 4 * GiB,
-    workspaceBytes: 8 * GiB,
-    outputBytes: 256 * MiB,
+    memoryBytes: MAX_MEMORY_BYTES,
+    processes: MAX_PROCESSES,
+    openFiles: MAX_OPEN_FILES,
+    fileSizeBytes: MAX_FILE_SIZE_BYTES,
+    workspaceBytes: MAX_WORKSPACE_BYTES,
+    outputBytes: MAX_OUTPUT_BYTES,
   }),
   /**
    * Below these bwrap itself cannot start, so requests are raised to them (it writes the

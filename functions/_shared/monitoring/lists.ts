@@ -60,6 +60,10 @@ export interface WorkerSummary {
   capacity: number;
   /** Tasks the worker holds now (claimed, running, blocked, recovering). */
   running: number;
+  /** Memory its tasks' limits may add up to (host admission); null: registered without a budget. */
+  memoryBudgetBytes: number | null;
+  /** Cores its tasks share; null when not registered. */
+  cpuBudget: number | null;
   status: WorkerRow["status"];
   leaseMs: number;
   lastHeartbeatAt: string;

@@ -1,6 +1,7 @@
 // Plans: POST /plans (and POST /execute with `steps`), list, GET /plans/:id, its events, DELETE to cancel.
 import type { TransactionSql } from "postgres";
 import { z } from "zod";
+import { checkTaskMemory } from "../admission.ts";
 import { HttpError, json, requireRole } from "../http.ts";
 import { PlanRequestSchema } from "../plans/spec.ts";
 import { planView, type PlanRow, type StepRow } from "../plans/view.ts";
@@ -16,6 +17,11 @@ const createPlan: Handler = async ({ req, sql, caller }) => {
   const headerKey = req.headers.get("idempotency-key");
   const spec = headerKey && !plan.idempotencyKey ? { ...plan, idempotencyKey: headerKey } : plan;
   return await asCaller(sql, caller, async (tx) => {
+    // Every step's memory against the live fleet of its kind, before anything is written.
+    await checkTaskMemory(
+      tx,
+      spec.steps.map((s, i) => ({ field: `steps.${i}.limits.memoryBytes`, kind: s.spec.requirements.kind, memoryBytes: s.spec.limits.memoryBytes })),
+    );
     const [row] = await tx<PlanRow[]>`select * from cogo.create_plan(${tx.json(spec as never)})`;
     return json(202, { planId: row!.id, ...(await readPlan(tx, row!.id)) });
   });

@@ -1,4 +1,5 @@
 // Tasks: execute, status, output and event replay by seq, stdin, cancel.
+import { checkTaskMemory } from "../admission.ts";
 import { HttpError, json, requireRole } from "../http.ts";
 import { setBlockOptions } from "./recovery.ts";
 import { asCaller, body, findTask, query, UUID, type Route } from "../routing.ts";
@@ -16,6 +17,8 @@ export const taskRoutes: Route[] = [
       const headerKey = req.headers.get("idempotency-key");
       const withKey = headerKey && !spec.idempotencyKey ? { ...spec, idempotencyKey: headerKey } : spec;
       const [row] = await asCaller(sql, caller, async (tx) => {
+        // Memory is checked against the live fleet, never cut to fit (functions/_shared/admission.ts).
+        await checkTaskMemory(tx, [{ field: "limits.memoryBytes", kind: spec.requirements.kind, memoryBytes: spec.limits.memoryBytes }]);
         const rows = await tx<TaskRow[]>`select * from cogo.enqueue_task(${tx.json(withKey as never)})`;
         if (spec.blockDetection || spec.recovery) await setBlockOptions(tx, rows[0]!.id, spec);
         if (spec.artifacts.length > 0 || spec.network) {

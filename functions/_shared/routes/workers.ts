@@ -17,7 +17,7 @@ export const workerRoutes: Route[] = [
         caller,
         (tx) => tx<WorkerRow[]>`
       select * from cogo.register_worker(${w.name}, ${w.kind}, ${w.labels}, ${w.capacity}, ${w.leaseMs},
-                                         ${w.version ?? null}, ${tx.json(w.host as never)})`,
+                                         ${w.version ?? null}, ${tx.json(w.host as never)}, ${w.memoryBudgetBytes ?? null}, ${w.cpuBudget ?? null})`,
       );
       return json(201, workerView(row!));
     },
