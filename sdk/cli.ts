@@ -124,6 +124,8 @@ async function logs(argv: string[]): Promise<number> {
   const handle = await sandbox.attach(id, values.follow ? { onOutput: write } : {}, { collectOutput: false });
   if (values.follow) return exitCodeOf(await handle.result());
   for (const c of await handle.replay()) write(c);
+  const task = await sandbox.getTask(id);
+  if (task.purgedAt) process.stderr.write(`[cogo] task ${id}: output deleted on ${task.purgedAt} (retention)\n`);
   await handle.close();
   return 0;
 }
