@@ -307,6 +307,10 @@ declare
   t public.tasks;
   v_task public.tasks;
   v_reason text;
+  v_secs bigint := extract(epoch from p_wait)::bigint;
+  -- "1 h", "30 min", "90 s": how long nobody served the kind, as a person reads it.
+  v_wait text := case when v_secs % 3600 = 0 then (v_secs / 3600) || ' h'
+                      when v_secs % 60 = 0 then (v_secs / 60) || ' min' else v_secs || ' s' end;
 begin
   select * into t from public.tasks where id = p_task for update;
   if not found or t.status <> 'queued' or greatest(t.updated_at, t.run_after) > now() - p_wait
@@ -316,7 +320,7 @@ begin
   v_reason := format('no_worker_for_kind: no live worker of kind "%s"%s for %s; failed instead of waiting longer',
                      t.required_kind,
                      case when cardinality(t.required_labels) > 0 then format(' with labels [%s]', array_to_string(t.required_labels, ',')) else '' end,
-                     p_wait);
+                     v_wait);
   update public.tasks
      set status = 'failed', reason = v_reason, finished_at = now(), output_seq = output_seq + 1,
          updated_at = now(), event_seq = event_seq + 1
@@ -349,7 +353,8 @@ begin
      limit p_batch
        for update skip locked
   loop
-    if cogo.fail_unserved_task(v_id, v_wait) is not null then
+    -- (A row `is not null` only when every field is: test its id.)
+    if (cogo.fail_unserved_task(v_id, v_wait)).id is not null then
       n := n + 1;
     end if;
   end loop;
