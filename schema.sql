@@ -1887,6 +1887,9 @@ declare
   v_analysis_rows jsonb;
   v_messages integer;
   v_cutoff timestamp;
+  -- Tasks (and analyses) marked per transaction: marking clears a task's submitted files, which
+  -- may be megabytes each, so far fewer than the rows deleted per statement.
+  v_mark integer := greatest(1, p_batch / 10);
 begin
   if p_batch is null or p_batch < 1 or p_batch > 100000 then
     raise exception 'purge_expired: batch must be from 1 to 100000, got %', p_batch using errcode = '22023';
@@ -1900,7 +1903,7 @@ begin
      where t.purged_at is null and t.status = any(cogo.final_states())
        and t.finished_at < now() - coalesce(p_older_than, p.task_data_after)
      order by t.finished_at
-     limit p_batch
+     limit v_mark
        for no key update skip locked),
   marked as (
     update public.tasks t set purged_at = now(), files = '[]', env = '{}'
@@ -1917,7 +1920,7 @@ begin
        and a.id is distinct from (select n.id from public.analyses n where n.repo_id = a.repo_id and n.phase = 'completed'
                                    order by n.finished_at desc limit 1)
      order by a.finished_at
-     limit p_batch
+     limit v_mark
        for no key update skip locked),
   marked as (
     update public.analyses a set purged_at = now() from due where a.id = due.id returning a.id)
@@ -1939,7 +1942,7 @@ begin
   return jsonb_build_object('tasks', v_tasks, 'analyses', v_analyses) || v_rows || v_analysis_rows
       || jsonb_build_object('realtimeMessages', v_messages,
                             -- Another pass has work when any step filled its batch or rows are still queued.
-                            'more', v_tasks = p_batch or v_analyses = p_batch or coalesce(v_messages, 0) = p_batch
+                            'more', v_tasks = v_mark or v_analyses = v_mark or coalesce(v_messages, 0) = p_batch
                                     or exists (select 1 from cogo.purge_queue q where q.kind in ('task', 'analysis'))
                                     or (v_analysis_rows ->> 'analysisBlobs')::integer > 0);
 end;

@@ -299,6 +299,16 @@ describe("tasks of a kind no live worker serves", () => {
     await waiting.cancel();
   });
 
+  it("every worker runs the service on its interval: one fails an overdue task without being asked", async () => {
+    await startWorker({ kind: uniqueKind("ret-runner"), maintenanceIntervalMs: 300 });
+    const user = await newUser();
+    const task = await user.sandbox.execute({ command: "true", requirements: { kind: uniqueKind("ret-overdue") } });
+    await sql`update public.tasks set created_at = now() - interval '2 hours', updated_at = now() - interval '2 hours',
+                run_after = now() - interval '2 hours' where id = ${task.taskId}`;
+    const failed = await task.result();
+    expect(failed).toMatchObject({ status: "failed", reason: expect.stringMatching(/^no_worker_for_kind: /) });
+  });
+
   it("the policy is the operator's: unknown keys and bad intervals are refused, users may not call it", async () => {
     await expect(setPolicy({ taskDataAfer: "1 day" })).rejects.toThrow(/unknown setting "taskDataAfer"/);
     await expect(setPolicy({ taskDataAfter: "soon" })).rejects.toThrow(/set_retention_policy/);
