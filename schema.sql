@@ -26,6 +26,31 @@ create table cogo.analysis_policy (
 );
 alter table cogo.analysis_policy enable row level security;
 
+create table cogo.purge_queue (
+  kind text not null,
+  id uuid not null,
+  queued_at timestamp with time zone default now() not null,
+  constraint purge_queue_kind_check CHECK ((kind = ANY (ARRAY['task'::text, 'analysis'::text, 'repo'::text]))),
+  constraint purge_queue_pkey PRIMARY KEY (kind, id)
+);
+alter table cogo.purge_queue enable row level security;
+
+create table cogo.retention_policy (
+  id boolean default true not null,
+  task_data_after interval default '7 days'::interval not null,
+  analysis_after interval default '7 days'::interval not null,
+  realtime_messages_after interval default '3 days'::interval not null,
+  no_worker_fail_after interval default '01:00:00'::interval not null,
+  updated_at timestamp with time zone default now() not null,
+  constraint retention_policy_analysis_after_check CHECK ((analysis_after >= '00:00:01'::interval)),
+  constraint retention_policy_id_check CHECK (id),
+  constraint retention_policy_no_worker_fail_after_check CHECK ((no_worker_fail_after >= '00:00:01'::interval)),
+  constraint retention_policy_pkey PRIMARY KEY (id),
+  constraint retention_policy_realtime_messages_after_check CHECK ((realtime_messages_after >= '00:01:00'::interval)),
+  constraint retention_policy_task_data_after_check CHECK ((task_data_after >= '00:00:01'::interval))
+);
+alter table cogo.retention_policy enable row level security;
+
 create table cogo.tenant_limits (
   owner uuid not null,
   max_running integer,
@@ -62,6 +87,7 @@ create table public.analyses (
   created_at timestamp with time zone default now() not null,
   started_at timestamp with time zone,
   finished_at timestamp with time zone,
+  purged_at timestamp with time zone,
   constraint analyses_clone_task_id_fkey FOREIGN KEY (clone_task_id) REFERENCES public.tasks(id) ON DELETE SET NULL,
   constraint analyses_idempotency_key_check CHECK (((idempotency_key IS NULL) OR ((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200)))),
   constraint analyses_pkey PRIMARY KEY (id),
@@ -69,6 +95,7 @@ create table public.analyses (
   constraint analyses_repo_id_fkey FOREIGN KEY (repo_id) REFERENCES public.analysis_repos(id) ON DELETE CASCADE
 );
 alter table public.analyses enable row level security;
+comment on column public.analyses.purged_at is 'When retention deleted this ended analysis''s files and imports (cogo.purge_expired); the row and its summary stay.';
 
 create table public.analysis_batches (
   analysis_id uuid not null,
@@ -293,6 +320,7 @@ create table public.tasks (
   started_at timestamp with time zone,
   finished_at timestamp with time zone,
   updated_at timestamp with time zone default now() not null,
+  purged_at timestamp with time zone,
   constraint tasks_argv_check CHECK (((argv IS NULL) OR ((cardinality(argv) >= 1) AND (cardinality(argv) <= 1000)))),
   constraint tasks_attempts_bounded CHECK (((attempt >= 0) AND (attempt <= max_attempts))),
   constraint tasks_command_check CHECK (((command IS NULL) OR ((length(command) >= 1) AND (length(command) <= 100000)))),
@@ -309,6 +337,7 @@ create table public.tasks (
 );
 alter table public.tasks enable row level security;
 comment on column public.tasks.internal is 'The system job this task is (set only by cogo.start_analysis / cogo.plan_analysis); null for user tasks.';
+comment on column public.tasks.purged_at is 'When retention deleted this ended task''s output, events, stdin, artifacts, files and env (cogo.purge_expired); the row itself stays.';
 
 create table public.workers (
   id uuid default gen_random_uuid() not null,
@@ -365,6 +394,7 @@ alter table public.workspaces enable row level security;
 -- ── indexes ───────────────────────────────────────────────────────────────────────────────────────
 
 CREATE UNIQUE INDEX analyses_owner_idempotency_key ON public.analyses USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
+CREATE INDEX analyses_purge_due ON public.analyses USING btree (finished_at) WHERE ((purged_at IS NULL) AND (phase = ANY (ARRAY['completed'::public.analysis_phase, 'failed'::public.analysis_phase])));
 CREATE INDEX analyses_repo_finished ON public.analyses USING btree (repo_id, finished_at DESC) WHERE (phase = 'completed'::public.analysis_phase);
 CREATE UNIQUE INDEX analysis_batches_task ON public.analysis_batches USING btree (task_id);
 CREATE INDEX analysis_blobs_search ON public.analysis_blobs USING gin (search);
@@ -381,6 +411,7 @@ CREATE INDEX tasks_duration_history ON public.tasks USING btree (COALESCE(owner,
 CREATE INDEX tasks_owner_created ON public.tasks USING btree (owner, created_at DESC);
 CREATE UNIQUE INDEX tasks_owner_idempotency_key ON public.tasks USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
 CREATE INDEX tasks_plan_step ON public.tasks USING btree (plan_id, step) WHERE (plan_id IS NOT NULL);
+CREATE INDEX tasks_purge_due ON public.tasks USING btree (finished_at) WHERE ((purged_at IS NULL) AND (status = ANY (cogo.final_states())));
 CREATE INDEX tasks_queued ON public.tasks USING btree (required_kind, priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
 CREATE INDEX tasks_queued_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
 CREATE INDEX tasks_step_history ON public.tasks USING btree (owner, step, finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (step IS NOT NULL));
@@ -1135,6 +1166,72 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.fail_unserved_task(p_task uuid, p_wait interval)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  t public.tasks;
+  v_task public.tasks;
+  v_reason text;
+  v_secs bigint := extract(epoch from p_wait)::bigint;
+  -- "1 h", "30 min", "90 s": how long nobody served the kind, as a person reads it.
+  v_wait text := case when v_secs % 3600 = 0 then (v_secs / 3600) || ' h'
+                      when v_secs % 60 = 0 then (v_secs / 60) || ' min' else v_secs || ' s' end;
+begin
+  select * into t from public.tasks where id = p_task for update;
+  if not found or t.status <> 'queued' or greatest(t.updated_at, t.run_after) > now() - p_wait
+     or cogo.kind_served_within(t, p_wait) then
+    return null;
+  end if;
+  v_reason := format('no_worker_for_kind: no live worker of kind "%s"%s for %s; failed instead of waiting longer',
+                     t.required_kind,
+                     case when cardinality(t.required_labels) > 0 then format(' with labels [%s]', array_to_string(t.required_labels, ',')) else '' end,
+                     v_wait);
+  update public.tasks
+     set status = 'failed', reason = v_reason, finished_at = now(), output_seq = output_seq + 1,
+         updated_at = now(), event_seq = event_seq + 1
+   where id = t.id returning * into v_task;
+  perform cogo.task_status_changed(v_task, t.status);
+  insert into public.task_output (task_id, seq, attempt, stream, data)
+    values (t.id, v_task.output_seq, t.attempt, 'system', v_reason || E'\n');
+  perform realtime.send(jsonb_build_object('taskId', t.id, 'attempt', t.attempt, 'chunks', jsonb_build_array(
+    jsonb_build_object('sequence', v_task.output_seq, 'stream', 'system', 'data', v_reason || E'\n', 'timestamp', clock_timestamp()))),
+    'realtime_output', 'task:' || t.id, true);
+  return v_task;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.fail_unserved_tasks(p_wait interval DEFAULT NULL::interval, p_batch integer DEFAULT 100)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_wait interval := coalesce(p_wait, (select no_worker_fail_after from cogo.retention_policy));
+  v_id uuid;
+  n integer := 0;
+begin
+  for v_id in
+    select t.id from public.tasks t
+     where t.status = 'queued' and greatest(t.updated_at, t.run_after) <= now() - v_wait
+       and not cogo.kind_served_within(t, v_wait)
+     order by t.created_at
+     limit p_batch
+       for update skip locked
+  loop
+    -- (A row `is not null` only when every field is: test its id.)
+    if (cogo.fail_unserved_task(v_id, v_wait)).id is not null then
+      n := n + 1;
+    end if;
+  end loop;
+  return n;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.fence(p_task uuid, p_attempt integer, p_worker uuid)
  RETURNS public.tasks
  LANGUAGE plpgsql
@@ -1283,9 +1380,11 @@ AS $function$
     'queuedWithoutWorker', (
       select coalesce(jsonb_agg(jsonb_build_object('kind', q.required_kind, 'labels', q.required_labels, 'count', q.n)), '[]')
         from (select required_kind, required_labels, count(*) n from public.tasks t where t.status = 'queued'
+                 and cogo.caller_may_use(t.owner)
                  and not exists (select 1 from public.workers w
                                   where cogo.worker_is_live(w) and w.kind = t.required_kind and t.required_labels <@ w.labels)
-               group by required_kind, required_labels) q)
+               group by required_kind, required_labels) q),
+    'noWorkerFailAfterMs', (select floor(extract(epoch from no_worker_fail_after) * 1000)::bigint from cogo.retention_policy)
   );
 $function$;
 
@@ -1350,6 +1449,18 @@ AS $function$
             from public.workers w
            where w.kind = any(p_kinds) and cogo.worker_is_live(w)
            group by w.kind) b
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.kind_served_within(p_task public.tasks, p_wait interval)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select exists (
+    select 1 from public.workers w
+     where w.kind = p_task.required_kind and p_task.required_labels <@ w.labels
+       and (cogo.worker_is_live(w) or w.last_heartbeat_at > now() - p_wait));
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.live_worker_kinds()
@@ -1745,6 +1856,184 @@ begin
     jsonb_build_object('worker', cogo.worker_public_summary(new), 'queue', cogo.queue_depth(), 'now', clock_timestamp()),
     'worker_changed', 'fleet', true);
   return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.purge_analysis_rows(p_batch integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_ids uuid[];
+  v_repo uuid;
+  n_files integer;
+  n_imports integer;
+  n_blobs integer := 0;
+begin
+  select array_agg(id) into v_ids from (
+    select q.id from cogo.purge_queue q where q.kind = 'analysis' order by q.queued_at limit 20 for update skip locked) x;
+  if v_ids is not null then
+    delete from public.analysis_files where ctid = any(array(
+      select f.ctid from public.analysis_files f where f.analysis_id = any(v_ids) limit p_batch));
+    get diagnostics n_files = row_count;
+    delete from public.analysis_imports where ctid = any(array(
+      select i.ctid from public.analysis_imports i where i.analysis_id = any(v_ids) limit p_batch));
+    get diagnostics n_imports = row_count;
+    -- An analysis whose rows are gone hands its repository to the blob sweep.
+    with done as (
+      delete from cogo.purge_queue q where q.kind = 'analysis' and q.id = any(v_ids)
+        and not exists (select 1 from public.analysis_files f where f.analysis_id = q.id)
+        and not exists (select 1 from public.analysis_imports i where i.analysis_id = q.id)
+      returning q.id)
+    insert into cogo.purge_queue (kind, id)
+      select distinct 'repo', a.repo_id from done join public.analyses a on a.id = done.id
+      on conflict do nothing;
+  end if;
+
+  -- One repository per pass. Its row lock orders this against cogo.start_analysis (whose upsert
+  -- locks the same row): an analysis starting now waits for this sweep, and one that started
+  -- before it is seen below, and then nothing is swept (its clone may be storing blobs that no
+  -- file references yet).
+  select q.id into v_repo from cogo.purge_queue q
+    join public.analysis_repos r on r.id = q.id
+   where q.kind = 'repo'
+   order by q.queued_at limit 1
+     for update of q, r skip locked;
+  if v_repo is not null and not exists (
+       select 1 from public.analyses a where a.repo_id = v_repo and a.phase not in ('completed', 'failed')) then
+    delete from public.analysis_blobs where ctid = any(array(
+      select b.ctid from public.analysis_blobs b
+       where b.repo_id = v_repo
+         and not exists (select 1 from public.analyses a join public.analysis_files f on f.analysis_id = a.id
+                          where a.repo_id = v_repo and f.hash = b.hash and f.language = b.language)
+       limit p_batch));
+    get diagnostics n_blobs = row_count;
+    if n_blobs < p_batch then
+      delete from cogo.purge_queue where kind = 'repo' and id = v_repo;
+    end if;
+  elsif v_repo is null then
+    -- A queued repository that no longer exists (deleted with its blobs).
+    delete from cogo.purge_queue q where q.kind = 'repo'
+      and not exists (select 1 from public.analysis_repos r where r.id = q.id);
+  end if;
+  return jsonb_build_object('analysisFiles', coalesce(n_files, 0), 'analysisImports', coalesce(n_imports, 0), 'analysisBlobs', n_blobs);
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.purge_expired(p_older_than interval DEFAULT NULL::interval, p_batch integer DEFAULT 1000)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  p cogo.retention_policy;
+  v_tasks integer;
+  v_analyses integer;
+  v_rows jsonb;
+  v_analysis_rows jsonb;
+  v_messages integer;
+  v_cutoff timestamp;
+  -- Tasks (and analyses) marked per transaction: marking clears a task's submitted files, which
+  -- may be megabytes each, so far fewer than the rows deleted per statement.
+  v_mark integer := greatest(1, p_batch / 10);
+begin
+  if p_batch is null or p_batch < 1 or p_batch > 100000 then
+    raise exception 'purge_expired: batch must be from 1 to 100000, got %', p_batch using errcode = '22023';
+  end if;
+  select * into p from cogo.retention_policy;
+
+  -- 1. Ended tasks past the age: marked, files and env cleared, queued for their rows. SKIP LOCKED:
+  -- a row someone holds (a cancel, a dashboard hook) is taken on a later pass.
+  with due as (
+    select t.id from public.tasks t
+     where t.purged_at is null and t.status = any(cogo.final_states())
+       and t.finished_at < now() - coalesce(p_older_than, p.task_data_after)
+     order by t.finished_at
+     limit v_mark
+       for no key update skip locked),
+  marked as (
+    update public.tasks t set purged_at = now(), files = '[]', env = '{}'
+      from due where t.id = due.id
+    returning t.id)
+  insert into cogo.purge_queue (kind, id) select 'task', id from marked on conflict do nothing;
+  get diagnostics v_tasks = row_count;
+
+  -- 3a. Ended analyses past the age, but never a repository's newest completed one.
+  with due as (
+    select a.id from public.analyses a
+     where a.purged_at is null and a.phase in ('completed', 'failed')
+       and a.finished_at < now() - coalesce(p_older_than, p.analysis_after)
+       and a.id is distinct from (select n.id from public.analyses n where n.repo_id = a.repo_id and n.phase = 'completed'
+                                   order by n.finished_at desc limit 1)
+     order by a.finished_at
+     limit v_mark
+       for no key update skip locked),
+  marked as (
+    update public.analyses a set purged_at = now() from due where a.id = due.id returning a.id)
+  insert into cogo.purge_queue (kind, id) select 'analysis', id from marked on conflict do nothing;
+  get diagnostics v_analyses = row_count;
+
+  -- 2. and 3b.
+  v_rows := cogo.purge_task_rows(p_batch);
+  v_analysis_rows := cogo.purge_analysis_rows(p_batch);
+
+  -- 4. realtime.messages (inserted_at is a timestamp without time zone, written as now()).
+  if has_table_privilege('realtime.messages', 'DELETE') then
+    v_cutoff := (now() - p.realtime_messages_after)::timestamp;
+    delete from realtime.messages m where (m.id, m.inserted_at) in (
+      select x.id, x.inserted_at from realtime.messages x where x.inserted_at < v_cutoff limit p_batch);
+    get diagnostics v_messages = row_count;
+  end if;
+
+  return jsonb_build_object('tasks', v_tasks, 'analyses', v_analyses) || v_rows || v_analysis_rows
+      || jsonb_build_object('realtimeMessages', v_messages,
+                            -- Another pass has work when any step filled its batch or rows are still queued.
+                            'more', v_tasks = v_mark or v_analyses = v_mark or coalesce(v_messages, 0) = p_batch
+                                    or exists (select 1 from cogo.purge_queue q where q.kind in ('task', 'analysis'))
+                                    or (v_analysis_rows ->> 'analysisBlobs')::integer > 0);
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.purge_task_rows(p_batch integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_ids uuid[];
+  n_output integer;
+  n_events integer;
+  n_stdin integer;
+  n_artifacts integer;
+begin
+  select array_agg(id) into v_ids from (
+    select q.id from cogo.purge_queue q where q.kind = 'task' order by q.queued_at limit 50 for update skip locked) x;
+  if v_ids is null then
+    return jsonb_build_object('output', 0, 'events', 0, 'stdin', 0, 'artifacts', 0);
+  end if;
+  delete from public.task_output where ctid = any(array(
+    select o.ctid from public.task_output o where o.task_id = any(v_ids) limit p_batch));
+  get diagnostics n_output = row_count;
+  delete from public.task_events where ctid = any(array(
+    select e.ctid from public.task_events e where e.task_id = any(v_ids) limit p_batch));
+  get diagnostics n_events = row_count;
+  delete from public.task_stdin where ctid = any(array(
+    select s.ctid from public.task_stdin s where s.task_id = any(v_ids) limit p_batch));
+  get diagnostics n_stdin = row_count;
+  -- Up to 64 MiB each: far fewer per statement than small rows.
+  delete from public.task_artifacts where ctid = any(array(
+    select a.ctid from public.task_artifacts a where a.task_id = any(v_ids) limit greatest(1, p_batch / 100)));
+  get diagnostics n_artifacts = row_count;
+  delete from cogo.purge_queue q where q.kind = 'task' and q.id = any(v_ids)
+    and not exists (select 1 from public.task_output o where o.task_id = q.id)
+    and not exists (select 1 from public.task_events e where e.task_id = q.id)
+    and not exists (select 1 from public.task_stdin s where s.task_id = q.id)
+    and not exists (select 1 from public.task_artifacts a where a.task_id = q.id);
+  return jsonb_build_object('output', n_output, 'events', n_events, 'stdin', n_stdin, 'artifacts', n_artifacts);
 end;
 $function$;
 
@@ -2231,6 +2520,18 @@ AS $function$
   select lower(p_step) like 'analysis-%';
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.retention_policy()
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select jsonb_build_object('taskDataAfter', task_data_after::text, 'analysisAfter', analysis_after::text,
+                            'realtimeMessagesAfter', realtime_messages_after::text,
+                            'noWorkerFailAfter', no_worker_fail_after::text)
+    from cogo.retention_policy;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb)
  RETURNS text[]
  LANGUAGE plpgsql
@@ -2262,6 +2563,40 @@ begin
     update public.tasks set block_detection = coalesce(p_detection, '{}'), recovery = coalesce(p_recovery, '{}')
      where id = p_task;
   end if;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.set_retention_policy(p_policy jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_unknown text;
+  v_keys constant text[] := array['taskDataAfter', 'analysisAfter', 'realtimeMessagesAfter', 'noWorkerFailAfter'];
+begin
+  if coalesce(auth.role(), 'service_role') <> 'service_role' then
+    raise exception 'the retention policy is set by the operator (service role)' using errcode = '42501';
+  end if;
+  if p_policy is null or jsonb_typeof(p_policy) <> 'object' then
+    raise exception 'set_retention_policy: the policy must be a JSON object such as {"taskDataAfter": "14 days"}' using errcode = '22023';
+  end if;
+  select k into v_unknown from jsonb_object_keys(p_policy) k where k <> all(v_keys) limit 1;
+  if v_unknown is not null then
+    raise exception 'set_retention_policy: unknown setting "%" (known: %)', v_unknown, array_to_string(v_keys, ', ') using errcode = '22023';
+  end if;
+  begin
+    update cogo.retention_policy set
+      task_data_after = case when p_policy ? 'taskDataAfter' then coalesce((p_policy ->> 'taskDataAfter')::interval, '7 days') else task_data_after end,
+      analysis_after = case when p_policy ? 'analysisAfter' then coalesce((p_policy ->> 'analysisAfter')::interval, '7 days') else analysis_after end,
+      realtime_messages_after = case when p_policy ? 'realtimeMessagesAfter' then coalesce((p_policy ->> 'realtimeMessagesAfter')::interval, '3 days') else realtime_messages_after end,
+      no_worker_fail_after = case when p_policy ? 'noWorkerFailAfter' then coalesce((p_policy ->> 'noWorkerFailAfter')::interval, '1 hour') else no_worker_fail_after end,
+      updated_at = now();
+  exception when invalid_datetime_format or check_violation then
+    raise exception 'set_retention_policy: %', sqlerrm using errcode = '22023';
+  end;
+  return cogo.retention_policy();
 end;
 $function$;
 
@@ -2695,6 +3030,12 @@ CREATE TRIGGER workers_fleet_topic AFTER INSERT OR UPDATE ON public.workers FOR 
 create policy analysis_policy_no_client_access on cogo.analysis_policy for all to anon, authenticated
   using (false)
   with check (false);
+create policy purge_queue_no_client_access on cogo.purge_queue for all to anon, authenticated
+  using (false)
+  with check (false);
+create policy retention_policy_no_client_access on cogo.retention_policy for all to anon, authenticated
+  using (false)
+  with check (false);
 create policy tenant_limits_no_client_access on cogo.tenant_limits for all to anon, authenticated
   using (false)
   with check (false);
@@ -2815,6 +3156,8 @@ grant execute on function cogo.enqueue_task(spec jsonb) to service_role;
 grant execute on function cogo.estimate_duration_ms(p_task uuid) to service_role;
 grant execute on function cogo.expire_task(p_task uuid) to service_role;
 grant execute on function cogo.fail_analysis(p_analysis uuid, p_error text) to service_role;
+grant execute on function cogo.fail_unserved_task(p_task uuid, p_wait interval) to service_role;
+grant execute on function cogo.fail_unserved_tasks(p_wait interval, p_batch integer) to service_role;
 grant execute on function cogo.fence(p_task uuid, p_attempt integer, p_worker uuid) to service_role;
 grant execute on function cogo.fence_shared(p_task uuid, p_attempt integer, p_worker uuid) to service_role;
 grant execute on function cogo.final_states() to anon;
@@ -2832,6 +3175,7 @@ grant execute on function cogo.heartbeat(p_worker uuid, OUT kept uuid[], OUT can
 grant execute on function cogo.insert_event(p_task uuid, p_seq bigint, p_attempt integer, p_type text, p_data jsonb) to service_role;
 grant execute on function cogo.kind_memory_budgets(p_kinds text[]) to authenticated;
 grant execute on function cogo.kind_memory_budgets(p_kinds text[]) to service_role;
+grant execute on function cogo.kind_served_within(p_task public.tasks, p_wait interval) to service_role;
 grant execute on function cogo.live_worker_kinds() to anon;
 grant execute on function cogo.live_worker_kinds() to authenticated;
 grant execute on function cogo.live_worker_kinds() to service_role;
@@ -2852,6 +3196,9 @@ grant execute on function cogo.owns_topic(topic text) to service_role;
 grant execute on function cogo.plan_analysis(p_task uuid, p_attempt integer, p_worker uuid, p_commit text, p_files jsonb, p_skipped integer, p_batch_bytes bigint, p_batch_blobs integer) to service_role;
 grant execute on function cogo.plan_progress(p_plan uuid, p_current text) to service_role;
 grant execute on function cogo.publish_worker_change() to service_role;
+grant execute on function cogo.purge_analysis_rows(p_batch integer) to service_role;
+grant execute on function cogo.purge_expired(p_older_than interval, p_batch integer) to service_role;
+grant execute on function cogo.purge_task_rows(p_batch integer) to service_role;
 grant execute on function cogo.put_files_unchecked(p_ws uuid, p_files jsonb, p_deletes text[], p_only_if jsonb) to service_role;
 grant execute on function cogo.queue_depth() to authenticated;
 grant execute on function cogo.queue_depth() to service_role;
@@ -2874,9 +3221,11 @@ grant execute on function cogo.rerun_for_changes(p_ws uuid, p_paths text[]) to s
 grant execute on function cogo.rerun_priority() to service_role;
 grant execute on function cogo.reserved_kind(p_kind text) to service_role;
 grant execute on function cogo.reserved_step(p_step text) to service_role;
+grant execute on function cogo.retention_policy() to service_role;
 grant execute on function cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb) to service_role;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to authenticated;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to service_role;
+grant execute on function cogo.set_retention_policy(p_policy jsonb) to service_role;
 grant execute on function cogo.set_tenant_limits(p_owner uuid, p_limits jsonb) to service_role;
 grant execute on function cogo.set_worker_offline(p_worker uuid) to service_role;
 grant execute on function cogo.start_analysis(spec jsonb) to authenticated;

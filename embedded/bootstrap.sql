@@ -175,11 +175,16 @@ begin
 end;
 $$;
 
--- Daily partitions, yesterday .. today+3, as the Realtime server keeps them; older ones dropped.
+-- Daily partitions, yesterday .. today+3, as the Realtime server keeps them (lib/realtime/tenants.ex
+-- create_messages_partitions), run hourly by the embedded Realtime (embedded/realtime/index.ts).
+-- Partitions of days before now - 72 hours are dropped, as the hosted Realtime's janitor does
+-- (lib/realtime/messages.ex delete_old_messages): the retention migration (20261206000300) relies
+-- on that on both stacks, and only deletes rows older than its policy where it may.
 create or replace function realtime_embedded.maintain_partitions() returns void language plpgsql as $$
 declare
   d date;
   part record;
+  v_keep_from date := ((now() at time zone 'utc') - interval '72 hours')::date;
 begin
   for d in select generate_series(current_date - 1, current_date + 3, interval '1 day')::date loop
     execute format(
@@ -190,7 +195,8 @@ begin
     select c.relname from pg_inherits i
     join pg_class c on c.oid = i.inhrelid
     where i.inhparent = 'realtime.messages'::regclass
-      and c.relname < 'messages_' || to_char(current_date - 1, 'YYYY_MM_DD')
+      and c.relname ~ '^messages_\d{4}_\d{2}_\d{2}$'
+      and c.relname < 'messages_' || to_char(v_keep_from, 'YYYY_MM_DD')
   loop
     execute format('drop table realtime.%I', part.relname);
   end loop;

@@ -122,8 +122,15 @@ async function logs(argv: string[]): Promise<number> {
   const { sandbox } = await connect();
   const write = (c: { stream: string; data: string }) => (c.stream === "stdout" ? process.stdout : process.stderr).write(c.data);
   const handle = await sandbox.attach(id, values.follow ? { onOutput: write } : {}, { collectOutput: false });
-  if (values.follow) return exitCodeOf(await handle.result());
+  // Retention deletes an ended task's output after a while: say so rather than print nothing.
+  const purged = (task: { purgedAt: string | null }) => task.purgedAt && process.stderr.write(`[cogo] task ${id}: its output was deleted on ${task.purgedAt} (retention)\n`);
+  if (values.follow) {
+    const result = await handle.result();
+    purged(result.task);
+    return exitCodeOf(result);
+  }
   for (const c of await handle.replay()) write(c);
+  purged(await sandbox.getTask(id));
   await handle.close();
   return 0;
 }

@@ -18,7 +18,13 @@ export interface Health {
   queueDepth: number;
   running: number;
   oldestQueuedAgeMs: number;
+  /**
+   * The caller's own queued tasks whose kind (and labels) no live worker serves (every tenant's for
+   * the service role, none for anon); they make `status` "degraded" for that user only.
+   */
   queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
+  /** Such a task fails (reason `no_worker_for_kind: …`) after no live worker served its kind this long. */
+  noWorkerFailAfterMs: number;
   /** Live workers per kind; basic, flutter and analysis are always listed. */
   workerKinds: Record<string, number>;
   /** Blocked and recovering tasks, workers gone silent, the last hour's detections and recoveries. */

@@ -58,6 +58,8 @@ interface OutputPage {
   next: number;
   complete: boolean;
   status: TaskStatus;
+  /** Set when retention deleted the task's output (the task view's `purgedAt` too). */
+  purged: { at: string; message: string } | null;
 }
 
 export class TaskHandle {

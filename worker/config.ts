@@ -33,6 +33,14 @@ export interface WorkerOptions {
   pollIntervalMs: number;
   /** How often this worker rescues tasks of dead workers. @default 1000 */
   rescueIntervalMs: number;
+  /**
+   * How often the maintenance service runs (retention, tasks of unserved kinds; one runner at a
+   * time across the fleet, worker/maintenance/retention.ts); 0: not in this worker.
+   * @default env COGO_MAINTENANCE_INTERVAL_MS, else 60000
+   */
+  maintenanceIntervalMs: number;
+  /** Rows the maintenance service deletes per statement. @default env COGO_RETENTION_BATCH, else 1000 */
+  retentionBatch: number;
   /** On SIGTERM, wait this long for running tasks before killing and re-queueing them. @default env COGO_GRACE_MS, else 30000 */
   graceMs: number;
   /** Output: at most one Realtime message per task per this many ms while output keeps coming. @default 20 */
@@ -64,6 +72,8 @@ export const WORKER_DEFAULTS = {
   leaseMs: 15_000,
   pollIntervalMs: 1000,
   rescueIntervalMs: 1000,
+  maintenanceIntervalMs: 60_000,
+  retentionBatch: 1000,
   graceMs: 30_000,
   flushIntervalMs: 20,
   workspaceRoot: "/var/tmp/cogo-workspaces",
@@ -126,6 +136,9 @@ export function resolveWorkerOptions(partial: Partial<WorkerOptions>, env: NodeJ
     memoryBudgetBytes: partial.memoryBudgetBytes ?? bytes("COGO_MEMORY_BUDGET", env.COGO_MEMORY_BUDGET),
     leaseMs: partial.leaseMs ?? int("COGO_LEASE_MS", env.COGO_LEASE_MS, 1000, 3_600_000) ?? WORKER_DEFAULTS.leaseMs,
     graceMs: partial.graceMs ?? int("COGO_GRACE_MS", env.COGO_GRACE_MS, 0, 3_600_000) ?? WORKER_DEFAULTS.graceMs,
+    maintenanceIntervalMs:
+      partial.maintenanceIntervalMs ?? int("COGO_MAINTENANCE_INTERVAL_MS", env.COGO_MAINTENANCE_INTERVAL_MS, 0, 86_400_000) ?? WORKER_DEFAULTS.maintenanceIntervalMs,
+    retentionBatch: partial.retentionBatch ?? int("COGO_RETENTION_BATCH", env.COGO_RETENTION_BATCH, 1, 100_000) ?? WORKER_DEFAULTS.retentionBatch,
     workspaceRoot: partial.workspaceRoot ?? env.COGO_WORKSPACE_ROOT ?? WORKER_DEFAULTS.workspaceRoot,
     allowNetwork: partial.allowNetwork ?? env.COGO_ALLOW_NETWORK === "1",
     cgroups: cgroupsMode("COGO_CGROUPS", partial.cgroups ?? env.COGO_CGROUPS) ?? WORKER_DEFAULTS.cgroups,
@@ -159,6 +172,9 @@ Options:
   --name NAME         name in the fleet (env COGO_WORKER_NAME, default <host>-<pid>)
   --lease-ms MS       task lease; renewed every MS/3 (env COGO_LEASE_MS, default 15000)
   --grace-ms MS       on SIGTERM wait this long for running tasks (env COGO_GRACE_MS, default 30000)
+  --maintenance-interval-ms MS
+                      retention and unserved-kind checks this often, one worker of the fleet at a
+                      time; 0: not in this worker (env COGO_MAINTENANCE_INTERVAL_MS, default 60000)
   --allow-network     let tasks that ask for network have it (env COGO_ALLOW_NETWORK=1)
   --cgroups MODE      auto (v1 controllers if mounted, else v2), v1, v2 or off: rlimits only
                       (env COGO_CGROUPS, default auto); the worker logs what is in force
@@ -176,6 +192,7 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
       name: { type: "string" },
       "lease-ms": { type: "string" },
       "grace-ms": { type: "string" },
+      "maintenance-interval-ms": { type: "string" },
       "allow-network": { type: "boolean" },
       cgroups: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -194,6 +211,7 @@ export function parseWorkerArgs(argv: string[]): Partial<WorkerOptions> | "help"
     name: values.name,
     leaseMs: int("--lease-ms", values["lease-ms"], 1000, 3_600_000),
     graceMs: int("--grace-ms", values["grace-ms"], 0, 3_600_000),
+    maintenanceIntervalMs: int("--maintenance-interval-ms", values["maintenance-interval-ms"], 0, 86_400_000),
     allowNetwork: values["allow-network"],
     cgroups: cgroupsMode("--cgroups", values.cgroups),
   };

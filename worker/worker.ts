@@ -9,6 +9,7 @@ import { computeBudget, isLocalDatabase, localNames, readHostResources, type Bud
 import { resolveWorkerOptions, sandboxCgroups, type WorkerOptions } from "./config.ts";
 import { isAnalysisTask, runAnalysisTask } from "./analysis/run.ts";
 import { LeaseRescuer } from "./maintenance/lease-rescuer.ts";
+import { Maintenance } from "./maintenance/retention.ts";
 import { HeartbeatThread, nowMs, type Beat } from "./heartbeat.ts";
 import { Attempt } from "./attempt.ts";
 import { Queue } from "./queue.ts";
@@ -39,6 +40,7 @@ export class Worker {
   private readonly running = new Map<string, RunningTask>();
   private readonly sandboxOptions: SandboxOptions;
   private rescuer: LeaseRescuer | undefined;
+  private maintenance: Maintenance | undefined;
   private id: string | undefined;
   private claiming = false;
   private claimAgain = false;
@@ -161,6 +163,8 @@ export class Worker {
     this.leaseTimers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
     this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
     this.rescuer.start();
+    this.maintenance = new Maintenance(this.sql, { intervalMs: o.maintenanceIntervalMs, batch: o.retentionBatch }, o.log);
+    this.maintenance.start();
     this.nudge();
   }
 
@@ -170,6 +174,7 @@ export class Worker {
     this.stopping = true;
     clearInterval(this.pollTimer);
     this.rescuer?.stop();
+    const maintenanceStopped = this.maintenance?.stop();
     // A claim in flight launches its tasks before they are counted here.
     await this.claimLoopDone;
     // Heartbeats go on through the grace: a task longer than a lease must not be taken and run
@@ -185,6 +190,7 @@ export class Worker {
     await this.heartbeats?.stop();
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
     await stopLauncher().catch(() => {});
+    await maintenanceStopped;
     for (const u of this.unlisten) await u().catch(() => {});
     if (this.id) await this.queue.setOffline(this.id).catch(() => {});
     await this.sql.end({ timeout: 5 });

@@ -47,6 +47,8 @@ export interface TaskRow {
   claimedAt: Date | null;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** When retention deleted its output, events, stdin, artifacts, files and env (migration 20261206000300). */
+  purgedAt: Date | null;
 }
 
 export interface WorkerRow {
@@ -67,6 +69,19 @@ export interface WorkerRow {
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/**
+ * What the output, events and artifacts routes say about a task whose data retention deleted:
+ * the time and a sentence, instead of an empty list that reads as "it printed nothing".
+ */
+export function purgedNotice(t: Pick<TaskRow, "id" | "finishedAt" | "purgedAt">): { at: string; message: string } | null {
+  if (!t.purgedAt) return null;
+  const days = t.finishedAt ? Math.round((t.purgedAt.getTime() - t.finishedAt.getTime()) / 86_400_000) : null;
+  return {
+    at: t.purgedAt.toISOString(),
+    message: `task ${t.id}'s output, events, stdin and artifacts were deleted ${days === null ? "" : `${days} day${days === 1 ? "" : "s"} after it finished `}(retention); its status, exit code, reason and usage are kept`,
+  };
+}
 
 export function taskView(t: TaskRow) {
   return {
@@ -100,6 +115,7 @@ export function taskView(t: TaskRow) {
     claimedAt: iso(t.claimedAt),
     startedAt: iso(t.startedAt),
     finishedAt: iso(t.finishedAt),
+    purgedAt: iso(t.purgedAt),
   };
 }
 export type TaskView = ReturnType<typeof taskView>;

@@ -54,17 +54,21 @@ describe("queue control", () => {
     expect(c.body.taskId).not.toBe(a.body.taskId);
   });
 
-  it("health reports live workers, queue depth, oldest queued age, and kinds nobody serves", async () => {
+  it("health reports live workers, queue depth, oldest queued age, and the caller's tasks of kinds nobody serves", async () => {
     const kind = uniqueKind("orphan");
     const user = await newUser();
     await user.sandbox.execute({ command: "true", requirements: { kind } });
     await new Promise((r) => setTimeout(r, 300));
-    const h = await api("GET", "/health", { token: stack.anonKey });
+    // The owner's view: its task waits for a kind nobody serves (issue 18: only its view is degraded).
+    const h = await api("GET", "/health", { token: user.token });
     expect(h.status).toBe(200);
     expect(h.body.status).toBe("degraded");
     expect(h.body.queueDepth).toBeGreaterThanOrEqual(1);
     expect(h.body.oldestQueuedAgeMs).toBeGreaterThanOrEqual(300);
     expect(h.body.queuedWithoutWorker).toContainEqual({ kind, labels: [], count: 1 });
+    // Anyone else's (anon here) does not list another tenant's task.
+    const anon = await api("GET", "/health", { token: stack.anonKey });
+    expect(anon.body.queuedWithoutWorker).not.toContainEqual(expect.objectContaining({ kind }));
   });
 
   it("drains a worker: no new claims, its running task finishes, then it goes offline", async () => {

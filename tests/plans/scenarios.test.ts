@@ -154,16 +154,19 @@ describe("scenarios", () => {
     expect(waiting.status).toBe("running");
     expect(step(waiting, "pub-get").status).toBe("queued");
     expect(step(waiting, "build-apk").status).toBe("waiting");
-    const health = await api("GET", "/health", { token: stack.anonKey });
+    // The plan's owner sees why it waits (issue 18: only the owner's view is degraded by it).
+    const health = await api("GET", "/health", { token: user.token });
     expect(health.body.status).toBe("degraded");
     expect(health.body.queuedWithoutWorker).toContainEqual({ kind: "flutter", labels: [label], count: 1 });
     expect(health.body.workerKinds).toMatchObject({ basic: expect.any(Number), flutter: 0, analysis: 0 });
+    const anon = await api("GET", "/health", { token: stack.anonKey });
+    expect(anon.body.queuedWithoutWorker).not.toContainEqual(expect.objectContaining({ kind: "flutter", labels: [label] }));
 
     await startWorker({ kind: "flutter", labels: [label] });
     const done = await plan.wait((p) => p.status !== "running", 60_000);
     expect(done.status).toBe("succeeded");
     expect((await (await user.sandbox.attach(step(done, "build-apk").taskId!)).result()).stdout).toBe("built for android\n");
-    const after = await api("GET", "/health", { token: stack.anonKey });
+    const after = await api("GET", "/health", { token: user.token });
     expect(after.body.workerKinds.flutter).toBe(1);
     expect(after.body.queuedWithoutWorker).not.toContainEqual(expect.objectContaining({ kind: "flutter", labels: [label] }));
     await plan.close();

@@ -29,8 +29,10 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
         ? h(
             "div",
             { class: "error-banner" },
+            // Only the caller's own tasks (every tenant's for the service key): cogo.health().
             "No live worker serves: ",
             f.health.queuedWithoutWorker.map((q) => `${q.kind}${q.labels.length ? ` [${q.labels.join(",")}]` : ""} (${q.count} queued)`).join("; "),
+            ` — they fail (no_worker_for_kind) once no worker has served the kind for ${duration(f.health.noWorkerFailAfterMs)}`,
           )
         : null,
     );

@@ -28,6 +28,8 @@ export interface AnalysisRow {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** When retention deleted its files and imports (migration 20261206000300): its results are then empty. */
+  purgedAt?: Date | null;
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -65,6 +67,8 @@ export function analysisView(a: AnalysisRow) {
     createdAt: iso(a.createdAt),
     startedAt: iso(a.startedAt),
     finishedAt: iso(a.finishedAt),
+    /** Set once retention deleted this analysis's files and imports: results and search are empty from then on. */
+    purgedAt: iso(a.purgedAt ?? null),
   };
 }
 export type AnalysisView = ReturnType<typeof analysisView>;

@@ -92,7 +92,9 @@ export interface Fleet {
     queueDepth: number;
     running: number;
     oldestQueuedAgeMs: number;
+    /** The caller's own (the service role: every tenant's) queued tasks no live worker serves. */
     queuedWithoutWorker: { kind: string; labels: string[]; count: number }[];
+    noWorkerFailAfterMs: number;
   };
   db: { ok: boolean; latencyMs: number };
   function: { runtime: string };

@@ -3,6 +3,7 @@ import { validateWorkspacePath } from "../paths.ts";
 import { corsHeaders, HttpError, json } from "../http.ts";
 import { asCaller, findTask, UUID, type Route } from "../routing.ts";
 import { isFinal, type TaskStatus } from "../states.ts";
+import { purgedNotice } from "../views.ts";
 
 interface ArtifactRow {
   path: string;
@@ -31,6 +32,7 @@ export const artifactRoutes: Route[] = [
           // stores them before it marks the task finished, so a final task's list is whole (a task
           // ended without its worker, e.g. by the lease rescuer, has none).
           complete: isFinal(task.status as TaskStatus),
+          purged: purgedNotice(task),
           artifacts: rows.map((r) => ({
             path: r.path,
             attempt: r.attempt,
@@ -57,6 +59,8 @@ export const artifactRoutes: Route[] = [
         const task = await findTask(tx, params[0]!);
         const [row] = await tx<{ content: Uint8Array | null; error: string | null; sha256: string | null }[]>`
         select content, error, sha256 from public.task_artifacts where task_id = ${task.id} and attempt = ${task.attempt} and path = ${path}`;
+        const purged = purgedNotice(task);
+        if (!row && purged) throw new HttpError(410, "artifact_purged", purged.message, { purgedAt: purged.at });
         if (!row) throw new HttpError(404, "artifact_not_found", `task ${task.id} has no artifact ${JSON.stringify(path)}; GET /tasks/${task.id}/artifacts lists them`);
         if (row.content === null) throw new HttpError(409, "artifact_rejected", `artifact ${JSON.stringify(path)} was not collected: ${row.error}`, { path, problem: row.error });
         return new Response(new Uint8Array(row.content), {

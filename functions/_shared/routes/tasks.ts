@@ -5,7 +5,7 @@ import { setBlockOptions } from "./recovery.ts";
 import { asCaller, body, findTask, query, UUID, type Route } from "../routing.ts";
 import { ExecuteRequestSchema, PageQuerySchema, StdinRequestSchema, taskTopic } from "../schemas.ts";
 import { isFinal, type TaskStatus } from "../states.ts";
-import { taskView, type TaskRow } from "../views.ts";
+import { purgedNotice, taskView, type TaskRow } from "../views.ts";
 
 export const taskRoutes: Route[] = [
   [
@@ -50,12 +50,15 @@ export const taskRoutes: Route[] = [
          where task_id = ${task.id} and seq > ${after} order by seq limit ${limit}`;
         const chunks = rows.map((r) => ({ sequence: Number(r.seq), stream: r.stream, data: r.data, timestamp: r.createdAt.toISOString(), attempt: r.attempt }));
         const last = chunks.at(-1)?.sequence ?? after;
+        const purged = purgedNotice(task);
         return json(200, {
           taskId: task.id,
           status: task.status,
           chunks,
           next: last,
-          complete: isFinal(task.status as TaskStatus) && last >= Number(task.outputSeq),
+          // A purged task has no more output to come: complete, and `purged` says why it is empty.
+          complete: purged !== null || (isFinal(task.status as TaskStatus) && last >= Number(task.outputSeq)),
+          purged,
         });
       });
     },
@@ -71,7 +74,7 @@ export const taskRoutes: Route[] = [
         select seq, attempt, type, data, created_at from public.task_events
          where task_id = ${task.id} and seq > ${after} order by seq limit ${limit}`;
         const events = rows.map((r) => ({ taskId: task.id, seq: Number(r.seq), attempt: r.attempt, type: r.type, data: r.data, timestamp: r.createdAt.toISOString() }));
-        return json(200, { taskId: task.id, events, next: events.at(-1)?.seq ?? after });
+        return json(200, { taskId: task.id, events, next: events.at(-1)?.seq ?? after, purged: purgedNotice(task) });
       });
     },
   ],
