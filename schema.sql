@@ -1460,6 +1460,7 @@ AS $function$
   select exists (
     select 1 from public.workers w
      where w.kind = p_task.required_kind and p_task.required_labels <@ w.labels
+       and (w.memory_budget_bytes is null or w.memory_budget_bytes >= cogo.task_memory_bytes(p_task.limits))
        and (cogo.worker_is_live(w) or w.last_heartbeat_at > now() - p_wait));
 $function$;
 

@@ -82,6 +82,19 @@ language sql stable security definer set search_path = '' as $$
                  where t.worker_id = w.id and t.status = any(cogo.active_states())));
 $$;
 
+-- ── unserved tasks (20261206000300_retention.sql) ──────────────────────────────────────────
+-- A worker serves a task only if its budget can hold the task's memory: a task queued while no
+-- worker was live (the static maximum applied) whose kind's workers all came up smaller fails as
+-- unserved after the wait, instead of staying queued for ever. Workers without a budget serve any.
+create or replace function cogo.kind_served_within(p_task public.tasks, p_wait interval) returns boolean
+language sql stable security definer set search_path = '' as $$
+  select exists (
+    select 1 from public.workers w
+     where w.kind = p_task.required_kind and p_task.required_labels <@ w.labels
+       and (w.memory_budget_bytes is null or w.memory_budget_bytes >= cogo.task_memory_bytes(p_task.limits))
+       and (cogo.worker_is_live(w) or w.last_heartbeat_at > now() - p_wait));
+$$;
+
 -- ── the claim ─────────────────────────────────────────────────────────────────────────────────
 -- queued → claimed. Claims up to p_max queued tasks this worker can run, in one statement:
 --   tenants     every tenant with a queued task of the worker's kind (a skip scan: one index probe each);

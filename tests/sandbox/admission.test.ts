@@ -168,6 +168,23 @@ describe('host admission: the API refuses what no worker can give', () => {
     await sql`select cogo.cancel_task(${at})`;
   });
 
+  it('a task no live worker of its kind has the memory for fails as unserved after the wait, not queued for ever', async () => {
+    const kind = uniqueKind('adm-unserved');
+    const user = await newUser();
+    // Accepted while no worker was live (the static maximum), then only a small worker came up.
+    const big = await queue(user, kind, 4 * GiB);
+    const fits = await queue(user, kind, 512 * MiB);
+    await fakeWorker(kind, GiB);
+    await sql`update public.tasks set updated_at = now() - interval '1 minute' where id = any(${[big, fits]})`;
+    await sql`select cogo.fail_unserved_tasks(interval '30 seconds')`;
+    const rows = await sql<{ id: string; status: string; reason: string | null }[]>`select id, status, reason from public.tasks where id = any(${[big, fits]})`;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(byId.get(big)!.status).toBe('failed');
+    expect(byId.get(big)!.reason).toMatch(/^no_worker_for_kind: /);
+    expect(byId.get(fits)!.status).toBe('queued');
+    await cancelAll([fits]);
+  });
+
   it('with no live worker of the kind, the static maximum applies', async () => {
     const kind = uniqueKind('adm-none');
     const user = await newUser();
