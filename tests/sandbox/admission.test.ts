@@ -175,7 +175,7 @@ describe('host admission: the API refuses what no worker can give', () => {
     const big = await queue(user, kind, 4 * GiB);
     const fits = await queue(user, kind, 512 * MiB);
     await fakeWorker(kind, GiB);
-    await sql`update public.tasks set updated_at = now() - interval '1 minute' where id = any(${[big, fits]})`;
+    await sql`update public.tasks set updated_at = now() - interval '1 minute', run_after = now() - interval '1 minute' where id = any(${[big, fits]})`;
     await sql`select cogo.fail_unserved_tasks(interval '30 seconds')`;
     const rows = await sql<{ id: string; status: string; reason: string | null }[]>`select id, status, reason from public.tasks where id = any(${[big, fits]})`;
     const byId = new Map(rows.map((r) => [r.id, r]));
