@@ -35,6 +35,16 @@ create table cogo.purge_queue (
 );
 alter table cogo.purge_queue enable row level security;
 
+create table cogo.rate_buckets (
+  owner uuid not null,
+  class text not null,
+  tokens double precision not null,
+  refilled_at timestamp with time zone not null,
+  constraint rate_buckets_class_check CHECK ((class = ANY (ARRAY['execute'::text, 'plans'::text, 'analyses'::text, 'files'::text]))),
+  constraint rate_buckets_pkey PRIMARY KEY (owner, class)
+);
+alter table cogo.rate_buckets enable row level security;
+
 create table cogo.retention_policy (
   id boolean default true not null,
   task_data_after interval default '7 days'::interval not null,
@@ -55,10 +65,43 @@ create table cogo.tenant_limits (
   owner uuid not null,
   max_running integer,
   updated_at timestamp with time zone default now() not null,
+  execute_per_second double precision,
+  execute_burst integer,
+  plans_per_second double precision,
+  plans_burst integer,
+  analyses_per_second double precision,
+  analyses_burst integer,
+  files_per_second double precision,
+  files_burst integer,
+  max_queued_tasks integer,
+  max_stored_bytes bigint,
+  constraint tenant_limits_analyses_burst_check CHECK (((analyses_burst >= 1) AND (analyses_burst <= 1000000))),
+  constraint tenant_limits_analyses_per_second_check CHECK (((analyses_per_second > (0)::double precision) AND (analyses_per_second <= (1000000)::double precision))),
+  constraint tenant_limits_execute_burst_check CHECK (((execute_burst >= 1) AND (execute_burst <= 1000000))),
+  constraint tenant_limits_execute_per_second_check CHECK (((execute_per_second > (0)::double precision) AND (execute_per_second <= (1000000)::double precision))),
+  constraint tenant_limits_files_burst_check CHECK (((files_burst >= 1) AND (files_burst <= 1000000))),
+  constraint tenant_limits_files_per_second_check CHECK (((files_per_second > (0)::double precision) AND (files_per_second <= (1000000)::double precision))),
+  constraint tenant_limits_max_queued_tasks_check CHECK (((max_queued_tasks >= 0) AND (max_queued_tasks <= 100000000))),
   constraint tenant_limits_max_running_check CHECK (((max_running >= 1) AND (max_running <= 100000))),
-  constraint tenant_limits_pkey PRIMARY KEY (owner)
+  constraint tenant_limits_max_stored_bytes_check CHECK ((max_stored_bytes >= 0)),
+  constraint tenant_limits_pkey PRIMARY KEY (owner),
+  constraint tenant_limits_plans_burst_check CHECK (((plans_burst >= 1) AND (plans_burst <= 1000000))),
+  constraint tenant_limits_plans_per_second_check CHECK (((plans_per_second > (0)::double precision) AND (plans_per_second <= (1000000)::double precision)))
 );
 alter table cogo.tenant_limits enable row level security;
+
+create table cogo.tenant_usage (
+  owner uuid not null,
+  task_bytes bigint default 0 not null,
+  stdin_bytes bigint default 0 not null,
+  output_bytes bigint default 0 not null,
+  artifact_bytes bigint default 0 not null,
+  workspace_bytes bigint default 0 not null,
+  analysis_bytes bigint default 0 not null,
+  updated_at timestamp with time zone default now() not null,
+  constraint tenant_usage_pkey PRIMARY KEY (owner)
+);
+alter table cogo.tenant_usage enable row level security;
 
 create table public.analyses (
   id uuid default gen_random_uuid() not null,
@@ -413,6 +456,7 @@ CREATE UNIQUE INDEX tasks_owner_idempotency_key ON public.tasks USING btree (COA
 CREATE INDEX tasks_plan_step ON public.tasks USING btree (plan_id, step) WHERE (plan_id IS NOT NULL);
 CREATE INDEX tasks_purge_due ON public.tasks USING btree (finished_at) WHERE ((purged_at IS NULL) AND (status = ANY (cogo.final_states())));
 CREATE INDEX tasks_queued ON public.tasks USING btree (required_kind, priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
+CREATE INDEX tasks_queued_by_owner ON public.tasks USING btree (owner) WHERE ((status = 'queued'::public.task_status) AND (owner IS NOT NULL));
 CREATE INDEX tasks_queued_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
 CREATE INDEX tasks_step_history ON public.tasks USING btree (owner, step, finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (step IS NOT NULL));
 
@@ -425,6 +469,21 @@ CREATE OR REPLACE FUNCTION cogo.active_states()
  SET search_path TO ''
 AS $function$
   select '{claimed,running,blocked,recovering}'::public.task_status[]
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.add_usage(p_owner uuid, p_task bigint, p_stdin bigint, p_output bigint, p_artifact bigint, p_workspace bigint, p_analysis bigint)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  insert into cogo.tenant_usage as u (owner, task_bytes, stdin_bytes, output_bytes, artifact_bytes, workspace_bytes, analysis_bytes)
+  select p_owner, p_task, p_stdin, p_output, p_artifact, p_workspace, p_analysis where p_owner is not null
+  on conflict (owner) do update
+    set task_bytes = u.task_bytes + excluded.task_bytes, stdin_bytes = u.stdin_bytes + excluded.stdin_bytes,
+        output_bytes = u.output_bytes + excluded.output_bytes, artifact_bytes = u.artifact_bytes + excluded.artifact_bytes,
+        workspace_bytes = u.workspace_bytes + excluded.workspace_bytes, analysis_bytes = u.analysis_bytes + excluded.analysis_bytes,
+        updated_at = now()
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.admission_patience()
@@ -907,6 +966,28 @@ CREATE OR REPLACE FUNCTION cogo.create_plan(p_spec jsonb)
  SET search_path TO ''
 AS $function$
 declare
+  m record;
+  p public.plans;
+  v_new boolean;
+begin
+  select * into m from cogo.meter_begin('plans');
+  p := cogo.create_plan_unmetered(p_spec);
+  v_new := p.created_at = now();
+  -- Every step counts: those not queued yet will be, so a plan over the quota is refused whole.
+  perform cogo.meter_end(m.queued, m.stored,
+    case when v_new then (select count(*)::integer from public.plan_steps s where s.plan_id = p.id and s.status = 'waiting') else 0 end,
+    v_new);
+  return p;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.create_plan_unmetered(p_spec jsonb)
+ RETURNS public.plans
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
   v_owner uuid := auth.uid();
   v_ws uuid := (p_spec ->> 'workspaceId')::uuid;
   p public.plans;
@@ -959,6 +1040,20 @@ CREATE OR REPLACE FUNCTION cogo.default_running_share(p_kind text)
  SET search_path TO ''
 AS $function$
   select case when cogo.reserved_kind(p_kind) then 1.0 else 0.75 end
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.default_tenant_limits()
+ RETURNS jsonb
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select '{"maxRunning": null,
+           "executePerSecond": 20, "executeBurst": 200,
+           "plansPerSecond": 5, "plansBurst": 50,
+           "analysesPerSecond": 2, "analysesBurst": 20,
+           "filesPerSecond": 20, "filesBurst": 200,
+           "maxQueuedTasks": 1000, "maxStoredBytes": 10737418240}'::jsonb
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.drain_worker(p_worker uuid)
@@ -1035,6 +1130,24 @@ end;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.enqueue_task(spec jsonb)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  m record;
+  v_task public.tasks;
+begin
+  select * into m from cogo.meter_begin('execute');
+  v_task := cogo.enqueue_task_unmetered(spec);
+  -- A new row was created now; an idempotent replay returns an older one and adds nothing.
+  perform cogo.meter_end(m.queued, m.stored, 0, v_task.created_at = now());
+  return v_task;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.enqueue_task_unmetered(spec jsonb)
  RETURNS public.tasks
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1517,6 +1630,62 @@ AS $function$
     returning 1
   )
   select count(*)::integer from lost;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.meter_begin(p_class text, OUT queued bigint, OUT stored bigint)
+ RETURNS record
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_owner uuid := auth.uid();
+begin
+  if v_owner is null then
+    return;
+  end if;
+  perform cogo.take_rate_token(p_class);
+  perform pg_advisory_xact_lock(hashtextextended('cogo.tenant_quota:' || v_owner::text, 0));
+  select count(*) into queued from public.tasks where owner = v_owner and status = 'queued';
+  select cogo.stored_bytes(u) into stored from cogo.tenant_usage u where u.owner = v_owner;
+  stored := coalesce(stored, 0);
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.meter_end(p_queued_before bigint, p_stored_before bigint, p_pending integer, p_added_bytes boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_owner uuid := auth.uid();
+  v_limits jsonb;
+  v_queued bigint;
+  v_stored bigint;
+  v_max bigint;
+begin
+  if v_owner is null then
+    return;
+  end if;
+  v_limits := cogo.tenant_limits_of(v_owner);
+  select count(*) + coalesce(p_pending, 0) into v_queued from public.tasks where owner = v_owner and status = 'queued';
+  v_max := (v_limits ->> 'maxQueuedTasks')::bigint;
+  if v_queued > v_max and v_queued > p_queued_before then
+    raise exception 'queued-task quota: at most % queued tasks; you have % and this request would make it %', v_max, p_queued_before, v_queued
+      using errcode = 'CGQ29',
+            detail = jsonb_build_object('quota', 'maxQueuedTasks', 'limit', v_max, 'queued', p_queued_before, 'requested', v_queued - p_queued_before)::text;
+  end if;
+  if p_added_bytes then
+    select cogo.stored_bytes(u) into v_stored from cogo.tenant_usage u where u.owner = v_owner;
+    v_max := (v_limits ->> 'maxStoredBytes')::bigint;
+    if v_stored > v_max and v_stored > p_stored_before then
+      raise exception 'stored-bytes quota: at most % bytes; you store % and this request would make it %', v_max, p_stored_before, v_stored
+        using errcode = 'CGQ13',
+              detail = jsonb_build_object('quota', 'maxStoredBytes', 'limit', v_max, 'storedBytes', p_stored_before, 'wouldBe', v_stored)::text;
+    end if;
+  end if;
+end;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.metrics(p_buckets double precision[])
@@ -2110,6 +2279,15 @@ AS $function$
            group by required_kind, priority) q;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.rate_classes()
+ RETURNS TABLE(class text, route text)
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  values ('execute', '/execute'), ('plans', '/plans'), ('analyses', '/analyze/repository'), ('files', '/files')
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.record_worker_lost(p_task public.tasks, p_next public.task_status, p_reason text)
  RETURNS void
  LANGUAGE plpgsql
@@ -2610,6 +2788,10 @@ AS $function$
 declare
   v_row cogo.tenant_limits;
   v_unknown text;
+  v_known text := (select string_agg(key, ', ') from cogo.tenant_limit_keys());
+  k record;
+  v jsonb;
+  v_patch jsonb := '{}';
 begin
   if coalesce(auth.role(), 'service_role') <> 'service_role' then
     raise exception 'tenant limits are set by the operator (service role)' using errcode = '42501';
@@ -2620,19 +2802,37 @@ begin
   if p_limits is null or jsonb_typeof(p_limits) <> 'object' then
     raise exception 'set_tenant_limits: limits must be a JSON object such as {"maxRunning": 8}' using errcode = '22023';
   end if;
-  select k into v_unknown from jsonb_object_keys(p_limits) k where k <> all(array['maxRunning']) limit 1;
+  select j into v_unknown from jsonb_object_keys(p_limits) j
+   where j not in (select key from cogo.tenant_limit_keys()) order by j limit 1;
   if v_unknown is not null then
-    raise exception 'set_tenant_limits: unknown limit "%" (known: maxRunning)', v_unknown using errcode = '22023';
+    raise exception 'set_tenant_limits: unknown limit "%" (known: %)', v_unknown, v_known using errcode = '22023';
   end if;
-  if p_limits ? 'maxRunning' and jsonb_typeof(p_limits -> 'maxRunning') <> 'null'
-     and (jsonb_typeof(p_limits -> 'maxRunning') <> 'number' or (p_limits ->> 'maxRunning')::numeric < 1
-          or (p_limits ->> 'maxRunning')::numeric <> trunc((p_limits ->> 'maxRunning')::numeric)) then
-    raise exception 'set_tenant_limits: maxRunning is a whole number of at least 1 (null for the default), got %', p_limits -> 'maxRunning'
-      using errcode = '22023';
-  end if;
+  for k in select * from cogo.tenant_limit_keys() where p_limits ? key loop
+    v := p_limits -> k.key;
+    if jsonb_typeof(v) <> 'null' then
+      if k.whole and (jsonb_typeof(v) <> 'number' or (v #>> '{}')::numeric < k.min_value::numeric
+                      or (v #>> '{}')::numeric > k.max_value::numeric or (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)) then
+        raise exception 'set_tenant_limits: % is a whole number of at least % (at most %; null for the default), got %',
+          k.key, k.min_value, k.max_value::numeric, v using errcode = '22023';
+      end if;
+      if not k.whole and (jsonb_typeof(v) <> 'number' or (v #>> '{}')::numeric <= k.min_value::numeric
+                          or (v #>> '{}')::numeric > k.max_value::numeric) then
+        raise exception 'set_tenant_limits: % is a number of requests per second greater than 0 (at most %; null for the default), got %',
+          k.key, k.max_value, v using errcode = '22023';
+      end if;
+    end if;
+    v_patch := v_patch || jsonb_build_object(k.col, v);
+  end loop;
   insert into cogo.tenant_limits (owner) values (p_owner) on conflict (owner) do nothing;
+  select * into v_row from cogo.tenant_limits where owner = p_owner for update;
+  v_row := jsonb_populate_record(v_row, v_patch);
   update cogo.tenant_limits l
-     set max_running = case when p_limits ? 'maxRunning' then (p_limits ->> 'maxRunning')::integer else l.max_running end,
+     set max_running = v_row.max_running,
+         execute_per_second = v_row.execute_per_second, execute_burst = v_row.execute_burst,
+         plans_per_second = v_row.plans_per_second, plans_burst = v_row.plans_burst,
+         analyses_per_second = v_row.analyses_per_second, analyses_burst = v_row.analyses_burst,
+         files_per_second = v_row.files_per_second, files_burst = v_row.files_burst,
+         max_queued_tasks = v_row.max_queued_tasks, max_stored_bytes = v_row.max_stored_bytes,
          updated_at = now()
    where l.owner = p_owner
   returning * into v_row;
@@ -2650,6 +2850,23 @@ AS $function$
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.start_analysis(spec jsonb)
+ RETURNS public.analyses
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  m record;
+  a public.analyses;
+begin
+  select * into m from cogo.meter_begin('analyses');
+  a := cogo.start_analysis_unmetered(spec);
+  perform cogo.meter_end(m.queued, m.stored, 0, a.created_at = now());
+  return a;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.start_analysis_unmetered(spec jsonb)
  RETURNS public.analyses
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -2849,6 +3066,67 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.stored_bytes(u cogo.tenant_usage)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select coalesce(u.task_bytes + u.stdin_bytes + u.output_bytes + u.artifact_bytes + u.workspace_bytes + u.analysis_bytes, 0)
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.take_rate_token(p_class text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_owner uuid := auth.uid();
+  v_limits jsonb;
+  v_rate double precision;
+  v_burst double precision;
+  v_tokens double precision;
+  v_wait integer;
+  v_route text := (select route from cogo.rate_classes() where class = p_class);
+begin
+  if v_owner is null then
+    return; -- the operator (service role, direct SQL): not rate limited
+  end if;
+  v_limits := cogo.tenant_limits_of(v_owner);
+  v_rate := (v_limits ->> (p_class || 'PerSecond'))::double precision;
+  v_burst := (v_limits ->> (p_class || 'Burst'))::double precision;
+  -- clock_timestamp() in the statement, not before it: a request that waited for the row lock is
+  -- credited up to the moment it got it.
+  insert into cogo.rate_buckets as b (owner, class, tokens, refilled_at)
+  values (v_owner, p_class, v_burst - 1, clock_timestamp())
+  on conflict (owner, class) do update
+     set tokens = least(v_burst, b.tokens + v_rate * greatest(0, extract(epoch from clock_timestamp() - b.refilled_at))) - 1,
+         refilled_at = greatest(b.refilled_at, clock_timestamp())
+   where least(v_burst, b.tokens + v_rate * greatest(0, extract(epoch from clock_timestamp() - b.refilled_at))) >= 1
+  returning tokens into v_tokens;
+  if found then
+    return;
+  end if;
+  select least(v_burst, b.tokens + v_rate * greatest(0, extract(epoch from clock_timestamp() - b.refilled_at))) into v_tokens
+    from cogo.rate_buckets b where b.owner = v_owner and b.class = p_class;
+  v_wait := greatest(1, ceil((1 - coalesce(v_tokens, 0)) / v_rate))::integer;
+  raise exception 'rate limit for %: % requests per second (burst %) exceeded; retry after % s', v_route, v_rate, v_burst, v_wait
+    using errcode = 'CG429',
+          detail = jsonb_build_object('limit', p_class || 'PerSecond', 'route', v_route, 'perSecond', v_rate,
+                                      'burst', v_burst, 'retryAfterSeconds', v_wait)::text;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.task_input_bytes(p_files jsonb, p_env jsonb)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select coalesce(octet_length(p_files::text), 0)::bigint + coalesce(octet_length(p_env::text), 0)
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.task_memory_bytes(p_limits jsonb)
  RETURNS bigint
  LANGUAGE sql
@@ -2922,6 +3200,280 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.tenant_limit_keys()
+ RETURNS TABLE(key text, col text, whole boolean, min_value double precision, max_value double precision)
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  values ('maxRunning', 'max_running', true, 1, 100000),
+         ('executePerSecond', 'execute_per_second', false, 0, 1000000),
+         ('executeBurst', 'execute_burst', true, 1, 1000000),
+         ('plansPerSecond', 'plans_per_second', false, 0, 1000000),
+         ('plansBurst', 'plans_burst', true, 1, 1000000),
+         ('analysesPerSecond', 'analyses_per_second', false, 0, 1000000),
+         ('analysesBurst', 'analyses_burst', true, 1, 1000000),
+         ('filesPerSecond', 'files_per_second', false, 0, 1000000),
+         ('filesBurst', 'files_burst', true, 1, 1000000),
+         ('maxQueuedTasks', 'max_queued_tasks', true, 0, 100000000),
+         ('maxStoredBytes', 'max_stored_bytes', true, 0, 9.0e18)
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.tenant_limit_overrides(p_owner uuid)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select coalesce((
+    select jsonb_object_agg(k.key, to_jsonb(l) -> k.col) filter (where to_jsonb(l) -> k.col <> 'null'::jsonb)
+      from cogo.tenant_limits l cross join cogo.tenant_limit_keys() k
+     where l.owner = p_owner), '{}')
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.tenant_limits_of(p_owner uuid)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select cogo.default_tenant_limits() || cogo.tenant_limit_overrides(p_owner)
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.tenant_metrics(p_top integer)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select jsonb_build_object(
+    'byRunning', (select coalesce(jsonb_agg(jsonb_build_object('tenant', r.owner, 'running', r.n) order by r.n desc, r.owner), '[]')
+                    from (select owner, count(*) n from public.tasks
+                           where status = any(cogo.active_states()) and owner is not null
+                           group by owner order by count(*) desc, owner limit p_top) r),
+    'byStoredBytes', (select coalesce(jsonb_agg(jsonb_build_object('tenant', s.owner, 'bytes', s.bytes) order by s.bytes desc, s.owner), '[]')
+                        from (select u.owner, cogo.stored_bytes(u) bytes from cogo.tenant_usage u
+                               where cogo.stored_bytes(u) > 0 order by 2 desc, 1 limit p_top) s)
+  );
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.tenant_usage_recount(p_owner uuid)
+ RETURNS cogo.tenant_usage
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select p_owner,
+         (select coalesce(sum(cogo.task_input_bytes(t.files, t.env)), 0) from public.tasks t where t.owner = p_owner)::bigint,
+         (select coalesce(sum(octet_length(s.data)), 0) from public.task_stdin s join public.tasks t on t.id = s.task_id where t.owner = p_owner)::bigint,
+         (select coalesce(sum(octet_length(o.data)), 0) from public.task_output o join public.tasks t on t.id = o.task_id where t.owner = p_owner)::bigint,
+         (select coalesce(sum(octet_length(a.content)), 0) from public.task_artifacts a join public.tasks t on t.id = a.task_id where t.owner = p_owner)::bigint,
+         (select coalesce(sum(w.bytes), 0) from public.workspaces w where w.owner = p_owner)::bigint,
+         (select coalesce(sum(octet_length(b.content)), 0) from public.analysis_blobs b join public.analysis_repos r on r.id = b.repo_id where r.owner = p_owner)::bigint,
+         now()
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.tenant_usage_report(p_owner uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_limits jsonb;
+  u cogo.tenant_usage;
+begin
+  if coalesce(auth.role(), 'service_role') <> 'service_role' and p_owner is distinct from auth.uid() then
+    raise exception 'a user reads only its own usage' using errcode = '42501';
+  end if;
+  if p_owner is null then
+    raise exception 'tenant_usage_report: owner is required' using errcode = '22023';
+  end if;
+  v_limits := cogo.tenant_limits_of(p_owner);
+  select * into u from cogo.tenant_usage where owner = p_owner;
+  return jsonb_build_object(
+    'tenant', p_owner,
+    'limits', v_limits,
+    'running', (
+      select coalesce(jsonb_agg(jsonb_build_object('kind', k.kind, 'running', k.running, 'cap', k.cap) order by k.kind), '[]')
+        from (select x.kind, x.running,
+                     coalesce((v_limits ->> 'maxRunning')::integer,
+                              greatest(1, floor(coalesce((select sum(w.capacity) from public.workers w
+                                                           where w.kind = x.kind and cogo.worker_is_live(w)), 0)
+                                                * cogo.default_running_share(x.kind)))::integer) as cap
+                from (select required_kind as kind, count(*) filter (where status = any(cogo.active_states())) as running
+                        from public.tasks
+                       where owner = p_owner and (status = any(cogo.active_states()) or status = 'queued')
+                       group by required_kind) x) k),
+    'queued', jsonb_build_object(
+      'count', (select count(*) from public.tasks where owner = p_owner and status = 'queued'),
+      'max', (v_limits -> 'maxQueuedTasks')),
+    'storedBytes', jsonb_build_object(
+      'total', coalesce(cogo.stored_bytes(u), 0),
+      'max', (v_limits -> 'maxStoredBytes'),
+      'byClass', jsonb_build_object(
+        'taskInputs', coalesce(u.task_bytes, 0), 'stdin', coalesce(u.stdin_bytes, 0), 'output', coalesce(u.output_bytes, 0),
+        'artifacts', coalesce(u.artifact_bytes, 0), 'workspaces', coalesce(u.workspace_bytes, 0), 'analysis', coalesce(u.analysis_bytes, 0))),
+    'rateLimits', (
+      select jsonb_agg(jsonb_build_object(
+               'class', c.class, 'route', c.route,
+               'perSecond', (v_limits -> (c.class || 'PerSecond')), 'burst', (v_limits -> (c.class || 'Burst')),
+               'tokens', round(coalesce(least((v_limits ->> (c.class || 'Burst'))::double precision,
+                                              b.tokens + (v_limits ->> (c.class || 'PerSecond'))::double precision
+                                                         * greatest(0, extract(epoch from clock_timestamp() - b.refilled_at))),
+                                        (v_limits ->> (c.class || 'Burst'))::double precision)::numeric, 2))
+             order by c.class)
+        from cogo.rate_classes() c
+        left join cogo.rate_buckets b on b.owner = p_owner and b.class = c.class));
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_artifact_changed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.add_usage((select owner from public.tasks where id = new.task_id), 0, 0, 0,
+                         coalesce(octet_length(new.content), 0)::bigint - coalesce(octet_length(old.content), 0), 0, 0);
+  return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_blob_changed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.add_usage((select owner from public.analysis_repos where id = new.repo_id), 0, 0, 0, 0, 0,
+                         coalesce(octet_length(new.content), 0)::bigint - coalesce(octet_length(old.content), 0));
+  return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_blob_rows()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_sign integer := case when tg_op = 'INSERT' then 1 else -1 end;
+begin
+  insert into cogo.tenant_usage as u (owner, analysis_bytes)
+  select r.owner, v_sign * coalesce(sum(octet_length(b.content)), 0) from changed b join public.analysis_repos r on r.id = b.repo_id
+   where r.owner is not null group by r.owner order by r.owner
+  on conflict (owner) do update set analysis_bytes = u.analysis_bytes + excluded.analysis_bytes, updated_at = now();
+  return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_repo_deleting()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.add_usage(old.owner, 0, 0, 0, 0, 0,
+    -(select coalesce(sum(octet_length(b.content)), 0) from public.analysis_blobs b where b.repo_id = old.id));
+  return old;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_task_changed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.add_usage(new.owner, cogo.task_input_bytes(new.files, new.env) - cogo.task_input_bytes(old.files, old.env), 0, 0, 0, 0, 0);
+  return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_task_deleting()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.add_usage(old.owner,
+    -cogo.task_input_bytes(old.files, old.env),
+    -(select coalesce(sum(octet_length(s.data)), 0) from public.task_stdin s where s.task_id = old.id),
+    -(select coalesce(sum(octet_length(o.data)), 0) from public.task_output o where o.task_id = old.id),
+    -(select coalesce(sum(octet_length(a.content)), 0) from public.task_artifacts a where a.task_id = old.id),
+    0, 0);
+  return old;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_task_rows()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_sign integer := case when tg_op = 'INSERT' then 1 else -1 end;
+begin
+  if tg_table_name = 'task_output' then
+    insert into cogo.tenant_usage as u (owner, output_bytes)
+    select t.owner, v_sign * sum(octet_length(r.data)) from changed r join public.tasks t on t.id = r.task_id
+     where t.owner is not null group by t.owner order by t.owner
+    on conflict (owner) do update set output_bytes = u.output_bytes + excluded.output_bytes, updated_at = now();
+  elsif tg_table_name = 'task_stdin' then
+    insert into cogo.tenant_usage as u (owner, stdin_bytes)
+    select t.owner, v_sign * sum(octet_length(r.data)) from changed r join public.tasks t on t.id = r.task_id
+     where t.owner is not null group by t.owner order by t.owner
+    on conflict (owner) do update set stdin_bytes = u.stdin_bytes + excluded.stdin_bytes, updated_at = now();
+  else
+    insert into cogo.tenant_usage as u (owner, artifact_bytes)
+    select t.owner, v_sign * coalesce(sum(octet_length(r.content)), 0) from changed r join public.tasks t on t.id = r.task_id
+     where t.owner is not null group by t.owner order by t.owner
+    on conflict (owner) do update set artifact_bytes = u.artifact_bytes + excluded.artifact_bytes, updated_at = now();
+  end if;
+  return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_tasks_inserted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  insert into cogo.tenant_usage as u (owner, task_bytes)
+  select n.owner, sum(cogo.task_input_bytes(n.files, n.env)) from new_rows n where n.owner is not null group by n.owner order by n.owner
+  on conflict (owner) do update set task_bytes = u.task_bytes + excluded.task_bytes, updated_at = now();
+  return null;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.usage_workspace_changed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'DELETE' then
+    perform cogo.add_usage(old.owner, 0, 0, 0, 0, -old.bytes, 0);
+  elsif tg_op = 'INSERT' then
+    perform cogo.add_usage(new.owner, 0, 0, 0, 0, new.bytes, 0);
+  else
+    perform cogo.add_usage(new.owner, 0, 0, 0, 0, new.bytes - old.bytes, 0);
+  end if;
+  return null;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.worker_is_live(w public.workers)
  RETURNS boolean
  LANGUAGE sql
@@ -2979,6 +3531,25 @@ CREATE OR REPLACE FUNCTION cogo.write_files(p_ws uuid, p_files jsonb, p_deletes 
  SET search_path TO ''
 AS $function$
 declare
+  m record;
+  v_before bigint;
+  v_result jsonb;
+begin
+  select * into m from cogo.meter_begin('files');
+  select bytes into v_before from public.workspaces where id = p_ws;
+  v_result := cogo.write_files_unmetered(p_ws, p_files, p_deletes);
+  perform cogo.meter_end(m.queued, m.stored, 0, (v_result ->> 'bytes')::bigint > coalesce(v_before, 0));
+  return v_result;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.write_files_unmetered(p_ws uuid, p_files jsonb, p_deletes text[])
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
   w public.workspaces;
   v_changed text[];
 begin
@@ -3020,11 +3591,28 @@ $function$;
 
 -- ── triggers ──────────────────────────────────────────────────────────────────────────────────────
 
+CREATE TRIGGER analysis_blobs_usage_delete AFTER DELETE ON public.analysis_blobs REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_blob_rows();
+CREATE TRIGGER analysis_blobs_usage_insert AFTER INSERT ON public.analysis_blobs REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_blob_rows();
+CREATE TRIGGER analysis_blobs_usage_update AFTER UPDATE OF content ON public.analysis_blobs FOR EACH ROW EXECUTE FUNCTION cogo.usage_blob_changed();
+CREATE TRIGGER analysis_repos_usage_delete BEFORE DELETE ON public.analysis_repos FOR EACH ROW WHEN (old.owner IS NOT NULL) EXECUTE FUNCTION cogo.usage_repo_deleting();
 CREATE TRIGGER plan_steps_reserved_names BEFORE INSERT ON public.plan_steps FOR EACH ROW EXECUTE FUNCTION cogo.refuse_reserved_step();
+CREATE TRIGGER task_artifacts_usage_delete AFTER DELETE ON public.task_artifacts REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
+CREATE TRIGGER task_artifacts_usage_insert AFTER INSERT ON public.task_artifacts REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
+CREATE TRIGGER task_artifacts_usage_update AFTER UPDATE OF content ON public.task_artifacts FOR EACH ROW EXECUTE FUNCTION cogo.usage_artifact_changed();
+CREATE TRIGGER task_output_usage_delete AFTER DELETE ON public.task_output REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
+CREATE TRIGGER task_output_usage_insert AFTER INSERT ON public.task_output REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
+CREATE TRIGGER task_stdin_usage_delete AFTER DELETE ON public.task_stdin REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
+CREATE TRIGGER task_stdin_usage_insert AFTER INSERT ON public.task_stdin REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
 CREATE TRIGGER tasks_broadcast_insert AFTER INSERT ON public.tasks FOR EACH ROW WHEN (new.owner IS NOT NULL) EXECUTE FUNCTION cogo.broadcast_new_task();
 CREATE TRIGGER tasks_notify_queued AFTER INSERT OR UPDATE OF status ON public.tasks FOR EACH ROW WHEN (new.status = 'queued'::public.task_status) EXECUTE FUNCTION cogo.notify_queued();
 CREATE TRIGGER tasks_reserved_names BEFORE INSERT ON public.tasks FOR EACH ROW WHEN (new.internal IS NULL AND (cogo.reserved_kind(new.required_kind) OR cogo.reserved_step(new.step))) EXECUTE FUNCTION cogo.refuse_reserved_task();
+CREATE TRIGGER tasks_usage_delete BEFORE DELETE ON public.tasks FOR EACH ROW WHEN (old.owner IS NOT NULL) EXECUTE FUNCTION cogo.usage_task_deleting();
+CREATE TRIGGER tasks_usage_insert AFTER INSERT ON public.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_tasks_inserted();
+CREATE TRIGGER tasks_usage_update AFTER UPDATE OF files, env ON public.tasks FOR EACH ROW WHEN (new.owner IS NOT NULL) EXECUTE FUNCTION cogo.usage_task_changed();
 CREATE TRIGGER workers_fleet_topic AFTER INSERT OR UPDATE ON public.workers FOR EACH ROW EXECUTE FUNCTION cogo.publish_worker_change();
+CREATE TRIGGER workspaces_usage_delete AFTER DELETE ON public.workspaces FOR EACH ROW WHEN (old.owner IS NOT NULL) EXECUTE FUNCTION cogo.usage_workspace_changed();
+CREATE TRIGGER workspaces_usage_insert AFTER INSERT ON public.workspaces FOR EACH ROW WHEN (new.owner IS NOT NULL AND new.bytes <> 0) EXECUTE FUNCTION cogo.usage_workspace_changed();
+CREATE TRIGGER workspaces_usage_update AFTER UPDATE OF bytes ON public.workspaces FOR EACH ROW WHEN (new.owner IS NOT NULL AND new.bytes IS DISTINCT FROM old.bytes) EXECUTE FUNCTION cogo.usage_workspace_changed();
 
 -- ── row level security policies ───────────────────────────────────────────────────────────────────
 
@@ -3034,10 +3622,16 @@ create policy analysis_policy_no_client_access on cogo.analysis_policy for all t
 create policy purge_queue_no_client_access on cogo.purge_queue for all to anon, authenticated
   using (false)
   with check (false);
+create policy rate_buckets_no_client_access on cogo.rate_buckets for all to anon, authenticated
+  using (false)
+  with check (false);
 create policy retention_policy_no_client_access on cogo.retention_policy for all to anon, authenticated
   using (false)
   with check (false);
 create policy tenant_limits_no_client_access on cogo.tenant_limits for all to anon, authenticated
+  using (false)
+  with check (false);
+create policy tenant_usage_no_client_access on cogo.tenant_usage for all to anon, authenticated
   using (false)
   with check (false);
 create policy "owners read their analyses" on public.analyses for select to authenticated
@@ -3122,6 +3716,7 @@ grant select (status) on table public.workers to authenticated;
 grant execute on function cogo.active_states() to anon;
 grant execute on function cogo.active_states() to authenticated;
 grant execute on function cogo.active_states() to service_role;
+grant execute on function cogo.add_usage(p_owner uuid, p_task bigint, p_stdin bigint, p_output bigint, p_artifact bigint, p_workspace bigint, p_analysis bigint) to service_role;
 grant execute on function cogo.admission_patience() to service_role;
 grant execute on function cogo.analysis_policy() to authenticated;
 grant execute on function cogo.analysis_policy() to service_role;
@@ -3148,12 +3743,15 @@ grant execute on function cogo.claim_tasks(p_worker uuid, p_max integer) to serv
 grant execute on function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.create_plan(p_spec jsonb) to authenticated;
 grant execute on function cogo.create_plan(p_spec jsonb) to service_role;
+grant execute on function cogo.create_plan_unmetered(p_spec jsonb) to service_role;
 grant execute on function cogo.default_running_share(p_kind text) to service_role;
+grant execute on function cogo.default_tenant_limits() to service_role;
 grant execute on function cogo.drain_worker(p_worker uuid) to service_role;
 grant execute on function cogo.end_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_ok boolean, p_data jsonb, p_resume boolean) to service_role;
 grant execute on function cogo.enqueue_step(p_plan public.plans, p_step public.plan_steps, p_priority integer) to service_role;
 grant execute on function cogo.enqueue_task(spec jsonb) to authenticated;
 grant execute on function cogo.enqueue_task(spec jsonb) to service_role;
+grant execute on function cogo.enqueue_task_unmetered(spec jsonb) to service_role;
 grant execute on function cogo.estimate_duration_ms(p_task uuid) to service_role;
 grant execute on function cogo.expire_task(p_task uuid) to service_role;
 grant execute on function cogo.fail_analysis(p_analysis uuid, p_error text) to service_role;
@@ -3183,6 +3781,8 @@ grant execute on function cogo.live_worker_kinds() to service_role;
 grant execute on function cogo.lock_callers_task(p_task uuid) to service_role;
 grant execute on function cogo.lock_workspace_plans(p_ws uuid) to service_role;
 grant execute on function cogo.mark_lost_workers() to service_role;
+grant execute on function cogo.meter_begin(p_class text, OUT queued bigint, OUT stored bigint) to service_role;
+grant execute on function cogo.meter_end(p_queued_before bigint, p_stored_before bigint, p_pending integer, p_added_bytes boolean) to service_role;
 grant execute on function cogo.metrics(p_buckets double precision[]) to service_role;
 grant execute on function cogo.notify_queued() to service_role;
 grant execute on function cogo.on_task_status_analysis(p_task public.tasks, p_previous public.task_status) to service_role;
@@ -3203,6 +3803,7 @@ grant execute on function cogo.purge_task_rows(p_batch integer) to service_role;
 grant execute on function cogo.put_files_unchecked(p_ws uuid, p_files jsonb, p_deletes text[], p_only_if jsonb) to service_role;
 grant execute on function cogo.queue_depth() to authenticated;
 grant execute on function cogo.queue_depth() to service_role;
+grant execute on function cogo.rate_classes() to service_role;
 grant execute on function cogo.record_worker_lost(p_task public.tasks, p_next public.task_status, p_reason text) to service_role;
 grant execute on function cogo.recover_worker(p_worker uuid) to service_role;
 grant execute on function cogo.refresh_plan(p_plan uuid) to service_role;
@@ -3231,6 +3832,7 @@ grant execute on function cogo.set_tenant_limits(p_owner uuid, p_limits jsonb) t
 grant execute on function cogo.set_worker_offline(p_worker uuid) to service_role;
 grant execute on function cogo.start_analysis(spec jsonb) to authenticated;
 grant execute on function cogo.start_analysis(spec jsonb) to service_role;
+grant execute on function cogo.start_analysis_unmetered(spec jsonb) to service_role;
 grant execute on function cogo.start_task(p_task uuid, p_attempt integer, p_worker uuid) to service_role;
 grant execute on function cogo.step_dependents(p_plan uuid, p_steps text[]) to service_role;
 grant execute on function cogo.step_eta_ms(p_owner uuid, p_step public.plan_steps) to service_role;
@@ -3238,11 +3840,30 @@ grant execute on function cogo.stop_blocked_steps(p_plan uuid) to service_role;
 grant execute on function cogo.store_analysis_batch_results(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.store_analysis_blobs(p_task uuid, p_attempt integer, p_worker uuid, p_repo uuid, p_hashes text[], p_languages text[], p_sizes bigint[], p_binary boolean[], p_contents text[]) to service_role;
 grant execute on function cogo.store_artifact(p_task uuid, p_attempt integer, p_worker uuid, p_path text, p_content bytea, p_error text) to service_role;
+grant execute on function cogo.stored_bytes(u cogo.tenant_usage) to service_role;
+grant execute on function cogo.take_rate_token(p_class text) to service_role;
+grant execute on function cogo.task_input_bytes(p_files jsonb, p_env jsonb) to service_role;
 grant execute on function cogo.task_memory_bytes(p_limits jsonb) to service_role;
 grant execute on function cogo.task_status_changed(p_task public.tasks, p_previous public.task_status) to service_role;
 grant execute on function cogo.task_summary(t public.tasks) to authenticated;
 grant execute on function cogo.task_summary(t public.tasks) to service_role;
 grant execute on function cogo.task_workspace_files(p_task uuid, p_attempt integer, p_worker uuid) to service_role;
+grant execute on function cogo.tenant_limit_keys() to service_role;
+grant execute on function cogo.tenant_limit_overrides(p_owner uuid) to service_role;
+grant execute on function cogo.tenant_limits_of(p_owner uuid) to service_role;
+grant execute on function cogo.tenant_metrics(p_top integer) to service_role;
+grant execute on function cogo.tenant_usage_recount(p_owner uuid) to service_role;
+grant execute on function cogo.tenant_usage_report(p_owner uuid) to authenticated;
+grant execute on function cogo.tenant_usage_report(p_owner uuid) to service_role;
+grant execute on function cogo.usage_artifact_changed() to service_role;
+grant execute on function cogo.usage_blob_changed() to service_role;
+grant execute on function cogo.usage_blob_rows() to service_role;
+grant execute on function cogo.usage_repo_deleting() to service_role;
+grant execute on function cogo.usage_task_changed() to service_role;
+grant execute on function cogo.usage_task_deleting() to service_role;
+grant execute on function cogo.usage_task_rows() to service_role;
+grant execute on function cogo.usage_tasks_inserted() to service_role;
+grant execute on function cogo.usage_workspace_changed() to service_role;
 grant execute on function cogo.worker_is_live(w public.workers) to service_role;
 grant execute on function cogo.worker_public_summary(w public.workers) to service_role;
 grant execute on function cogo.worker_silence(p_lease_ms integer) to service_role;
@@ -3251,6 +3872,7 @@ grant execute on function cogo.workspace_limits() to authenticated;
 grant execute on function cogo.workspace_limits() to service_role;
 grant execute on function cogo.write_files(p_ws uuid, p_files jsonb, p_deletes text[]) to authenticated;
 grant execute on function cogo.write_files(p_ws uuid, p_files jsonb, p_deletes text[]) to service_role;
+grant execute on function cogo.write_files_unmetered(p_ws uuid, p_files jsonb, p_deletes text[]) to service_role;
 grant execute on function cogo.write_stdin(p_task uuid, p_data text, p_eof boolean) to authenticated;
 grant execute on function cogo.write_stdin(p_task uuid, p_data text, p_eof boolean) to service_role;
 grant usage on schema cogo to anon;
@@ -3261,6 +3883,8 @@ grant usage on schema public to authenticated;
 grant usage on schema public to postgres;
 grant usage on schema public to public;
 grant usage on schema public to service_role;
+grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.rate_buckets to service_role;
+grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.tenant_usage to service_role;
 grant maintain, references, select, trigger on table public.analyses to anon;
 grant maintain, references, select, trigger on table public.analyses to authenticated;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table public.analyses to service_role;

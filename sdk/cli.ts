@@ -5,6 +5,7 @@ import { createClient } from "@supabase/supabase-js";
 import WebSocket from "ws";
 import { mintUserToken } from "../embedded/keys.ts";
 import { createSandboxClient } from "./client.ts";
+import { renderUsage } from "../functions/_shared/quotas/usage.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
 import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
@@ -24,6 +25,8 @@ Commands:
   cancel <taskId>                 cancel a task
   workers                         the fleet as JSON
   health                          queue and fleet health as JSON
+  usage [--json]                  your running and queued tasks, stored bytes and rate limits
+                                  against your quotas, as a table (or JSON)
 ${PLAN_USAGE}
 
 Connection (read from the environment, else .env.local written by npm start):
@@ -151,6 +154,10 @@ async function main(): Promise<number> {
       return json(await (await connect()).sandbox.listWorkers());
     case "health":
       return json(await (await connect()).sandbox.health());
+    case "usage": {
+      const report = await (await connect()).sandbox.usage();
+      return rest.includes("--json") ? json(report) : (process.stdout.write(renderUsage(report)), 0);
+    }
     case "plan":
       return await planCommand((await connect()).sandbox, rest, fail);
     case "plan-status":

@@ -6,6 +6,7 @@ import type { ExecuteRequest, RegisterWorker } from "../functions/_shared/schema
 import type { ArtifactList } from "../functions/_shared/artifacts/views.ts";
 import type { TaskView, WorkerView } from "../functions/_shared/views.ts";
 import type { Fleet, TaskPage, WorkerSummary } from "../functions/_shared/monitoring/lists.ts";
+import type { TenantLimits, TenantLimitsView, UsageReport } from "../functions/_shared/quotas/usage.ts";
 import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
 import { analysisCalls, type AnalysisCalls } from "./analysis.ts";
@@ -65,6 +66,15 @@ export interface SandboxClient extends PlanCalls, AnalysisCalls {
   listArtifacts(taskId: string): Promise<ArtifactList>;
   /** One artifact's bytes; a refused one (e.g. a symlink) throws a 409 ApiError saying why. */
   getArtifact(taskId: string, path: string): Promise<Uint8Array>;
+  /**
+   * The caller's consumption against its quotas and rate limits (GET /usage). With the service
+   * key, name the tenant.
+   */
+  usage(tenant?: string): Promise<UsageReport>;
+  /** A tenant's limits in force, its overrides and the defaults. Service key only. */
+  getTenantLimits(tenant: string): Promise<TenantLimitsView>;
+  /** Changes a tenant's limits: keys left out keep their value, null restores the default. Service key only. */
+  setTenantLimits(tenant: string, limits: { [K in keyof TenantLimits]?: TenantLimits[K] | null }): Promise<TenantLimitsView>;
 }
 
 export interface TaskListFilter {
@@ -112,5 +122,8 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
       const blob = await call<Blob>(supabase, "GET", route);
       return new Uint8Array(await blob.arrayBuffer());
     },
+    usage: (tenant) => call<UsageReport>(supabase, "GET", `/usage${tenant ? `?tenant=${encodeURIComponent(tenant)}` : ""}`),
+    getTenantLimits: (tenant) => call<TenantLimitsView>(supabase, "GET", `/tenants/${tenant}/limits`),
+    setTenantLimits: (tenant, limits) => call<TenantLimitsView>(supabase, "PUT", `/tenants/${tenant}/limits`, limits),
   };
 }

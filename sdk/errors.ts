@@ -10,17 +10,29 @@ export class ApiError extends SandboxError {
     readonly status: number,
     code: string,
     message: string,
+    details: Record<string, unknown> = {},
   ) {
-    super(code, message, { status });
+    super(code, message, { ...details, status });
   }
 }
 export class InvalidRequestError extends ApiError {}
 export class AuthError extends ApiError {}
 export class NotFoundError extends ApiError {}
 export class ConflictError extends ApiError {}
+/** 429 `rate_limited`: a route's requests per second were used up; retry after `retryAfterSeconds`. */
+export class RateLimitError extends ApiError {
+  get retryAfterSeconds(): number {
+    const s = this.details?.retryAfterSeconds;
+    return typeof s === "number" ? s : 1;
+  }
+}
+/** A tenant quota (429 `queued_quota_exceeded`, 413 `storage_quota_exceeded`); `details` names it. */
+export class QuotaExceededError extends ApiError {}
 
-export function apiErrorFor(status: number, code: string, message: string): ApiError {
-  if (status === 400 || status === 413) return new InvalidRequestError(status, code, message);
+export function apiErrorFor(status: number, code: string, message: string, details: Record<string, unknown> = {}): ApiError {
+  if (code.endsWith("_quota_exceeded")) return new QuotaExceededError(status, code, message, details);
+  if (status === 429) return new RateLimitError(status, code, message, details);
+  if (status === 400 || status === 413) return new InvalidRequestError(status, code, message, details);
   if (status === 401 || status === 403) return new AuthError(status, code, message);
   if (status === 404) return new NotFoundError(status, code, message);
   if (status === 409) return new ConflictError(status, code, message);

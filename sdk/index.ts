@@ -43,3 +43,4 @@ export type { ChangeResult, PlanView, StepView } from "../functions/_shared/plan
 export { AnalysisFailedError, type AnalysisProgress, type ResultsQuery } from "./analysis.ts";
 export type { AnalyzeRequest } from "../functions/_shared/analysis/schemas.ts";
 export type { AnalysisView } from "../functions/_shared/analysis/views.ts";
+export { formatBytes, renderUsage, type RateClass, type TenantLimits, type TenantLimitsView, type UsageReport } from "../functions/_shared/quotas/usage.ts";

@@ -12,6 +12,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { planRoutes } from "./routes/plans.ts";
 import { recoveryRoutes } from "./routes/recovery.ts";
+import { tenantRoutes } from "./routes/tenants.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -28,6 +29,7 @@ const routes: Route[] = [
   ...analysisRoutes,
   ...recoveryRoutes,
   ...artifactRoutes,
+  ...tenantRoutes,
 ];
 
 export interface ApiOptions {
@@ -67,7 +69,7 @@ export function createApi(sql: Sql, options: ApiOptions): (req: Request) => Prom
       }
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
       // Only an id that is not a UUID is the caller's mistake; an unknown route under a good id is a 404.
-      const id = /^\/(?:tasks|workers|analysis|recover)\/([^/]+)/.exec(route)?.[1];
+      const id = /^\/(?:tasks|workers|analysis|recover|tenants)\/([^/]+)/.exec(route)?.[1];
       if (id !== undefined && !WHOLE_UUID.test(id)) throw new HttpError(400, "invalid_id", `${route}: ids are UUIDs`);
       throw new HttpError(404, "no_route", `no route ${req.method} ${route}`);
     } catch (err) {

@@ -16,14 +16,34 @@ export class HttpError extends CogoError {
 export const corsHeaders = {
   "Access-Control-Allow-Origin": "*",
   "Access-Control-Allow-Headers": "authorization, x-client-info, apikey, content-type, idempotency-key",
-  "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+  "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+  // So a browser client can read when to retry a 429.
+  "Access-Control-Expose-Headers": "retry-after",
 };
 
-export function json(status: number, body: unknown): Response {
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { ...corsHeaders, "content-type": "application/json" },
+    headers: { ...corsHeaders, "content-type": "application/json", ...headers },
   });
+}
+
+/** The JSON object a database error carries in its DETAIL (quota and rate-limit errors), if any. */
+export function detailJsonOf(err: unknown): Record<string, unknown> | undefined {
+  const detail = (err as { detail?: unknown } | null)?.detail;
+  if (typeof detail !== "string") return undefined;
+  try {
+    const parsed: unknown = JSON.parse(detail);
+    return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Retry-After in whole seconds, at least 1 (RFC 9110 delay-seconds), from a wait in seconds. */
+export function retryAfterSeconds(wait: unknown): number | undefined {
+  if (typeof wait !== "number" || !Number.isFinite(wait)) return undefined;
+  return Math.max(1, Math.ceil(wait));
 }
 
 /** Maps any thrown value to a JSON error response; unknown errors are 500 without internals. */
@@ -32,7 +52,12 @@ export function errorResponse(err: unknown): Response {
     return json(err.status, { error: { code: err.code, message: err.message, ...(err.details ?? {}) } });
   }
   const mapped = sqlStateEntry(err);
-  if (mapped) return json(mapped.http, { error: { code: mapped.code, message: (err as Error).message } });
+  if (mapped) {
+    const details = mapped.detailJson ? detailJsonOf(err) : undefined;
+    const retry = retryAfterSeconds(details?.retryAfterSeconds);
+    const headers: Record<string, string> = retry === undefined ? {} : { "retry-after": String(retry) };
+    return json(mapped.http, { error: { ...details, code: mapped.code, message: (err as Error).message } }, headers);
+  }
   console.error("unhandled error", err);
   return json(500, { error: { code: "internal", message: "internal error; see the function log" } });
 }

@@ -10,6 +10,11 @@ export interface SqlState {
   code: string;
   /** What it means, for readers of this table. */
   meaning: string;
+  /**
+   * The error's DETAIL is a JSON object the body carries beside code and message (the limit it
+   * names); its `retryAfterSeconds`, if any, becomes the Retry-After header.
+   */
+  detailJson?: true;
 }
 
 export const SQLSTATES = {
@@ -17,6 +22,9 @@ export const SQLSTATES = {
   CG404: { http: 404, code: "not_found", meaning: "no such object visible to the caller" },
   CG409: { http: 409, code: "conflict", meaning: "the state changed first: for a worker, the lease (task, attempt, worker) is no longer held" },
   CG413: { http: 413, code: "too_large", meaning: "a size limit (files, workspace) would be exceeded; nothing was written" },
+  CG429: { http: 429, code: "rate_limited", meaning: "a tenant's requests per second for a route class (token bucket) were used up; nothing was written", detailJson: true },
+  CGQ29: { http: 429, code: "queued_quota_exceeded", meaning: "the request would take the tenant past its queued-task quota; nothing was written", detailJson: true },
+  CGQ13: { http: 413, code: "storage_quota_exceeded", meaning: "the request would take the tenant past its stored-bytes quota; nothing was written", detailJson: true },
   CG422: { http: 422, code: "unprocessable", meaning: "valid input the state cannot take (e.g. a recovery re-queue with no attempts left)" },
   "42501": { http: 403, code: "forbidden", meaning: "insufficient_privilege: a role without EXECUTE, or a row policy" },
   "22023": { http: 400, code: "invalid_parameter", meaning: "invalid_parameter_value raised by a function's own checks" },

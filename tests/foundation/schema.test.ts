@@ -86,11 +86,19 @@ describe("the lifecycle's single definitions", () => {
     expect(row!.final).toEqual([...FINAL_STATES]);
   });
 
-  it("triggers on public.tasks only wake workers, broadcast new tasks and refuse reserved names", async () => {
+  it("triggers on public.tasks only wake workers, broadcast new tasks, refuse reserved names and count stored bytes", async () => {
     const rows = await sql<{ name: string }[]>`
       select tgname as name from pg_trigger where tgrelid = 'public.tasks'::regclass and not tgisinternal order by tgname`;
-    // Status changes go through the transition functions (docs/lifecycle.md), never a trigger.
-    expect(rows.map((r) => r.name)).toEqual(["tasks_broadcast_insert", "tasks_notify_queued", "tasks_reserved_names"]);
+    // Status changes go through the transition functions (docs/lifecycle.md), never a trigger; the
+    // usage triggers only add a task's input bytes to its tenant's counter (tenant quotas).
+    expect(rows.map((r) => r.name)).toEqual([
+      "tasks_broadcast_insert",
+      "tasks_notify_queued",
+      "tasks_reserved_names",
+      "tasks_usage_delete",
+      "tasks_usage_insert",
+      "tasks_usage_update",
+    ]);
   });
 
   it("the table itself refuses a task queued past its attempts or with a cancel pending, and attempts past max_attempts", async () => {

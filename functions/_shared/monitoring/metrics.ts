@@ -18,6 +18,17 @@ export interface MetricsSnapshot {
   liveWorkers: number;
   queue: QueueDepth[];
   oldestQueuedAgeMs: number;
+  /** The top tenants (cogo.tenant_metrics(TOP_TENANTS)); absent: not printed. */
+  tenants?: TenantMetrics;
+}
+
+/** How many tenants /metrics lists by running tasks and by stored bytes. */
+export const TOP_TENANTS = 10;
+
+/** What cogo.tenant_metrics(top) returns. */
+export interface TenantMetrics {
+  byRunning: { tenant: string; running: number }[];
+  byStoredBytes: { tenant: string; bytes: number }[];
 }
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -81,6 +92,13 @@ export function renderMetrics(m: MetricsSnapshot): string {
   for (const status of ["online", "draining", "offline"]) out.sample("cogo_workers", m.workersByStatus[status] ?? 0, { status });
   out.family("cogo_workers_live", "gauge", "Online workers that heartbeated within two leases.");
   out.sample("cogo_workers_live", m.liveWorkers);
+
+  if (m.tenants) {
+    out.family("cogo_tenant_active_tasks", "gauge", `Active tasks of the ${TOP_TENANTS} tenants with the most.`);
+    for (const t of m.tenants.byRunning) out.sample("cogo_tenant_active_tasks", t.running, { tenant: t.tenant });
+    out.family("cogo_tenant_stored_bytes", "gauge", `Stored bytes (tenant quota) of the ${TOP_TENANTS} tenants with the most.`);
+    for (const t of m.tenants.byStoredBytes) out.sample("cogo_tenant_stored_bytes", t.bytes, { tenant: t.tenant });
+  }
 
   return out.toString();
 }
