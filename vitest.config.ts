@@ -11,6 +11,7 @@ const UNIT = [
   "tests/blocks/classifier.test.ts",
   "tests/blocks/planner.test.ts",
   "tests/lifecycle/attempt.test.ts",
+  "tests/lifecycle/quotas-logic.test.ts",
   "tests/diagnostics/event-union.test.ts",
   "tests/diagnostics/line-events.test.ts",
   "tests/diagnostics/parsers.test.ts",

@@ -2,6 +2,7 @@
 // A user sees no worker's name, version or host (the service role's): workers go by their id.
 import { duration, h, replace, statusBadge } from "../dom.ts";
 import { workerLabel, type Live } from "../live.ts";
+import { usagePanel } from "./usage.ts";
 
 /** A worker whose last heartbeat is older than this many leases is shown as late. */
 const LATE_LEASES = 2;
@@ -10,7 +11,8 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
   const stats = h("div", { class: "panel stats" });
   const workers = h("div", { class: "panel" });
   const queue = h("div", { class: "panel" });
-  replace(main, h("h2", null, "Fleet"), stats, h("h2", null, "Workers"), workers, h("h2", null, "Queue depth by priority"), queue);
+  const usage = usagePanel(live);
+  replace(main, h("h2", null, "Fleet"), stats, h("h2", null, "Your usage"), usage.el, h("h2", null, "Workers"), workers, h("h2", null, "Queue depth by priority"), queue);
 
   const render = () => {
     const f = live.fleet;
@@ -87,6 +89,7 @@ export function fleetView(main: HTMLElement, live: Live): () => void {
   return () => {
     off();
     clearInterval(tick);
+    usage.stop();
   };
 }
 
