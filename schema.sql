@@ -1644,7 +1644,9 @@ begin
   if v_owner is null then
     return;
   end if;
-  perform cogo.take_rate_token(p_class);
+  if p_class is not null then
+    perform cogo.take_rate_token(p_class);
+  end if;
   perform pg_advisory_xact_lock(hashtextextended('cogo.tenant_quota:' || v_owner::text, 0));
   select count(*) into queued from public.tasks where owner = v_owner and status = 'queued';
   select cogo.stored_bytes(u) into stored from cogo.tenant_usage u where u.owner = v_owner;
@@ -3276,7 +3278,7 @@ $function$;
 CREATE OR REPLACE FUNCTION cogo.tenant_usage_report(p_owner uuid)
  RETURNS jsonb
  LANGUAGE plpgsql
- STABLE SECURITY DEFINER
+ SECURITY DEFINER
  SET search_path TO ''
 AS $function$
 declare
@@ -3566,6 +3568,23 @@ end;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.write_stdin(p_task uuid, p_data text, p_eof boolean)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  m record;
+  v_seq bigint;
+begin
+  select * into m from cogo.meter_begin(null);
+  v_seq := cogo.write_stdin_unmetered(p_task, p_data, p_eof);
+  perform cogo.meter_end(m.queued, m.stored, 0, coalesce(octet_length(p_data), 0) > 0);
+  return v_seq;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.write_stdin_unmetered(p_task uuid, p_data text, p_eof boolean)
  RETURNS bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -3875,6 +3894,7 @@ grant execute on function cogo.write_files(p_ws uuid, p_files jsonb, p_deletes t
 grant execute on function cogo.write_files_unmetered(p_ws uuid, p_files jsonb, p_deletes text[]) to service_role;
 grant execute on function cogo.write_stdin(p_task uuid, p_data text, p_eof boolean) to authenticated;
 grant execute on function cogo.write_stdin(p_task uuid, p_data text, p_eof boolean) to service_role;
+grant execute on function cogo.write_stdin_unmetered(p_task uuid, p_data text, p_eof boolean) to service_role;
 grant usage on schema cogo to anon;
 grant usage on schema cogo to authenticated;
 grant usage on schema cogo to service_role;

@@ -10,9 +10,10 @@
 --     give the bytes back; a write that would take the tenant over is refused (413, CGQ13). Output a
 --     running task writes past the quota is kept (a task's output is bounded already): the tenant's
 --     next request is refused.
--- The four writing functions (enqueue_task, create_plan, start_analysis, write_files) keep their
--- bodies under a new name (`…_unmetered`, callable by the service role only) and the public name
--- becomes a wrapper: meter_begin (bucket, tenant lock, usage before) → the write → meter_end.
+-- The four writing functions (enqueue_task, create_plan, start_analysis, write_files) and
+-- write_stdin keep their bodies under a new name (`…_unmetered`, callable by the service role
+-- only) and the public name becomes a wrapper: meter_begin (bucket, tenant lock, usage before) →
+-- the write → meter_end.
 
 -- ── limits: more columns on cogo.tenant_limits (null: the default) ─────────────────────────────
 alter table cogo.tenant_limits
@@ -411,7 +412,7 @@ select (cogo.tenant_usage_recount(o.owner)).*
 create index tasks_queued_by_owner on public.tasks (owner) where status = 'queued' and owner is not null;
 
 -- ── the meter around each write ───────────────────────────────────────────────────────────────
--- Before a write: the bucket, then the tenant's lock (a tenant's metered writes run one at a time,
+-- Before a write: the bucket (none for a null class), then the tenant's lock (a tenant's metered writes run one at a time,
 -- so two requests cannot both pass the quota checks), then its queued tasks and stored bytes.
 create function cogo.meter_begin(p_class text, out queued bigint, out stored bigint)
 language plpgsql security definer set search_path = '' as $$
@@ -421,7 +422,9 @@ begin
   if v_owner is null then
     return;
   end if;
-  perform cogo.take_rate_token(p_class);
+  if p_class is not null then
+    perform cogo.take_rate_token(p_class);
+  end if;
   perform pg_advisory_xact_lock(hashtextextended('cogo.tenant_quota:' || v_owner::text, 0));
   select count(*) into queued from public.tasks where owner = v_owner and status = 'queued';
   select cogo.stored_bytes(u) into stored from cogo.tenant_usage u where u.owner = v_owner;
@@ -470,6 +473,7 @@ alter function cogo.enqueue_task(jsonb) rename to enqueue_task_unmetered;
 alter function cogo.create_plan(jsonb) rename to create_plan_unmetered;
 alter function cogo.start_analysis(jsonb) rename to start_analysis_unmetered;
 alter function cogo.write_files(uuid, jsonb, text[]) rename to write_files_unmetered;
+alter function cogo.write_stdin(uuid, text, boolean) rename to write_stdin_unmetered;
 
 create function cogo.enqueue_task(spec jsonb) returns public.tasks
 language plpgsql security definer set search_path = '' as $$
@@ -531,10 +535,26 @@ begin
 end;
 $$;
 
+-- Stdin has no rate limit of its own (a task's stdin_mode "pipe" bounds who may write), but its
+-- bytes are stored: data past the stored-bytes quota is refused; an empty write or EOF never is.
+create function cogo.write_stdin(p_task uuid, p_data text, p_eof boolean) returns bigint
+language plpgsql security definer set search_path = '' as $$
+declare
+  m record;
+  v_seq bigint;
+begin
+  select * into m from cogo.meter_begin(null);
+  v_seq := cogo.write_stdin_unmetered(p_task, p_data, p_eof);
+  perform cogo.meter_end(m.queued, m.stored, 0, coalesce(octet_length(p_data), 0) > 0);
+  return v_seq;
+end;
+$$;
+
 -- ── visibility ────────────────────────────────────────────────────────────────────────────────
 -- GET /usage: one tenant's consumption against its limits. A user reads only its own.
+-- Volatile: the tokens are refilled to clock_timestamp().
 create function cogo.tenant_usage_report(p_owner uuid) returns jsonb
-language plpgsql stable security definer set search_path = '' as $$
+language plpgsql security definer set search_path = '' as $$
 declare
   v_limits jsonb;
   u cogo.tenant_usage;
@@ -610,7 +630,7 @@ revoke execute on function
   cogo.usage_repo_deleting(), cogo.tenant_usage_recount(uuid),
   cogo.meter_begin(text), cogo.meter_end(bigint, bigint, integer, boolean),
   cogo.enqueue_task(jsonb), cogo.create_plan(jsonb), cogo.start_analysis(jsonb), cogo.write_files(uuid, jsonb, text[]),
-  cogo.tenant_usage_report(uuid), cogo.tenant_metrics(integer)
+  cogo.write_stdin(uuid, text, boolean), cogo.tenant_usage_report(uuid), cogo.tenant_metrics(integer)
   from public;
 grant execute on function
   cogo.tenant_limit_keys(), cogo.default_tenant_limits(), cogo.tenant_limit_overrides(uuid), cogo.tenant_limits_of(uuid), cogo.rate_classes(),
@@ -621,15 +641,15 @@ grant execute on function
   cogo.usage_repo_deleting(), cogo.tenant_usage_recount(uuid),
   cogo.meter_begin(text), cogo.meter_end(bigint, bigint, integer, boolean),
   cogo.enqueue_task(jsonb), cogo.create_plan(jsonb), cogo.start_analysis(jsonb), cogo.write_files(uuid, jsonb, text[]),
-  cogo.tenant_usage_report(uuid), cogo.tenant_metrics(integer)
+  cogo.write_stdin(uuid, text, boolean), cogo.tenant_usage_report(uuid), cogo.tenant_metrics(integer)
   to service_role;
 -- Users call the metered writes (each checks its caller) and read their own usage; the bodies
 -- behind them are the service role's only, so nothing skips the meter.
 revoke execute on function
   cogo.enqueue_task_unmetered(jsonb), cogo.create_plan_unmetered(jsonb), cogo.start_analysis_unmetered(jsonb),
-  cogo.write_files_unmetered(uuid, jsonb, text[])
+  cogo.write_files_unmetered(uuid, jsonb, text[]), cogo.write_stdin_unmetered(uuid, text, boolean)
   from anon, authenticated;
 grant execute on function
   cogo.enqueue_task(jsonb), cogo.create_plan(jsonb), cogo.start_analysis(jsonb), cogo.write_files(uuid, jsonb, text[]),
-  cogo.tenant_usage_report(uuid)
+  cogo.write_stdin(uuid, text, boolean), cogo.tenant_usage_report(uuid)
   to authenticated;

@@ -217,6 +217,24 @@ describe("stored-bytes quota", () => {
     expect(r.status).toBe(413);
   });
 
+  it("stdin past the quota is 413 and not stored; EOF still goes through", async () => {
+    const user = await newUser();
+    const r = await execute(user, uniqueKind("q-stdin"), { stdin: "pipe" });
+    expect(r.status).toBe(202);
+    await sql`select cogo.set_tenant_limits(${user.id}, ${sql.json({ maxStoredBytes: (await storedBytes(user.id)) + 5 })})`;
+    const stdin = (data: string, eof = false) => api("POST", `/tasks/${r.body.taskId}/stdin`, { token: user.token, body: { data, eof } });
+    expect((await stdin("12345")).status).toBe(202); // exactly at the quota
+    const refused = await stdin("6");
+    expect(refused.status, JSON.stringify(refused.body)).toBe(413);
+    expect(refused.body.error.code).toBe("storage_quota_exceeded");
+    expect((await stdin("", true)).status).toBe(202);
+    const rows = await sql<{ data: string; eof: boolean }[]>`select data, eof from public.task_stdin where task_id = ${r.body.taskId} order by seq`;
+    expect(rows).toEqual([
+      { data: "12345", eof: false },
+      { data: "", eof: true },
+    ]);
+  });
+
   it("the counter equals the real sum after writes and deletes of every class", async () => {
     const user = await newUser();
     const kind = uniqueKind("q-count");

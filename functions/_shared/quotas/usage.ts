@@ -84,7 +84,7 @@ export function renderUsage(r: UsageReport): string {
   rows.push(["stored bytes", formatBytes(r.storedBytes.total), formatBytes(r.storedBytes.max), share(r.storedBytes.total, r.storedBytes.max)]);
   for (const [name, bytes] of Object.entries(r.storedBytes.byClass)) rows.push([`  ${name}`, formatBytes(bytes), "", ""]);
   for (const l of r.rateLimits) {
-    rows.push([`rate ${l.route}`, `${l.tokens} tokens`, `${l.perSecond}/s, burst ${l.burst}`, share(l.burst - l.tokens, l.burst)]);
+    rows.push([`rate ${l.route}`, `${Math.floor(l.tokens)} tokens`, `${l.perSecond}/s, burst ${l.burst}`, share(l.burst - l.tokens, l.burst)]);
   }
   return `usage of tenant ${r.tenant}\n${table(rows)}\n`;
 }
