@@ -151,6 +151,18 @@ describe("queued-task quota", () => {
     expect((await execute(user, kind)).status).toBe(202);
   });
 
+  it("parallel requests from one tenant cannot pass the quota together (executes and plans alike)", async () => {
+    const user = await newUser({ maxQueuedTasks: 4 });
+    const kind = uniqueKind("q-qpar");
+    const results = await Promise.all([
+      ...Array.from({ length: 6 }, () => execute(user, kind)),
+      ...Array.from({ length: 3 }, () => api("POST", "/plans", { token: user.token, body: { steps: [{ name: "s", command: "true", requirements: { kind } }] } })),
+    ]);
+    expect(results.filter((r) => r.status === 202)).toHaveLength(4);
+    expect(results.filter((r) => r.status === 429).every((r) => r.body.error.code === "queued_quota_exceeded")).toBe(true);
+    expect(await count("tasks", user.id)).toBe(4);
+  });
+
   it("a plan whose steps would pass the quota is refused whole", async () => {
     const user = await newUser({ maxQueuedTasks: 3 });
     const kind = uniqueKind("q-planq");
@@ -215,6 +227,22 @@ describe("stored-bytes quota", () => {
     // And a new task is refused too: the next request after going over.
     const r = await execute(user, uniqueKind("q-over"));
     expect(r.status).toBe(413);
+  });
+
+  it("a running task's output past the quota is kept and the task succeeds; the next request is refused", async () => {
+    const user = await newUser({ maxStoredBytes: 3000 });
+    const kind = uniqueKind("q-outq");
+    await startWorker({ kind });
+    const h = await user.sandbox.execute({ command: "seq 1 2000", requirements: { kind } });
+    const result = await h.result();
+    expect(result.status).toBe("succeeded");
+    const usage = await user.sandbox.usage();
+    expect(usage.storedBytes.byClass.output).toBeGreaterThan(8000);
+    expect(usage.storedBytes.total).toBeGreaterThan(usage.storedBytes.max);
+    const refused = await execute(user, kind);
+    expect(refused.status).toBe(413);
+    expect(refused.body.error.storedBytes).toBe(usage.storedBytes.total);
+    expect(await count("tasks", user.id)).toBe(1);
   });
 
   it("stdin past the quota is 413 and not stored; EOF still goes through", async () => {
