@@ -318,6 +318,9 @@ describe("stored-bytes quota", () => {
     await sql`delete from public.task_artifacts where task_id = ${h.taskId}`;
     await sql`delete from public.analysis_blobs where repo_id = ${repo!.id} and size = 100 and content = repeat('z', 100)`;
     await check("after retention deletes");
+    // Retention (cogo.purge_expired) also clears an ended task's submitted files and env.
+    await sql`update public.tasks set files = '[]', env = '{}' where id = ${h.taskId}`;
+    await check("after clearing the task's inputs");
     // Whole rows by cascade: a repository, a task with its remaining output.
     await sql`delete from public.analysis_repos where id = ${repo!.id}`;
     await sql`delete from public.tasks where id = ${h.taskId}`;
