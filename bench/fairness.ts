@@ -1,7 +1,8 @@
 // Fair shares (issue 18): tenant A floods the queue; tenants B and C each submit one task a second
 // while A's backlog lasts, all on one worker of concurrency 4. Measures B's and C's queue wait
 // (created → claimed) and A's throughput against a run of A alone, through the real API with user
-// tokens, so what a tenant meets (round-robin, the running cap) is what is measured.
+// tokens, so what a tenant meets (round-robin, the running cap) is what is measured. First, one
+// tenant fires 500 requests at once at its default rate limit: how many pass, how many get a 429.
 import { randomUUID } from "node:crypto";
 import type { Sql } from "postgres";
 import { mintUserToken } from "../embedded/keys.ts";
@@ -79,14 +80,60 @@ async function until(done: () => Promise<boolean>, what: string, timeoutMs: numb
   }
 }
 
-export async function benchFairness(stack: Stack, sql: Sql, progress: (s: string) => void, raiseRateLimits?: (owner: string) => Promise<void>): Promise<Row[]> {
+/** One tenant fires FLOOD requests at once (8 in flight) at its default rate limit, no retries. */
+async function rateLimited(stack: Stack, sql: Sql, kind: string): Promise<Row[]> {
+  const r = await tenant(stack);
+  const statuses: number[] = [];
+  let retryAfter = "";
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < FLOOD) {
+        next++;
+        const res = await fetch(`${stack.apiUrl}/functions/v1/sandbox/execute`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${r.token}`, apikey: stack.keys.anonKey, "content-type": "application/json" },
+          body: JSON.stringify({ command: "true", requirements: { kind } }),
+        });
+        await res.arrayBuffer();
+        statuses.push(res.status);
+        if (res.status === 429) retryAfter ||= res.headers.get("retry-after") ?? "(none)";
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const accepted = statuses.filter((x) => x === 202).length;
+  const refused = statuses.filter((x) => x === 429).length;
+  const [stored] = await sql<{ n: number }[]>`select count(*)::int as n from public.tasks where owner = ${r.id}`;
+  await sql`select cogo.cancel_task(id) from public.tasks where owner = ${r.id} and status = 'queued'`;
+  const [limits] = await sql<{ l: { executePerSecond: number; executeBurst: number } }[]>`select cogo.tenant_limits_of(${r.id}) as l`;
+  const expected = limits!.l.executeBurst + Math.ceil(limits!.l.executePerSecond * seconds);
+  return [
+    {
+      metric: `rate limit: ${FLOOD} POST /execute at once`,
+      value: `${accepted} accepted, ${refused} × 429 (Retry-After ${retryAfter} s) in ${seconds.toFixed(1)} s`,
+      target: `≤ burst ${limits!.l.executeBurst} + ${limits!.l.executePerSecond}/s`,
+      ok: accepted <= expected && accepted + refused === FLOOD,
+    },
+    { metric: "rate limit: tasks stored", value: String(stored!.n), target: "= accepted", ok: stored!.n === accepted },
+  ];
+}
+
+export async function benchFairness(stack: Stack, sql: Sql, progress: (s: string) => void): Promise<Row[]> {
   const kind = "bench-fair";
+  // A floods through the API as fast as it can: lift its request rate, not its share of the fleet.
+  const raiseRateLimits = async (owner: string) => {
+    await sql`select cogo.set_tenant_limits(${owner}, ${sql.json({ executePerSecond: 10_000, executeBurst: 10_000 })})`;
+  };
   const worker = new Worker({ databaseUrl: stack.dbUrl, kind, concurrency: 4, workspaceRoot: "/var/tmp/cogo-bench-ws", log: () => {} });
   await worker.start();
   try {
     // 1. A alone: the same flood with nobody else queued.
     const alone = await tenant(stack);
-    await raiseRateLimits?.(alone.id);
+    progress(`fairness: one tenant fires ${FLOOD} requests at its default rate limit…`);
+    const limited = await rateLimited(stack, sql, `${kind}-limited`);
+    await raiseRateLimits(alone.id);
     progress(`fairness: A alone, ${FLOOD} × \`${A_TASK}\`…`);
     const aloneIds = await flood(stack, alone, kind);
     await until(async () => (await pending(sql, aloneIds)) === 0, "A's tasks alone", 600_000);
@@ -94,7 +141,7 @@ export async function benchFairness(stack: Stack, sql: Sql, progress: (s: string
 
     // 2. A floods again; B and C each submit one task a second while A's backlog lasts.
     const [a, b, c] = [await tenant(stack), await tenant(stack), await tenant(stack)];
-    await raiseRateLimits?.(a.id);
+    await raiseRateLimits(a.id);
     progress(`fairness: A floods ${FLOOD}, B and C submit one task a second each…`);
     const aIds = await flood(stack, a, kind);
     const newcomers: string[] = [];
@@ -119,6 +166,7 @@ export async function benchFairness(stack: Stack, sql: Sql, progress: (s: string
     const p99 = percentile(waits, 99);
     const share = rate / aloneRate;
     return [
+      ...limited,
       { metric: `A alone: ${FLOOD} × \`${A_TASK}\``, value: `${aloneRate.toFixed(1)} tasks/s` },
       { metric: "A beside B and C", value: `${rate.toFixed(1)} tasks/s` },
       { metric: "A's throughput vs alone", value: `${(share * 100).toFixed(1)} %`, target: "≥ 90 %", ok: share >= 0.9 },
