@@ -36,6 +36,13 @@ export async function newUser(limits?: Record<string, unknown>) {
   return { id, token, supabase, sandbox: createSandboxClient(supabase) };
 }
 
+/** Runs one SQL statement as a signed-in user would reach the database (role authenticated, their claims). */
+export const sqlAsUser = (userId: string, statement: string) =>
+  sql.begin(async (tx) => {
+    await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true)`;
+    return await tx.unsafe(statement);
+  });
+
 const clients: SupabaseClient[] = [];
 export function supabaseAs(token: string): SupabaseClient {
   const client = createClient(stack.apiUrl, stack.anonKey, {

@@ -3,7 +3,7 @@
 // still wins across tenants, and user priorities stay below the system's.
 import { describe, expect, it } from "vitest";
 import { USER_PRIORITY } from "../../functions/_shared/plans/limits.ts";
-import { api, newUser, sql, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, sql, sqlAsUser, startWorker, uniqueKind } from "../helpers/env.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 type User = Awaited<ReturnType<typeof newUser>>;
@@ -128,11 +128,7 @@ describe("user priorities and tenant limits: what a user may not do", () => {
 
   it("a user token cannot read or change tenant limits", async () => {
     const user = await newUser();
-    const asUser = (statement: string) =>
-      sql.begin(async (tx) => {
-        await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify({ sub: user.id, role: "authenticated" })}, true)`;
-        return await tx.unsafe(statement);
-      });
+    const asUser = (statement: string) => sqlAsUser(user.id, statement);
     for (const statement of [
       "select * from cogo.tenant_limits",
       `insert into cogo.tenant_limits (owner, max_running) values ('${user.id}', 100)`,

@@ -4,7 +4,7 @@
 // deletes; users cannot touch the limits, buckets or counters; /usage shows the caller's own.
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { api, newUser as newTenant, sql, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser as newTenant, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
 
 type User = Awaited<ReturnType<typeof newTenant>>;
 
@@ -332,11 +332,7 @@ describe("who sees and sets what", () => {
   it("a user token cannot read or write the limits, buckets or counters, nor call the unmetered writes", async () => {
     const user = await newUser();
     await execute(user, uniqueKind("q-sec"));
-    const asUser = (statement: string) =>
-      sql.begin(async (tx) => {
-        await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${JSON.stringify({ sub: user.id, role: "authenticated" })}, true)`;
-        return await tx.unsafe(statement);
-      });
+    const asUser = (statement: string) => sqlAsUser(user.id, statement);
     for (const statement of [
       "select * from cogo.tenant_limits",
       "select * from cogo.rate_buckets",
