@@ -70,12 +70,16 @@ describe("cross-task isolation", () => {
 
     const tenantB = await newUser(); // another tenant on the same worker
     const uids = new Set<number>();
+    const seen = new Map<number, Set<string>>(); // uid → what ran as it, to say which when this fails
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
         for (const p of sandboxProcesses()) {
           const uid = statSync(`/proc/${p.pid}`, { throwIfNoEntry: false })?.uid;
-          if (uid !== undefined) uids.add(uid);
+          if (uid === undefined) continue;
+          uids.add(uid);
+          if (!seen.has(uid)) seen.set(uid, new Set());
+          seen.get(uid)!.add(p.cmd.slice(0, 60));
         }
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -111,7 +115,7 @@ describe("cross-task isolation", () => {
     ]);
     // A and B ran as two different host uids (A's plus exactly one other).
     expect(uids.has(aUid)).toBe(true);
-    expect(uids.size).toBe(2);
+    expect(uids.size, JSON.stringify([...seen].map(([uid, cmds]) => [uid, [...cmds]]))).toBe(2);
 
     // A is untouched: files, shared memory, and its background process all still there.
     await a.write("go\n");
