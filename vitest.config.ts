@@ -1,5 +1,5 @@
 import { configDefaults, defineConfig } from "vitest/config";
-import { isPostgresClosedSocketWrite } from "./functions/_shared/postgres-closed-socket.ts";
+import { isPostgresDriverFault } from "./functions/_shared/postgres-closed-socket.ts";
 
 // Test files that need no stack and start no processes (no Postgres, functions, workers or
 // sandboxes): pure logic on fixtures, synthetic inputs and temporary directories. They run in
@@ -38,8 +38,8 @@ export default defineConfig({
           fileParallelism: false,
           // After the unit project, not beside it, for the same reason.
           sequence: { groupOrder: 1 },
-          // postgres.js's closed-socket write when a fault test restarts Postgres (see that module).
-          onUnhandledError: (err) => (isPostgresClosedSocketWrite(err) ? false : undefined),
+          // postgres.js's uncatchable faults when a fault test restarts or cuts Postgres (see that module).
+          onUnhandledError: (err) => (isPostgresDriverFault(err) ? false : undefined),
         },
       },
     ],

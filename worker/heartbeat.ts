@@ -41,6 +41,16 @@ const { databaseUrl, workerId, intervalMs, maxMainStallMs, applicationName, cloc
 const shared = new BigInt64Array(clocks);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const sql = postgres(databaseUrl, { max: 1, idle_timeout: 0, onnotice: () => {}, connection: { application_name: applicationName } });
+// postgres.js's two uncatchable faults (functions/_shared/postgres-closed-socket.ts, inlined: this
+// script has no TypeScript loader) would end the thread, and with it the worker; the next beat
+// reconnects. Anything else still ends the thread, which stops the worker.
+process.on("uncaughtException", (err) => {
+  const closedWrite = err instanceof TypeError && /\\(reading 'write'\\)/.test(err.message) && /postgres[@\\d.]*[\\\\/]src[\\\\/]connection\\.js/.test(err.stack || "");
+  const typeFetch = err && typeof err.query === "string" && /from pg_catalog\\.pg_type a/.test(err.query);
+  if (closedWrite || typeFetch) return parentPort.postMessage({ type: "error", message: "postgres.js driver fault, ignored: " + err.message });
+  parentPort.postMessage({ type: "error", message: "heartbeat thread: " + (err && err.stack ? err.stack : String(err)) });
+  process.exit(1);
+});
 let stopping = false;
 let timer;
 async function beat() {

@@ -2,10 +2,13 @@
 import { createApi } from "../_shared/api.ts";
 import { authConfigFromEnv, Authenticator } from "../_shared/auth.ts";
 import { connect } from "../_shared/db.ts";
-import { isPostgresClosedSocketWrite } from "../_shared/postgres-closed-socket.ts";
+import { isPostgresClosedSocketWrite, isPostgresTypeFetchFailure } from "../_shared/postgres-closed-socket.ts";
 
 globalThis.addEventListener("error", (e) => {
   if (isPostgresClosedSocketWrite(e.error)) e.preventDefault(); // see postgres-closed-socket.ts
+});
+globalThis.addEventListener("unhandledrejection", (e) => {
+  if (isPostgresTypeFetchFailure(e.reason)) e.preventDefault(); // see postgres-closed-socket.ts
 });
 
 const dbUrl = Deno.env.get("SUPABASE_DB_URL");
