@@ -371,6 +371,17 @@ open('/tmp/watch', 'w').write('%d %r\\n' % (len(seen), foreign))
   });
 });
 
+describe.runIf(isRoot)('memory of a persistent sandbox', () => {
+  it('is bounded for the whole sandbox: files one command left count against the next', async () => {
+    const s = await sandbox({ limits: { memoryBytes: 96 * 1024 * 1024, workspaceBytes: 64 * 1024 * 1024 } });
+    await ok(s, 'head -c 60M /dev/zero > /tmp/fill');
+    // Alone it would fit in 96 MiB; with the 60 MiB of tmpfs pages left in the sandbox it does not.
+    const big = await run(s, 'python3 -c "x = bytearray(60 * 1024 * 1024); print(len(x))"');
+    expect(big.exit).toMatchObject({ signal: 'SIGKILL', reason: 'memory_limit' });
+    expect(await ok(s, 'rm /tmp/fill; python3 -c "x = bytearray(60 * 1024 * 1024); print(len(x))"')).toBe(`${60 * 1024 * 1024}\n`);
+  });
+});
+
 describe.runIf(isRoot)('the pid reuse guard', () => {
   it('refuses to pin a dead or foreign PID 1, and to enter a sandbox whose PID 1 died', async () => {
     const a = await sandbox();
