@@ -371,6 +371,16 @@ open('/tmp/watch', 'w').write('%d %r\\n' % (len(seen), foreign))
   });
 });
 
+describe('starting a persistent sandbox', () => {
+  it('is refused without the cgroups that kill each command alone (or without root)', async () => {
+    await expect(startPersistentSandbox({}, { root, uid: TEST_UID_BASE, cgroups: false })).rejects.toMatchObject({
+      code: 'sandbox_unavailable',
+      message: isRoot ? expect.stringMatching(/need cgroups/) : expect.stringMatching(/root worker/),
+    });
+    expect(readdirSync(root).filter((n) => n.startsWith('ws-'))).toEqual([]);
+  });
+});
+
 describe.runIf(isRoot)('memory of a persistent sandbox', () => {
   it('is bounded for the whole sandbox: files one command left count against the next', async () => {
     const s = await sandbox({ limits: { memoryBytes: 96 * 1024 * 1024, workspaceBytes: 64 * 1024 * 1024 } });

@@ -106,11 +106,8 @@ export async function startPersistentSandbox(spec: PersistentSandboxSpec, option
   const o = resolveOptions(options);
   const limits = resolveLimits(spec.limits, o.maxLimits);
   if (process.geteuid?.() !== 0) throw new SandboxUnavailable('persistent sandboxes need a root worker (commands enter them with setns)');
-  const [bw, , support] = await Promise.all([
-    bwrapInfo(),
-    prepareRoot(o.root, true).then(() => reapStaleWorkspaces(o.root)),
-    detectCgroups(o.cgroups === false ? 'auto' : o.cgroups),
-  ]);
+  if (o.cgroups === false) throw new SandboxUnavailable('persistent sandboxes need cgroups (each command is killed by its own), and they are off');
+  const [bw, , support] = await Promise.all([bwrapInfo(), prepareRoot(o.root, true).then(() => reapStaleWorkspaces(o.root)), detectCgroups(o.cgroups)]);
   if (!support.using || Object.keys(support.usable).length === 0) {
     throw new SandboxUnavailable(`persistent sandboxes need cgroups (each command is killed by its own): ${support.notes.join('; ')}`);
   }
