@@ -102,6 +102,14 @@ function startSleep(id: number, seconds = 60) {
   };
 }
 
+/** Namespace inodes for a pin request. */
+const NS = { mnt: 1, pid: 2, net: 3, ipc: 4, uts: 5, cgroup: 6 };
+
+/** An enter request running `true` in the persistent sandbox started as `sandbox`. */
+function enterTrue(id: number, sandbox: number) {
+  return { id, op: 'enter', sandbox, argv: ['true'], env: {}, cwd: '/', uid: 1000, gid: 1000, rlimits: [], stdin: false, cgroup: null };
+}
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -133,6 +141,29 @@ const BAD_FRAMES: [what: string, frame: string | Buffer, expected: { id: number 
     { id: 110, code: 'invalid_request', message: /2 seccomp programs, 1 filterFds/ },
   ],
   ['one descriptor twice', JSON.stringify({ ...startSleep(111), fds: [{ fd: 4, data: 'x' }] }) + '\n', { id: 111, code: 'invalid_request', message: /twice/ }],
+  // Protocol 3: persistent sandboxes and commands entered into them.
+  [
+    'a persistent start without a cgroup',
+    JSON.stringify({ ...startSleep(115), persistent: true }) + '\n',
+    { id: 115, code: 'invalid_request', message: /persistent sandbox needs a cgroup/ },
+  ],
+  [
+    'a pin of no persistent sandbox',
+    JSON.stringify({ id: 116, op: 'pin', task: 9, pid: 1, namespaces: NS }) + '\n',
+    { id: 116, code: 'invalid_request', message: /no running persistent sandbox has id 9/ },
+  ],
+  [
+    'a pin without every namespace',
+    JSON.stringify({ id: 117, op: 'pin', task: 9, pid: 1, namespaces: { mnt: 1 } }) + '\n',
+    { id: 117, code: 'invalid_request', message: /namespaces\.pid: missing/ },
+  ],
+  ['an enter of no sandbox', JSON.stringify(enterTrue(118, 9)) + '\n', { id: 118, code: 'invalid_request', message: /no running, pinned persistent sandbox has id 9/ }],
+  ['an enter with a relative cwd', JSON.stringify({ ...enterTrue(119, 9), cwd: 'workspace' }) + '\n', { id: 119, code: 'invalid_request', message: /enter\.cwd/ }],
+  [
+    'an enter whose cgroup leaf climbs out',
+    JSON.stringify({ ...enterTrue(120, 9), cgroup: { name: '../cmd-x' } }) + '\n',
+    { id: 120, code: 'invalid_request', message: /enter\.cgroup\.name/ },
+  ],
   ['nesting too deep for the parser', `{"id":114,"op":"filter","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}\n`, { id: 114, code: 'bad_frame', message: /recursion/ }],
   ['a frame over the size limit', `{"id":112,"op":"mount","target":"/tmp/x","options":"${'x'.repeat(MAX_FRAME_BYTES)}"}\n`, { id: 112, code: 'frame_too_large' }],
   // A lone surrogate is valid JSON but cannot be encoded for mount(2): the handler raises.

@@ -191,11 +191,17 @@ async function moveProcesses(from: string, to: string): Promise<number> {
   return moved;
 }
 
-/** Removes task cgroups a crashed worker left; rmdir only succeeds on empty ones. */
+/**
+ * Removes task cgroups a crashed worker left; rmdir only succeeds on empty ones. A persistent
+ * sandbox's cgroup has leaves (`init/`, `cmd-*`), which go first.
+ */
 async function reapStale(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [])) {
     const tag = /^cogo-(?:sandbox|spare)-(\d+-\d+)-/.exec(name)?.[1];
-    if (tag && !(await ownerAlive(tag))) await rmdir(join(parent, name)).catch(() => {});
+    if (!tag || (await ownerAlive(tag))) continue;
+    const dir = join(parent, name);
+    for (const leaf of await readdir(dir, { withFileTypes: true }).catch(() => [])) if (leaf.isDirectory()) await rmdir(join(dir, leaf.name)).catch(() => {});
+    await rmdir(dir).catch(() => {});
   }
 }
 

@@ -1,5 +1,6 @@
 // The sandbox a worker runs each task in: bubblewrap + rlimits + cgroups (v1 or v2). See README.md.
 export { startSandbox } from './run.ts';
+export { startPersistentSandbox, type CleanupReport, type ExecSpec, type PersistentSandbox, type PersistentSandboxSpec } from './persistent.ts';
 export { stopLauncher } from './launcher.ts';
 export { collectFile, drainWorkspacePool } from './workspace.ts';
 export { collectArtifacts, type Artifact } from './artifacts.ts';

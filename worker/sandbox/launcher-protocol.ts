@@ -9,8 +9,12 @@
  * worker refuses a launcher of another version. Every request then gets exactly one reply with
  * its `id`: its result, or an `error` naming what was wrong with that request; nothing a request
  * carries can end the launcher or touch another request's sandbox. `exit` events come unasked,
- * once per started process (`task` is the id of its `start`). An `error` with `id: null` answers a
- * frame without a readable id.
+ * once per started process (`task` is the id of its `start` or `enter`). An `error` with `id: null`
+ * answers a frame without a readable id.
+ *
+ * Protocol 3 adds persistent sandboxes: `start` with `persistent`, `pin` (its PID 1 and
+ * namespaces), `enter` (a command run inside it from outside), and `kill` of an `enter` id
+ * (that command's cgroup leaf only).
  *
  * launcher.py reads the same schemas from launcher-protocol.json, generated from this module
  * (`npx tsx worker/sandbox/launcher-protocol.ts` rewrites it; tests/sandbox/launcher-protocol.test.ts
@@ -21,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /** Bump on any change a launcher of the previous version would not understand. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Largest frame (a line, newline included) either side accepts. A start request is a few KiB. */
 export const MAX_FRAME_BYTES = 1 << 20;
 
@@ -35,6 +39,8 @@ const fd = z
 /** No NUL: the launcher hands these to C (execve, mount). */
 const cString = z.string().regex(/^[^\0]*$/);
 const absolutePath = z.string().regex(/^\/[^\0]*$/);
+/** A namespace's inode number (as bwrap's --json-status-fd reports it). */
+const inode = z.int().positive();
 
 export const RLIMIT_NAMES = ['RLIMIT_CPU', 'RLIMIT_NPROC', 'RLIMIT_NOFILE', 'RLIMIT_FSIZE', 'RLIMIT_CORE', 'RLIMIT_AS', 'RLIMIT_DATA', 'RLIMIT_STACK', 'RLIMIT_MEMLOCK'] as const;
 export type RlimitName = (typeof RLIMIT_NAMES)[number];
@@ -68,10 +74,47 @@ export const requests = {
     fds: z.array(z.strictObject({ fd: fd.min(4), data: z.string() })),
     /** Descriptors of the child for the seccomp programs, one per program. */
     filterFds: z.array(fd.min(4)),
+    /**
+     * A persistent sandbox (needs `cgroup`): its cgroup holds the limits of the whole sandbox,
+     * bwrap runs in its `init/` leaf, and commands get leaves of their own (`enter`).
+     */
+    persistent: z.boolean().optional(),
+  }),
+  /**
+   * Checks that `pid` is the PID 1 of the persistent sandbox `task` (a child of its bwrap, alive,
+   * each namespace with the inode bwrap reported) and keeps its namespaces for `enter`. Reply `ok`.
+   */
+  pin: z.strictObject({
+    id,
+    op: z.literal('pin'),
+    task: id,
+    pid: z.int().positive(),
+    namespaces: z.strictObject({ mnt: inode, pid: inode, net: inode, ipc: inode, uts: inode, cgroup: inode }),
+  }),
+  /**
+   * Runs `argv` inside the pinned persistent sandbox `sandbox` as `uid`/`gid` (ids inside it), in
+   * `cwd` (resolved inside), in a new cgroup leaf `cgroup.name` under the sandbox's cgroup. Reply
+   * `started` (`cgroups`: the leaf), later an `exit` event with this id.
+   */
+  enter: z.strictObject({
+    id,
+    op: z.literal('enter'),
+    sandbox: id,
+    argv: z.array(cString).min(1),
+    env: z.record(z.string().regex(/^[^\0=]+$/), cString),
+    cwd: absolutePath,
+    uid: z.int().min(0),
+    gid: z.int().min(0),
+    rlimits: z.array(z.tuple([z.enum(RLIMIT_NAMES), z.int().min(0), z.int().min(0)])),
+    stdin: z.boolean(),
+    cgroup: z.strictObject({ name: z.string().regex(/^cmd-[\w.-]+$/) }).nullable(),
   }),
   /** The worker has opened its copies of `task`'s pipes: the launcher closes its own. Reply `ok`. */
   opened: z.strictObject({ id, op: z.literal('opened'), task: id }),
-  /** SIGKILL `task`'s process group (and `inner`) unless it was already reaped. Reply `ok`. */
+  /**
+   * SIGKILL `task`'s process group (and `inner`) unless it was already reaped; for an `enter` id
+   * also every process of its cgroup leaf (never the rest of the sandbox). Reply `ok`.
+   */
   kill: z.strictObject({ id, op: z.literal('kill'), task: id, inner: z.int().positive().nullable() }),
   /** Mount a tmpfs (nosuid, nodev) on `target`. Reply `ok`. */
   mount: z.strictObject({ id, op: z.literal('mount'), target: absolutePath, options: cString }),

@@ -27,6 +27,14 @@ fails (even by a bug here) is answered with an error and nothing else changes, s
 never ends the launcher and the sandboxes it runs. EOF on stdin (the worker died or stopped) kills
 every sandbox still running and exits; so does the worker's death (PR_SET_PDEATHSIG), and bwrap's
 --die-with-parent takes the sandboxes down with us.
+
+Persistent sandboxes (protocol 3): a `start` with `persistent` runs bwrap in an `init/` leaf under
+a sandbox cgroup that holds the limits of the whole sandbox. `pin` then checks that a pid is that
+sandbox's PID 1 (a pidfd, and each namespace's inode against what bwrap reported) and keeps its
+namespace descriptors. `enter` runs a later command inside it from outside: a helper forked here
+joins the command's own cgroup leaf as root, enters the pinned namespaces (user last), drops to
+the sandbox uid with the rlimits, no capabilities, no_new_privs and the same seccomp programs,
+forks (a PID namespace applies to children only) and execs. See enter_child() for each step.
 """
 import base64
 import ctypes
@@ -37,6 +45,7 @@ import os
 import platform
 import re
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -64,6 +73,17 @@ MNT_DETACH = 2
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_CAP_AMBIENT = 4, 24, 38, 22, 47
+PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# The namespaces a command enters, in the order it enters them. The user namespace comes last:
+# the mount namespace belongs to bwrap's outer user namespace, so once in the inner one the helper
+# would hold no capability over it and setns(CLONE_NEWNS) fails with EPERM (verified on 6.18).
+NAMESPACES: List[Tuple[str, int]] = [
+    ("mnt", 0x00020000), ("pid", 0x20000000), ("net", 0x40000000), ("ipc", 0x08000000),
+    ("uts", 0x04000000), ("cgroup", 0x02000000), ("user", 0x10000000),
+]
 # Fds a child juggles through before landing on 0..3 (never below, so dup2 cannot collide).
 HIGH_FD = 64
 # Spares kept ready per cgroup layout.
@@ -105,6 +125,20 @@ class StartRequest(TypedDict):
     stdin: bool
     fds: List[FdData]
     filterFds: List[int]
+
+
+class EnterRequest(TypedDict):
+    id: int
+    op: str
+    sandbox: int
+    argv: List[str]
+    env: Dict[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    rlimits: List[Tuple[str, int, int]]
+    stdin: bool
+    cgroup: Optional[Dict[str, str]]
 
 
 class RequestError(Exception):
@@ -320,13 +354,7 @@ def join_cgroups(procs_files: List[str]) -> None:
 def child(req: StartRequest, stdin_r: int, out_w: int, err_w: int, status_w: int) -> NoReturn:
     """Runs in the forked child (already in its cgroups); never returns."""
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so reset every one.
-        for s in range(1, signal.NSIG):
-            try:
-                signal.signal(s, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
+        reset_signals()
         os.setsid()
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD) for fd in (stdin_r, out_w, err_w, status_w)]
         for target, fd in enumerate(high):
@@ -338,12 +366,7 @@ def child(req: StartRequest, stdin_r: int, out_w: int, err_w: int, status_w: int
             raise ValueError("%d seccomp programs, %d descriptors for them" % (len(FILTERS), len(req["filterFds"])))
         data += list(zip(req["filterFds"], FILTERS))
         place_data(data)
-        for name, soft, hard in req["rlimits"]:
-            which = getattr(resource, name)
-            cap = resource.getrlimit(which)[1]
-            if cap != resource.RLIM_INFINITY:
-                soft, hard = min(soft, cap), min(hard, cap)
-            resource.setrlimit(which, (soft, hard))
+        set_rlimits(req["rlimits"])
         gid, uid = req["gid"], req["uid"]
         if gid is not None:
             os.setgroups([])
@@ -396,7 +419,173 @@ def spare_main(sock: socket.socket, procs_files: List[str]) -> NoReturn:
     child(req, *fds)
 
 
+# --- entering a live sandbox from outside (protocol 3) ----------------------------------------------
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def checked(result: int, what: str) -> None:
+    if result != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "%s: %s" % (what, os.strerror(e)))
+
+
+def cap_last_cap() -> int:
+    """The highest capability number this kernel knows (read here, on the host's /proc)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 63
+
+
+CAP_LAST = cap_last_cap()
+
+
+def set_rlimits(rlimits: List[Tuple[str, int, int]]) -> None:
+    """Each limit capped at our own hard limit (only root could raise it, and we never ask to)."""
+    for name, soft, hard in rlimits:
+        which = getattr(resource, name)
+        cap = resource.getrlimit(which)[1]
+        if cap != resource.RLIM_INFINITY:
+            soft, hard = min(soft, cap), min(hard, cap)
+        resource.setrlimit(which, (soft, hard))
+
+
+def reset_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Python ignores SIGPIPE and SIGXFSZ, we ignore SIGINT/TERM/HUP/QUIT; ignored signals survive exec.
+    for s in range(1, signal.NSIG):
+        try:
+            signal.signal(s, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+def load_filters() -> None:
+    """The launcher's seccomp programs, as bwrap's --add-seccomp-fd loads them for a task."""
+    for program in FILTERS:
+        buf = ctypes.create_string_buffer(program, len(program))
+        prog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        checked(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
+
+
+def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: List[str],
+                stdin_r: int, out_w: int, err_w: int, status_w: int) -> NoReturn:
+    """The helper: runs in the forked child, as root on the host, and never returns.
+
+    Every step below that needs privilege is done before the last one that gives privilege up,
+    and nothing of the host reaches the sandbox: no descriptor but stdio, no group, no capability.
+    """
+    step = "fork"
+    try:
+        step = "signals"
+        reset_signals()
+        # Joined as root, on the host side: the slot uid never owns a cgroup.procs, and once in the
+        # sandbox's user namespace the host cgroup files are out of reach.
+        step = "cgroup"
+        join_cgroups(procs_files)
+        os.setsid()
+        # While it holds host credentials, code in the sandbox must neither ptrace this process nor
+        # open its /proc/<pid>/fd or exe (runc CVE-2019-5736). Restored by the kernel at exec.
+        checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
+        # stdio on 0-2, the status pipe on 3, the namespace fds after it; nothing else survives
+        # (a host fd inside the sandbox is runc's CVE-2016-9962 / CVE-2024-21626).
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD) for fd in [stdin_r, out_w, err_w, status_w] + [fd for fd, _ in ns_fds]]
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
+        os.closerange(len(high), 1 << 30)
+        step = "rlimits"
+        set_rlimits(req["rlimits"])
+        # Inside, setgroups is denied (bwrap writes "deny"): drop host group 0 while still on the host.
+        step = "setgroups"
+        os.setgroups([])
+        step = "setns"
+        for i, (_, flag) in enumerate(ns_fds):
+            checked(libc.setns(4 + i, flag), "setns %#x" % flag)
+        os.closerange(4, 4 + len(ns_fds))
+        # Now in the sandbox's user namespace with every capability there (none on the host): drop
+        # the bounding set while CAP_SETPCAP is still held, then the ids in this same process
+        # (across an exec the capabilities for setresuid would be gone).
+        step = "capabilities"
+        for cap in range(CAP_LAST + 1):
+            checked(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "PR_CAPBSET_DROP %d" % cap)
+        step = "setresgid %d" % req["gid"]
+        os.setresgid(req["gid"], req["gid"], req["gid"])
+        step = "setresuid %d" % req["uid"]
+        os.setresuid(req["uid"], req["uid"], req["uid"])
+        step = "capabilities"
+        checked(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "PR_CAP_AMBIENT")
+        none = (CapData * 2)()
+        checked(libc.capset(ctypes.byref(CapHeader(LINUX_CAPABILITY_VERSION_3, 0)), none), "capset")
+        checked(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+        checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
+        # setns(CLONE_NEWPID) applies to children only: the command is our child. A PID namespace
+        # whose init has exited takes no new process (ENOMEM): the sandbox is gone.
+        step = "fork into the sandbox"
+        try:
+            pid = os.fork()
+        except OSError as e:
+            if e.errno == errno.ENOMEM:
+                raise OSError(e.errno, "the sandbox's init has exited")
+            raise
+        if pid == 0:
+            os.close(3)
+            os.setsid()  # bwrap's --new-session: no TIOCSTI into a terminal
+            # Resolved in the sandbox's root (setns(mnt) set our root and cwd there): a symlink a
+            # tenant left cannot lead to a host path.
+            step = "chdir %s" % req["cwd"]
+            os.chdir(req["cwd"])
+            step = "seccomp"
+            load_filters()
+            step = "exec %s" % req["argv"][0]
+            os.execvpe(req["argv"][0], req["argv"], req["env"])
+        # The worker learns the command's pid as from bwrap's --json-status-fd.
+        os.write(3, json.dumps({"child-pid": pid}).encode() + b"\n")
+        os.close(3)
+        os.closerange(0, 3)  # the command's output ends when the command's processes are gone
+        step = "wait"
+        _, status = os.waitpid(pid, 0)
+        # As bwrap reports it: death by signal n is 128 + n.
+        os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+    except BaseException as e:  # anything here means the command cannot start
+        try:
+            os.write(2, ("cogo launcher: cannot enter the sandbox (%s): %s\n" % (step, e)).encode())
+        finally:
+            os._exit(125)
+
+
 # --- the server -------------------------------------------------------------------------------------
+
+class Live:
+    """A persistent sandbox: its cgroup (one directory per controller, each with an init/ leaf)
+    and, once pinned, its PID 1 (a pidfd) and that process's namespaces (descriptors, in the
+    order a command enters them). The descriptors keep the namespaces, and with them the
+    workspace mount, alive: they are closed when the sandbox's bwrap is reaped."""
+
+    def __init__(self, dirs: Dict[str, str]) -> None:
+        self.dirs = dirs
+        self.pidfd = -1
+        self.init_pid = 0
+        self.ns_fds: List[Tuple[int, int]] = []
+
+    def release(self) -> None:
+        close_quietly([self.pidfd] + [fd for fd, _ in self.ns_fds])
+        self.pidfd, self.ns_fds = -1, []
+
+    def init_alive(self) -> bool:
+        # A pidfd polls readable once its process has exited.
+        return self.pidfd >= 0 and not select.select([self.pidfd], [], [], 0)[0]
+
 
 class Spare:
     def __init__(self, pid: int, sock: socket.socket, dirs: Dict[str, str], pidfd: int) -> None:
@@ -429,6 +618,8 @@ class Server:
         self.running: Dict[int, int] = {}  # start id -> pid (until reaped)
         self.held: Dict[int, List[int]] = {}  # start id -> our copies of the worker's pipe ends (until "opened")
         self.spares: Dict[str, List[Spare]] = {}  # cgroup layout -> [Spare]
+        self.live: Dict[int, Live] = {}  # persistent start id -> its sandbox (until reaped)
+        self.commands: Dict[int, Dict[str, str]] = {}  # enter id -> its cgroup leaf (until reaped)
         self.after_reply: Optional[Callable[[], None]] = None
         self.handlers: Dict[str, Callable[[Json], Json]] = {
             "start": lambda r: self.start(cast(StartRequest, r)),
@@ -437,6 +628,8 @@ class Server:
             "mount": self.mount,
             "umount": self.umount,
             "filter": self.filter,
+            "pin": self.pin,
+            "enter": lambda r: self.enter(cast(EnterRequest, r)),
         }
         missing = set(protocol.requests) ^ set(self.handlers)
         if missing:
@@ -495,8 +688,12 @@ class Server:
         if len(req["filterFds"]) != len(FILTERS):
             raise RequestError("invalid_request", "%d seccomp programs, %d filterFds" % (len(FILTERS), len(req["filterFds"])))
         cg = req["cgroup"]
+        persistent = bool(req.get("persistent"))
+        if persistent and cg is None:
+            raise RequestError("invalid_request", "a persistent sandbox needs a cgroup (its limits cover every command)")
         made: List[int] = []  # every descriptor made here, closed on failure
         spare: Optional[Spare] = None
+        live: Optional[Live] = None
         pid = 0
         try:
             pipes: Dict[str, Tuple[int, int]] = {}
@@ -508,7 +705,17 @@ class Server:
                 made.append(fd)
                 pipes["stdin"] = (fd, -1)
             theirs = [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
-            if cg:
+            if cg and persistent:
+                # No spare: a sandbox starts once and lives long; its bwrap goes into init/.
+                live = Live(self.make_sandbox_cgroups(cg))
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        join_cgroups([os.path.join(d, "init", "cgroup.procs") for d in live.dirs.values()])
+                    except BaseException:
+                        os._exit(125)
+                    child(req, *theirs)
+            elif cg:
                 spare = self.take_spare(cg)
                 for name, value in cg["limits"].items():
                     controller = name.split(".")[0]
@@ -543,15 +750,172 @@ class Server:
                 self.abandon(pid, spare.dirs if spare else {})
             elif spare:
                 self.kill_spare(spare)
+            if live:
+                self.remove_sandbox_cgroups(live.dirs)
             if isinstance(e, OSError):
                 raise RequestError("failed", "cannot start: %s" % e)
             raise
         self.held[tid] = list(ours.values())
         self.running[tid] = pid
+        if live:
+            self.live[tid] = live
+            return {"type": "started", "id": tid, "pid": pid, "fds": ours, "cgroups": live.dirs}
         if cg is not None:
             layout: CgroupRequest = cg
             self.after_reply = lambda: self.top_up(layout)
         return {"type": "started", "id": tid, "pid": pid, "fds": ours, "cgroups": spare.dirs if spare else None}
+
+    def make_sandbox_cgroups(self, cg: CgroupRequest) -> Dict[str, str]:
+        """A persistent sandbox's cgroup per controller, with the limits of the whole sandbox, and its init/ leaf."""
+        name = cg["prefix"] + uuid.uuid4().hex
+        dirs: Dict[str, str] = {}
+        try:
+            for controller, parent in cg["parents"].items():
+                path = os.path.join(parent, name)
+                if path not in dirs.values():  # v2: one directory serves every controller
+                    os.mkdir(path)
+                dirs[controller] = path
+            for limit, value in cg["limits"].items():
+                controller = limit.split(".")[0]
+                if controller in dirs:
+                    try:
+                        with open(os.path.join(dirs[controller], limit), "w") as f:
+                            f.write(str(value))
+                    except OSError:
+                        if limit not in cg["optional"]:
+                            raise
+            # v2 allows processes only in leaves (and v2 limits only reach children from a parent).
+            for path in set(dirs.values()):
+                os.mkdir(os.path.join(path, "init"))
+        except BaseException:
+            self.remove_sandbox_cgroups(dirs)
+            raise
+        return dirs
+
+    def remove_sandbox_cgroups(self, dirs: Dict[str, str]) -> None:
+        """Removes a sandbox's (empty) cgroups, leaves first."""
+        for path in set(dirs.values()):
+            try:
+                leaves = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                leaves = []
+            self.remove_dirs({leaf: leaf for leaf in leaves})
+        self.remove_dirs(dirs)
+
+    def pin(self, req: Json) -> Json:
+        """Checks that req["pid"] is the PID 1 of the persistent sandbox req["task"] and keeps its namespaces.
+
+        A stale pid may name another tenant's sandbox by now: the pid must be a child of that
+        sandbox's bwrap, alive from before its namespaces are opened until after (a pidfd pins it),
+        and each namespace must have the inode bwrap reported for it."""
+        tid, pid = req["task"], req["pid"]
+        live = self.live.get(tid)
+        if live is None:
+            raise RequestError("invalid_request", "no running persistent sandbox has id %d" % tid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as e:
+            raise RequestError("failed", "sandbox %d: pid %d: %s" % (tid, pid, e.strerror))
+        fds: List[Tuple[int, int]] = []
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                found = re.search(r"^PPid:\s+(\d+)", f.read(), re.M)
+            ppid = int(found.group(1)) if found else 0
+            if ppid != self.running.get(tid):
+                raise RequestError("failed", "pid %d is not the init of sandbox %d (its parent is %d)" % (pid, tid, ppid))
+            for name, flag in NAMESPACES:
+                fd = os.open("/proc/%d/ns/%s" % (pid, name), os.O_RDONLY | os.O_CLOEXEC)
+                fds.append((fd, flag))
+                want = req["namespaces"].get(name)
+                if want is not None and os.fstat(fd).st_ino != want:
+                    raise RequestError("failed", "pid %d is not the init of sandbox %d: its %s namespace is %d, bwrap reported %d"
+                                       % (pid, tid, name, os.fstat(fd).st_ino, want))
+            # Alive after the namespaces were opened, so /proc/<pid> was this process throughout.
+            if select.select([pidfd], [], [], 0)[0]:
+                raise RequestError("failed", "the init of sandbox %d (pid %d) exited" % (tid, pid))
+            if live.pidfd >= 0:  # checked last, so a wrong pid or inode is reported as such
+                raise RequestError("invalid_request", "sandbox %d is already pinned" % tid)
+            live.pidfd, live.init_pid, live.ns_fds = pidfd, pid, fds
+        except BaseException as e:
+            close_quietly([pidfd] + [fd for fd, _ in fds])
+            if isinstance(e, OSError):
+                raise RequestError("failed", "sandbox %d: pid %d: %s" % (tid, pid, e))
+            raise
+        return {"type": "ok", "id": req["id"]}
+
+    def enter(self, req: EnterRequest) -> Json:
+        """Runs a command inside a pinned persistent sandbox (enter_child does the entering)."""
+        tid = req["id"]
+        if tid in self.running or tid in self.held:
+            raise RequestError("invalid_request", "id %d is already in use by a running process" % tid)
+        live = self.live.get(req["sandbox"])
+        if live is None or live.pidfd < 0:
+            raise RequestError("invalid_request", "no running, pinned persistent sandbox has id %d" % req["sandbox"])
+        if not live.init_alive():
+            raise RequestError("failed", "the init of sandbox %d (pid %d) has exited: nothing to enter" % (req["sandbox"], live.init_pid))
+        made: List[int] = []
+        leaf: Dict[str, str] = {}
+        pid = 0
+        try:
+            pipes: Dict[str, Tuple[int, int]] = {}
+            for name in ("stdout", "stderr", "status") + (("stdin",) if req["stdin"] else ()):
+                pipes[name] = os.pipe()
+                made += pipes[name]
+            if not req["stdin"]:
+                fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                made.append(fd)
+                pipes["stdin"] = (fd, -1)
+            theirs = [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
+            if req["cgroup"] is not None:
+                name = req["cgroup"]["name"]
+                for controller, parent in live.dirs.items():
+                    path = os.path.join(parent, name)
+                    if path not in leaf.values():
+                        os.mkdir(path)  # EEXIST: a leaf of another command is never shared
+                    leaf[controller] = path
+            procs = sorted({os.path.join(d, "cgroup.procs") for d in leaf.values()})
+            pid = os.fork()
+            if pid == 0:
+                enter_child(req, live.ns_fds, procs, *theirs)
+            close_quietly(theirs)
+            made = [fd for fd in made if fd not in theirs]
+            ours = {name: pipes[name][0] for name in ("stdout", "stderr", "status")}
+            if pipes["stdin"][1] >= 0:
+                ours["stdin"] = pipes["stdin"][1]
+            pidfd = os.pidfd_open(pid)
+            self.sel.register(pidfd, selectors.EVENT_READ, ("exit", tid, pid))
+        except BaseException as e:
+            close_quietly(made)
+            if pid:
+                self.abandon(pid, {})
+                self.kill_cgroup(leaf)
+            self.remove_dirs(leaf)
+            if isinstance(e, OSError):
+                raise RequestError("failed", "cannot enter sandbox %d: %s" % (req["sandbox"], e))
+            raise
+        self.held[tid] = list(ours.values())
+        self.running[tid] = pid
+        self.commands[tid] = leaf
+        return {"type": "started", "id": tid, "pid": pid, "fds": ours, "cgroups": leaf or None}
+
+    def kill_cgroup(self, dirs: Dict[str, str]) -> None:
+        """One pass of SIGKILL over a command's leaf (v2: cgroup.kill); the worker repeats it until the leaf is empty."""
+        for path in set(dirs.values()):
+            try:
+                with open(os.path.join(path, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass  # v1, or a kernel before 5.14
+            try:
+                with open(os.path.join(path, "cgroup.procs")) as f:
+                    pids = [int(p) for p in f.read().split()]
+            except OSError:
+                pids = []
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def abandon(self, pid: int, dirs: Dict[str, str]) -> None:
         """Ends a child whose start failed after the fork, and removes its cgroups."""
@@ -668,6 +1032,11 @@ class Server:
 
     def kill(self, req: Json) -> Json:
         pid = self.running.get(req["task"])
+        leaf = self.commands.get(req["task"])
+        if leaf is not None:
+            # A command: its cgroup leaf only, never the sandbox (inner is inside it, and the leaf
+            # holds every process the command started).
+            self.kill_cgroup(leaf)
         if pid is not None:  # else already reaped: the pid may belong to someone else now
             if req.get("inner"):
                 try:
@@ -684,6 +1053,10 @@ class Server:
         self.sel.unregister(pidfd)
         os.close(pidfd)
         self.running.pop(tid, None)
+        self.commands.pop(tid, None)
+        live = self.live.pop(tid, None)
+        if live:
+            live.release()
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:  # reaped elsewhere: the exit status is lost

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { bwrapInfo, findExecutable } from './bwrap.ts';
 import type { Controller, cgroupRequest } from './cgroups.ts';
 import { SandboxStartFailed, SandboxUnavailable } from './errors.ts';
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION, reply, type FilterInfo, type Op, type Reply, type RequestBody, type RlimitName } from './launcher-protocol.ts';
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION, reply, type FilterInfo, type Op, type Reply, type Request, type RequestBody, type RlimitName } from './launcher-protocol.ts';
 import { HELPER_PROCESSES, type SandboxLimits } from './options.ts';
 
 /** The only environment the launcher and bwrap see; bwrap then clears it anyway. */
@@ -61,10 +61,32 @@ export interface LaunchRequest {
   /** The task's cgroups to make and start it in (cgroupRequest), or null for none. */
   cgroup: CgroupRequest | null;
   stdin: boolean;
+  /** A persistent sandbox: `cgroup` holds the limits of all its commands, bwrap runs in its `init/` leaf. */
+  persistent?: boolean;
+}
+
+/** Namespace inodes of a sandbox's PID 1, as bwrap's --json-status-fd reports them. */
+export type NamespaceInodes = Request<'pin'>['namespaces'];
+
+/** A command to run inside a pinned persistent sandbox (launcher.py enter_child). */
+export interface EnterRequest {
+  argv: string[];
+  env: Record<string, string>;
+  /** Resolved inside the sandbox. */
+  cwd: string;
+  /** Ids inside the sandbox. */
+  uid: number;
+  gid: number;
+  rlimits: Rlimit[];
+  stdin: boolean;
+  /** The command's own cgroup leaf under the sandbox's cgroup (`cmd-…`), or null without cgroups. */
+  cgroup: { name: string } | null;
 }
 
 /** One process the launcher started: its pipes, its exit, and a kill that never hits a reused pid. */
 export interface Launched {
+  /** The launcher's id for it (a persistent sandbox is entered by this id). */
+  id: number;
   pid: number;
   /** The cgroup directories it runs in, per controller (null without cgroups). */
   cgroupDirs: Partial<Record<Controller, string>> | null;
@@ -74,8 +96,15 @@ export interface Launched {
   status: Socket;
   /** Exit code, or the signal number that killed it. Never rejects (a dead launcher reads as SIGKILL). */
   exit: Promise<{ code: number | null; signal: number | null }>;
-  /** SIGKILLs its process group (and `innerPid`) unless it was already reaped. */
+  /**
+   * SIGKILLs its process group (and `innerPid`) unless it was already reaped; for a command
+   * entered into a persistent sandbox, every process of its cgroup leaf (not the sandbox).
+   */
   kill(innerPid: number | null): void;
+  /** Persistent sandbox: proves `pid` is its PID 1 (namespace inodes) and keeps its namespaces. Rejects with SandboxStartFailed. */
+  pin(pid: number, namespaces: NamespaceInodes): Promise<void>;
+  /** Persistent sandbox (pinned): runs a command inside it, started like a task. */
+  enter(req: EnterRequest): Promise<Launched>;
 }
 
 export type { FilterInfo } from './launcher-protocol.ts';
@@ -143,29 +172,46 @@ export class Launcher {
     return this.hello;
   }
 
-  async launch(req: LaunchRequest): Promise<Launched> {
+  launch(req: LaunchRequest): Promise<Launched> {
+    return this.started('start', {
+      path: req.path,
+      argv: [req.path, ...req.argv],
+      env: LAUNCHER_ENV,
+      uid: req.owner?.uid ?? null,
+      gid: req.owner?.gid ?? null,
+      rlimits: req.rlimits,
+      cgroup: req.cgroup,
+      stdin: req.stdin,
+      fds: req.fds,
+      filterFds: req.filterFds,
+      ...(req.persistent ? { persistent: true } : {}),
+    });
+  }
+
+  /** Runs a command inside the pinned persistent sandbox started as `sandbox`. */
+  enter(sandbox: number, req: EnterRequest): Promise<Launched> {
+    return this.started('enter', { sandbox, ...req });
+  }
+
+  /** Pins the persistent sandbox started as `task` to its PID 1 (launcher.py Server.pin). */
+  async pin(task: number, pid: number, namespaces: NamespaceInodes): Promise<void> {
+    try {
+      const r = await this.ask('pin', { task, pid, namespaces });
+      if (r.type !== 'ok') throw new SandboxStartFailed(`cannot pin the sandbox: ${r.type === 'error' ? r.message : `unexpected ${r.type} reply`}`, { pid });
+    } finally {
+      this.idleIfUnused();
+    }
+  }
+
+  /** Sends a start or enter, then opens the worker's ends of the pipes the launcher made. */
+  private async started<O extends 'start' | 'enter'>(op: O, body: RequestBody<O>): Promise<Launched> {
     let id = 0;
     let exited!: (r: Exit) => void;
     const exit = new Promise<Exit>((resolve) => (exited = resolve));
-    const replied = this.ask(
-      'start',
-      {
-        path: req.path,
-        argv: [req.path, ...req.argv],
-        env: LAUNCHER_ENV,
-        uid: req.owner?.uid ?? null,
-        gid: req.owner?.gid ?? null,
-        rlimits: req.rlimits,
-        cgroup: req.cgroup,
-        stdin: req.stdin,
-        fds: req.fds,
-        filterFds: req.filterFds,
-      },
-      (n) => {
-        id = n;
-        this.exits.set(n, exited);
-      },
-    );
+    const replied = this.ask(op, body, (n) => {
+      id = n;
+      this.exits.set(n, exited);
+    });
     void exit.then(() => this.idleIfUnused());
     let r: Reply;
     try {
@@ -179,7 +225,8 @@ export class Launcher {
     if (r.type !== 'started') {
       this.exits.delete(id);
       this.idleIfUnused();
-      throw new SandboxStartFailed(`cannot start the sandbox: ${r.type === 'error' ? r.message : `unexpected ${r.type} reply`}`, r.type === 'error' ? { code: r.code } : undefined);
+      const what = op === 'enter' ? 'cannot start the command in the sandbox' : 'cannot start the sandbox';
+      throw new SandboxStartFailed(`${what}: ${r.type === 'error' ? r.message : `unexpected ${r.type} reply`}`, r.type === 'error' ? { code: r.code } : undefined);
     }
     const fds = r.fds;
     const base = `/proc/${this.child.pid}/fd/`;
@@ -203,6 +250,7 @@ export class Launcher {
       }
       const [stdout, stderr, status, stdin] = ends.map((e) => (e as PromiseFulfilledResult<Socket | null>).value);
       return {
+        id,
         pid: r.pid,
         cgroupDirs: r.cgroups as Partial<Record<Controller, string>> | null,
         stdin: stdin ?? null,
@@ -211,6 +259,8 @@ export class Launcher {
         status: status!,
         exit,
         kill: (inner) => this.tell('kill', { task: id, inner }),
+        pin: (pid, namespaces) => this.pin(id, pid, namespaces),
+        enter: (req) => this.enter(id, req),
       };
     } finally {
       this.tell('opened', { task: id });

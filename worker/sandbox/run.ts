@@ -86,7 +86,7 @@ export async function startSandbox(spec: SandboxSpec, options: SandboxOptions): 
   }
 }
 
-function resolveOptions(options: SandboxOptions) {
+export function resolveOptions(options: SandboxOptions) {
   if (typeof options?.root !== 'string' || !isAbsolute(options.root)) throw new InvalidSandboxSpec('options.root', 'must be an absolute path');
   const d = SANDBOX_DEFAULTS;
   const o = {
@@ -118,7 +118,11 @@ function resolveOptions(options: SandboxOptions) {
 
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
 
-class Sandbox implements SandboxProcess {
+/**
+ * One started process (a task's bwrap, or a command entered into a persistent sandbox) seen as a
+ * SandboxProcess: output, limits, kill, exit and usage.
+ */
+export class Sandbox implements SandboxProcess {
   readonly stdout = new PassThrough();
   readonly stderr = new PassThrough();
   readonly stdin: Writable | null;
@@ -155,6 +159,11 @@ class Sandbox implements SandboxProcess {
     pollIntervalMs: number,
     readonly cgroup: TaskCgroup | null,
     private readonly slot: Slot | null,
+    /**
+     * A command of a persistent sandbox: processes it leaves in its cgroup when its leader exits
+     * on its own (a server started in the background) keep running; a kill still ends them all.
+     */
+    private readonly keepLeftovers = false,
   ) {
     this.pid = child.pid;
     this.workspace = ws.dir;
@@ -302,9 +311,11 @@ class Sandbox implements SandboxProcess {
     let oomKills: number | null = null;
     let cgroupEmpty = false;
     try {
-      cgroupEmpty = (await this.cgroup?.killAll()) ?? false;
+      const keep = this.keepLeftovers && this.killReason === null;
+      cgroupEmpty = keep ? (await this.cgroup?.pids())?.length === 0 : ((await this.cgroup?.killAll()) ?? false);
       [usage, oomKills] = await Promise.all([this.usage.final(), this.cgroup?.oomKills() ?? null]);
-      await this.cgroup?.remove();
+      // Nothing but the launcher (root) can join an empty cgroup, so an empty one stays empty.
+      if (cgroupEmpty || !keep) await this.cgroup?.remove();
     } catch {
       // measured what we could; the uid sweep below still runs
     }
