@@ -98,6 +98,22 @@ Json = Dict[str, Any]
 Schema = Dict[str, Any]
 
 
+def child_pipes(with_stdin: bool, made: List[int]) -> Tuple[Dict[str, Tuple[int, int]], List[int]]:
+    """The pipes a sandbox process (a task, or a command entered into a live sandbox) talks over:
+    stdout, stderr, status, and stdin (a pipe, or /dev/null). Every descriptor is appended to
+    `made` so the caller closes them all on failure. Returns the pipes by name and the child's
+    ends in fd order 0, 1, 2, status."""
+    pipes: Dict[str, Tuple[int, int]] = {}
+    for name in ("stdout", "stderr", "status") + (("stdin",) if with_stdin else ()):
+        pipes[name] = os.pipe()
+        made += pipes[name]
+    if not with_stdin:
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        made.append(fd)
+        pipes["stdin"] = (fd, -1)
+    return pipes, [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
+
+
 class CgroupRequest(TypedDict):
     parents: Dict[str, str]
     prefix: str
@@ -696,15 +712,7 @@ class Server:
         live: Optional[Live] = None
         pid = 0
         try:
-            pipes: Dict[str, Tuple[int, int]] = {}
-            for name in ("stdout", "stderr", "status") + (("stdin",) if req["stdin"] else ()):
-                pipes[name] = os.pipe()
-                made += pipes[name]
-            if not req["stdin"]:
-                fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-                made.append(fd)
-                pipes["stdin"] = (fd, -1)
-            theirs = [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
+            pipes, theirs = child_pipes(bool(req["stdin"]), made)
             if cg and persistent:
                 # No spare: a sandbox starts once and lives long; its bwrap goes into init/.
                 live = Live(self.make_sandbox_cgroups(cg))
@@ -857,15 +865,7 @@ class Server:
         leaf: Dict[str, str] = {}
         pid = 0
         try:
-            pipes: Dict[str, Tuple[int, int]] = {}
-            for name in ("stdout", "stderr", "status") + (("stdin",) if req["stdin"] else ()):
-                pipes[name] = os.pipe()
-                made += pipes[name]
-            if not req["stdin"]:
-                fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-                made.append(fd)
-                pipes["stdin"] = (fd, -1)
-            theirs = [pipes["stdin"][0], pipes["stdout"][1], pipes["stderr"][1], pipes["status"][1]]
+            pipes, theirs = child_pipes(bool(req["stdin"]), made)
             if req["cgroup"] is not None:
                 name = req["cgroup"]["name"]
                 for controller, parent in live.dirs.items():
