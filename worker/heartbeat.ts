@@ -8,6 +8,7 @@
 // tasks (kept, cancelled, draining) goes to the main loop as messages. A main loop that has not
 // ticked for `maxMainStallMs` is taken for wedged: the thread stops renewing, so the leases of a
 // worker that can no longer run its tasks run out and other workers take them.
+import { DRIVER_FAULT_PATTERNS } from "../functions/_shared/postgres-closed-socket.ts";
 import { createRequire } from "node:module";
 import { Worker as Thread } from "node:worker_threads";
 
@@ -41,12 +42,13 @@ const { databaseUrl, workerId, intervalMs, maxMainStallMs, applicationName, cloc
 const shared = new BigInt64Array(clocks);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const sql = postgres(databaseUrl, { max: 1, idle_timeout: 0, onnotice: () => {}, connection: { application_name: applicationName } });
-// postgres.js's two uncatchable faults (functions/_shared/postgres-closed-socket.ts, inlined: this
-// script has no TypeScript loader) would end the thread, and with it the worker; the next beat
+// postgres.js's two uncatchable faults (functions/_shared/postgres-closed-socket.ts; its patterns
+// arrive as workerData.faults) would end the thread, and with it the worker; the next beat
 // reconnects. Anything else still ends the thread, which stops the worker.
+const faults = Object.fromEntries(Object.entries(workerData.faults).map(([k, source]) => [k, new RegExp(source)]));
 process.on("uncaughtException", (err) => {
-  const closedWrite = err instanceof TypeError && /\\(reading 'write'\\)/.test(err.message) && /postgres[@\\d.]*[\\\\/]src[\\\\/]connection\\.js/.test(err.stack || "");
-  const typeFetch = err && typeof err.query === "string" && /from pg_catalog\\.pg_type a/.test(err.query);
+  const closedWrite = err instanceof TypeError && faults.closedWriteMessage.test(err.message) && faults.closedWriteStack.test(err.stack || "");
+  const typeFetch = err && typeof err.query === "string" && faults.typeFetchQuery.test(err.query);
   if (closedWrite || typeFetch) return parentPort.postMessage({ type: "error", message: "postgres.js driver fault, ignored: " + err.message });
   parentPort.postMessage({ type: "error", message: "heartbeat thread: " + (err && err.stack ? err.stack : String(err)) });
   process.exit(1);
@@ -107,6 +109,7 @@ export class HeartbeatThread {
         maxMainStallMs: options.maxMainStallMs,
         applicationName: options.applicationName,
         clocks: shared,
+        faults: Object.fromEntries(Object.entries(DRIVER_FAULT_PATTERNS).map(([k, re]) => [k, re.source])),
       },
     });
     type Message = { type: "beat"; sentAt: number; kept: string[]; cancel: string[]; workerStatus: string } | { type: "error"; message: string };

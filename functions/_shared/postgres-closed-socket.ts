@@ -12,15 +12,25 @@
 //    query fails or succeeds on its own terms and ours retry. Found by tests/faults (a blackholed
 //    connection healed while a worker reconnected) under load.
 
+/**
+ * What identifies each fault. Plain patterns, so the heartbeat thread (an eval'd script with no
+ * TypeScript loader) gets the same ones through workerData as their `source`.
+ */
+export const DRIVER_FAULT_PATTERNS = {
+  closedWriteMessage: /\(reading 'write'\)|evaluating 'socket\.write'/,
+  closedWriteStack: /postgres[@\d.]*[\\/]src[\\/]connection\.js/,
+  typeFetchQuery: /from pg_catalog\.pg_type a[\s\S]*b\.typarray|b\.typarray[\s\S]*from pg_catalog\.pg_type a/,
+};
+
 /** The error postgres.js throws when it writes to a connection it has closed. */
 export function isPostgresClosedSocketWrite(err: unknown): boolean {
-  return err instanceof TypeError && /\(reading 'write'\)|evaluating 'socket\.write'/.test(err.message) && /postgres[@\d.]*[\\/]src[\\/]connection\.js/.test(err.stack ?? "");
+  return err instanceof TypeError && DRIVER_FAULT_PATTERNS.closedWriteMessage.test(err.message) && DRIVER_FAULT_PATTERNS.closedWriteStack.test(err.stack ?? "");
 }
 
 /** The rejection of postgres.js's own array-type query on a new connection (fault 2 above). */
 export function isPostgresTypeFetchFailure(err: unknown): boolean {
   const query = (err as { query?: unknown } | null)?.query;
-  return typeof query === "string" && /from pg_catalog\.pg_type a/.test(query) && /b\.typarray/.test(query);
+  return typeof query === "string" && DRIVER_FAULT_PATTERNS.typeFetchQuery.test(query);
 }
 
 /** Either postgres.js fault above: ignored by the worker, `npm start`, benches, the function and tests. */
