@@ -42,7 +42,13 @@ export interface TaskRow {
   /** Asked for network (granted only by a worker with --allow-network). */
   network: boolean;
   /** The system job this task is (migration 20261125001300); null for every user task. */
-  internal: "analysis-clone" | "analysis-batch" | null;
+  internal: "analysis-clone" | "analysis-batch" | "sandbox-init" | null;
+  /** A command: the persistent sandbox it runs in (migration 20261207000100); null for a task. */
+  sandboxId: string | null;
+  /** A command that keeps running in the background (a dev server). */
+  background: boolean;
+  /** A command's working directory inside its sandbox. */
+  cwd: string | null;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
