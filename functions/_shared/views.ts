@@ -1,7 +1,7 @@
 // Rows as Postgres returns them (camelCased columns) and the JSON the API answers with.
 import type { BlockDetectionOptions, RecoveryOptions } from "./recovery/options.ts";
 import type { Limits } from "./schemas.ts";
-import type { TaskStatus } from "./states.ts";
+import type { SandboxStatus, TaskStatus } from "./states.ts";
 
 export interface TaskRow {
   id: string;
@@ -55,6 +55,31 @@ export interface TaskRow {
   finishedAt: Date | null;
   /** When retention deleted its output, events, stdin, artifacts, files and env (migration 20261206000300). */
   purgedAt: Date | null;
+}
+
+/** A row of public.sandboxes (migration 20261207000100), camelCased. */
+export interface SandboxRow {
+  id: string;
+  owner: string | null;
+  status: SandboxStatus;
+  initTaskId: string;
+  workerId: string | null;
+  requiredKind: string;
+  requiredLabels: string[];
+  limits: Limits;
+  network: boolean;
+  env: Record<string, string>;
+  metadata: Record<string, unknown>;
+  idleTimeoutMs: number;
+  maxLifetimeMs: number;
+  lastActivityAt: Date;
+  expiresAt: Date;
+  readyAt: Date | null;
+  stoppedAt: Date | null;
+  reason: string | null;
+  topic: string;
+  createdAt: Date;
+  updatedAt: Date;
 }
 
 export interface WorkerRow {
@@ -144,3 +169,28 @@ export function workerView(w: WorkerRow) {
   };
 }
 export type WorkerView = ReturnType<typeof workerView>;
+
+/** A sandbox as the API returns it (GET /sandboxes/:id). */
+export function sandboxView(s: SandboxRow) {
+  const idleExpiresAt = new Date(s.lastActivityAt.getTime() + s.idleTimeoutMs);
+  return {
+    sandboxId: s.id,
+    status: s.status,
+    topic: s.topic,
+    workerId: s.workerId,
+    reason: s.reason,
+    limits: s.limits,
+    requirements: { kind: s.requiredKind, labels: s.requiredLabels },
+    idleTimeoutMs: s.idleTimeoutMs,
+    maxLifetimeMs: s.maxLifetimeMs,
+    metadata: s.metadata,
+    createdAt: s.createdAt,
+    readyAt: s.readyAt,
+    stoppedAt: s.stoppedAt,
+    lastActivityAt: s.lastActivityAt,
+    /** When it stops if no command runs until then (a running command moves it). */
+    idleExpiresAt: idleExpiresAt < s.expiresAt ? idleExpiresAt : s.expiresAt,
+    expiresAt: s.expiresAt,
+  };
+}
+export type SandboxView = ReturnType<typeof sandboxView>;
