@@ -154,6 +154,31 @@ describe.runIf(isRoot)("a worker holding persistent sandboxes", () => {
     expect((await taskRow(s.initTaskId)).status).toBe("succeeded");
   }, 40_000);
 
+  it("the lifetime stops a sandbox even while a command runs", async () => {
+    const s = await createSandbox({ maxLifetimeMs: 2500 });
+    await sandboxIn(s.id, ["ready"]);
+    const busy = await enqueue(s.id, { command: "sleep 100" });
+    const stopped = await sandboxIn(s.id, ["stopped"], 15_000);
+    expect(stopped.reason).toBe("lifetime reached (maxLifetimeMs 2500)");
+    expect((await finished(busy.id)).row.status).toBe("failed");
+  }, 40_000);
+
+  it("a draining worker stops its sandboxes (stopped, not lost), their commands with them, and goes offline", async () => {
+    const k = uniqueKind("sbxdrain");
+    const w = await startWorker({ kind: k, concurrency: 2 });
+    const s = await createSandbox({}, user, k);
+    await sandboxIn(s.id, ["ready"]);
+    const server = await enqueue(s.id, { command: "exec sleep 300", background: true });
+    await waitFor(async () => (await taskRow(server.id)).status === "running" || undefined, "the background command to run");
+    await sql`select cogo.drain_worker(${w.workerId!})`;
+    const stopped = await sandboxIn(s.id, ["stopped"]);
+    expect(stopped.reason).toBe("worker draining");
+    expect((await taskRow(s.initTaskId)).result).toEqual({ cleanup: { clean: true, processesLeft: 0, cgroupsLeft: [], workspaceLeft: false } });
+    expect(FINAL).toContain((await finished(server.id)).row.status);
+    await w.stopped;
+    expect((await sql`select status from public.workers where id = ${w.workerId!}`)[0]!.status).toBe("offline");
+  }, 60_000);
+
   it("a holder killed with SIGKILL: the sandbox is lost and its queued command fails with the reason", async () => {
     const k = uniqueKind("sbxlost");
     const w = spawnWorker(stack.dbUrl, k, ["--lease-ms", "2000"]);
