@@ -68,6 +68,12 @@ describe("sandboxes over the API", () => {
       expect(failed).toBeInstanceOf(CommandExitError);
       expect(failed.result.exitCode).toBe(3);
 
+      // Stdin through the task handle, as for a task.
+      const cat = await sbx.commands.start("tr a-z A-Z", { stdin: "pipe" }, false);
+      await cat.write("piped\n");
+      await cat.closeStdin();
+      expect((await cat.result()).stdout).toBe("PIPED\n");
+
       // A command is a task: the task routes and handle work on it unchanged.
       const server = await sbx.commands.start("echo up; exec sleep 300");
       await expect.poll(async () => (await a.sandbox.getTask(server.taskId)).status, { timeout: 10_000 }).toBe("running");
