@@ -11,6 +11,7 @@ create schema cogo;
 
 create type public.analysis_phase as enum ('queued', 'cloning', 'analyzing', 'finalizing', 'completed', 'failed');
 create type public.output_stream as enum ('stdout', 'stderr', 'system');
+create type public.sandbox_status as enum ('starting', 'ready', 'stopped', 'lost');
 create type public.task_status as enum ('queued', 'claimed', 'running', 'blocked', 'recovering', 'succeeded', 'failed', 'cancelled', 'timed_out');
 create type public.worker_status as enum ('online', 'draining', 'offline');
 
@@ -270,6 +271,40 @@ create table public.plans (
 );
 alter table public.plans enable row level security;
 
+create table public.sandboxes (
+  id uuid default gen_random_uuid() not null,
+  owner uuid,
+  status public.sandbox_status default 'starting'::public.sandbox_status not null,
+  init_task_id uuid not null,
+  worker_id uuid,
+  required_kind text default 'basic'::text not null,
+  required_labels text[] default '{}'::text[] not null,
+  limits jsonb default '{}'::jsonb not null,
+  network boolean default false not null,
+  env jsonb default '{}'::jsonb not null,
+  metadata jsonb default '{}'::jsonb not null,
+  idle_timeout_ms integer default 300000 not null,
+  max_lifetime_ms integer default 3600000 not null,
+  last_activity_at timestamp with time zone default now() not null,
+  expires_at timestamp with time zone not null,
+  ready_at timestamp with time zone,
+  stopped_at timestamp with time zone,
+  reason text,
+  topic text generated always as (('sandbox:'::text || (id)::text)) stored,
+  created_at timestamp with time zone default now() not null,
+  updated_at timestamp with time zone default now() not null,
+  constraint sandboxes_id_owner UNIQUE (id, owner),
+  constraint sandboxes_idle_timeout_ms_check CHECK (((idle_timeout_ms >= 1000) AND (idle_timeout_ms <= 3600000))),
+  constraint sandboxes_init_task_id_fkey FOREIGN KEY (init_task_id) REFERENCES public.tasks(id),
+  constraint sandboxes_init_task_id_key UNIQUE (init_task_id),
+  constraint sandboxes_max_lifetime_ms_check CHECK (((max_lifetime_ms >= 1000) AND (max_lifetime_ms <= 3600000))),
+  constraint sandboxes_metadata_check CHECK (((jsonb_typeof(metadata) = 'object'::text) AND (pg_column_size(metadata) <= 8192))),
+  constraint sandboxes_network_check CHECK ((NOT network)),
+  constraint sandboxes_pkey PRIMARY KEY (id),
+  constraint sandboxes_worker_id_fkey FOREIGN KEY (worker_id) REFERENCES public.workers(id) ON DELETE SET NULL
+);
+alter table public.sandboxes enable row level security;
+
 create table public.task_artifacts (
   task_id uuid not null,
   path text not null,
@@ -364,22 +399,28 @@ create table public.tasks (
   finished_at timestamp with time zone,
   updated_at timestamp with time zone default now() not null,
   purged_at timestamp with time zone,
+  sandbox_id uuid,
+  background boolean default false not null,
+  cwd text,
   constraint tasks_argv_check CHECK (((argv IS NULL) OR ((cardinality(argv) >= 1) AND (cardinality(argv) <= 1000)))),
   constraint tasks_attempts_bounded CHECK (((attempt >= 0) AND (attempt <= max_attempts))),
   constraint tasks_command_check CHECK (((command IS NULL) OR ((length(command) >= 1) AND (length(command) <= 100000)))),
   constraint tasks_command_or_argv CHECK ((num_nonnulls(command, argv) = 1)),
+  constraint tasks_cwd_check CHECK (((cwd IS NULL) OR ((length(cwd) >= 1) AND (length(cwd) <= 4096)))),
   constraint tasks_idempotency_key_check CHECK (((idempotency_key IS NULL) OR ((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200)))),
-  constraint tasks_internal_check CHECK ((internal = ANY (ARRAY['analysis-clone'::text, 'analysis-batch'::text]))),
+  constraint tasks_internal_check CHECK ((internal = ANY (ARRAY['analysis-clone'::text, 'analysis-batch'::text, 'sandbox-init'::text]))),
   constraint tasks_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 20))),
   constraint tasks_pkey PRIMARY KEY (id),
   constraint tasks_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
   constraint tasks_queued_is_claimable CHECK (((status <> 'queued'::public.task_status) OR ((attempt < max_attempts) AND (cancel_requested_at IS NULL)))),
+  constraint tasks_sandbox_owner FOREIGN KEY (sandbox_id, owner) REFERENCES public.sandboxes(id, owner),
+  constraint tasks_sandbox_single_attempt CHECK (((sandbox_id IS NULL) OR (max_attempts = 1))),
   constraint tasks_stdin_mode_check CHECK ((stdin_mode = ANY (ARRAY['closed'::text, 'pipe'::text]))),
   constraint tasks_timeout_ms_check CHECK (((timeout_ms >= 100) AND (timeout_ms <= 3600000))),
   constraint tasks_worker_id_fkey FOREIGN KEY (worker_id) REFERENCES public.workers(id) ON DELETE SET NULL
 );
 alter table public.tasks enable row level security;
-comment on column public.tasks.internal is 'The system job this task is (set only by cogo.start_analysis / cogo.plan_analysis); null for user tasks.';
+comment on column public.tasks.internal is 'The system job this task is (set only by cogo.start_analysis / cogo.plan_analysis / cogo.create_sandbox); null for user tasks.';
 comment on column public.tasks.purged_at is 'When retention deleted this ended task''s output, events, stdin, artifacts, files and env (cogo.purge_expired); the row itself stays.';
 
 create table public.workers (
@@ -445,10 +486,14 @@ CREATE INDEX analysis_files_blob ON public.analysis_files USING btree (analysis_
 CREATE INDEX plans_owner_created ON public.plans USING btree (owner, created_at DESC);
 CREATE UNIQUE INDEX plans_owner_idempotency_key ON public.plans USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
 CREATE INDEX plans_workspace ON public.plans USING btree (workspace_id) WHERE (status <> 'cancelled'::text);
+CREATE INDEX sandboxes_live ON public.sandboxes USING btree (expires_at) WHERE (status = ANY (ARRAY['starting'::public.sandbox_status, 'ready'::public.sandbox_status]));
+CREATE INDEX sandboxes_live_by_worker ON public.sandboxes USING btree (worker_id) WHERE (status = ANY (ARRAY['starting'::public.sandbox_status, 'ready'::public.sandbox_status]));
+CREATE INDEX sandboxes_owner_created ON public.sandboxes USING btree (owner, created_at DESC);
 CREATE INDEX task_events_blocks_recoveries ON public.task_events USING btree (type) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_started'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
 CREATE INDEX task_events_recent_blocks ON public.task_events USING btree (created_at) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
 CREATE INDEX tasks_active_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid)) WHERE (status = ANY (cogo.active_states()));
 CREATE INDEX tasks_active_by_worker ON public.tasks USING btree (worker_id) WHERE (status = ANY (cogo.active_states()));
+CREATE INDEX tasks_active_commands ON public.tasks USING btree (sandbox_id) WHERE ((status = ANY (cogo.active_states())) AND (sandbox_id IS NOT NULL));
 CREATE INDEX tasks_claimed_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), claimed_at DESC) WHERE (claimed_at IS NOT NULL);
 CREATE INDEX tasks_duration_history ON public.tasks USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), COALESCE(step, ''::text), finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (started_at IS NOT NULL));
 CREATE INDEX tasks_owner_created ON public.tasks USING btree (owner, created_at DESC);
@@ -458,6 +503,7 @@ CREATE INDEX tasks_purge_due ON public.tasks USING btree (finished_at) WHERE ((p
 CREATE INDEX tasks_queued ON public.tasks USING btree (required_kind, priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
 CREATE INDEX tasks_queued_by_owner ON public.tasks USING btree (owner) WHERE ((status = 'queued'::public.task_status) AND (owner IS NOT NULL));
 CREATE INDEX tasks_queued_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
+CREATE INDEX tasks_queued_commands ON public.tasks USING btree (sandbox_id, created_at) WHERE ((status = 'queued'::public.task_status) AND (sandbox_id IS NOT NULL));
 CREATE INDEX tasks_step_history ON public.tasks USING btree (owner, step, finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (step IS NOT NULL));
 
 -- ── functions ─────────────────────────────────────────────────────────────────────────────────────
@@ -826,6 +872,61 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.claim_sandbox_commands(p_worker uuid, p_max integer)
+ RETURNS SETOF public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  w public.workers;
+  v_task public.tasks;
+begin
+  select * into w from public.workers where id = p_worker;
+  if not found or w.status = 'offline' or p_max < 1 then
+    return;
+  end if;
+  for v_task in
+    with held as (
+      select s.id,
+             cogo.max_sandbox_commands() - (select count(*) from public.tasks a
+                                             where a.sandbox_id = s.id and a.status = any(cogo.active_states())) as room
+        from public.sandboxes s
+       where s.worker_id = p_worker and s.status = 'ready'
+    ),
+    candidates as (
+      select c.id, c.priority, c.created_at, c.n
+        from held h
+        cross join lateral (
+          select t.id, t.priority, t.created_at,
+                 row_number() over (order by t.priority desc, t.created_at, t.id) as n
+            from public.tasks t
+           where t.sandbox_id = h.id and t.status = 'queued'
+           order by t.priority desc, t.created_at, t.id
+           limit greatest(least(h.room, p_max), 0)
+        ) c
+    ),
+    locked as (
+      select t.id
+        from public.tasks t join candidates c on c.id = t.id
+       where t.status = 'queued'
+       order by c.n, c.priority desc, c.created_at, c.id
+       limit p_max
+       for update of t skip locked
+    )
+    update public.tasks t
+       set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(),
+           lease_expires_at = now() + make_interval(secs => w.lease_ms / 1000.0), reason = null,
+           updated_at = now(), event_seq = t.event_seq + 1
+      from locked where t.id = locked.id
+    returning t.*
+  loop
+    perform cogo.task_status_changed(v_task, 'queued');
+    return next v_task;
+  end loop;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.claim_tasks(p_worker uuid, p_max integer)
  RETURNS SETOF public.tasks
  LANGUAGE plpgsql
@@ -843,11 +944,11 @@ begin
   for v_task in
     with recursive tenants (tenant) as (
       (select coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) from public.tasks t
-        where t.status = 'queued' and t.required_kind = w.kind
+        where t.status = 'queued' and t.required_kind = w.kind and t.sandbox_id is null
         order by 1 limit 1)
       union all
       select (select coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) from public.tasks t
-               where t.status = 'queued' and t.required_kind = w.kind
+               where t.status = 'queued' and t.required_kind = w.kind and t.sandbox_id is null
                  and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) > s.tenant
                order by 1 limit 1)
         from tenants s where s.tenant is not null
@@ -857,12 +958,13 @@ begin
     ),
     room as (
       select w.memory_budget_bytes - (select coalesce(sum(cogo.task_memory_bytes(a.limits)), 0) from public.tasks a
-                                       where a.worker_id = p_worker and a.status = any(cogo.active_states())) as free
+                                       where a.worker_id = p_worker and a.status = any(cogo.active_states())
+                                         and a.sandbox_id is null) as free
     ),
     shares as materialized (
       select s.tenant,
              (select count(*) from public.tasks a
-               where a.status = any(cogo.active_states()) and a.required_kind = w.kind
+               where a.status = any(cogo.active_states()) and a.required_kind = w.kind and a.sandbox_id is null
                  and coalesce(a.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as running,
              -- Ownerless tasks are the operator's (service role, direct SQL): no share cap.
              case when s.tenant = '00000000-0000-0000-0000-000000000000'::uuid then f.capacity
@@ -882,7 +984,7 @@ begin
           select t.id, t.priority, t.created_at, cogo.task_memory_bytes(t.limits) as memory,
                  row_number() over (order by t.priority desc, t.created_at, t.id) as n
             from public.tasks t
-           where t.status = 'queued' and t.required_kind = w.kind
+           where t.status = 'queued' and t.required_kind = w.kind and t.sandbox_id is null
              and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) = sh.tenant
              and t.required_labels <@ w.labels and t.run_after <= now()
              and not (p_worker = any(t.excluded_workers) and cogo.another_worker_can_take(t, p_worker))
@@ -1033,6 +1135,74 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.create_sandbox(spec jsonb)
+ RETURNS public.sandboxes
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  m record;
+  s public.sandboxes;
+begin
+  select * into m from cogo.meter_begin('execute');
+  s := cogo.create_sandbox_unmetered(spec);
+  perform cogo.meter_end(m.queued, m.stored, 0, false);
+  return s;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.create_sandbox_unmetered(spec jsonb)
+ RETURNS public.sandboxes
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_owner uuid := auth.uid();
+  v_id uuid := gen_random_uuid();
+  v_lifetime integer := coalesce((spec ->> 'maxLifetimeMs')::integer, 3600000);
+  v_live integer;
+  v_task public.tasks;
+  s public.sandboxes;
+begin
+  if not cogo.caller_may_use(v_owner) then
+    raise exception 'a user token or the service key is required to create sandboxes' using errcode = 'CG401';
+  end if;
+  if coalesce((spec ->> 'network')::boolean, false) then
+    raise exception 'network: persistent sandboxes run without network in this version (a server left on loopback would be reachable from other sandboxes on the worker)'
+      using errcode = '22023';
+  end if;
+  if v_lifetime not between 1000 and 3600000 then
+    raise exception 'maxLifetimeMs: between 1000 and 3600000 (1 h), got %', v_lifetime using errcode = '22023';
+  end if;
+  if v_owner is not null then
+    -- Two creates of one tenant at once: the quota lock of cogo.meter_begin serializes them.
+    select count(*) into v_live from public.sandboxes where owner = v_owner and status in ('starting', 'ready');
+    if v_live >= cogo.max_live_sandboxes() then
+      raise exception 'sandbox quota: at most % live sandboxes; stop one first (DELETE /sandboxes/:id)', cogo.max_live_sandboxes()
+        using errcode = 'CGQ29',
+              detail = jsonb_build_object('quota', 'maxSandboxes', 'limit', cogo.max_live_sandboxes(), 'live', v_live)::text;
+    end if;
+  end if;
+  insert into public.tasks (owner, internal, argv, required_kind, required_labels, limits, network, timeout_ms, max_attempts)
+  values (v_owner, 'sandbox-init', cogo.sandbox_init_argv(),
+          coalesce(spec #>> '{requirements,kind}', 'basic'),
+          coalesce(array(select jsonb_array_elements_text(spec #> '{requirements,labels}')), '{}'),
+          coalesce(spec -> 'limits', '{}'), false, v_lifetime, 1)
+  returning * into v_task;
+  insert into public.sandboxes (id, owner, init_task_id, required_kind, required_labels, limits, env, metadata,
+                                idle_timeout_ms, max_lifetime_ms, expires_at)
+  values (v_id, v_owner, v_task.id, v_task.required_kind, v_task.required_labels, v_task.limits,
+          coalesce(spec -> 'env', '{}'), coalesce(spec -> 'metadata', '{}'),
+          coalesce((spec ->> 'idleTimeoutMs')::integer, 300000), v_lifetime,
+          now() + make_interval(secs => v_lifetime / 1000.0))
+  returning * into s;
+  perform cogo.sandbox_status_event(s, null);
+  return s;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.default_running_share(p_kind text)
  RETURNS numeric
  LANGUAGE sql
@@ -1092,6 +1262,62 @@ begin
      where id = p_task returning * into v_task;
     perform cogo.task_status_changed(v_task, v_old.status);
   end if;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.enqueue_command(p_sandbox uuid, spec jsonb)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  m record;
+  v_task public.tasks;
+begin
+  select * into m from cogo.meter_begin('execute');
+  v_task := cogo.enqueue_command_unmetered(p_sandbox, spec);
+  perform cogo.meter_end(m.queued, m.stored, 0, v_task.created_at = now());
+  return v_task;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.enqueue_command_unmetered(p_sandbox uuid, spec jsonb)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes := cogo.lock_callers_sandbox(p_sandbox);
+  v_task public.tasks;
+begin
+  if s.status not in ('starting', 'ready') then
+    raise exception 'sandbox % is %: %', s.id, s.status, coalesce(s.reason, 'it takes no more commands')
+      using errcode = 'CG409';
+  end if;
+  if spec ? 'idempotencyKey' then
+    select * into v_task from public.tasks
+      where coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid) = coalesce(s.owner, '00000000-0000-0000-0000-000000000000'::uuid)
+        and idempotency_key = spec ->> 'idempotencyKey';
+    if found then return v_task; end if;
+  end if;
+  insert into public.tasks (owner, sandbox_id, command, argv, cwd, env, stdin_mode, priority, required_kind, required_labels,
+                            limits, network, timeout_ms, max_attempts, background, idempotency_key)
+  values (s.owner, s.id, spec ->> 'command',
+          case when spec ? 'argv' then array(select jsonb_array_elements_text(spec -> 'argv')) end,
+          spec ->> 'cwd', s.env || coalesce(spec -> 'env', '{}'), coalesce(spec ->> 'stdin', 'closed'),
+          coalesce((spec ->> 'priority')::integer, 0), s.required_kind, s.required_labels, s.limits, s.network,
+          coalesce((spec ->> 'timeoutMs')::integer, 600000), 1,
+          coalesce((spec ->> 'background')::boolean, false), spec ->> 'idempotencyKey')
+  on conflict do nothing
+  returning * into v_task;
+  if v_task.id is null then
+    select * into v_task from public.tasks
+      where coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid) = coalesce(s.owner, '00000000-0000-0000-0000-000000000000'::uuid)
+        and idempotency_key = spec ->> 'idempotencyKey';
+  end if;
+  return v_task;
 end;
 $function$;
 
@@ -1219,6 +1445,37 @@ AS $function$
   ) history;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.expire_sandboxes()
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes;
+  v_cmd record;
+  n integer := 0;
+begin
+  for s in
+    select * from public.sandboxes x
+     where x.status in ('starting', 'ready') and cogo.sandbox_deadline(x) < now() - cogo.sandbox_expiry_grace()
+     for update skip locked
+  loop
+    -- A queued init task is cancelled at once; a held one is asked to cancel (NOTIFY and the
+    -- holder's next heartbeat), and the holder stops the sandbox and ends it.
+    perform cogo.cancel_task(s.init_task_id);
+    n := n + 1;
+  end loop;
+  for v_cmd in
+    select t.id, x.id as sandbox, x.status, x.reason from public.tasks t join public.sandboxes x on x.id = t.sandbox_id
+     where t.status = 'queued' and t.sandbox_id is not null and x.status in ('stopped', 'lost')
+  loop
+    perform cogo.fail_sandbox_command(v_cmd.id, format('sandbox %s %s: %s', v_cmd.sandbox, v_cmd.status, v_cmd.reason));
+  end loop;
+  return n;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.expire_task(p_task uuid)
  RETURNS public.task_status
  LANGUAGE plpgsql
@@ -1276,6 +1533,35 @@ begin
   if found then
     perform cogo.analysis_progress(p_analysis, 'analysis failed: ' || left(p_error, 500));
   end if;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.fail_sandbox_command(p_task uuid, p_reason text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_old public.tasks;
+  v_task public.tasks;
+begin
+  select * into v_old from public.tasks where id = p_task and status = 'queued' and sandbox_id is not null
+    for update skip locked;
+  if not found then
+    return false;
+  end if;
+  update public.tasks
+     set status = 'failed', reason = p_reason, finished_at = now(), output_seq = output_seq + 1,
+         updated_at = now(), event_seq = event_seq + 1
+   where id = p_task returning * into v_task;
+  perform cogo.task_status_changed(v_task, 'queued');
+  insert into public.task_output (task_id, seq, attempt, stream, data)
+    values (p_task, v_task.output_seq, v_task.attempt, 'system', p_reason || E'\n');
+  perform realtime.send(jsonb_build_object('taskId', p_task, 'attempt', v_task.attempt, 'chunks', jsonb_build_array(
+    jsonb_build_object('sequence', v_task.output_seq, 'stream', 'system', 'data', p_reason || E'\n', 'timestamp', clock_timestamp()))),
+    'realtime_output', 'task:' || p_task, true);
+  return true;
 end;
 $function$;
 
@@ -1587,6 +1873,23 @@ AS $function$
     select w.kind, count(*)::integer n from public.workers w where cogo.worker_is_live(w) group by w.kind) k;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.lock_callers_sandbox(p_sandbox uuid)
+ RETURNS public.sandboxes
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes;
+begin
+  select * into s from public.sandboxes where id = p_sandbox for share;
+  if not found or not cogo.caller_may_use(s.owner) then
+    raise exception 'sandbox % not found', p_sandbox using errcode = 'CG404';
+  end if;
+  return s;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.lock_callers_task(p_task uuid)
  RETURNS public.tasks
  LANGUAGE plpgsql
@@ -1631,6 +1934,20 @@ AS $function$
   )
   select count(*)::integer from lost;
 $function$;
+
+CREATE OR REPLACE FUNCTION cogo.max_live_sandboxes()
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$ select 8 $function$;
+
+CREATE OR REPLACE FUNCTION cogo.max_sandbox_commands()
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$ select 16 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.meter_begin(p_class text, OUT queued bigint, OUT stored bigint)
  RETURNS record
@@ -1736,8 +2053,17 @@ CREATE OR REPLACE FUNCTION cogo.notify_queued()
  LANGUAGE plpgsql
  SET search_path TO ''
 AS $function$
+declare
+  v_worker uuid;
 begin
-  perform pg_notify('cogo_tasks', new.required_kind);
+  if new.sandbox_id is null then
+    perform pg_notify('cogo_tasks', new.required_kind);
+  else
+    select worker_id into v_worker from public.sandboxes where id = new.sandbox_id;
+    if v_worker is not null then
+      perform pg_notify('cogo_sandbox', v_worker::text);
+    end if;
+  end if;
   return null;
 end;
 $function$;
@@ -1837,6 +2163,76 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.on_task_status_sandboxes(p_task public.tasks, p_previous public.task_status)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes;
+  v_prev public.sandbox_status;
+  v_next public.sandbox_status;
+  v_reason text;
+  v_cmd uuid;
+begin
+  if p_task.sandbox_id is not null then
+    -- A command claimed or ended is activity: the idle clock restarts from here.
+    if p_task.status = 'claimed' or p_task.status = any(cogo.final_states()) then
+      update public.sandboxes set last_activity_at = now() where id = p_task.sandbox_id and status in ('starting', 'ready');
+    end if;
+    return;
+  end if;
+  if p_task.internal is distinct from 'sandbox-init' then
+    return;
+  end if;
+  select * into s from public.sandboxes where init_task_id = p_task.id for update;
+  if not found or s.status in ('stopped', 'lost') then
+    return;
+  end if;
+  v_prev := s.status;
+  if p_task.status = 'claimed' then
+    update public.sandboxes set worker_id = p_task.worker_id, updated_at = now() where id = s.id;
+    return;
+  elsif p_task.status = 'running' then
+    if s.status = 'ready' then
+      return; -- running again after a block: still the same sandbox
+    end if;
+    update public.sandboxes
+       set status = 'ready', worker_id = p_task.worker_id, ready_at = now(), last_activity_at = now(), updated_at = now()
+     where id = s.id returning * into s;
+    perform cogo.sandbox_status_event(s, v_prev);
+    -- Commands queued while it started: wake the holder.
+    perform pg_notify('cogo_sandbox', s.worker_id::text);
+    return;
+  elsif not (p_task.status = any(cogo.final_states())) then
+    return; -- blocked, recovering, or back to queued (not with one attempt)
+  end if;
+  -- The init task ended: so did the sandbox. A lease that ran out (cogo.expire_task's reason) is a
+  -- lost worker; every other end is a stop with the worker's (or the cancel's) reason.
+  if p_task.status = 'failed' and p_task.reason like 'attempt % lost: worker % stopped heartbeating%' then
+    v_next := 'lost';
+    v_reason := format('worker %s stopped heartbeating', p_task.worker_id);
+  else
+    v_next := 'stopped';
+    v_reason := coalesce(p_task.reason, p_task.status::text);
+  end if;
+  update public.sandboxes
+     set status = v_next, reason = v_reason, stopped_at = now(), updated_at = now()
+   where id = s.id returning * into s;
+  perform cogo.sandbox_status_event(s, v_prev);
+  for v_cmd in select id from public.tasks where sandbox_id = s.id and status = 'queued' order by created_at loop
+    perform cogo.fail_sandbox_command(v_cmd, format('sandbox %s %s: %s', s.id, v_next, v_reason));
+  end loop;
+  -- Active commands of a stopped sandbox: the holder kills them with it (asked here too, so a
+  -- command it claimed meanwhile ends). A lost one's share the dead holder's lease and fail with it.
+  if v_next = 'stopped' then
+    update public.tasks set cancel_requested_at = now()
+     where sandbox_id = s.id and status = any(cogo.active_states()) and cancel_requested_at is null;
+  end if;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.owns_analysis_topic(topic text)
  RETURNS boolean
  LANGUAGE sql
@@ -1862,6 +2258,20 @@ AS $function$
     where topic ~ '^plan:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
       and p.id = substr(topic, 6)::uuid
       and p.owner = (select auth.uid())
+  );
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.owns_sandbox_topic(topic text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select exists (
+    select 1 from public.sandboxes s
+    where topic ~ '^sandbox:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+      and s.id = substr(topic, 9)::uuid
+      and s.owner = (select auth.uid())
   );
 $function$;
 
@@ -2713,6 +3123,52 @@ AS $function$
     from cogo.retention_policy;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.sandbox_deadline(s public.sandboxes)
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select case when exists (select 1 from public.tasks a where a.sandbox_id = s.id and a.status = any(cogo.active_states()))
+              then s.expires_at
+              else least(s.expires_at, s.last_activity_at + make_interval(secs => s.idle_timeout_ms / 1000.0)) end
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.sandbox_expiry_grace()
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$ select interval '5 seconds' $function$;
+
+CREATE OR REPLACE FUNCTION cogo.sandbox_init_argv()
+ RETURNS text[]
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select array['/bin/sh', '-c', 'echo "this worker cannot hold persistent sandboxes (upgrade it)" >&2; exit 70']
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.sandbox_status_event(s public.sandboxes, p_previous public.sandbox_status)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_data jsonb := jsonb_strip_nulls(jsonb_build_object(
+    'sandboxId', s.id, 'status', s.status, 'previous', p_previous, 'reason', s.reason, 'workerId', s.worker_id,
+    'expiresAt', s.expires_at, 'idleTimeoutMs', s.idle_timeout_ms));
+  v_seq bigint;
+begin
+  v_seq := cogo.append_event_unchecked(s.init_task_id, 'sandbox_status', v_data);
+  perform realtime.send(jsonb_build_object('sandboxId', s.id, 'seq', v_seq, 'type', 'sandbox_status', 'data', v_data,
+                                           'timestamp', clock_timestamp()),
+                        'sandbox_status', s.topic, true);
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb)
  RETURNS text[]
  LANGUAGE plpgsql
@@ -2778,6 +3234,34 @@ begin
     raise exception 'set_retention_policy: %', sqlerrm using errcode = '22023';
   end;
   return cogo.retention_policy();
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.set_sandbox_idle_timeout(p_sandbox uuid, p_idle_timeout_ms integer)
+ RETURNS public.sandboxes
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes;
+begin
+  select * into s from public.sandboxes where id = p_sandbox for update;
+  if not found or not cogo.caller_may_use(s.owner) then
+    raise exception 'sandbox % not found', p_sandbox using errcode = 'CG404';
+  end if;
+  if s.status not in ('starting', 'ready') then
+    raise exception 'sandbox % is %: %', s.id, s.status, coalesce(s.reason, 'it has ended') using errcode = 'CG409';
+  end if;
+  if p_idle_timeout_ms is null or p_idle_timeout_ms not between 1000 and 3600000 then
+    raise exception 'idleTimeoutMs: between 1000 and 3600000, got %', p_idle_timeout_ms using errcode = '22023';
+  end if;
+  update public.sandboxes set idle_timeout_ms = p_idle_timeout_ms, last_activity_at = now(), updated_at = now()
+   where id = s.id returning * into s;
+  if s.worker_id is not null then
+    perform pg_notify('cogo_sandbox', s.worker_id::text);
+  end if;
+  return s;
 end;
 $function$;
 
@@ -2997,6 +3481,27 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.stop_sandbox(p_sandbox uuid)
+ RETURNS public.sandboxes
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes;
+begin
+  select * into s from public.sandboxes where id = p_sandbox;
+  if not found or not cogo.caller_may_use(s.owner) then
+    raise exception 'sandbox % not found', p_sandbox using errcode = 'CG404';
+  end if;
+  if s.status in ('starting', 'ready') then
+    perform cogo.cancel_task(s.init_task_id);
+    select * into s from public.sandboxes where id = p_sandbox;
+  end if;
+  return s;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.store_analysis_batch_results(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb)
  RETURNS integer
  LANGUAGE plpgsql
@@ -3150,6 +3655,7 @@ begin
     'exitCode', p_task.exit_code, 'signal', p_task.signal, 'reason', p_task.reason)));
   perform cogo.on_task_status_plans(p_task, p_previous);
   perform cogo.on_task_status_analysis(p_task, p_previous);
+  perform cogo.on_task_status_sandboxes(p_task, p_previous);
   perform cogo.on_task_status_dashboard(p_task, p_previous);
 end;
 $function$;
@@ -3683,6 +4189,8 @@ create policy "owners read their plan steps" on public.plan_steps for select to 
   WHERE ((p.id = plan_steps.plan_id) AND (p.owner = ( SELECT auth.uid() AS uid))))));
 create policy "owners read their plans" on public.plans for select to authenticated
   using ((owner = ( SELECT auth.uid() AS uid)));
+create policy "owners read their sandboxes" on public.sandboxes for select to authenticated
+  using ((owner = ( SELECT auth.uid() AS uid)));
 create policy "owners read their artifacts" on public.task_artifacts for select to authenticated
   using ((EXISTS ( SELECT 1
    FROM public.tasks t
@@ -3713,6 +4221,8 @@ create policy "analysis owners receive their analysis topics" on realtime.messag
   using (cogo.owns_analysis_topic(( SELECT realtime.topic() AS topic)));
 create policy "plan owners receive their plan topics" on realtime.messages for select to authenticated
   using (cogo.owns_plan_topic(( SELECT realtime.topic() AS topic)));
+create policy "sandbox owners receive their sandbox topics" on realtime.messages for select to authenticated
+  using (cogo.owns_sandbox_topic(( SELECT realtime.topic() AS topic)));
 create policy "signed-in users receive the fleet topic" on realtime.messages for select to authenticated
   using (((( SELECT realtime.topic() AS topic) = 'fleet'::text) AND (extension = 'broadcast'::text)));
 create policy "task owners receive their task topics" on realtime.messages for select to authenticated
@@ -3758,22 +4268,31 @@ grant execute on function cogo.cancel_plan(p_plan uuid) to authenticated;
 grant execute on function cogo.cancel_plan(p_plan uuid) to service_role;
 grant execute on function cogo.cancel_task(p_task uuid) to authenticated;
 grant execute on function cogo.cancel_task(p_task uuid) to service_role;
+grant execute on function cogo.claim_sandbox_commands(p_worker uuid, p_max integer) to service_role;
 grant execute on function cogo.claim_tasks(p_worker uuid, p_max integer) to service_role;
 grant execute on function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.create_plan(p_spec jsonb) to authenticated;
 grant execute on function cogo.create_plan(p_spec jsonb) to service_role;
 grant execute on function cogo.create_plan_unmetered(p_spec jsonb) to service_role;
+grant execute on function cogo.create_sandbox(spec jsonb) to authenticated;
+grant execute on function cogo.create_sandbox(spec jsonb) to service_role;
+grant execute on function cogo.create_sandbox_unmetered(spec jsonb) to service_role;
 grant execute on function cogo.default_running_share(p_kind text) to service_role;
 grant execute on function cogo.default_tenant_limits() to service_role;
 grant execute on function cogo.drain_worker(p_worker uuid) to service_role;
 grant execute on function cogo.end_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_ok boolean, p_data jsonb, p_resume boolean) to service_role;
+grant execute on function cogo.enqueue_command(p_sandbox uuid, spec jsonb) to authenticated;
+grant execute on function cogo.enqueue_command(p_sandbox uuid, spec jsonb) to service_role;
+grant execute on function cogo.enqueue_command_unmetered(p_sandbox uuid, spec jsonb) to service_role;
 grant execute on function cogo.enqueue_step(p_plan public.plans, p_step public.plan_steps, p_priority integer) to service_role;
 grant execute on function cogo.enqueue_task(spec jsonb) to authenticated;
 grant execute on function cogo.enqueue_task(spec jsonb) to service_role;
 grant execute on function cogo.enqueue_task_unmetered(spec jsonb) to service_role;
 grant execute on function cogo.estimate_duration_ms(p_task uuid) to service_role;
+grant execute on function cogo.expire_sandboxes() to service_role;
 grant execute on function cogo.expire_task(p_task uuid) to service_role;
 grant execute on function cogo.fail_analysis(p_analysis uuid, p_error text) to service_role;
+grant execute on function cogo.fail_sandbox_command(p_task uuid, p_reason text) to service_role;
 grant execute on function cogo.fail_unserved_task(p_task uuid, p_wait interval) to service_role;
 grant execute on function cogo.fail_unserved_tasks(p_wait interval, p_batch integer) to service_role;
 grant execute on function cogo.fence(p_task uuid, p_attempt integer, p_worker uuid) to service_role;
@@ -3797,9 +4316,12 @@ grant execute on function cogo.kind_served_within(p_task public.tasks, p_wait in
 grant execute on function cogo.live_worker_kinds() to anon;
 grant execute on function cogo.live_worker_kinds() to authenticated;
 grant execute on function cogo.live_worker_kinds() to service_role;
+grant execute on function cogo.lock_callers_sandbox(p_sandbox uuid) to service_role;
 grant execute on function cogo.lock_callers_task(p_task uuid) to service_role;
 grant execute on function cogo.lock_workspace_plans(p_ws uuid) to service_role;
 grant execute on function cogo.mark_lost_workers() to service_role;
+grant execute on function cogo.max_live_sandboxes() to service_role;
+grant execute on function cogo.max_sandbox_commands() to service_role;
 grant execute on function cogo.meter_begin(p_class text, OUT queued bigint, OUT stored bigint) to service_role;
 grant execute on function cogo.meter_end(p_queued_before bigint, p_stored_before bigint, p_pending integer, p_added_bytes boolean) to service_role;
 grant execute on function cogo.metrics(p_buckets double precision[]) to service_role;
@@ -3807,10 +4329,13 @@ grant execute on function cogo.notify_queued() to service_role;
 grant execute on function cogo.on_task_status_analysis(p_task public.tasks, p_previous public.task_status) to service_role;
 grant execute on function cogo.on_task_status_dashboard(p_task public.tasks, p_previous public.task_status) to service_role;
 grant execute on function cogo.on_task_status_plans(p_task public.tasks, p_previous public.task_status) to service_role;
+grant execute on function cogo.on_task_status_sandboxes(p_task public.tasks, p_previous public.task_status) to service_role;
 grant execute on function cogo.owns_analysis_topic(topic text) to authenticated;
 grant execute on function cogo.owns_analysis_topic(topic text) to service_role;
 grant execute on function cogo.owns_plan_topic(topic text) to authenticated;
 grant execute on function cogo.owns_plan_topic(topic text) to service_role;
+grant execute on function cogo.owns_sandbox_topic(topic text) to authenticated;
+grant execute on function cogo.owns_sandbox_topic(topic text) to service_role;
 grant execute on function cogo.owns_topic(topic text) to authenticated;
 grant execute on function cogo.owns_topic(topic text) to service_role;
 grant execute on function cogo.plan_analysis(p_task uuid, p_attempt integer, p_worker uuid, p_commit text, p_files jsonb, p_skipped integer, p_batch_bytes bigint, p_batch_blobs integer) to service_role;
@@ -3843,10 +4368,16 @@ grant execute on function cogo.rerun_priority() to service_role;
 grant execute on function cogo.reserved_kind(p_kind text) to service_role;
 grant execute on function cogo.reserved_step(p_step text) to service_role;
 grant execute on function cogo.retention_policy() to service_role;
+grant execute on function cogo.sandbox_deadline(s public.sandboxes) to service_role;
+grant execute on function cogo.sandbox_expiry_grace() to service_role;
+grant execute on function cogo.sandbox_init_argv() to service_role;
+grant execute on function cogo.sandbox_status_event(s public.sandboxes, p_previous public.sandbox_status) to service_role;
 grant execute on function cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb) to service_role;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to authenticated;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to service_role;
 grant execute on function cogo.set_retention_policy(p_policy jsonb) to service_role;
+grant execute on function cogo.set_sandbox_idle_timeout(p_sandbox uuid, p_idle_timeout_ms integer) to authenticated;
+grant execute on function cogo.set_sandbox_idle_timeout(p_sandbox uuid, p_idle_timeout_ms integer) to service_role;
 grant execute on function cogo.set_tenant_limits(p_owner uuid, p_limits jsonb) to service_role;
 grant execute on function cogo.set_worker_offline(p_worker uuid) to service_role;
 grant execute on function cogo.start_analysis(spec jsonb) to authenticated;
@@ -3856,6 +4387,8 @@ grant execute on function cogo.start_task(p_task uuid, p_attempt integer, p_work
 grant execute on function cogo.step_dependents(p_plan uuid, p_steps text[]) to service_role;
 grant execute on function cogo.step_eta_ms(p_owner uuid, p_step public.plan_steps) to service_role;
 grant execute on function cogo.stop_blocked_steps(p_plan uuid) to service_role;
+grant execute on function cogo.stop_sandbox(p_sandbox uuid) to authenticated;
+grant execute on function cogo.stop_sandbox(p_sandbox uuid) to service_role;
 grant execute on function cogo.store_analysis_batch_results(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.store_analysis_blobs(p_task uuid, p_attempt integer, p_worker uuid, p_repo uuid, p_hashes text[], p_languages text[], p_sizes bigint[], p_binary boolean[], p_contents text[]) to service_role;
 grant execute on function cogo.store_artifact(p_task uuid, p_attempt integer, p_worker uuid, p_path text, p_content bytea, p_error text) to service_role;
@@ -3932,6 +4465,9 @@ grant delete, insert, maintain, references, select, trigger, truncate, update on
 grant maintain, references, select, trigger on table public.plans to anon;
 grant maintain, references, select, trigger on table public.plans to authenticated;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table public.plans to service_role;
+grant maintain, references, trigger on table public.sandboxes to anon;
+grant maintain, references, select, trigger on table public.sandboxes to authenticated;
+grant delete, insert, maintain, references, select, trigger, truncate, update on table public.sandboxes to service_role;
 grant maintain, references, select, trigger on table public.task_artifacts to anon;
 grant maintain, references, select, trigger on table public.task_artifacts to authenticated;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table public.task_artifacts to service_role;
@@ -3958,5 +4494,6 @@ grant maintain, references, select, trigger on table public.workspaces to authen
 grant delete, insert, maintain, references, select, trigger, truncate, update on table public.workspaces to service_role;
 grant usage on type public.analysis_phase to public;
 grant usage on type public.output_stream to public;
+grant usage on type public.sandbox_status to public;
 grant usage on type public.task_status to public;
 grant usage on type public.worker_status to public;

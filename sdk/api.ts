@@ -4,7 +4,7 @@ import { apiErrorFor, ApiError } from "./errors.ts";
 
 export const FUNCTION_NAME = "sandbox";
 
-export async function call<T>(supabase: SupabaseClient, method: "GET" | "POST" | "PUT" | "DELETE", route: string, body?: unknown): Promise<T> {
+export async function call<T>(supabase: SupabaseClient, method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", route: string, body?: unknown): Promise<T> {
   const { data, error } = await supabase.functions.invoke(`${FUNCTION_NAME}${route}`, {
     method,
     ...(body === undefined ? {} : { body: body as Record<string, unknown> }),

@@ -9,6 +9,7 @@ import { renderUsage } from "../functions/_shared/quotas/usage.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
 import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
+import { SANDBOX_USAGE, execCommand, sandboxCommand } from "./sandbox-cli.ts";
 
 const USAGE = `Usage: npm run cogo -- <command> [options]
 
@@ -28,6 +29,7 @@ Commands:
   usage [--json]                  your running and queued tasks, stored bytes and rate limits
                                   against your quotas, as a table (or JSON)
 ${PLAN_USAGE}
+${SANDBOX_USAGE}
 
 Connection (read from the environment, else .env.local written by npm start):
   SUPABASE_URL, SUPABASE_ANON_KEY, and COGO_TOKEN (a user JWT). Without COGO_TOKEN, a token for
@@ -164,6 +166,10 @@ async function main(): Promise<number> {
       return json(await (await connect()).sandbox.getPlan(rest[0] ?? fail("plan-status needs a plan id")));
     case "plan-cancel":
       return json(await (await connect()).sandbox.cancelPlan(rest[0] ?? fail("plan-cancel needs a plan id")));
+    case "sandbox":
+      return await sandboxCommand((await connect()).sandbox, rest, fail);
+    case "exec":
+      return await execCommand((await connect()).sandbox, rest, fail);
     case "watch":
       if (rest.includes("--help") || rest.includes("-h")) return (console.log(USAGE), 0);
       return await watchCommand((await connect()).sandbox, rest, fail);

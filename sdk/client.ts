@@ -11,6 +11,7 @@ import { call } from "./api.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks } from "./handle.ts";
 import { analysisCalls, type AnalysisCalls } from "./analysis.ts";
 import { planCalls, type PlanCalls } from "./plans.ts";
+import { sandboxCalls, type SandboxCalls } from "./sandboxes.ts";
 
 export interface Health {
   status: "ok" | "degraded";
@@ -40,7 +41,7 @@ export interface Health {
 }
 
 /** Tasks, workers and health here; plans and workspace files from ./plans.ts; repository analysis from ./analysis.ts. */
-export interface SandboxClient extends PlanCalls, AnalysisCalls {
+export interface SandboxClient extends PlanCalls, AnalysisCalls, SandboxCalls {
   /** Submits a task and follows it live; `await handle.result()` for the outcome. */
   execute(spec: ExecuteRequest, callbacks?: TaskCallbacks, options?: HandleOptions): Promise<TaskHandle>;
   /** Follows an existing task (e.g. after a restart): replays its output, then streams live. */
@@ -94,6 +95,7 @@ export function createSandboxClient(supabase: SupabaseClient): SandboxClient {
   return {
     ...planCalls(supabase),
     ...analysisCalls(supabase),
+    ...sandboxCalls(supabase),
     async execute(spec, callbacks, options) {
       const { taskId } = await call<{ taskId: string }>(supabase, "POST", "/execute", spec);
       return await new TaskHandle(supabase, taskId, callbacks, options).start();

@@ -37,6 +37,10 @@ export { TASK_STATES, FINAL_STATES, type TaskStatus } from "../functions/_shared
 export type { Diagnostic, TestResults, ProgressUpdate, Severity, Stage } from "../functions/_shared/diagnostics/index.ts";
 export type { Fleet, TaskPage, TaskSummary, WorkerSummary, QueueDepth, TaskChangedMessage, WorkerChangedMessage } from "../functions/_shared/monitoring/lists.ts";
 export { userTopic, FLEET_TOPIC } from "../functions/_shared/monitoring/lists.ts";
+export { LiveSandbox, CommandExitError, type CommandOptions, type CommandResult } from "./sandboxes.ts";
+export type { CreateSandboxRequest, CommandRequest } from "../functions/_shared/schemas.ts";
+export type { SandboxView } from "../functions/_shared/views.ts";
+export { SANDBOX_STATES, type SandboxStatus } from "../functions/_shared/states.ts";
 export { PlanHandle, PlanWaitTimeout, type WorkspaceFile } from "./plans.ts";
 export type { PlanRequest, WriteFilesRequest } from "../functions/_shared/plans/spec.ts";
 export type { ChangeResult, PlanView, StepView } from "../functions/_shared/plans/view.ts";

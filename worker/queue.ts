@@ -4,7 +4,7 @@
 import type { Sql } from "postgres";
 import type { RecoverySucceeded, TaskEvent } from "../functions/_shared/events.ts";
 import type { FinalStatus } from "../functions/_shared/states.ts";
-import type { TaskRow, WorkerRow } from "../functions/_shared/views.ts";
+import type { SandboxRow, TaskRow, WorkerRow } from "../functions/_shared/views.ts";
 import { fenced, type Lease } from "./db.ts";
 import type { Chunk } from "./stream/output-batcher.ts";
 
@@ -31,6 +31,28 @@ export class Queue {
 
   claim(workerId: string, max: number): Promise<TaskRow[]> {
     return this.sql<TaskRow[]>`select * from cogo.claim_tasks(${workerId}, ${max})`;
+  }
+
+  /** Commands of the ready sandboxes this worker holds (cogo.claim_sandbox_commands); never plain tasks. */
+  claimSandboxCommands(workerId: string, max: number): Promise<TaskRow[]> {
+    return this.sql<TaskRow[]>`select * from cogo.claim_sandbox_commands(${workerId}, ${max})`;
+  }
+
+  /** The sandbox an init task holds the slot of. */
+  async sandboxOfInit(initTaskId: string): Promise<SandboxRow | undefined> {
+    const [row] = await this.sql<SandboxRow[]>`select * from public.sandboxes where init_task_id = ${initTaskId}`;
+    return row;
+  }
+
+  /** The current rows of these sandboxes (timeouts a PATCH changed, activity, status). */
+  sandboxes(ids: string[]): Promise<SandboxRow[]> {
+    return this.sql<SandboxRow[]>`select * from public.sandboxes where id = any(${ids}::uuid[])`;
+  }
+
+  /** The SQL backstop of the holders' idle and lifetime timers (cogo.expire_sandboxes). */
+  async expireSandboxes(): Promise<number> {
+    const [row] = await this.sql<{ n: number }[]>`select cogo.expire_sandboxes() as n`;
+    return row!.n;
   }
 
   /** Marks the task running; returns its last output seq (earlier attempts' output stays). */

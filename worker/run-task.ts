@@ -8,7 +8,7 @@ import { BlockSupervisor } from "./blocks/supervisor.ts";
 import { Attempt, type Ending } from "./attempt.ts";
 import { isTransient, LeaseLostError, type Lease } from "./db.ts";
 import type { Queue } from "./queue.ts";
-import { SANDBOX_DEFAULTS, SandboxBusy, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess } from "./sandbox/index.ts";
+import { SANDBOX_DEFAULTS, SandboxBusy, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess, type SandboxSpec } from "./sandbox/index.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
 import { storeArtifacts } from "./store-artifacts.ts";
@@ -68,7 +68,22 @@ export function loweredLimits(asked: Partial<Record<string, number>>, got: objec
 /** How long a hand-back keeps trying while the database is away. */
 const HAND_BACK_FOR_MS = 60_000;
 
-export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOptions: SandboxOptions, flushIntervalMs: number, log: (l: string) => void): RunningTask {
+/**
+ * Starts the task's process. A plain task gets a fresh sandbox (startSandbox); a command of a
+ * persistent sandbox enters the live one (worker/sandboxes/host.ts). Everything after the start
+ * (output, stdin, cancel, block detection, the ending) is the same for both.
+ */
+export type Launch = (spec: SandboxSpec) => Promise<SandboxProcess>;
+
+export function runTask(
+  task: TaskRow,
+  workerId: string,
+  queue: Queue,
+  sandboxOptions: SandboxOptions,
+  flushIntervalMs: number,
+  log: (l: string) => void,
+  launch: Launch = (spec) => startSandbox(spec, sandboxOptions),
+): RunningTask {
   const attempt = new Attempt(task, workerId, queue, log);
   const lease: Lease = attempt.lease;
   let sandbox: SandboxProcess | undefined;
@@ -146,18 +161,15 @@ export function runTask(task: TaskRow, workerId: string, queue: Queue, sandboxOp
         batcher.system(`workspace restored: ${restored.files.length} file(s), ${restored.bytes} bytes`);
       }
       const { onOutputLimit, ...limits } = task.limits;
-      sandbox = await startSandbox(
-        {
-          command: task.command ?? task.argv!,
-          files: [...(restored?.files ?? []), ...task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 }))],
-          env: task.env,
-          limits: { ...limits, wallTimeMs: task.timeoutMs },
-          stdin: task.stdinMode,
-          network: task.network,
-          onOutputLimit,
-        },
-        sandboxOptions,
-      );
+      sandbox = await launch({
+        command: task.command ?? task.argv!,
+        files: [...(restored?.files ?? []), ...task.files.map((f) => ({ path: f.path, content: f.content, encoding: f.encoding, mode: f.executable ? 0o755 : 0o644 }))],
+        env: task.env,
+        limits: { ...limits, wallTimeMs: task.timeoutMs },
+        stdin: task.stdinMode,
+        network: task.network,
+        onOutputLimit,
+      });
       kill(); // a stop that arrived while the sandbox was starting
       for (const note of loweredLimits({ wallTimeMs: task.timeoutMs, ...limits }, sandbox.limits)) batcher.system(note);
       const outputBytes = sandbox.limits.outputBytes;

@@ -14,6 +14,7 @@ import { HeartbeatThread, nowMs, type Beat } from "./heartbeat.ts";
 import { Attempt } from "./attempt.ts";
 import { Queue } from "./queue.ts";
 import { runTask, type RunningTask } from "./run-task.ts";
+import { SandboxHost } from "./sandboxes/host.ts";
 import { drainWorkspacePool, SANDBOX_DEFAULTS, sandboxFacts, stopLauncher, type SandboxOptions } from "./sandbox/index.ts";
 
 export const WORKER_VERSION = "0.1.0";
@@ -25,6 +26,8 @@ const LEASE_SAFETY = 0.7;
  * least this long: a loaded machine stalls a loop for seconds, a wedged one never comes back.
  */
 const MIN_MAIN_STALL_MS = 30_000;
+/** Commands claimed per round trip (each sandbox takes at most cogo.max_sandbox_commands() active). */
+const COMMAND_CLAIM_BATCH = 16;
 
 interface Control {
   action: "cancel" | "stdin" | "drain" | "recover";
@@ -39,6 +42,10 @@ export class Worker {
   private readonly queue: Queue;
   private readonly running = new Map<string, RunningTask>();
   private readonly sandboxOptions: SandboxOptions;
+  /** Persistent sandboxes this worker holds; their init tasks are in `running`, holding slots. */
+  private readonly sandboxes: SandboxHost;
+  /** Commands of those sandboxes in `running`: they take no slot (the sandbox's init task has it). */
+  private readonly commands = new Set<string>();
   private rescuer: LeaseRescuer | undefined;
   private maintenance: Maintenance | undefined;
   private id: string | undefined;
@@ -78,6 +85,14 @@ export class Worker {
       slots: Math.max(SANDBOX_DEFAULTS.slots, 2 * this.options.concurrency),
       ...this.options.sandbox,
     };
+    this.sandboxes = new SandboxHost({
+      workerId: () => this.id!,
+      queue: this.queue,
+      sandboxOptions: this.sandboxOptions,
+      flushIntervalMs: this.options.flushIntervalMs,
+      log: this.options.log,
+      nudge: () => this.nudge(),
+    });
   }
 
   get workerId(): string | undefined {
@@ -158,7 +173,13 @@ export class Worker {
       () => this.nudge(),
     );
     const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));
-    this.unlisten.push(tasksListen.unlisten, controlListen.unlisten);
+    // A command for a sandbox this worker holds, or a PATCH of one (payload: the holder's id).
+    const sandboxListen = await this.sql.listen("cogo_sandbox", (workerId) => {
+      if (workerId !== this.id) return;
+      void this.sandboxes.refresh().catch((err) => o.log(`sandboxes: refresh: ${err}`));
+      this.nudge();
+    });
+    this.unlisten.push(tasksListen.unlisten, controlListen.unlisten, sandboxListen.unlisten);
     this.pollTimer = setInterval(() => this.nudge(), o.pollIntervalMs);
     this.leaseTimers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
     this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
@@ -177,6 +198,8 @@ export class Worker {
     const maintenanceStopped = this.maintenance?.stop();
     // A claim in flight launches its tasks before they are counted here.
     await this.claimLoopDone;
+    // Sandboxes cannot move to another worker: they stop now, their owners told why.
+    this.sandboxes.stopAll(this.draining ? "worker draining" : "worker shutting down");
     // Heartbeats go on through the grace: a task longer than a lease must not be taken and run
     // elsewhere while it still runs here.
     const all = Promise.all([...this.running.values()].map((t) => t.done));
@@ -211,8 +234,15 @@ export class Worker {
     try {
       do {
         this.claimAgain = false;
-        const free = this.options.concurrency - this.running.size;
-        if (!this.id || this.stopping || this.draining || free <= 0) break;
+        if (!this.id || this.stopping) break;
+        // Commands first: they take no slot, only the sandbox they run in does.
+        if (this.sandboxes.count > 0 && !this.heartbeatsFailing()) {
+          const commands = await this.queue.claimSandboxCommands(this.id, COMMAND_CLAIM_BATCH);
+          for (const task of commands) this.launch(task);
+          if (commands.length === COMMAND_CLAIM_BATCH) this.claimAgain = true;
+        }
+        const free = this.options.concurrency - (this.running.size - this.commands.size);
+        if (this.draining || free <= 0) continue;
         // Heartbeats failing: a task claimed now would be stopped at the next safety check, and
         // meanwhile an API recovery may already count this worker silent and hand it on.
         if (this.heartbeatsFailing()) break;
@@ -220,7 +250,7 @@ export class Worker {
         tasks.sort((a, b) => b.priority - a.priority || a.createdAt.getTime() - b.createdAt.getTime());
         for (const task of tasks) this.launch(task);
         if (tasks.length === free) this.claimAgain = true;
-      } while (this.claimAgain);
+      } while (this.claimAgain && !this.stopping);
     } catch (err) {
       this.options.log(`claim failed: ${err instanceof Error ? err.message : err}; retrying on the next poll`);
     } finally {
@@ -241,15 +271,22 @@ export class Worker {
       });
       return;
     }
-    const run = isAnalysisTask(task)
-      ? runAnalysisTask(task, this.id!, this.queue, this.sandboxOptions, this.options.log)
-      : runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
+    const run =
+      task.internal === "sandbox-init"
+        ? this.sandboxes.hold(task)
+        : task.sandboxId
+          ? this.sandboxes.runCommand(task)
+          : isAnalysisTask(task)
+            ? runAnalysisTask(task, this.id!, this.queue, this.sandboxOptions, this.options.log)
+            : runTask(task, this.id!, this.queue, this.sandboxOptions, this.options.flushIntervalMs, this.options.log);
     this.running.set(task.id, run);
+    if (task.sandboxId) this.commands.add(task.id);
     this.launchedAt.set(task.id, nowMs());
     void run.done.finally(() => {
       if (this.running.get(task.id) === run) {
         this.running.delete(task.id);
         this.launchedAt.delete(task.id);
+        this.commands.delete(task.id);
       }
       if (this.draining && this.running.size === 0) {
         this.options.log("drained: no tasks left");
@@ -269,6 +306,7 @@ export class Worker {
       if (msg.workerId !== this.id || this.draining) return;
       this.draining = true;
       this.options.log(`draining: no new claims; ${this.running.size} task(s) still running`);
+      this.sandboxes.stopAll("worker draining");
       if (this.running.size === 0) void this.stop();
       return;
     }

@@ -14,6 +14,7 @@ import { planRoutes } from "./routes/plans.ts";
 import { recoveryRoutes } from "./routes/recovery.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { taskRoutes } from "./routes/tasks.ts";
+import { sandboxRoutes } from "./routes/sandboxes.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
 export type { RuntimeInfo } from "./routing.ts";
@@ -23,6 +24,7 @@ const routes: Route[] = [
   ...workerRoutes,
   ...planRoutes, // before taskRoutes: its POST /execute sends bodies with `steps` to the planner
   ...taskRoutes,
+  ...sandboxRoutes,
   ...dashboardRoutes,
   ...metricsRoutes,
   ...fileRoutes,

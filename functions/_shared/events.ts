@@ -32,7 +32,7 @@ import {
 } from "zod";
 import { SEVERITIES, STAGES, type Diagnostic, type ProgressUpdate, type TestResults } from "./diagnostics/types.ts";
 import type { BlockReason, RecoveryAction } from "./recovery/options.ts";
-import { TASK_STATES } from "./states.ts";
+import { SANDBOX_STATES, TASK_STATES } from "./states.ts";
 
 /** Mirrors STEP_STATES (plans/view.ts) and PlanStatus; kept here so clients need no plan code. */
 const STEP_STATES = ["waiting", "queued", "running", "succeeded", "failed", "stopped", "cancelled"] as const;
@@ -186,6 +186,17 @@ function shapes(mode: Mode) {
     steps: count().optional(),
   });
   const fromStep = { step: text(), taskId: text() };
+  /** A persistent sandbox's status, on its init task and on `sandbox:<id>` (cogo.sandbox_status_event). */
+  const sandboxStatus = obj({
+    sandboxId: text(),
+    status: enumOf(SANDBOX_STATES),
+    /** Absent on the first event (the sandbox was created `starting`). */
+    previous: enumOf(SANDBOX_STATES).optional(),
+    reason: text().optional(),
+    workerId: text().optional(),
+    expiresAt: text(),
+    idleTimeoutMs: count(),
+  });
 
   const ev = <T extends string, D extends ZodType>(type: T, data: D) => strictObject({ type: literal(type), data });
   return {
@@ -199,6 +210,7 @@ function shapes(mode: Mode) {
       ev("recovery_started", recoveryStarted),
       ev("recovery_succeeded", recoverySucceeded),
       ev("recovery_failed", recoveryFailed),
+      ev("sandbox_status", sandboxStatus),
     ]),
     plan: discriminatedUnion("type", [
       ev("plan_status", planStatus),
@@ -239,6 +251,7 @@ export type BlockDetected = TaskEventData<"block_detected">;
 export type RecoveryStarted = TaskEventData<"recovery_started">;
 export type RecoverySucceeded = TaskEventData<"recovery_succeeded">;
 export type RecoveryFailed = TaskEventData<"recovery_failed">;
+export type SandboxStatusEvent = TaskEventData<"sandbox_status">;
 export type StepStatusEvent = PlanEventData<"step_status">;
 export type PlanStatusEvent = PlanEventData<"plan_status">;
 

@@ -100,20 +100,23 @@ export const FilesSchema = z
   .refine((fs) => fs.reduce((n, f) => n + f.content.length, 0) <= MAX_FILES_BYTES, `files total more than ${MAX_FILES_BYTES} bytes`)
   .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, "two files have the same path");
 
+/** Env of a task, a sandbox or a command: safe names, bounded values, at most 256. */
+export const EnvSchema = z
+  .record(z.string(), z.string().max(32_768).refine(noNul, "env value contains a NUL byte"))
+  .superRefine((e, ctx) => {
+    for (const name of Object.keys(e)) {
+      if (!ENV_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "env names are letters, digits and _, not starting with a digit" });
+    }
+    if (Object.keys(e).length > 256) ctx.addIssue({ code: "custom", message: "at most 256 env variables" });
+  })
+  .default({});
+
 export const ExecuteRequestSchema = z
   .object({
     command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
     argv: z.array(z.string().max(100_000).refine(noNul, "argument contains a NUL byte")).min(1).max(1000).optional(),
     files: FilesSchema,
-    env: z
-      .record(z.string(), z.string().max(32_768).refine(noNul, "env value contains a NUL byte"))
-      .superRefine((e, ctx) => {
-        for (const name of Object.keys(e)) {
-          if (!ENV_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "env names are letters, digits and _, not starting with a digit" });
-        }
-        if (Object.keys(e).length > 256) ctx.addIssue({ code: "custom", message: "at most 256 env variables" });
-      })
-      .default({}),
+    env: EnvSchema,
     stdin: z.enum(["closed", "pipe"]).default("closed"),
     /** Higher runs first; the user range is USER_PRIORITY (above it are the system's re-runs). */
     priority: z.number().int().min(USER_PRIORITY.min, PRIORITY_RANGE).max(USER_PRIORITY.max, PRIORITY_RANGE).default(0),
@@ -214,3 +217,67 @@ export const taskTopic = (taskId: string) => TASK_TOPIC_PREFIX + taskId;
 export function describeZodError(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`).join("; ");
 }
+
+// ── persistent sandboxes (issue 19; migrations/20261207000100_sandboxes.sql) ─────────────────
+/** Defaults and bounds of a sandbox's two clocks (README "Persistent sandboxes"). */
+export const SANDBOX_DEFAULTS = { idleTimeoutMs: 300_000, maxLifetimeMs: MAX_WALL_TIME_MS } as const;
+const SANDBOX_CLOCK_MS = z.number().int().min(1000).max(MAX_WALL_TIME_MS);
+
+export const CreateSandboxRequestSchema = z
+  .object({
+    /** Cover the whole sandbox: memory, processes and disk of every command and what it left running. */
+    limits: LimitsSchema.default({}),
+    requirements: RequirementsSchema.default({ kind: "basic", labels: [] }),
+    /** Every command's env (a command's own env overrides it). */
+    env: EnvSchema,
+    /** Stopped after this long with no command running. @default 300000 (5 min) */
+    idleTimeoutMs: SANDBOX_CLOCK_MS.default(SANDBOX_DEFAULTS.idleTimeoutMs),
+    /** Stopped this long after creation, whatever runs. @default 3600000 (1 h, the most) */
+    maxLifetimeMs: SANDBOX_CLOCK_MS.default(SANDBOX_DEFAULTS.maxLifetimeMs),
+    metadata: z.record(z.string(), z.unknown()).default({}),
+    /**
+     * Refused in this version (design risk R1): a networked sandbox would share the host's
+     * loopback, so a server one sandbox leaves listening would be reachable from the others.
+     */
+    network: z
+      .boolean()
+      .default(false)
+      .refine(
+        (n) => !n,
+        "persistent sandboxes run without network in this version: a server left on a networked sandbox's loopback would be reachable from other sandboxes on the worker",
+      ),
+  })
+  .strict();
+export type CreateSandboxRequest = z.input<typeof CreateSandboxRequestSchema>;
+
+export const PatchSandboxRequestSchema = z.object({ idleTimeoutMs: SANDBOX_CLOCK_MS }).strict();
+
+export const CommandRequestSchema = z
+  .object({
+    command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
+    argv: z.array(z.string().max(100_000).refine(noNul, "argument contains a NUL byte")).min(1).max(1000).optional(),
+    /** Absolute, resolved inside the sandbox. @default "/workspace" */
+    cwd: z
+      .string()
+      .max(4096)
+      .refine((c) => c.startsWith("/") && noNul(c), "cwd must be an absolute path")
+      .optional(),
+    env: EnvSchema,
+    stdin: z.enum(["closed", "pipe"]).default("closed"),
+    priority: z.number().int().min(USER_PRIORITY.min, PRIORITY_RANGE).max(USER_PRIORITY.max, PRIORITY_RANGE).default(0),
+    timeoutMs: z.number().int().min(100).max(MAX_WALL_TIME_MS).default(DEFAULT_WALL_TIME_MS),
+    /** Keep what it starts running after its leader exits (a dev server); else leftovers are killed. */
+    background: z.boolean().default(false),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+    blockDetection: BlockDetectionSchema.optional(),
+    recovery: RecoveryOptionsSchema.optional(),
+  })
+  .strict()
+  .refine((r) => (r.command === undefined) !== (r.argv === undefined), {
+    message: "give exactly one of command (run by /bin/sh -c in the sandbox) or argv",
+    path: ["command"],
+  });
+export type CommandRequest = z.input<typeof CommandRequestSchema>;
+
+export const SANDBOX_TOPIC_PREFIX = "sandbox:";
+export const sandboxTopic = (sandboxId: string) => SANDBOX_TOPIC_PREFIX + sandboxId;

@@ -13,5 +13,9 @@ export function isFinal(status: TaskStatus): status is FinalStatus {
   return (FINAL_STATES as readonly TaskStatus[]).includes(status);
 }
 
+/** A persistent sandbox's states (the SQL enum public.sandbox_status; tests/sandboxes keep them equal). */
+export const SANDBOX_STATES = ["starting", "ready", "stopped", "lost"] as const;
+export type SandboxStatus = (typeof SANDBOX_STATES)[number];
+
 export const OUTPUT_STREAMS = ["stdout", "stderr", "system"] as const;
 export type OutputStream = (typeof OUTPUT_STREAMS)[number];

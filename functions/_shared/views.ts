@@ -1,7 +1,7 @@
 // Rows as Postgres returns them (camelCased columns) and the JSON the API answers with.
 import type { BlockDetectionOptions, RecoveryOptions } from "./recovery/options.ts";
 import type { Limits } from "./schemas.ts";
-import type { TaskStatus } from "./states.ts";
+import type { SandboxStatus, TaskStatus } from "./states.ts";
 
 export interface TaskRow {
   id: string;
@@ -42,13 +42,44 @@ export interface TaskRow {
   /** Asked for network (granted only by a worker with --allow-network). */
   network: boolean;
   /** The system job this task is (migration 20261125001300); null for every user task. */
-  internal: "analysis-clone" | "analysis-batch" | null;
+  internal: "analysis-clone" | "analysis-batch" | "sandbox-init" | null;
+  /** A command: the persistent sandbox it runs in (migration 20261207000100); null for a task. */
+  sandboxId: string | null;
+  /** A command that keeps running in the background (a dev server). */
+  background: boolean;
+  /** A command's working directory inside its sandbox. */
+  cwd: string | null;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
   finishedAt: Date | null;
   /** When retention deleted its output, events, stdin, artifacts, files and env (migration 20261206000300). */
   purgedAt: Date | null;
+}
+
+/** A row of public.sandboxes (migration 20261207000100), camelCased. */
+export interface SandboxRow {
+  id: string;
+  owner: string | null;
+  status: SandboxStatus;
+  initTaskId: string;
+  workerId: string | null;
+  requiredKind: string;
+  requiredLabels: string[];
+  limits: Limits;
+  network: boolean;
+  env: Record<string, string>;
+  metadata: Record<string, unknown>;
+  idleTimeoutMs: number;
+  maxLifetimeMs: number;
+  lastActivityAt: Date;
+  expiresAt: Date;
+  readyAt: Date | null;
+  stoppedAt: Date | null;
+  reason: string | null;
+  topic: string;
+  createdAt: Date;
+  updatedAt: Date;
 }
 
 export interface WorkerRow {
@@ -138,3 +169,28 @@ export function workerView(w: WorkerRow) {
   };
 }
 export type WorkerView = ReturnType<typeof workerView>;
+
+/** A sandbox as the API returns it (GET /sandboxes/:id). */
+export function sandboxView(s: SandboxRow) {
+  const idleExpiresAt = new Date(s.lastActivityAt.getTime() + s.idleTimeoutMs);
+  return {
+    sandboxId: s.id,
+    status: s.status,
+    topic: s.topic,
+    workerId: s.workerId,
+    reason: s.reason,
+    limits: s.limits,
+    requirements: { kind: s.requiredKind, labels: s.requiredLabels },
+    idleTimeoutMs: s.idleTimeoutMs,
+    maxLifetimeMs: s.maxLifetimeMs,
+    metadata: s.metadata,
+    createdAt: s.createdAt,
+    readyAt: s.readyAt,
+    stoppedAt: s.stoppedAt,
+    lastActivityAt: s.lastActivityAt,
+    /** When it stops if no command runs until then (a running command moves it). */
+    idleExpiresAt: idleExpiresAt < s.expiresAt ? idleExpiresAt : s.expiresAt,
+    expiresAt: s.expiresAt,
+  };
+}
+export type SandboxView = ReturnType<typeof sandboxView>;

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPlanEvent, checkTaskEvent, PLAN_EVENT_TYPES, TASK_EVENT_TYPES, type TaskEventMessage } from "../../functions/_shared/events.ts";
-import { newUser, sql, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+import { newUser, sql, sqlAsUser, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
 
 interface Row {
   taskId?: string;
@@ -141,6 +141,13 @@ describe("every event the stack writes fits the contract", () => {
       await plan.close();
     }
   }, 120_000);
+
+  it("a persistent sandbox's status events (on its init task): created, then stopped", async () => {
+    // A kind no worker serves: the init task stays queued, and the stop ends it at once.
+    const [s] = await sqlAsUser(user.id, `select * from cogo.create_sandbox('{"requirements": {"kind": "${kind}-sbx"}}'::jsonb)`);
+    await sqlAsUser(user.id, `select cogo.stop_sandbox('${s!.id}')`);
+    taskIds.push(s!.initTaskId);
+  });
 
   it("every stored event of these tasks parses strictly, and together they cover every task event type", async () => {
     await waitFor(

@@ -84,6 +84,11 @@ const TASK_EXAMPLES: { type: string; data: unknown; writer: string }[] = [
   { writer: "BlockSupervisor.apply", type: "recovery_failed", data: { action: "give_up", attempt: 3, reason: "idle_stall", diagnosis: "idle for 2 s; gave up" } },
   { writer: "BlockSupervisor.handle (refused)", type: "recovery_failed", data: { attempt: 1, reason: "manual", message: "recover retry refused: no attempts left" } },
   { writer: "publish_worker_lost", type: "recovery_failed", data: { attempt: 1, reason: "worker_lost", action: "give_up", diagnosis: null } },
+  {
+    writer: "sandbox_status_event",
+    type: "sandbox_status",
+    data: { sandboxId: TASK_ID, status: "ready", previous: "starting", workerId: TASK_ID, expiresAt: "2026-12-07T10:00:00+00:00", idleTimeoutMs: 300000 },
+  },
 ];
 
 const PLAN_EXAMPLES: { type: string; data: unknown }[] = [
