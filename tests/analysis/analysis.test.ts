@@ -184,13 +184,15 @@ describe("repository analysis", () => {
     expect(first.filesSkipped).toBe(1);
     expect(first.percentage).toBe(100);
 
-    // Every blob in exactly one batch, every batch done once, and both workers took part.
+    // Every blob in exactly one batch, every batch done once, by the two analysis workers. Which
+    // of them does how many is scheduling: on a starved machine one can take all of the ~1 s of
+    // work before the other's wake-up runs (seen in 3 of 8 runs at load 5–7), so it is not asserted.
     const batches = await sql<{ batch: number; blobs: number; doneBy: string | null }[]>`
       select batch, blobs, done_by from public.analysis_batches where analysis_id = ${id} order by batch`;
     expect(batches.length).toBe(first.batches.total);
     expect(batches.length).toBeGreaterThanOrEqual(9);
     expect(batches.every((b) => b.doneBy !== null)).toBe(true);
-    expect(new Set(batches.map((b) => b.doneBy))).toEqual(new Set(workerIds));
+    for (const b of batches) expect(workerIds).toContain(b.doneBy);
     const [cover] = await sql<{ files: number; inBatch: number; distinctBlobs: number; batchBlobs: number }[]>`
       select count(*)::int as files, count(batch)::int as in_batch,
              count(distinct (hash, language))::int as distinct_blobs,
