@@ -504,6 +504,7 @@ CREATE INDEX tasks_queued ON public.tasks USING btree (required_kind, priority D
 CREATE INDEX tasks_queued_by_owner ON public.tasks USING btree (owner) WHERE ((status = 'queued'::public.task_status) AND (owner IS NOT NULL));
 CREATE INDEX tasks_queued_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), priority DESC, created_at, id) WHERE (status = 'queued'::public.task_status);
 CREATE INDEX tasks_queued_commands ON public.tasks USING btree (sandbox_id, created_at) WHERE ((status = 'queued'::public.task_status) AND (sandbox_id IS NOT NULL));
+CREATE INDEX tasks_sandbox_created ON public.tasks USING btree (sandbox_id, created_at DESC, id DESC) WHERE (sandbox_id IS NOT NULL);
 CREATE INDEX tasks_step_history ON public.tasks USING btree (owner, step, finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (step IS NOT NULL));
 
 -- ── functions ─────────────────────────────────────────────────────────────────────────────────────
@@ -2099,7 +2100,7 @@ AS $function$
 declare
   v_task public.tasks;
 begin
-  if p_task.owner is null then return; end if;
+  if p_task.owner is null or p_task.internal is not distinct from 'sandbox-init' then return; end if;
   select * into v_task from public.tasks where id = p_task.id;
   perform realtime.send(
     jsonb_build_object('task', cogo.task_summary(v_task), 'previous', p_previous),
@@ -3679,6 +3680,7 @@ AS $function$
     'workerId', t.worker_id,
     'planId', t.plan_id,
     'step', t.step,
+    'sandboxId', t.sandbox_id,
     'exitCode', t.exit_code,
     'signal', t.signal,
     'reason', t.reason,

@@ -12,6 +12,7 @@ import { benchFeedback } from "./feedback.ts";
 import { benchBlocks } from "./blocks.ts";
 import { benchLifecycle } from "./lifecycle.ts";
 import { benchSandbox } from "./sandbox.ts";
+import { benchSandboxes } from "./sandboxes.ts";
 import { benchStall } from "./stall.ts";
 import { benchFairness } from "./fairness.ts";
 import { benchCompare } from "./compare.ts";
@@ -21,7 +22,7 @@ import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
 
 ignorePostgresClosedSocketWrites();
 
-const SUITES = ["lifecycle", "stall", "fairness", "sandbox", "diagnostics", "feedback", "analysis", "blocks", "compare", "realtime"] as const;
+const SUITES = ["lifecycle", "stall", "fairness", "sandbox", "diagnostics", "feedback", "analysis", "blocks", "compare", "realtime", "sandboxes"] as const;
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
 if (values.help) {
   console.log(`Usage: npm run bench [-- <suite>…] [--json]\n\nSuites: ${SUITES.join(", ")} (default: all). Starts its own embedded stack in /var/tmp.`);
@@ -58,6 +59,7 @@ try {
   if (chosen.includes("blocks")) results.blocks = await benchBlocks(stack, sql, progress);
   if (chosen.includes("compare")) results.compare = await benchCompare(stack, sql, progress);
   if (chosen.includes("realtime")) results.realtime = await benchRealtime(stack, sql, progress);
+  if (chosen.includes("sandboxes")) results.sandboxes = await benchSandboxes(stack, sql, progress);
 } finally {
   await sql.end();
   await stack.stop();

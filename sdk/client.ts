@@ -85,6 +85,8 @@ export interface TaskListFilter {
   q?: string;
   kind?: string;
   planId?: string;
+  /** Only the commands of this persistent sandbox. */
+  sandboxId?: string;
   /** @default 50 (at most 200) */
   limit?: number;
   /** `next` of the previous page. */

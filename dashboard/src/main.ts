@@ -6,6 +6,7 @@ import { openSession } from "./session.ts";
 import { analysesView, analysisView } from "./views/analysis.ts";
 import { eventsView } from "./views/events.ts";
 import { fleetView } from "./views/fleet.ts";
+import { sandboxesView, sandboxView } from "./views/sandboxes.ts";
 import { taskView } from "./views/task.ts";
 import { tasksView } from "./views/tasks.ts";
 
@@ -59,9 +60,12 @@ async function boot(): Promise<void> {
     const params = new URLSearchParams(search);
     const task = /^\/tasks\/([0-9a-f-]{36})$/.exec(path);
     const analysis = /^\/analyses\/([0-9a-f-]{36})$/.exec(path);
+    const sandbox = /^\/sandboxes\/([0-9a-f-]{36})$/.exec(path);
     for (const a of document.querySelectorAll<HTMLAnchorElement>("nav a")) a.classList.toggle("active", path.startsWith("/" + a.dataset.nav));
     if (task) leave = taskView(main, live, task[1]!);
     else if (path === "/tasks") leave = tasksView(main, live, navigate, params.get("plan"));
+    else if (sandbox) leave = sandboxView(main, live, sandbox[1]!, navigate);
+    else if (path === "/sandboxes") leave = sandboxesView(main, live, navigate);
     else if (analysis) leave = analysisView(main, live, analysis[1]!);
     else if (path === "/analyses") leave = analysesView(main, live, navigate);
     else if (path === "/events") leave = eventsView(main);

@@ -129,6 +129,10 @@ export function taskView(t: TaskRow) {
     timeoutMs: t.timeoutMs,
     planId: t.planId,
     step: t.step,
+    /** A command: its persistent sandbox, working directory and whether it runs in the background. */
+    sandboxId: t.sandboxId,
+    cwd: t.cwd,
+    background: t.background,
     attempt: t.attempt,
     maxAttempts: t.maxAttempts,
     workerId: t.workerId,

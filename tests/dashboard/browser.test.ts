@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against the real
-// stack: fleet live, a task's output streaming into the terminal, cancel from the UI, the event
-// contract rendered as events land, and no console errors. Screenshots go to test-artifacts/dashboard/.
+// stack: fleet live, a task's output streaming into the terminal, cancel from the UI, a persistent
+// sandbox (list, a command run from its page, Stop), the event contract rendered as events land,
+// and no console errors. Screenshots go to test-artifacts/dashboard/.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
@@ -146,6 +147,22 @@ describe("dashboard in a browser", () => {
     const expected = Array.from({ length: lines }, (_, i) => `line ${i + 1}\n`).join("");
     await expect.poll(() => page.locator("[data-testid=raw-output]").textContent(), { timeout: 10_000 }).toBe(expected);
     await page.getByRole("button", { name: "Terminal" }).click();
+  });
+
+  it("lists a persistent sandbox, runs a command in it from its page and stops it", async () => {
+    const sbx = await user.sandbox.sandboxes.create({ requirements: { kind }, idleTimeoutMs: 60_000 });
+    await page.evaluate(() => (location.hash = "#/sandboxes"));
+    const row = page.locator(`[data-testid=sandboxes] tr[data-sandbox="${sbx.sandboxId}"]`);
+    await expect.poll(() => row.innerText(), { timeout: 10_000 }).toMatch(/ready/);
+    await row.click();
+    await page.locator("input[aria-label='sandbox command']").fill("echo from-the-page > f; cat f");
+    await page.getByRole("button", { name: "Run", exact: true }).click();
+    await expect.poll(() => page.locator("[data-testid=sandbox-output]").textContent(), { timeout: 10_000 }).toContain("from-the-page\n");
+    // The command is listed with the sandbox, linked to its task page.
+    await expect.poll(() => page.locator("[data-testid=sandbox-commands] tr[data-task] [data-status]").first().getAttribute("data-status"), { timeout: 10_000 }).toBe("succeeded");
+    await page.locator("button[data-action=stop]").click();
+    await expect.poll(() => page.locator("[data-testid=sandbox-status] [data-status]").getAttribute("data-status"), { timeout: 10_000 }).toBe("stopped");
+    expect((await sbx.getInfo()).reason).toBe("deleted");
   });
 
   it("cancels a running task from the UI", async () => {

@@ -3,7 +3,10 @@ import { z } from "zod";
 import { TASK_STATES, type TaskStatus } from "../states.ts";
 import { decodeCursor, UUID_RE } from "./lists.ts";
 
-/** GET /tasks?status=running,queued&q=npm&kind=basic&planId=…&limit=50&cursor=… (newest first). */
+/**
+ * GET /tasks?status=running,queued&q=npm&kind=basic&planId=…&sandboxId=…&limit=50&cursor=… (newest
+ * first). A sandbox's init task is never listed (the sandbox is: GET /sandboxes); its commands are.
+ */
 export const TaskListQuerySchema = z
   .object({
     status: z
@@ -25,6 +28,8 @@ export const TaskListQuerySchema = z
     q: z.string().max(200).optional(),
     kind: z.string().max(32).optional(),
     planId: z.string().regex(UUID_RE, "planId is a UUID").optional(),
+    /** Only the commands of this sandbox. */
+    sandboxId: z.string().regex(UUID_RE, "sandboxId is a UUID").optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z
       .string()

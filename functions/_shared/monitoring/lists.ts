@@ -24,6 +24,8 @@ export interface TaskSummary {
   workerId: string | null;
   planId: string | null;
   step: string | null;
+  /** A command: the persistent sandbox it runs in; null for a task. */
+  sandboxId: string | null;
   exitCode: number | null;
   signal: string | null;
   reason: string | null;

@@ -1,4 +1,6 @@
-// What live dashboards read: the caller's task list (filter, search, paging) and the fleet.
+// What live dashboards read: the caller's task list (filter, search, paging) and the fleet. A
+// sandbox's init task is the sandbox's slot, not a task of the user's: it is never listed
+// (migration 20261207000400 keeps it off `user:<id>` too).
 // Live updates then come over Realtime (`user:<uid>` and `fleet`); these give the starting state.
 import { json, requireRole } from "../http.ts";
 import { likePattern, TaskListQuerySchema } from "../monitoring/list-query.ts";
@@ -18,10 +20,11 @@ export const dashboardRoutes: Route[] = [
         (tx) => tx<{ task: TaskSummary; cursorAt: string }[]>`
       select cogo.task_summary(t) as task, t.created_at::text as cursor_at
         from public.tasks t
-       where true
+       where t.internal is distinct from 'sandbox-init'
          ${q.status ? tx`and t.status = any(${q.status}::public.task_status[])` : tx``}
          ${q.kind ? tx`and t.required_kind = ${q.kind}` : tx``}
          ${q.planId ? tx`and t.plan_id = ${q.planId}` : tx``}
+         ${q.sandboxId ? tx`and t.sandbox_id = ${q.sandboxId}` : tx``}
          ${
            q.q
              ? tx`and (t.id::text ilike ${likePattern(q.q)} or coalesce(t.command, array_to_string(t.argv, ' ')) ilike ${likePattern(q.q)}
