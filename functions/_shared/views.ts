@@ -49,6 +49,8 @@ export interface TaskRow {
   background: boolean;
   /** A command's working directory inside its sandbox. */
   cwd: string | null;
+  /** A command run on a terminal: its size, the latest resize (migration 20261207000300); null otherwise. */
+  pty: { cols: number; rows: number } | null;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
@@ -142,6 +144,9 @@ export function taskView(t: TaskRow) {
     idempotencyKey: t.idempotencyKey,
     blockDetection: t.blockDetection,
     recovery: t.recovery,
+    /** A command's sandbox, and its terminal's size if it runs on one (POST /sandboxes/:id/pty). */
+    sandboxId: t.sandboxId ?? null,
+    pty: t.pty ?? null,
     createdAt: iso(t.createdAt),
     claimedAt: iso(t.claimedAt),
     startedAt: iso(t.startedAt),
