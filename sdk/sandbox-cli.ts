@@ -98,7 +98,8 @@ export async function shellCommand(client: SandboxClient, argv: string[], fail: 
   try {
     const r = await term.wait();
     restore();
-    if (r.error) process.stderr.write(`[cogo] terminal ${r.taskId} ${r.result.status}: ${r.error}\n`);
+    // A shell's own exit code says enough; anything else (cancelled, timed out, killed) is told.
+    if (r.exitCode === null) process.stderr.write(`[cogo] terminal ${r.taskId} ${r.result.status}: ${r.error}\n`);
     return r.exitCode ?? 1;
   } finally {
     restore();

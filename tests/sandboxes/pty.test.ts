@@ -4,16 +4,19 @@
 // instance: /dev/pts/0, none of the host's entries, not the host's devpts), Ctrl-C interrupts the
 // foreground program, and another tenant, bad sizes and non-terminals are refused. One sandbox
 // serves every test.
+import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LiveSandbox, PtyHandle } from "../../sdk/index.ts";
-import { api, newUser, sql, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, sql, stack, startWorker, uniqueKind } from "../helpers/env.ts";
 
 const isRoot = process.geteuid?.() === 0;
 const kind = uniqueKind("pty");
 let a: Awaited<ReturnType<typeof newUser>>;
 let b: Awaited<ReturnType<typeof newUser>>;
 let sbx: LiveSandbox;
+/** `cogo shell`, started in beforeAll: its process start overlaps the other tests. */
+let shellRun: ReturnType<typeof cli>;
 const t0 = performance.now();
 
 beforeAll(async () => {
@@ -22,11 +25,26 @@ beforeAll(async () => {
   if (!isRoot) return;
   await startWorker({ kind, concurrency: 2 });
   sbx = await a.sandbox.sandboxes.create({ requirements: { kind }, idleTimeoutMs: 60_000 });
+  shellRun = cli(["shell", sbx.sandboxId, "--command", "read line; echo got=$line; stty size; exit 4"], "typed\n");
 });
 afterAll(async () => {
   for (const s of await sql`select id from public.sandboxes where owner = ${a.id} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
   console.log(`pty tests: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 });
+
+/** `cogo …` as user `a`, with `input` on its stdin (a pipe: no raw mode); its exit code and output. */
+function cli(args: string[], input = ""): Promise<{ code: number; out: string; err: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", "sdk/cli.ts", ...args], {
+    env: { PATH: process.env.PATH!, SUPABASE_URL: stack.apiUrl, SUPABASE_ANON_KEY: stack.anonKey, COGO_TOKEN: a.token },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  child.stdin.end(input);
+  return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? -1, out, err })));
+}
 
 /** A terminal whose output is collected; `until` waits for a pattern in what came since `mark()`. */
 async function terminal(size = { cols: 80, rows: 24 }) {
@@ -89,6 +107,13 @@ describe.runIf(isRoot)("a terminal in a sandbox", () => {
     await t.term.sendInput("exit 7\r");
     const end = await t.term.wait();
     expect(end).toMatchObject({ exitCode: 7, error: "exited with code 7" });
+  });
+
+  it("`cogo shell` runs a terminal from the command line and exits with its code", async () => {
+    const shell = await shellRun;
+    expect(shell.err).not.toMatch(/\[cogo\]/);
+    expect(shell.out).toMatch(/got=typed\r\n24 80\r\n/);
+    expect(shell.code).toBe(4);
   });
 
   it("refuses another tenant (404), bad sizes (400 naming the field), and resizing what is no live terminal (409)", async () => {
