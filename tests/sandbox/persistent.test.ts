@@ -456,9 +456,9 @@ describe.runIf(isRoot)('a terminal in a persistent sandbox (enter with pty)', ()
     await expect(plain.resize(80, 24)).rejects.toThrow(/not a running command with a terminal/);
     plain.kill('killed');
     await plain.exited;
-    await expect(
-      s.init.enter({ argv: ['true'], env: {}, cwd: '/', uid: 1000, gid: 1000, rlimits: [], stdin: false, cgroup: null, pty: { cols: 80, rows: 24 } }),
-    ).rejects.toThrow(/a terminal needs stdin/);
+    await expect(s.init.enter({ argv: ['true'], env: {}, cwd: '/', uid: 1000, gid: 1000, rlimits: [], stdin: false, cgroup: null, pty: { cols: 80, rows: 24 } })).rejects.toThrow(
+      /a terminal needs stdin/,
+    );
     await expect(s.exec({ command: 'true', pty: { cols: 0, rows: 24 } })).rejects.toThrow(/pty.cols/);
   });
 });
