@@ -92,7 +92,12 @@ export async function shellCommand(client: SandboxClient, argv: string[], fail: 
     void term.sendInput(new Uint8Array(b)).catch((err) => process.stderr.write(`\r\n[cogo] input not sent: ${err instanceof Error ? err.message : err}\r\n`));
   };
   // SIGWINCH: Node emits 'resize' on a TTY stdout.
-  const onResize = () => void term.resize(size()).catch(() => {});
+  let resizeTimer: NodeJS.Timeout | undefined;
+  const onResize = () => {
+    // One request once the window has settled, not one per step of a drag.
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => void term.resize(size()).catch(() => {}), 100);
+  };
   stdin.on("data", onKeys);
   stdout.on("resize", onResize);
   try {
@@ -105,6 +110,7 @@ export async function shellCommand(client: SandboxClient, argv: string[], fail: 
     restore();
     stdin.off("data", onKeys);
     stdout.off("resize", onResize);
+    clearTimeout(resizeTimer);
     stdin.pause();
   }
 }
