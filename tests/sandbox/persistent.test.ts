@@ -426,6 +426,8 @@ describe.runIf(isRoot)('the pid reuse guard', () => {
 describe.runIf(isRoot)('a terminal in a persistent sandbox (enter with pty)', () => {
   it("is a pty of the sandbox's devpts that only the relaying helper holds; output is drained after the exit; resize and stdin are checked", async () => {
     const s = await sandbox();
+    // /dev is the sandbox user's tmpfs: a tenant can replace the /dev/ptmx symlink, not /dev/pts.
+    expect(await ok(s, 'rm /dev/ptmx && ln -s /workspace/fake /dev/ptmx && readlink /dev/ptmx; mv /dev/pts /dev/x || true')).toBe('/workspace/fake\n');
     const p = await s.exec({ command: 'stty size; tty; exec cat', pty: { cols: 77, rows: 11 } });
     let out = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));

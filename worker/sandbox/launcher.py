@@ -549,7 +549,9 @@ HOST_PTS_DEV = host_pts_dev()
 def open_pty(cols: int, rows: int) -> Tuple[int, int]:
     """A new pty of the sandbox's devpts (we are inside its mount namespace), sized: (master, slave).
     The slave is opened here, before the fork, so the master never reads as hung up (EIO) in the
-    moment before the command has it."""
+    moment before the command has it. Not /dev/ptmx: bwrap's /dev is a tmpfs of the sandbox user,
+    who can replace that symlink; /dev/pts is a mount point nothing inside can move, and devpts
+    takes no new files."""
     fd = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         st = os.fstat(fd)
