@@ -15,8 +15,8 @@ const kind = uniqueKind("pty");
 let a: Awaited<ReturnType<typeof newUser>>;
 let b: Awaited<ReturnType<typeof newUser>>;
 let sbx: LiveSandbox;
-/** `cogo shell`, started in beforeAll: its process start overlaps the other tests. */
-let shellRun: ReturnType<typeof cli>;
+/** `cogo shell` on a terminal of its own (script(1)), started in beforeAll: its start overlaps the other tests. */
+let shell: ReturnType<typeof cliOnTerminal>;
 const t0 = performance.now();
 
 beforeAll(async () => {
@@ -25,25 +25,29 @@ beforeAll(async () => {
   if (!isRoot) return;
   await startWorker({ kind, concurrency: 2 });
   sbx = await a.sandbox.sandboxes.create({ requirements: { kind }, idleTimeoutMs: 60_000 });
-  shellRun = cli(["shell", sbx.sandboxId, "--command", "read line; echo got=$line; stty size; exit 4"], "typed\n");
+  shell = cliOnTerminal(["shell", sbx.sandboxId]);
 });
 afterAll(async () => {
+  shell?.kill(); // only if a failed test left it running
   for (const s of await sql`select id from public.sandboxes where owner = ${a.id} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
   console.log(`pty tests: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 });
 
-/** `cogo …` as user `a`, with `input` on its stdin (a pipe: no raw mode); its exit code and output. */
-function cli(args: string[], input = ""): Promise<{ code: number; out: string; err: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "sdk/cli.ts", ...args], {
-    env: { PATH: process.env.PATH!, SUPABASE_URL: stack.apiUrl, SUPABASE_ANON_KEY: stack.anonKey, COGO_TOKEN: a.token },
+/**
+ * `cogo …` as user `a` on a local terminal of its own (script(1) gives it a pty, as a user's
+ * terminal would be): what it prints, keys to type into that terminal, and its exit code.
+ */
+function cliOnTerminal(args: string[]) {
+  const quoted = [process.execPath, "--import", "tsx", "sdk/cli.ts", ...args].map((a) => `'${a}'`).join(" ");
+  const child = spawn("script", ["-qefc", quoted, "/dev/null"], {
+    env: { PATH: process.env.PATH!, TERM: "xterm", SUPABASE_URL: stack.apiUrl, SUPABASE_ANON_KEY: stack.anonKey, COGO_TOKEN: a.token },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
-  let err = "";
   child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (err += d));
-  child.stdin.end(input);
-  return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? -1, out, err })));
+  child.stderr.on("data", (d) => (out += d));
+  const exit = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? -1)));
+  return { out: () => out, type: (keys: string) => child.stdin.write(keys), exit, kill: () => child.exitCode === null && child.kill("SIGKILL") };
 }
 
 /** A terminal whose output is collected; `until` waits for a pattern in what came since `mark()`. */
@@ -109,11 +113,19 @@ describe.runIf(isRoot)("a terminal in a sandbox", () => {
     expect(end).toMatchObject({ exitCode: 7, error: "exited with code 7" });
   });
 
-  it("`cogo shell` runs a terminal from the command line and exits with its code", async () => {
-    const shell = await shellRun;
-    expect(shell.err).not.toMatch(/\[cogo\]/);
-    expect(shell.out).toMatch(/got=typed\r\n24 80\r\n/);
-    expect(shell.code).toBe(4);
+  it("`cogo shell` puts the local terminal in raw mode: Ctrl-C goes to the sandbox's shell, not to cogo; it exits with the shell's code", async () => {
+    await expect.poll(shell.out, { timeout: 15_000, interval: 20 }).toMatch(/\$ $/);
+    shell.type("stty size; sleep 100\r");
+    await expect.poll(async () => (await sbx.commands.run("grep -lx sleep /proc/[0-9]*/comm || true")).stdout, { timeout: 5000, interval: 50 }).toMatch(/comm/);
+    // In cooked mode this would be SIGINT to cogo itself (exit 130, the shell left running).
+    shell.type("\x03");
+    shell.type("echo status=$?\r");
+    await expect.poll(shell.out, { timeout: 5000, interval: 20 }).toMatch(/status=130\r+\n/);
+    shell.type("exit 9\r");
+    expect(await shell.exit).toBe(9);
+    // No window size from script(1): the CLI asked for 80x24. (script's own terminal adds a \r per line.)
+    expect(shell.out()).toMatch(/[\r\n]24 80\r+\n/);
+    expect(shell.out()).not.toMatch(/\[cogo\]/);
   });
 
   it("refuses another tenant (404), bad sizes (400 naming the field), and resizing what is no live terminal (409)", async () => {
