@@ -443,7 +443,11 @@ describe.runIf(isRoot)('a terminal in a persistent sandbox (enter with pty)', ()
     expect(links.filter((l) => /pts|ptmx/.test(l))).toEqual([]);
     // From inside, no process holds the master: the helper is not in the sandbox's PID namespace.
     expect(await ok(s, 'for f in /proc/[0-9]*/fd/*; do readlink $f; done 2>/dev/null | grep -c ptmx || true')).toBe('0\n');
+    // The launcher checks the size against the protocol's schema before anything reaches the relay.
+    await expect(p.resize(1001, 10)).rejects.toThrow(/resize\.cols: 1001 is out of range/);
     await p.resize(90, 20);
+    // (read from another command of the sandbox: the terminal is the sandbox user's)
+    await expect.poll(() => ok(s, 'stty size < /dev/pts/0'), { interval: 10 }).toBe('20 90\n');
     p.stdin!.write('\x04'); // Ctrl-D: cat reads EOF, exits 0
     expect((await p.exited).exitCode).toBe(0);
     await expect(p.resize(10, 10)).rejects.toThrow(/not a running command with a terminal/);

@@ -2,8 +2,8 @@
 // on the real stack: keystrokes reach the shell and its bytes come back, the size is the one asked
 // for and follows a resize (SIGWINCH), the terminal is a pty of the sandbox's own devpts (a fresh
 // instance: /dev/pts/0, none of the host's entries, not the host's devpts), Ctrl-C interrupts the
-// foreground program, and another tenant, bad sizes and non-terminals are refused. One sandbox
-// serves every test.
+// foreground program, `cogo shell` runs one from a local terminal in raw mode, and another
+// tenant, bad sizes and non-terminals are refused. One sandbox serves every test.
 import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
