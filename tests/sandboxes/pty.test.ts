@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LiveSandbox, PtyHandle } from "../../sdk/index.ts";
-import { api, newUser, sql, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
 
 const isRoot = process.geteuid?.() === 0;
 const kind = uniqueKind("pty");
@@ -167,5 +167,43 @@ describe.runIf(isRoot)("a terminal in a sandbox", () => {
     const other = await a.sandbox.sandboxes.create({ requirements: { kind } });
     await other.kill();
     expect((await api("POST", `/sandboxes/${other.sandboxId}/pty`, { token: a.token, body: { cols: 80, rows: 24 } })).status).toBe(409);
+  });
+});
+
+describe("terminals in SQL (cogo.create_pty, cogo.resize_task, tasks.pty)", () => {
+  /** The SQLSTATE and message a statement failed with (or "ok"). */
+  const failure = (p: Promise<unknown>) =>
+    p.then(
+      () => "ok",
+      (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`,
+    );
+  it("owner only, sizes 1..1000 naming the field, and only sandbox commands with stdin can carry a pty", async () => {
+    // A sandbox no worker serves stays `starting`: its commands wait queued, which is all this needs.
+    const idle = uniqueKind("ptydb");
+    const [box] = await sqlAsUser(a.id, `select * from cogo.create_sandbox('{"requirements": {"kind": "${idle}"}}'::jsonb)`);
+    try {
+      const [t] = await sqlAsUser(a.id, `select * from cogo.create_pty('${box!.id}', '{"cols": 80, "rows": 24}'::jsonb)`);
+      expect(t).toMatchObject({ pty: { cols: 80, rows: 24 }, stdinMode: "pipe", blockDetection: { enabled: false }, sandboxId: box!.id });
+      expect(t!.command).toMatch(/exec bash -i; exec sh -i$/);
+      // Another tenant: neither the sandbox nor the terminal exist for it.
+      expect(await failure(sqlAsUser(b.id, `select cogo.create_pty('${box!.id}', '{"cols": 80, "rows": 24}'::jsonb)`))).toMatch(/^CG404/);
+      expect(await failure(sqlAsUser(b.id, `select cogo.resize_task('${t!.id}', 100, 30)`))).toMatch(/^CG404/);
+      expect(await failure(sqlAsUser(a.id, `select cogo.resize_task('${t!.id}', 0, 30)`))).toMatch(/^22023: cols: /);
+      expect(await failure(sqlAsUser(a.id, `select cogo.resize_task('${t!.id}', 30, 1001)`))).toMatch(/^22023: rows: /);
+      expect(await failure(sqlAsUser(a.id, `select cogo.create_pty('${box!.id}', '{"cols": 80}'::jsonb)`))).toMatch(/^22023: rows: /);
+      await sqlAsUser(a.id, `select cogo.resize_task('${t!.id}', 100, 30)`);
+      expect((await sql`select pty from public.tasks where id = ${t!.id}`)[0]!.pty).toEqual({ cols: 100, rows: 30 });
+      // Only through the functions: a user cannot write the column, and the table refuses a bad size,
+      // extra keys, or a pty on a task that is no sandbox command.
+      expect(await failure(sqlAsUser(a.id, `update public.tasks set pty = '{"cols": 5, "rows": 5}' where id = '${t!.id}'`))).toMatch(/^42501/);
+      for (const bad of ['{"cols": 0, "rows": 5}', '{"cols": 5, "rows": 5, "x": 1}', '{"cols": 2.5, "rows": 5}', "[5, 5]"]) {
+        expect(await failure(sql`update public.tasks set pty = ${bad}::jsonb where id = ${t!.id}`), bad).toMatch(/^23514: .*tasks_pty/);
+      }
+      const [plain] = await sql`select id from cogo.enqueue_task(${sql.json({ command: "true", stdin: "pipe", requirements: { kind: idle } })})`;
+      expect(await failure(sql`update public.tasks set pty = '{"cols": 5, "rows": 5}' where id = ${plain!.id}`)).toMatch(/^23514: .*tasks_pty/);
+      await sql`select cogo.cancel_task(${plain!.id})`;
+    } finally {
+      await sql`select cogo.stop_sandbox(${box!.id})`;
+    }
   });
 });
