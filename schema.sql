@@ -402,6 +402,7 @@ create table public.tasks (
   sandbox_id uuid,
   background boolean default false not null,
   cwd text,
+  pty jsonb,
   constraint tasks_argv_check CHECK (((argv IS NULL) OR ((cardinality(argv) >= 1) AND (cardinality(argv) <= 1000)))),
   constraint tasks_attempts_bounded CHECK (((attempt >= 0) AND (attempt <= max_attempts))),
   constraint tasks_command_check CHECK (((command IS NULL) OR ((length(command) >= 1) AND (length(command) <= 100000)))),
@@ -412,6 +413,15 @@ create table public.tasks (
   constraint tasks_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 20))),
   constraint tasks_pkey PRIMARY KEY (id),
   constraint tasks_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+  constraint tasks_pty CHECK (((pty IS NULL) OR ((sandbox_id IS NOT NULL) AND (stdin_mode = 'pipe'::text) AND (jsonb_typeof(pty) = 'object'::text) AND (((pty - 'cols'::text) - 'rows'::text) = '{}'::jsonb) AND
+CASE
+    WHEN ((pty ->> 'cols'::text) ~ '^[0-9]{1,4}$'::text) THEN ((((pty ->> 'cols'::text))::integer >= 1) AND (((pty ->> 'cols'::text))::integer <= 1000))
+    ELSE false
+END AND
+CASE
+    WHEN ((pty ->> 'rows'::text) ~ '^[0-9]{1,4}$'::text) THEN ((((pty ->> 'rows'::text))::integer >= 1) AND (((pty ->> 'rows'::text))::integer <= 1000))
+    ELSE false
+END))),
   constraint tasks_queued_is_claimable CHECK (((status <> 'queued'::public.task_status) OR ((attempt < max_attempts) AND (cancel_requested_at IS NULL)))),
   constraint tasks_sandbox_owner FOREIGN KEY (sandbox_id, owner) REFERENCES public.sandboxes(id, owner),
   constraint tasks_sandbox_single_attempt CHECK (((sandbox_id IS NULL) OR (max_attempts = 1))),
@@ -422,6 +432,7 @@ create table public.tasks (
 alter table public.tasks enable row level security;
 comment on column public.tasks.internal is 'The system job this task is (set only by cogo.start_analysis / cogo.plan_analysis / cogo.create_sandbox); null for user tasks.';
 comment on column public.tasks.purged_at is 'When retention deleted this ended task''s output, events, stdin, artifacts, files and env (cogo.purge_expired); the row itself stays.';
+comment on column public.tasks.pty is 'A command run on a terminal: its size {cols, rows} (the latest resize); null for every other task. Set only by cogo.create_pty.';
 
 create table public.workers (
   id uuid default gen_random_uuid() not null,
@@ -873,6 +884,23 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.check_pty_size(p_cols integer, p_rows integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+begin
+  if p_cols is null or p_cols not between 1 and 1000 then
+    raise exception 'cols: an integer from 1 to 1000, got %', coalesce(p_cols::text, 'null') using errcode = '22023';
+  end if;
+  if p_rows is null or p_rows not between 1 and 1000 then
+    raise exception 'rows: an integer from 1 to 1000, got %', coalesce(p_rows::text, 'null') using errcode = '22023';
+  end if;
+  return jsonb_build_object('cols', p_cols, 'rows', p_rows);
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.claim_sandbox_commands(p_worker uuid, p_max integer)
  RETURNS SETOF public.tasks
  LANGUAGE plpgsql
@@ -1136,6 +1164,26 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.create_pty(p_sandbox uuid, spec jsonb)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_size jsonb := cogo.check_pty_size((spec ->> 'cols')::integer, (spec ->> 'rows')::integer);
+  v_task public.tasks;
+begin
+  v_task := cogo.enqueue_command(p_sandbox, jsonb_strip_nulls(jsonb_build_object(
+    'command', coalesce(spec ->> 'command', cogo.default_shell()),
+    'cwd', spec ->> 'cwd', 'env', spec -> 'env', 'timeoutMs', spec -> 'timeoutMs', 'stdin', 'pipe')));
+  -- The same transaction as the insert: no worker can claim the command before it has its size.
+  update public.tasks set pty = v_size, block_detection = '{"enabled": false}'::jsonb
+   where id = v_task.id returning * into v_task;
+  return v_task;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.create_sandbox(spec jsonb)
  RETURNS public.sandboxes
  LANGUAGE plpgsql
@@ -1211,6 +1259,15 @@ CREATE OR REPLACE FUNCTION cogo.default_running_share(p_kind text)
  SET search_path TO ''
 AS $function$
   select case when cogo.reserved_kind(p_kind) then 1.0 else 0.75 end
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.default_shell()
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+  select 'command -v bash >/dev/null 2>&1 && exec bash -i; exec sh -i'
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.default_tenant_limits()
@@ -3112,6 +3169,32 @@ AS $function$
   select lower(p_step) like 'analysis-%';
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.resize_task(p_task uuid, p_cols integer, p_rows integer)
+ RETURNS public.tasks
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_task public.tasks := cogo.lock_callers_task(p_task);
+  v_size jsonb;
+begin
+  if v_task.pty is null then
+    raise exception 'task % has no terminal (start one with POST /sandboxes/:id/pty)', p_task using errcode = 'CG409';
+  end if;
+  if v_task.status = any(cogo.final_states()) then
+    raise exception 'task % has already finished (%)', p_task, v_task.status using errcode = 'CG409';
+  end if;
+  v_size := cogo.check_pty_size(p_cols, p_rows);
+  update public.tasks set pty = v_size, updated_at = now() where id = p_task returning * into v_task;
+  if v_task.worker_id is not null then
+    perform pg_notify('cogo_control', json_build_object('action', 'resize', 'taskId', p_task, 'workerId', v_task.worker_id,
+                                                        'cols', p_cols, 'rows', p_rows)::text);
+  end if;
+  return v_task;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.retention_policy()
  RETURNS jsonb
  LANGUAGE sql
@@ -4270,16 +4353,22 @@ grant execute on function cogo.cancel_plan(p_plan uuid) to authenticated;
 grant execute on function cogo.cancel_plan(p_plan uuid) to service_role;
 grant execute on function cogo.cancel_task(p_task uuid) to authenticated;
 grant execute on function cogo.cancel_task(p_task uuid) to service_role;
+grant execute on function cogo.check_pty_size(p_cols integer, p_rows integer) to authenticated;
+grant execute on function cogo.check_pty_size(p_cols integer, p_rows integer) to service_role;
 grant execute on function cogo.claim_sandbox_commands(p_worker uuid, p_max integer) to service_role;
 grant execute on function cogo.claim_tasks(p_worker uuid, p_max integer) to service_role;
 grant execute on function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.create_plan(p_spec jsonb) to authenticated;
 grant execute on function cogo.create_plan(p_spec jsonb) to service_role;
 grant execute on function cogo.create_plan_unmetered(p_spec jsonb) to service_role;
+grant execute on function cogo.create_pty(p_sandbox uuid, spec jsonb) to authenticated;
+grant execute on function cogo.create_pty(p_sandbox uuid, spec jsonb) to service_role;
 grant execute on function cogo.create_sandbox(spec jsonb) to authenticated;
 grant execute on function cogo.create_sandbox(spec jsonb) to service_role;
 grant execute on function cogo.create_sandbox_unmetered(spec jsonb) to service_role;
 grant execute on function cogo.default_running_share(p_kind text) to service_role;
+grant execute on function cogo.default_shell() to authenticated;
+grant execute on function cogo.default_shell() to service_role;
 grant execute on function cogo.default_tenant_limits() to service_role;
 grant execute on function cogo.drain_worker(p_worker uuid) to service_role;
 grant execute on function cogo.end_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_ok boolean, p_data jsonb, p_resume boolean) to service_role;
@@ -4369,6 +4458,8 @@ grant execute on function cogo.rerun_for_changes(p_ws uuid, p_paths text[]) to s
 grant execute on function cogo.rerun_priority() to service_role;
 grant execute on function cogo.reserved_kind(p_kind text) to service_role;
 grant execute on function cogo.reserved_step(p_step text) to service_role;
+grant execute on function cogo.resize_task(p_task uuid, p_cols integer, p_rows integer) to authenticated;
+grant execute on function cogo.resize_task(p_task uuid, p_cols integer, p_rows integer) to service_role;
 grant execute on function cogo.retention_policy() to service_role;
 grant execute on function cogo.sandbox_deadline(s public.sandboxes) to service_role;
 grant execute on function cogo.sandbox_expiry_grace() to service_role;

@@ -38,6 +38,7 @@ export type { Diagnostic, TestResults, ProgressUpdate, Severity, Stage } from ".
 export type { Fleet, TaskPage, TaskSummary, WorkerSummary, QueueDepth, TaskChangedMessage, WorkerChangedMessage } from "../functions/_shared/monitoring/lists.ts";
 export { userTopic, FLEET_TOPIC } from "../functions/_shared/monitoring/lists.ts";
 export { LiveSandbox, CommandExitError, type CommandOptions, type CommandResult } from "./sandboxes.ts";
+export { PtyHandle, type PtyCreateOptions, type PtyResult, type PtySize } from "./pty.ts";
 export type { CreateSandboxRequest, CommandRequest } from "../functions/_shared/schemas.ts";
 export type { SandboxView } from "../functions/_shared/views.ts";
 export { SANDBOX_STATES, type SandboxStatus } from "../functions/_shared/states.ts";

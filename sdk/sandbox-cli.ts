@@ -1,4 +1,5 @@
-// `cogo sandbox create|list|kill` and `cogo exec <id> -- <cmd>`: persistent sandboxes from a terminal.
+// `cogo sandbox create|list|kill`, `cogo exec <id> -- <cmd>` and `cogo shell <id>`: persistent
+// sandboxes from a terminal.
 import { parseArgs } from "node:util";
 import type { SandboxClient } from "./client.ts";
 
@@ -7,7 +8,27 @@ export const SANDBOX_USAGE = `  sandbox create [--kind KIND] [--idle-timeout MS]
   sandbox list                    your sandboxes as JSON
   sandbox kill <sandboxId>        stop it: every process killed, its workspace removed
   exec <sandboxId> [--cwd DIR] [--background] -- <cmd> [args…]
-                                  run a command in a live sandbox, stream it, exit with its code`;
+                                  run a command in a live sandbox, stream it, exit with its code
+  shell <sandboxId> [--command CMD] [--cwd DIR]
+                                  an interactive terminal in a live sandbox (bash -i, or CMD): your
+                                  terminal goes raw, keys and window size are forwarded, and it is
+                                  restored on exit; exits with the shell's code`;
+
+export const SHELL_HELP = `Usage: npm run cogo -- shell <sandboxId> [--command CMD] [--cwd DIR]
+
+Opens a terminal in the live sandbox <sandboxId> (POST /sandboxes/:id/pty): a pseudo-terminal of
+the sandbox's own, running bash -i (sh -i where bash is missing) or CMD by /bin/sh -c. Your
+terminal is put in raw mode, so every key (Ctrl-C, Ctrl-D, arrows) goes to the sandbox; a window
+resize is forwarded (SIGWINCH). The terminal is restored when the shell exits, and the exit code
+is the shell's. Ctrl-] ends the session from this side (the shell is killed).
+
+Options:
+  --command CMD   what to run on the terminal instead of the shell
+  --cwd DIR       working directory inside the sandbox (default /workspace)
+  -h, --help      this text`;
+
+/** Ctrl-]: ends the session from the local side (telnet's escape). */
+const ESCAPE = 0x1d;
 
 type Fail = (message: string) => never;
 const json = (v: unknown) => (console.log(JSON.stringify(v, null, 2)), 0);
@@ -34,6 +55,69 @@ export async function sandboxCommand(client: SandboxClient, argv: string[], fail
     default:
       return fail(`sandbox: unknown subcommand ${sub ?? "(none)"}; try create, list or kill`);
   }
+}
+
+export async function shellCommand(client: SandboxClient, argv: string[], fail: Fail): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { command: { type: "string" }, cwd: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return (console.log(SHELL_HELP), 0);
+  const [id, extra] = positionals;
+  if (!id || extra !== undefined) fail(`shell needs exactly one sandbox id\n\n${SHELL_HELP}`);
+  const stdin = process.stdin;
+  const stdout = process.stdout;
+  const size = () => ({ cols: clampSize(stdout.columns, 80), rows: clampSize(stdout.rows, 24) });
+  const sbx = await client.sandboxes.connect(id!);
+  const term = await sbx.pty.create({
+    ...size(),
+    command: values.command,
+    cwd: values.cwd,
+    onData: (d) => stdout.write(d),
+    callbacks: { onOutput: (c) => c.stream === "system" && process.stderr.write(`\r\n[cogo] ${c.data.replace(/\n/g, "\r\n")}`) },
+  });
+  const raw = stdin.isTTY === true;
+  const restore = () => {
+    if (raw && stdin.isRaw) stdin.setRawMode(false);
+  };
+  // However this process ends (an error, process.exit), the local terminal is given back.
+  process.once("exit", restore);
+  if (raw) stdin.setRawMode(true);
+  const onKeys = (b: Buffer) => {
+    if (raw && b.includes(ESCAPE)) {
+      void term.kill().catch(() => {});
+      return;
+    }
+    void term.sendInput(new Uint8Array(b)).catch((err) => process.stderr.write(`\r\n[cogo] input not sent: ${err instanceof Error ? err.message : err}\r\n`));
+  };
+  // SIGWINCH: Node emits 'resize' on a TTY stdout.
+  let resizeTimer: NodeJS.Timeout | undefined;
+  const onResize = () => {
+    // One request once the window has settled, not one per step of a drag.
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => void term.resize(size()).catch(() => {}), 100);
+  };
+  stdin.on("data", onKeys);
+  stdout.on("resize", onResize);
+  try {
+    const r = await term.wait();
+    restore();
+    // A shell's own exit code says enough; anything else (cancelled, timed out, killed) is told.
+    if (r.exitCode === null) process.stderr.write(`[cogo] terminal ${r.taskId} ${r.result.status}: ${r.error}\n`);
+    return r.exitCode ?? 1;
+  } finally {
+    restore();
+    stdin.off("data", onKeys);
+    stdout.off("resize", onResize);
+    clearTimeout(resizeTimer);
+    stdin.pause();
+  }
+}
+
+/** A window dimension the API takes (1..1000), or the fallback when there is no window. */
+function clampSize(n: number | undefined, fallback: number): number {
+  return n && Number.isFinite(n) ? Math.min(1000, Math.max(1, Math.floor(n))) : fallback;
 }
 
 export async function execCommand(client: SandboxClient, argv: string[], fail: Fail): Promise<number> {

@@ -3,6 +3,7 @@
 //   const r = await sbx.commands.run("npm test", { onStdout: (d) => process.stdout.write(d) });
 //   const server = await sbx.commands.start("npm run dev");   // background: a TaskHandle
 //   await sbx.setTimeout(10 * 60_000);                          // idle timeout, counted from now
+//   const term = await sbx.pty.create({ cols: 80, rows: 24, onData }); // a terminal (sdk/pty.ts)
 //   await sbx.kill();
 // A command is a task: `commands.start` returns the same TaskHandle as `execute` (output, events,
 // stdin, cancel, result), and `sandbox.attach(taskId)` follows one after a disconnect.
@@ -12,6 +13,7 @@ import type { SandboxView } from "../functions/_shared/views.ts";
 import { call } from "./api.ts";
 import { SandboxError } from "./errors.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks, type TaskResult } from "./handle.ts";
+import { ptyCalls } from "./pty.ts";
 
 export interface CommandOptions extends TaskCallbacks {
   /** Absolute, inside the sandbox. @default "/workspace" */
@@ -55,7 +57,11 @@ export class LiveSandbox {
   ) {
     this.sandboxId = info.sandboxId;
     this.topic = info.topic;
+    this.pty = ptyCalls(supabase, this.sandboxId);
   }
+
+  /** Terminals: `create({cols, rows, onData})` → a PtyHandle (sendInput, resize, kill, wait). */
+  readonly pty: ReturnType<typeof ptyCalls>;
 
   readonly commands = {
     /** Runs a command and waits for its end; a failure throws CommandExitError unless `throwOnFailure: false`. */

@@ -21,6 +21,8 @@ export interface RunningTask {
   stdinReady(): void;
   /** Recover now (POST /tasks/:id/recover reached this worker). */
   recover(request: RecoverRequest): void;
+  /** A terminal's new size (POST /tasks/:id/resize reached this worker); tasks without one ignore it. */
+  resize?(cols: number, rows: number): void;
   readonly done: Promise<void>;
 }
 
@@ -89,6 +91,13 @@ export function runTask(
   let sandbox: SandboxProcess | undefined;
   let stopReason: "cancelled" | "lease_lost" | "shutdown" | undefined;
   let stdinSeq = 0;
+  /** A terminal's size asked for after the claim read the row, applied once the process runs. */
+  let size: { cols: number; rows: number } | null = null;
+  const resize = (cols: number, rows: number) => {
+    size = { cols, rows };
+    if (!sandbox) return;
+    sandbox.resize(cols, rows).catch((err) => log(`task ${task.id}: resize: ${err instanceof Error ? err.message : err}`));
+  };
   let stdinChain: Promise<void> = Promise.resolve();
   const max = { ...SANDBOX_DEFAULTS.maxLimits, ...sandboxOptions.maxLimits };
   const blocks = new BlockSupervisor({
@@ -171,6 +180,9 @@ export function runTask(
         onOutputLimit,
       });
       kill(); // a stop that arrived while the sandbox was starting
+      // (set by a resize that arrived while the process started; TS cannot see the closure write)
+      const asked = size as { cols: number; rows: number } | null;
+      if (asked && task.pty && (asked.cols !== task.pty.cols || asked.rows !== task.pty.rows)) resize(asked.cols, asked.rows);
       for (const note of loweredLimits({ wallTimeMs: task.timeoutMs, ...limits }, sandbox.limits)) batcher.system(note);
       const outputBytes = sandbox.limits.outputBytes;
       void sandbox.outputTruncated.then(() =>
@@ -261,6 +273,7 @@ export function runTask(
     },
     stdinReady: pumpStdin,
     recover: (request) => blocks.recover(request),
+    ...(task.pty ? { resize } : {}),
     done,
   };
 }

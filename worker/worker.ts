@@ -30,10 +30,13 @@ const MIN_MAIN_STALL_MS = 30_000;
 const COMMAND_CLAIM_BATCH = 16;
 
 interface Control {
-  action: "cancel" | "stdin" | "drain" | "recover";
+  action: "cancel" | "stdin" | "drain" | "recover" | "resize";
   taskId?: string;
   workerId?: string;
   request?: RecoverRequest;
+  /** resize: the terminal's new size (cogo.resize_task checked it). */
+  cols?: number;
+  rows?: number;
 }
 
 export class Worker {
@@ -315,6 +318,7 @@ export class Worker {
     if (msg.action === "cancel") task.stop("cancelled");
     else if (msg.action === "stdin") task.stdinReady();
     else if (msg.action === "recover") task.recover(msg.request ?? {});
+    else if (msg.action === "resize" && msg.workerId === this.id && msg.cols && msg.rows) task.resize?.(msg.cols, msg.rows);
   }
 
   /**

@@ -279,5 +279,38 @@ export const CommandRequestSchema = z
   });
 export type CommandRequest = z.input<typeof CommandRequestSchema>;
 
+/** A terminal's size in characters (cogo.check_pty_size allows the same). */
+export const PTY_SIZE = { min: 1, max: 1000 } as const;
+const ptyDimension = (name: string) =>
+  z
+    .number({ error: `${name} is a number of characters (${PTY_SIZE.min} to ${PTY_SIZE.max})` })
+    .int(`${name} is a whole number of characters`)
+    .min(PTY_SIZE.min, `${name} is at least ${PTY_SIZE.min}`)
+    .max(PTY_SIZE.max, `${name} is at most ${PTY_SIZE.max}`);
+
+/** `POST /sandboxes/:id/pty`: a terminal in the sandbox (a command with a pty; its task routes apply). */
+export const PtyRequestSchema = z
+  .object({
+    cols: ptyDimension("cols"),
+    rows: ptyDimension("rows"),
+    /** Run by /bin/sh -c on the terminal. @default bash -i (sh -i without bash) */
+    command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
+    /** Absolute, resolved inside the sandbox. @default "/workspace" */
+    cwd: z
+      .string()
+      .max(4096)
+      .refine((c) => c.startsWith("/") && noNul(c), "cwd must be an absolute path")
+      .optional(),
+    /** Over the sandbox's env; TERM is xterm-256color unless given. */
+    env: EnvSchema,
+    /** The terminal is closed (its processes killed) after this long. @default 3,600,000 (the most a sandbox lives) */
+    timeoutMs: z.number().int().min(100).max(MAX_WALL_TIME_MS).default(MAX_WALL_TIME_MS),
+  })
+  .strict();
+export type PtyRequest = z.input<typeof PtyRequestSchema>;
+
+/** `POST /tasks/:id/resize`: a terminal's new size. */
+export const ResizeRequestSchema = z.object({ cols: ptyDimension("cols"), rows: ptyDimension("rows") }).strict();
+
 export const SANDBOX_TOPIC_PREFIX = "sandbox:";
 export const sandboxTopic = (sandboxId: string) => SANDBOX_TOPIC_PREFIX + sandboxId;

@@ -49,6 +49,8 @@ export interface TaskRow {
   background: boolean;
   /** A command's working directory inside its sandbox. */
   cwd: string | null;
+  /** A command run on a terminal: its size, the latest resize (migration 20261207000300); null otherwise. */
+  pty: { cols: number; rows: number } | null;
   createdAt: Date;
   claimedAt: Date | null;
   startedAt: Date | null;
@@ -130,7 +132,7 @@ export function taskView(t: TaskRow) {
     planId: t.planId,
     step: t.step,
     /** A command: its persistent sandbox, working directory and whether it runs in the background. */
-    sandboxId: t.sandboxId,
+    sandboxId: t.sandboxId ?? null,
     cwd: t.cwd,
     background: t.background,
     attempt: t.attempt,
@@ -146,6 +148,8 @@ export function taskView(t: TaskRow) {
     idempotencyKey: t.idempotencyKey,
     blockDetection: t.blockDetection,
     recovery: t.recovery,
+    /** A command's terminal size if it runs on one (POST /sandboxes/:id/pty). */
+    pty: t.pty ?? null,
     createdAt: iso(t.createdAt),
     claimedAt: iso(t.claimedAt),
     startedAt: iso(t.startedAt),

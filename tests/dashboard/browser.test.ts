@@ -165,6 +165,31 @@ describe("dashboard in a browser", () => {
     expect((await sbx.getInfo()).reason).toBe("deleted");
   });
 
+  it.runIf(process.geteuid?.() === 0)("a terminal task is interactive: keys typed in the page run in the sandbox, a window resize resizes it", async () => {
+    const sbx = await user.sandbox.sandboxes.create({ requirements: { kind } });
+    try {
+      const term = await sbx.pty.create({ cols: 80, rows: 24 });
+      await openTask(term.taskId);
+      await page.locator("[data-testid=terminal][data-interactive=true]").waitFor({ timeout: 10_000 });
+      await waitFor(async () => (await terminalText()).includes("$"), "the shell's prompt", 15_000);
+      await page.locator("[data-testid=terminal]").click();
+      // The shell computes 42: what comes back is its output, not just the echo of the keys.
+      await page.keyboard.type("echo typed-$((6*7))");
+      await page.keyboard.press("Enter");
+      await waitFor(async () => (await terminalText()).includes("typed-42"), "the command's output", 10_000);
+      expect(await page.locator("[data-testid=stdin], input[aria-label=stdin]").count()).toBe(0);
+      // A narrower window: the terminal gets the panel's new width.
+      await page.setViewportSize({ width: 900, height: 1000 });
+      await expect.poll(async () => (await user.sandbox.getTask(term.taskId)).pty?.cols, { timeout: 10_000 }).not.toBe(80);
+      await page.keyboard.type("exit 5");
+      await page.keyboard.press("Enter");
+      expect((await term.wait()).exitCode).toBe(5);
+    } finally {
+      await page.setViewportSize({ width: 1400, height: 1000 });
+      await sbx.kill();
+    }
+  });
+
   it("cancels a running task from the UI", async () => {
     let out = "";
     const handle = await user.sandbox.execute({ command: "echo started; sleep 120", requirements: { kind } }, { onStdout: (d) => (out += d) });

@@ -423,6 +423,52 @@ describe.runIf(isRoot)('the pid reuse guard', () => {
   });
 });
 
+describe.runIf(isRoot)('a terminal in a persistent sandbox (enter with pty)', () => {
+  it("is a pty of the sandbox's devpts that only the relaying helper holds; output is drained after the exit; resize and stdin are checked", async () => {
+    const s = await sandbox();
+    // /dev is the sandbox user's tmpfs: a tenant can replace the /dev/ptmx symlink, not /dev/pts.
+    expect(await ok(s, 'rm /dev/ptmx && ln -s /workspace/fake /dev/ptmx && readlink /dev/ptmx; mv /dev/pts /dev/x || true')).toBe('/workspace/fake\n');
+    const p = await s.exec({ command: 'stty size; tty; exec cat', pty: { cols: 77, rows: 11 } });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    await expect.poll(() => out, { interval: 10 }).toMatch(/11 77\r\n\/dev\/pts\/0\r\n/);
+    // Nothing of the terminal is in the launcher (root): the master stays with the helper.
+    const links = readdirSync(`/proc/${launcherPid()}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${launcherPid()}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    expect(links.filter((l) => /pts|ptmx/.test(l))).toEqual([]);
+    // From inside, no process holds the master: the helper is not in the sandbox's PID namespace.
+    expect(await ok(s, 'for f in /proc/[0-9]*/fd/*; do readlink $f; done 2>/dev/null | grep -c ptmx || true')).toBe('0\n');
+    // The launcher checks the size against the protocol's schema before anything reaches the relay.
+    await expect(p.resize(1001, 10)).rejects.toThrow(/resize\.cols: 1001 is out of range/);
+    await p.resize(90, 20);
+    // (read from another command of the sandbox: the terminal is the sandbox user's)
+    await expect.poll(() => ok(s, 'stty size < /dev/pts/0'), { interval: 10 }).toBe('20 90\n');
+    p.stdin!.write('\x04'); // Ctrl-D: cat reads EOF, exits 0
+    expect((await p.exited).exitCode).toBe(0);
+    await expect(p.resize(10, 10)).rejects.toThrow(/not a running command with a terminal/);
+
+    // Output written just before the exit all arrives (read until the terminal hangs up).
+    const burst = await collect(await s.exec({ command: "head -c 300000 /dev/zero | tr '\\0' x; exit 3", pty: { cols: 80, rows: 24 } }));
+    expect(burst.exit.exitCode).toBe(3);
+    expect(burst.stdout).toBe('x'.repeat(300000));
+
+    // A command without a terminal has none to resize; a terminal needs stdin (the launcher checks).
+    const plain = await s.exec({ command: 'exec sleep 5', stdin: 'pipe' });
+    await expect(plain.resize(80, 24)).rejects.toThrow(/not a running command with a terminal/);
+    plain.kill('killed');
+    await plain.exited;
+    await expect(s.init.enter({ argv: ['true'], env: {}, cwd: '/', uid: 1000, gid: 1000, rlimits: [], stdin: false, cgroup: null, pty: { cols: 80, rows: 24 } })).rejects.toThrow(
+      /a terminal needs stdin/,
+    );
+    await expect(s.exec({ command: 'true', pty: { cols: 0, rows: 24 } })).rejects.toThrow(/pty.cols/);
+  });
+});
+
 describe.runIf(isRoot)('command start latency', () => {
   it('in a live sandbox against a fresh sandbox (printed, p50 of 15 interleaved)', async () => {
     const s = await sandbox();

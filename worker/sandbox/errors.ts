@@ -44,3 +44,10 @@ export class SandboxStartFailed extends CogoError {
     super('sandbox_start_failed', message, details);
   }
 }
+
+/** A terminal request (resize) that cannot be applied: the command has no terminal, or it has ended. */
+export class TerminalUnavailable extends CogoError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('terminal_unavailable', message, details);
+  }
+}

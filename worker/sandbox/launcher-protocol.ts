@@ -14,7 +14,8 @@
  *
  * Protocol 3 adds persistent sandboxes: `start` with `persistent`, `pin` (its PID 1 and
  * namespaces), `enter` (a command run inside it from outside), and `kill` of an `enter` id
- * (that command's cgroup leaf only).
+ * (that command's cgroup leaf only). Protocol 4 adds terminals: `enter` with `pty` (a pty of the
+ * sandbox's own devpts on the command's stdio, relayed by its helper) and `resize`.
  *
  * launcher.py reads the same schemas from launcher-protocol.json, generated from this module
  * (`npx tsx worker/sandbox/launcher-protocol.ts` rewrites it; tests/sandbox/launcher-protocol.test.ts
@@ -25,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /** Bump on any change a launcher of the previous version would not understand. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Largest frame (a line, newline included) either side accepts. A start request is a few KiB. */
 export const MAX_FRAME_BYTES = 1 << 20;
 
@@ -41,6 +42,8 @@ const cString = z.string().regex(/^[^\0]*$/);
 const absolutePath = z.string().regex(/^\/[^\0]*$/);
 /** A namespace's inode number (as bwrap's --json-status-fd reports it). */
 const inode = z.int().positive();
+/** A terminal's size in characters (struct winsize; the API allows 1..1000). */
+const ptySize = z.strictObject({ cols: z.int().min(1).max(1000), rows: z.int().min(1).max(1000) });
 
 export const RLIMIT_NAMES = ['RLIMIT_CPU', 'RLIMIT_NPROC', 'RLIMIT_NOFILE', 'RLIMIT_FSIZE', 'RLIMIT_CORE', 'RLIMIT_AS', 'RLIMIT_DATA', 'RLIMIT_STACK', 'RLIMIT_MEMLOCK'] as const;
 export type RlimitName = (typeof RLIMIT_NAMES)[number];
@@ -108,7 +111,15 @@ export const requests = {
     rlimits: z.array(z.tuple([z.enum(RLIMIT_NAMES), z.int().min(0), z.int().min(0)])),
     stdin: z.boolean(),
     cgroup: z.strictObject({ name: z.string().regex(/^cmd-[\w.-]+$/) }).nullable(),
+    /**
+     * A terminal of this size on the command's stdin, stdout and stderr (its controlling terminal):
+     * a pty of the sandbox's own devpts, opened by the helper as the sandbox user; the helper
+     * relays it to the pipes (output on `stdout`). Needs `stdin`.
+     */
+    pty: ptySize.nullable().optional(),
   }),
+  /** New size of the terminal of the running command `task` (entered with `pty`). Reply `ok`. */
+  resize: z.strictObject({ id, op: z.literal('resize'), task: id, cols: ptySize.shape.cols, rows: ptySize.shape.rows }),
   /** The worker has opened its copies of `task`'s pipes: the launcher closes its own. Reply `ok`. */
   opened: z.strictObject({ id, op: z.literal('opened'), task: id }),
   /**

@@ -35,6 +35,11 @@ namespace descriptors. `enter` runs a later command inside it from outside: a he
 joins the command's own cgroup leaf as root, enters the pinned namespaces (user last), drops to
 the sandbox uid with the rlimits, no capabilities, no_new_privs and the same seccomp programs,
 forks (a PID namespace applies to children only) and execs. See enter_child() for each step.
+
+Terminals (protocol 4): an `enter` with `pty` gives the command a pseudo-terminal of the sandbox's
+own devpts (bwrap's --dev mounts a fresh instance), opened by the helper as the sandbox user after
+it entered; the helper relays between it and the pipes, and `resize` reaches it over a pipe of its
+own. See relay_pty() for why the terminal never leaves the sandbox's side.
 """
 import base64
 import ctypes
@@ -49,7 +54,10 @@ import select
 import selectors
 import signal
 import socket
+import stat
+import struct
 import sys
+import termios
 import time
 import traceback
 import uuid
@@ -93,6 +101,16 @@ FILTERS: List[bytes] = []
 FILTER_INFO: Dict[str, Any] = {}
 # Longest error message sent back (they may quote the frame).
 MAX_MESSAGE = 500
+# Terminals: ioctls termios lacks (asm-generic/ioctls.h), devpts' ptmx device, and the relay's bounds.
+TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
+PTMX_RDEV = os.makedev(5, 2)
+# Input the terminal has not taken yet (a command that does not read): past this, stdin waits.
+MAX_PTY_PENDING = 1 << 20
+# After the command exits, output still on its way is read until the terminal is closed by every
+# process holding it (EIO), or until it has been quiet this long, or at most PTY_DRAIN_MAX_MS.
+PTY_DRAIN_QUIET_MS, PTY_DRAIN_MAX_MS = 100, 2000
+# One resize on the helper's resize pipe: rows, cols (native unsigned shorts, as struct winsize).
+RESIZE = struct.Struct("=HH")
 
 Json = Dict[str, Any]
 Schema = Dict[str, Any]
@@ -143,7 +161,12 @@ class StartRequest(TypedDict):
     filterFds: List[int]
 
 
-class EnterRequest(TypedDict):
+class PtySize(TypedDict):
+    cols: int
+    rows: int
+
+
+class EnterRequired(TypedDict):
     id: int
     op: str
     sandbox: int
@@ -155,6 +178,10 @@ class EnterRequest(TypedDict):
     rlimits: List[Tuple[str, int, int]]
     stdin: bool
     cgroup: Optional[Dict[str, str]]
+
+
+class EnterRequest(EnterRequired, total=False):
+    pty: Optional[PtySize]  # a terminal of the sandbox's devpts on stdio (needs stdin)
 
 
 class RequestError(Exception):
@@ -495,13 +522,149 @@ def load_filters() -> None:
         checked(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
-def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: List[str],
+def host_pts_dev() -> Optional[int]:
+    """The device of the host's devpts (read at start, on the host's /dev), if it has one."""
+    try:
+        return os.stat("/dev/pts/ptmx").st_dev
+    except OSError:
+        return None
+
+
+HOST_PTS_DEV = host_pts_dev()
+
+
+# Terminals. Where the pty comes from and who holds its master is the whole security question:
+#   * it is opened by the helper after it entered the sandbox's mount namespace and dropped to the
+#     sandbox user, from the sandbox's own devpts (bwrap's --dev mounts a new instance at /dev/pts,
+#     ptmxmode=666): exactly what any process inside could do. It is checked to be a ptmx device
+#     on a filesystem that is not the host's devpts, so the host's terminals are never involved.
+#   * its master never leaves the helper. The launcher (root) holds no descriptor of the sandbox's
+#     filesystems and parses nothing of the terminal's output; the worker sees only the same pipes
+#     as for any command. (Reopening /proc/<pid>/fd/<n> of a master, as the worker does for pipes,
+#     would open /dev/ptmx again and make a new pty, and SCM_RIGHTS to the worker would need a
+#     socket from the worker into this process for nothing gained.)
+#   * the helper that relays is the sandbox user without capabilities, non-dumpable, outside the
+#     sandbox's PID namespace (no process inside can name it to signal or trace it), in the
+#     command's cgroup (killed with it). It copies bytes and never interprets them.
+def open_pty(cols: int, rows: int) -> Tuple[int, int]:
+    """A new pty of the sandbox's devpts (we are inside its mount namespace), sized: (master, slave).
+    The slave is opened here, before the fork, so the master never reads as hung up (EIO) in the
+    moment before the command has it. Not /dev/ptmx: bwrap's /dev is a tmpfs of the sandbox user,
+    who can replace that symlink; /dev/pts is a mount point nothing inside can move, and devpts
+    takes no new files."""
+    fd = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != PTMX_RDEV:
+            raise OSError(errno.ENODEV, "the sandbox's /dev/pts/ptmx is not a pty multiplexer")
+        if st.st_dev == HOST_PTS_DEV:
+            raise OSError(errno.EXDEV, "the sandbox's /dev/pts is the host's devpts (no --dev?)")
+        fcntl.ioctl(fd, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        # TIOCGPTPEER opens the slave of this very master (no path lookup a process inside could race).
+        slave = fcntl.ioctl(fd, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, slave
+
+
+def attach_pty(master: int, slave: int) -> None:
+    """In the command (a new session's leader): the terminal's slave as stdio and controlling terminal."""
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)
+    os.close(master)
+
+
+def relay_pty(master: int, pid: int) -> int:
+    """In the helper, while the command runs: stdin pipe (fd 0) -> terminal -> stdout pipe (fd 1),
+    resizes from fd 4 (RESIZE records, the launcher writes them) -> TIOCSWINSZ. Returns the exit
+    status to report (128 + n for a signal, as bwrap does) once the command has exited and its
+    output is drained. Input the terminal does not take yet waits here (at most MAX_PTY_PENDING)
+    so output keeps flowing and a Ctrl-C typed later is still delivered in order."""
+    os.set_blocking(master, False)
+    pidfd = os.pidfd_open(pid)
+    pending = bytearray()
+    resize_buf = b""
+    inputs = {0: True, 4: True}  # open inputs: stdin, resizes
+    master_open = True
+    status: Optional[int] = None
+    exited_at = last_output = 0.0
+    while True:
+        now = time.monotonic()
+        if status is not None:
+            if not master_open or now - last_output >= PTY_DRAIN_QUIET_MS / 1000 or now - exited_at >= PTY_DRAIN_MAX_MS / 1000:
+                return status
+        poller = select.poll()
+        if master_open:
+            poller.register(master, select.POLLIN | (select.POLLOUT if pending else 0))
+        if inputs[0] and len(pending) < MAX_PTY_PENDING and master_open:
+            poller.register(0, select.POLLIN)
+        if inputs[4]:
+            poller.register(4, select.POLLIN)
+        if status is None:
+            poller.register(pidfd, select.POLLIN)
+        timeout = None if status is None else PTY_DRAIN_QUIET_MS
+        for fd, ev in poller.poll(timeout):
+            if fd == pidfd:
+                _, raw = os.waitpid(pid, 0)
+                status = 128 + os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
+                exited_at = last_output = time.monotonic()
+            elif fd == master:
+                if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    try:
+                        data = os.read(master, 1 << 16)
+                    except BlockingIOError:
+                        data = None
+                    except OSError:  # EIO: every process holding the terminal has closed it
+                        data = b""
+                    if data == b"":
+                        master_open = False
+                        pending.clear()
+                    elif data:
+                        last_output = time.monotonic()
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(1, view):]
+                if master_open and pending and ev & select.POLLOUT:
+                    try:
+                        del pending[:os.write(master, pending[:4096])]
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        pending.clear()
+            elif fd == 0:
+                data = os.read(0, 1 << 16)
+                if data:
+                    pending += data
+                else:
+                    inputs[0] = False  # no more input; the terminal stays until the command ends
+            elif fd == 4:
+                chunk = os.read(4, 4096)
+                if not chunk:
+                    inputs[4] = False
+                    continue
+                resize_buf += chunk
+                whole = len(resize_buf) - len(resize_buf) % RESIZE.size
+                if whole:
+                    rows, cols = RESIZE.unpack_from(resize_buf, whole - RESIZE.size)  # the latest wins
+                    resize_buf = resize_buf[whole:]
+                    if master_open:
+                        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: List[str], resize_r: int,
                 stdin_r: int, out_w: int, err_w: int, status_w: int) -> NoReturn:
     """The helper: runs in the forked child, as root on the host, and never returns.
 
     Every step below that needs privilege is done before the last one that gives privilege up,
     and nothing of the host reaches the sandbox: no descriptor but stdio, no group, no capability.
+    With a terminal (`pty`), the read end of its resize pipe is fd 4 and the helper relays.
     """
+    pty = req.get("pty")
     step = "fork"
     try:
         step = "signals"
@@ -516,10 +679,12 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
         checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
         # stdio on 0-2, the status pipe on 3, the namespace fds after it; nothing else survives
         # (a host fd inside the sandbox is runc's CVE-2016-9962 / CVE-2024-21626).
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD) for fd in [stdin_r, out_w, err_w, status_w] + [fd for fd, _ in ns_fds]]
+        own = [stdin_r, out_w, err_w, status_w] + ([resize_r] if pty else [])
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD) for fd in own + [fd for fd, _ in ns_fds]]
         for target, fd in enumerate(high):
             os.dup2(fd, target)
         os.closerange(len(high), 1 << 30)
+        first_ns = len(own)
         step = "rlimits"
         set_rlimits(req["rlimits"])
         # Inside, setgroups is denied (bwrap writes "deny"): drop host group 0 while still on the host.
@@ -527,8 +692,8 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
         os.setgroups([])
         step = "setns"
         for i, (_, flag) in enumerate(ns_fds):
-            checked(libc.setns(4 + i, flag), "setns %#x" % flag)
-        os.closerange(4, 4 + len(ns_fds))
+            checked(libc.setns(first_ns + i, flag), "setns %#x" % flag)
+        os.closerange(first_ns, first_ns + len(ns_fds))
         # Now in the sandbox's user namespace with every capability there (none on the host): drop
         # the bounding set while CAP_SETPCAP is still held, then the ids in this same process
         # (across an exec the capabilities for setresuid would be gone).
@@ -545,6 +710,12 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
         checked(libc.capset(ctypes.byref(CapHeader(LINUX_CAPABILITY_VERSION_3, 0)), none), "capset")
         checked(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
         checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
+        master = slave = -1
+        if pty:
+            # Only now, as the sandbox user with nothing of the host left: the terminal is made
+            # the way any process inside could make one.
+            step = "open the sandbox's terminal"
+            master, slave = open_pty(pty["cols"], pty["rows"])
         # setns(CLONE_NEWPID) applies to children only: the command is our child. A PID namespace
         # whose init has exited takes no new process (ENOMEM): the sandbox is gone.
         step = "fork into the sandbox"
@@ -555,8 +726,11 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
                 raise OSError(e.errno, "the sandbox's init has exited")
             raise
         if pid == 0:
-            os.close(3)
+            os.closerange(3, 5)  # the status pipe, and the resize pipe of a terminal
             os.setsid()  # bwrap's --new-session: no TIOCSTI into a terminal
+            if master >= 0:
+                step = "attach the terminal"
+                attach_pty(master, slave)
             # Resolved in the sandbox's root (setns(mnt) set our root and cwd there): a symlink a
             # tenant left cannot lead to a host path.
             step = "chdir %s" % req["cwd"]
@@ -568,6 +742,10 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
         # The worker learns the command's pid as from bwrap's --json-status-fd.
         os.write(3, json.dumps({"child-pid": pid}).encode() + b"\n")
         os.close(3)
+        if master >= 0:
+            os.close(slave)  # the command's now: the terminal hangs up when its processes close it
+            step = "relay the terminal"
+            os._exit(relay_pty(master, pid))
         os.closerange(0, 3)  # the command's output ends when the command's processes are gone
         step = "wait"
         _, status = os.waitpid(pid, 0)
@@ -636,6 +814,7 @@ class Server:
         self.spares: Dict[str, List[Spare]] = {}  # cgroup layout -> [Spare]
         self.live: Dict[int, Live] = {}  # persistent start id -> its sandbox (until reaped)
         self.commands: Dict[int, Dict[str, str]] = {}  # enter id -> its cgroup leaf (until reaped)
+        self.terminals: Dict[int, int] = {}  # enter id with a pty -> write end of its resize pipe (until reaped)
         self.after_reply: Optional[Callable[[], None]] = None
         self.handlers: Dict[str, Callable[[Json], Json]] = {
             "start": lambda r: self.start(cast(StartRequest, r)),
@@ -646,6 +825,7 @@ class Server:
             "filter": self.filter,
             "pin": self.pin,
             "enter": lambda r: self.enter(cast(EnterRequest, r)),
+            "resize": self.resize,
         }
         missing = set(protocol.requests) ^ set(self.handlers)
         if missing:
@@ -861,11 +1041,19 @@ class Server:
             raise RequestError("invalid_request", "no running, pinned persistent sandbox has id %d" % req["sandbox"])
         if not live.init_alive():
             raise RequestError("failed", "the init of sandbox %d (pid %d) has exited: nothing to enter" % (req["sandbox"], live.init_pid))
+        pty = req.get("pty")
+        if pty is not None and not req["stdin"]:
+            raise RequestError("invalid_request", "enter.pty: a terminal needs stdin (its keystrokes): set stdin")
         made: List[int] = []
         leaf: Dict[str, str] = {}
         pid = 0
+        resize_r = resize_w = -1
         try:
             pipes, theirs = child_pipes(bool(req["stdin"]), made)
+            if pty is not None:
+                resize_r, resize_w = os.pipe()
+                made += [resize_r, resize_w]
+                os.set_blocking(resize_w, False)  # a stuck relay never blocks the launcher
             if req["cgroup"] is not None:
                 name = req["cgroup"]["name"]
                 for controller, parent in live.dirs.items():
@@ -876,9 +1064,9 @@ class Server:
             procs = sorted({os.path.join(d, "cgroup.procs") for d in leaf.values()})
             pid = os.fork()
             if pid == 0:
-                enter_child(req, live.ns_fds, procs, *theirs)
-            close_quietly(theirs)
-            made = [fd for fd in made if fd not in theirs]
+                enter_child(req, live.ns_fds, procs, resize_r, *theirs)
+            close_quietly(theirs + [resize_r])
+            made = [fd for fd in made if fd not in theirs and fd != resize_r]
             ours = {name: pipes[name][0] for name in ("stdout", "stderr", "status")}
             if pipes["stdin"][1] >= 0:
                 ours["stdin"] = pipes["stdin"][1]
@@ -896,7 +1084,22 @@ class Server:
         self.held[tid] = list(ours.values())
         self.running[tid] = pid
         self.commands[tid] = leaf
+        if resize_w >= 0:
+            self.terminals[tid] = resize_w
         return {"type": "started", "id": tid, "pid": pid, "fds": ours, "cgroups": leaf or None}
+
+    def resize(self, req: Json) -> Json:
+        """Tells the relay of terminal req["task"] its new size (it does TIOCSWINSZ, the kernel SIGWINCH)."""
+        fd = self.terminals.get(req["task"])
+        if fd is None:
+            raise RequestError("invalid_request", "%d is not a running command with a terminal (enter with pty)" % req["task"])
+        try:
+            os.write(fd, RESIZE.pack(req["rows"], req["cols"]))
+        except BlockingIOError:
+            raise RequestError("failed", "the terminal of %d takes no resizes now (its relay is stuck)" % req["task"])
+        except OSError:
+            raise RequestError("failed", "the terminal of %d has ended" % req["task"])
+        return {"type": "ok", "id": req["id"]}
 
     def kill_cgroup(self, dirs: Dict[str, str]) -> None:
         """One pass of SIGKILL over a command's leaf (v2: cgroup.kill); the worker repeats it until the leaf is empty."""
@@ -1054,6 +1257,7 @@ class Server:
         os.close(pidfd)
         self.running.pop(tid, None)
         self.commands.pop(tid, None)
+        close_quietly([self.terminals.pop(tid, -1)])
         live = self.live.pop(tid, None)
         if live:
             live.release()

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { bwrapInfo, findExecutable } from './bwrap.ts';
 import type { Controller, cgroupRequest } from './cgroups.ts';
-import { SandboxStartFailed, SandboxUnavailable } from './errors.ts';
+import { SandboxStartFailed, SandboxUnavailable, TerminalUnavailable } from './errors.ts';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION, reply, type FilterInfo, type Op, type Reply, type Request, type RequestBody, type RlimitName } from './launcher-protocol.ts';
 import { HELPER_PROCESSES, type SandboxLimits } from './options.ts';
 
@@ -81,6 +81,8 @@ export interface EnterRequest {
   stdin: boolean;
   /** The command's own cgroup leaf under the sandbox's cgroup (`cmd-…`), or null without cgroups. */
   cgroup: { name: string } | null;
+  /** A terminal of this size as the command's stdio (output on stdout; needs `stdin`). */
+  pty?: { cols: number; rows: number } | null;
 }
 
 /** One process the launcher started: its pipes, its exit, and a kill that never hits a reused pid. */
@@ -105,6 +107,8 @@ export interface Launched {
   pin(pid: number, namespaces: NamespaceInodes): Promise<void>;
   /** Persistent sandbox (pinned): runs a command inside it, started like a task. */
   enter(req: EnterRequest): Promise<Launched>;
+  /** A command entered with `pty`: its terminal's new size (the command gets SIGWINCH). Rejects if it has none or has ended. */
+  resize(cols: number, rows: number): Promise<void>;
 }
 
 export type { FilterInfo } from './launcher-protocol.ts';
@@ -203,6 +207,16 @@ export class Launcher {
     }
   }
 
+  /** The terminal of the command entered as `task` gets a new size (launcher.py Server.resize). */
+  async resize(task: number, cols: number, rows: number): Promise<void> {
+    try {
+      const r = await this.ask('resize', { task, cols, rows });
+      if (r.type !== 'ok') throw new TerminalUnavailable(`cannot resize the terminal: ${r.type === 'error' ? r.message : `unexpected ${r.type} reply`}`, { task });
+    } finally {
+      this.idleIfUnused();
+    }
+  }
+
   /** Sends a start or enter, then opens the worker's ends of the pipes the launcher made. */
   private async started<O extends 'start' | 'enter'>(op: O, body: RequestBody<O>): Promise<Launched> {
     let id = 0;
@@ -261,6 +275,7 @@ export class Launcher {
         kill: (inner) => this.tell('kill', { task: id, inner }),
         pin: (pid, namespaces) => this.pin(id, pid, namespaces),
         enter: (req) => this.enter(id, req),
+        resize: (cols, rows) => this.resize(id, cols, rows),
       };
     } finally {
       this.tell('opened', { task: id });

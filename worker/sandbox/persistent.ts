@@ -52,6 +52,12 @@ export interface ExecSpec {
    * limit always ends every process of the command. @default 'keep'
    */
   leftovers?: 'keep' | 'kill';
+  /**
+   * Run it on a terminal of this size (a pty of the sandbox's own devpts as stdin, stdout and
+   * stderr, and its controlling terminal): output arrives on stdout, `stdin` is the keyboard
+   * (implies 'pipe'), `resize()` changes the size. `TERM` defaults to xterm-256color.
+   */
+  pty?: { cols: number; rows: number };
 }
 
 export type PersistentEndReason = 'killed' | 'timeout' | 'exited';
@@ -294,7 +300,14 @@ class LiveSandbox implements PersistentSandbox {
 
   async exec(spec: ExecSpec): Promise<SandboxProcess> {
     if (this.over) throw new SandboxStartFailed('the persistent sandbox has ended: nothing to run the command in');
-    const checked = checkSpec({ command: spec.command, env: { ...this.settings.env, ...spec.env }, stdin: spec.stdin, onOutputLimit: spec.onOutputLimit });
+    const pty = spec.pty;
+    if (pty !== undefined) {
+      for (const k of ['cols', 'rows'] as const) {
+        if (!Number.isSafeInteger(pty?.[k]) || pty[k] < 1 || pty[k] > 1000) throw new InvalidSandboxSpec(`pty.${k}`, 'must be an integer from 1 to 1000');
+      }
+    }
+    const env = { ...this.settings.env, ...(pty ? { TERM: 'xterm-256color' } : {}), ...spec.env };
+    const checked = checkSpec({ command: spec.command, env, stdin: pty ? 'pipe' : spec.stdin, onOutputLimit: spec.onOutputLimit });
     const cwd = spec.cwd ?? '/workspace';
     if (typeof cwd !== 'string' || !cwd.startsWith('/') || cwd.includes('\0')) throw new InvalidSandboxSpec('cwd', 'must be an absolute path');
     if (spec.leftovers !== undefined && spec.leftovers !== 'keep' && spec.leftovers !== 'kill') throw new InvalidSandboxSpec('leftovers', "must be 'keep' or 'kill'");
@@ -311,6 +324,7 @@ class LiveSandbox implements PersistentSandbox {
       rlimits: sandboxRlimits({ ...limits, processes: limits.processes + 1 }, !this.cgroup.controllers.includes('memory')),
       stdin: checked.stdin === 'pipe',
       cgroup: { name: `cmd-${randomUUID()}` },
+      pty: pty ? { cols: pty.cols, rows: pty.rows } : null,
     });
     const cgroup = child.cgroupDirs ? TaskCgroup.adopt(this.version, child.cgroupDirs) : null;
     const proc = new Sandbox(child, this.shared, limits, checked.onOutputLimit, this.settings.pollIntervalMs, cgroup, null, (spec.leftovers ?? 'keep') === 'keep');

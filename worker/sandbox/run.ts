@@ -198,6 +198,10 @@ export class Sandbox implements SandboxProcess {
     }, delayMs);
   }
 
+  resize(cols: number, rows: number): Promise<void> {
+    return this.child.resize(cols, rows);
+  }
+
   kill(reason: SandboxExitReason): void {
     if (this.launcherExited) return;
     this.killReason ??= reason;

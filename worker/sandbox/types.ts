@@ -75,6 +75,11 @@ export interface SandboxProcess {
   stdin: Writable | null;
   /** Resolves when output is first dropped at `outputBytes`; never resolves if it is not. */
   readonly outputTruncated: Promise<void>;
+  /**
+   * A command run with a terminal (persistent sandboxes' `pty`): its new size. Rejects with
+   * TerminalUnavailable if the process has no terminal or has ended.
+   */
+  resize(cols: number, rows: number): Promise<void>;
   /** Kills the whole tree; the first reason given wins. No-op after exit. */
   kill(reason: SandboxExitReason): void;
   /** Resolves once every process of the task is gone and stdout/stderr have ended. Never rejects. */

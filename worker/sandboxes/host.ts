@@ -165,6 +165,8 @@ export class SandboxHost {
         // A foreground command ends with its leader: what it left running is killed (else a
         // leftover holding stdout keeps it open). A background one keeps its processes.
         leftovers: task.background ? "keep" : "kill",
+        // A terminal: launcher.py opens a pty of the sandbox's own devpts for it (stdin implied).
+        ...(task.pty ? { pty: task.pty } : {}),
       }),
     );
     void run.done.finally(() => {

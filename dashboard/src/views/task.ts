@@ -1,5 +1,7 @@
 // One task, live: terminal (xterm.js, ANSI colours), progress, diagnostics and test results,
-// block/recovery timeline, resource chart, stdin, cancel/recover, and its event log. The SDK's
+// block/recovery timeline, resource chart, stdin, cancel/recover, and its event log. A terminal
+// task (POST /sandboxes/:id/pty) is interactive: keys typed in the terminal are its stdin, and the
+// terminal's width is its size (POST /tasks/:id/resize). The SDK's
 // TaskHandle replays output and events from Postgres by seq, then follows Realtime, so a late
 // join or a reconnect shows everything once, in order.
 import { Terminal } from "@xterm/xterm";
@@ -103,7 +105,51 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
   });
   term.open(termBox);
   // Columns follow the panel's width (about 7.9 px per cell at 13 px); rows stay fixed.
-  const fit = () => termBox.clientWidth > 0 && term.resize(Math.max(40, Math.floor((termBox.clientWidth - 12) / 7.9)), 26);
+  const fit = () => {
+    if (termBox.clientWidth <= 0) return;
+    term.resize(Math.max(40, Math.min(1000, Math.floor((termBox.clientWidth - 12) / 7.9))), 26);
+    // One resize request when the window has settled, not one per frame of a drag.
+    if (interactive) {
+      clearTimeout(sizeTimer);
+      sizeTimer = setTimeout(sendSize, 150);
+    }
+  };
+  let sizeTimer: ReturnType<typeof setTimeout> | undefined;
+
+  // A terminal task: keys go to its stdin in the order typed (one request at a time, what is typed
+  // meanwhile goes in the next), and the size of this xterm is the terminal's size.
+  let interactive = false;
+  let typed = "";
+  let sending: Promise<void> = Promise.resolve();
+  let sentSize = "";
+  const sendKeys = (data: string) => {
+    typed += data;
+    sending = sending.then(async () => {
+      const batch = typed;
+      typed = "";
+      if (batch) await call(live.supabase, "POST", `/tasks/${taskId}/stdin`, { data: batch }).catch((err) => showError("keys", err));
+    });
+  };
+  const sendSize = () => {
+    const size = `${term.cols}x${term.rows}`;
+    if (size === sentSize || !task || isFinal(task.status as TaskStatus)) return;
+    sentSize = size;
+    void call(live.supabase, "POST", `/tasks/${taskId}/resize`, { cols: term.cols, rows: term.rows }).catch((err) => showError("resize", err));
+  };
+  const makeInteractive = (t: TaskView) => {
+    if (interactive || !t.pty || isFinal(t.status as TaskStatus)) return;
+    interactive = true;
+    sentSize = `${t.pty.cols}x${t.pty.rows}`;
+    term.options.disableStdin = false;
+    term.options.convertEol = false; // the pty sends \r\n itself
+    term.onData(sendKeys);
+    termBox.setAttribute("data-interactive", "true");
+    termBox.title = "Interactive terminal: click and type";
+    // Opened as it is (another client, e.g. `cogo shell`, may be using it); resizing the window
+    // then gives the terminal this panel's size.
+    term.resize(t.pty.cols, t.pty.rows);
+    term.focus();
+  };
   fit();
   window.addEventListener("resize", fit);
 
@@ -303,7 +349,9 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
       ),
       task.reason ? h("div", null, task.reason) : null,
     );
-    replace(stdinBox, task.stdin === "pipe" && !final ? stdinForm() : null);
+    if (task.pty && !final) makeInteractive(task);
+    if (interactive && final) term.options.disableStdin = true;
+    replace(stdinBox, task.stdin === "pipe" && !final && !task.pty ? stdinForm() : null);
   };
 
   const stdinForm = () => {
@@ -378,6 +426,7 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
   return () => {
     closed = true;
     window.removeEventListener("resize", fit);
+    clearTimeout(sizeTimer);
     offTasks();
     clearInterval(tick);
     cancelAnimationFrame(frame);

@@ -8,7 +8,7 @@ import type { Sql } from "postgres";
 import type { Caller } from "../auth.ts";
 import { HttpError, json, requireRole } from "../http.ts";
 import { asCaller, body, UUID, type Route } from "../routing.ts";
-import { CommandRequestSchema, CreateSandboxRequestSchema, PatchSandboxRequestSchema, taskTopic } from "../schemas.ts";
+import { CommandRequestSchema, CreateSandboxRequestSchema, PatchSandboxRequestSchema, PtyRequestSchema, ResizeRequestSchema, taskTopic } from "../schemas.ts";
 import { setBlockOptions } from "./recovery.ts";
 import { sandboxView, type SandboxRow, type TaskRow } from "../views.ts";
 
@@ -94,6 +94,28 @@ export const sandboxRoutes: Route[] = [
         return rows;
       });
       return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status, sandboxId: params[0] });
+    },
+  ],
+  [
+    // A terminal: a command on a pty of the sandbox's own devpts. Keystrokes go to
+    // POST /tasks/:id/stdin, the terminal's bytes come back as its stdout.
+    "POST",
+    new RegExp(`^/sandboxes/${UUID}/pty$`),
+    async ({ req, sql, caller, params }) => {
+      requireRole(caller, "authenticated", "service_role");
+      const spec = await body(req, PtyRequestSchema);
+      const [row] = await asCaller(sql, caller, (tx) => tx<TaskRow[]>`select * from cogo.create_pty(${params[0]!}, ${tx.json(spec as never)})`);
+      return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status, sandboxId: params[0], pty: row!.pty });
+    },
+  ],
+  [
+    "POST",
+    new RegExp(`^/tasks/${UUID}/resize$`),
+    async ({ req, sql, caller, params }) => {
+      requireRole(caller, "authenticated", "service_role");
+      const { cols, rows } = await body(req, ResizeRequestSchema);
+      const [row] = await asCaller(sql, caller, (tx) => tx<TaskRow[]>`select * from cogo.resize_task(${params[0]!}, ${cols}, ${rows})`);
+      return json(200, { taskId: row!.id, status: row!.status, pty: row!.pty });
     },
   ],
 ];
