@@ -9,7 +9,7 @@ import { renderUsage } from "../functions/_shared/quotas/usage.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
 import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
-import { SANDBOX_USAGE, execCommand, sandboxCommand } from "./sandbox-cli.ts";
+import { SANDBOX_USAGE, execCommand, filesCommand, sandboxCommand } from "./sandbox-cli.ts";
 
 const USAGE = `Usage: npm run cogo -- <command> [options]
 
@@ -170,6 +170,8 @@ async function main(): Promise<number> {
       return await sandboxCommand((await connect()).sandbox, rest, fail);
     case "exec":
       return await execCommand((await connect()).sandbox, rest, fail);
+    case "files":
+      return await filesCommand(async () => (await connect()).sandbox, rest, fail);
     case "watch":
       if (rest.includes("--help") || rest.includes("-h")) return (console.log(USAGE), 0);
       return await watchCommand((await connect()).sandbox, rest, fail);

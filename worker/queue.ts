@@ -5,8 +5,18 @@ import type { Sql } from "postgres";
 import type { RecoverySucceeded, TaskEvent } from "../functions/_shared/events.ts";
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { SandboxRow, TaskRow, WorkerRow } from "../functions/_shared/views.ts";
+import type { SandboxFileOp } from "../functions/_shared/sandbox-files.ts";
 import { fenced, type Lease } from "./db.ts";
 import type { Chunk } from "./stream/output-batcher.ts";
+
+/** A claimed file op of a held sandbox (cogo.sandbox_ops). */
+export interface SandboxOpRow {
+  id: string;
+  sandboxId: string;
+  op: SandboxFileOp;
+  path: string;
+  args: { recursive?: boolean };
+}
 
 export class Queue {
   constructor(readonly sql: Sql) {}
@@ -36,6 +46,25 @@ export class Queue {
   /** Commands of the ready sandboxes this worker holds (cogo.claim_sandbox_commands); never plain tasks. */
   claimSandboxCommands(workerId: string, max: number): Promise<TaskRow[]> {
     return this.sql<TaskRow[]>`select * from cogo.claim_sandbox_commands(${workerId}, ${max})`;
+  }
+
+  /** File ops on the ready sandboxes this worker holds (cogo.claim_sandbox_ops): pending → running. */
+  claimSandboxOps(workerId: string, max: number): Promise<SandboxOpRow[]> {
+    return this.sql<SandboxOpRow[]>`select id::text, sandbox_id, op, path, args from cogo.claim_sandbox_ops(${workerId}, ${max})`;
+  }
+
+  /** A claimed op's input bytes (a write's body, a tar to extract). */
+  async sandboxOpInput(workerId: string, opId: string): Promise<Buffer> {
+    const [row] = await this.sql<{ data: Buffer }[]>`select cogo.sandbox_op_input(${workerId}, ${opId}::bigint) as data`;
+    return row!.data;
+  }
+
+  /** Ends a claimed op with its outcome and output; false when it is no longer this worker's. */
+  async finishSandboxOp(workerId: string, opId: string, o: { ok: boolean; result: unknown; error: unknown; output: Buffer | null }): Promise<boolean> {
+    const [row] = await this.sql<{ ok: boolean }[]>`
+      select cogo.finish_sandbox_op(${workerId}, ${opId}::bigint, ${o.ok}, ${o.result === null ? null : this.sql.json(o.result as never)},
+        ${o.error === null ? null : this.sql.json(o.error as never)}, ${o.output}) as ok`;
+    return row!.ok;
   }
 
   /** The sandbox an init task holds the slot of. */
