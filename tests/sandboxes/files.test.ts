@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConflictError, NotFoundError } from "../../sdk/index.ts";
 import type { LiveSandbox } from "../../sdk/sandboxes.ts";
-import { functionsUrl, newUser, sql, sqlAsUser, startWorker, uniqueKind } from "../helpers/env.ts";
+import { functionsUrl, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
 
 const isRoot = process.geteuid?.() === 0;
 const kind = uniqueKind("sbxfiles");
@@ -165,7 +165,7 @@ describe.runIf(isRoot)("files of a live sandbox", () => {
     expect(await run("ls /etc/evil 2>&1 >/dev/null | wc -l")).toBe("1\n");
   });
 
-  it("another tenant's token is a 404 on every route; a sandbox not ready is 409", async () => {
+  it("another tenant's token is a 404 on every route, the anon key a 403; a sandbox not ready is 409", async () => {
     const routes = [
       ["GET", files],
       ["GET", `${files}?format=tar`],
@@ -179,6 +179,8 @@ describe.runIf(isRoot)("files of a live sandbox", () => {
       expect(r.status, `${routes[i]![0]} ${routes[i]![1]}`).toBe(404);
       expect(r.text).not.toMatch(/again/);
     });
+    // The anon key alone reaches no file route.
+    for (const r of await Promise.all([raw("GET", files, stack.anonKey), raw("PUT", `${files}/anon.txt`, stack.anonKey, "x")])) expect(r.status).toBe(403);
     expect(await run("cat dir/sub/a.txt; ls stolen.txt 2>/dev/null | wc -l")).toBe("again\n0\n");
     // No worker serves this kind: the sandbox stays `starting`.
     const [starting] = (await sqlAsUser(a.id, `select id from cogo.create_sandbox('{"requirements": {"kind": "${uniqueKind("none")}"}}'::jsonb)`)) as unknown as { id: string }[];

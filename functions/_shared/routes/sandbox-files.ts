@@ -14,6 +14,7 @@ import type { Sql } from "postgres";
 import { corsHeaders, HttpError, json, requireRole, type Caller } from "../http.ts";
 import { validateWorkspacePath } from "../paths.ts";
 import { asCaller, query, UUID, type Route } from "../routing.ts";
+import { pathParam } from "./files.ts";
 import { MAX_SANDBOX_FILE_BYTES, SANDBOX_OP_HTTP, sandboxOpErrorCode, type EntryInfo, type SandboxFileOp, type SandboxOpError } from "../sandbox-files.ts";
 
 /** How long the function waits for the worker; then 504 (the op may still finish). */
@@ -32,32 +33,13 @@ const tooLarge = (what: string) =>
     },
   );
 
-function badPath(e: unknown): HttpError {
-  return new HttpError(400, "invalid_path", `path: ${(e as Error).message}`);
-}
-
-/** A file path from the URL (percent-decoded per component), checked as artifacts' paths are. */
-function filePath(raw: string): string {
-  let decoded: string;
-  try {
-    decoded = raw.split("/").map(decodeURIComponent).join("/");
-  } catch {
-    throw new HttpError(400, "invalid_path", "path: not valid percent-encoding");
-  }
-  try {
-    return validateWorkspacePath(decoded);
-  } catch (e) {
-    throw badPath(e);
-  }
-}
-
 /** `?path=DIR`: relative to /workspace; absent, '' or '.' is the workspace itself. */
 function dirPath(raw: string | undefined): string {
   if (raw === undefined || raw === "" || raw === ".") return "";
   try {
     return validateWorkspacePath(raw);
   } catch (e) {
-    throw badPath(e);
+    throw new HttpError(400, "invalid_path", `path: ${(e as Error).message}`);
   }
 }
 
@@ -181,7 +163,7 @@ export const sandboxFileRoutes: Route[] = [
     async ({ sql, caller, params, url }) => {
       requireRole(caller, "authenticated", "service_role");
       query(url, z.object({}).strict());
-      const path = filePath(params[1]!);
+      const path = pathParam(params[1]!);
       const { output } = await runOp(sql, caller, params[0]!, "read", path, { wantOutput: true });
       return bytes(200, output!);
     },
@@ -192,7 +174,7 @@ export const sandboxFileRoutes: Route[] = [
     async ({ req, sql, caller, params, url }) => {
       requireRole(caller, "authenticated", "service_role");
       query(url, z.object({}).strict());
-      const path = filePath(params[1]!);
+      const path = pathParam(params[1]!);
       const data = await readBody(req);
       const { result } = await runOp(sql, caller, params[0]!, "write", path, { data });
       return json(result.created ? 201 : 200, { path, size: data.length });
@@ -204,7 +186,7 @@ export const sandboxFileRoutes: Route[] = [
     async ({ sql, caller, params, url }) => {
       requireRole(caller, "authenticated", "service_role");
       const q = query(url, FileQuerySchema);
-      const path = filePath(params[1]!);
+      const path = pathParam(params[1]!);
       await runOp(sql, caller, params[0]!, "remove", path, { args: { recursive: q.recursive === "true" } });
       return new Response(null, { status: 204, headers: corsHeaders });
     },
