@@ -221,7 +221,7 @@ describe.runIf(isRoot)("files of a live sandbox", () => {
     expect(Number(written)).toBe(served.length);
   });
 
-  it("ops make no tasks, count as activity, and are purged 5 min after they end", async () => {
+  it("ops make no tasks, count as activity, are purged 5 min after they end; a stopped sandbox is 409", async () => {
     const before = await sql<{ n: number; at: Date }[]>`
       select (select count(*)::int from public.tasks where sandbox_id = ${sbx.sandboxId}) as n,
              (select last_activity_at from public.sandboxes where id = ${sbx.sandboxId}) as at`;
@@ -240,5 +240,11 @@ describe.runIf(isRoot)("files of a live sandbox", () => {
       select (select count(*)::int from cogo.sandbox_ops where sandbox_id = ${sbx.sandboxId}) as ops,
              (select count(*)::int from cogo.sandbox_op_chunks c join cogo.sandbox_ops o on o.id = c.op_id where o.sandbox_id = ${sbx.sandboxId}) as chunks`;
     expect(left).toEqual({ ops: 0, chunks: 0 });
+
+    // A stopped sandbox has no files to reach: 409 naming why.
+    expect((await sbx.kill()).status).toBe("stopped");
+    const gone = await raw("GET", `${files}/dir/sub/a.txt`, a.token);
+    expect(gone.status).toBe(409);
+    expect(gone.json.error.message).toMatch(/stopped: deleted/);
   });
 });

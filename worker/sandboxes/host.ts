@@ -200,7 +200,9 @@ export class SandboxHost {
       const input = op.op === "write" || op.op === "tar_put" ? await queue.sandboxOpInput(workerId, op.id) : null;
       outcome = await runFileOp(live, op, input);
     } catch (err) {
-      outcome = { ok: false, result: null, error: { code: "op_failed", message: err instanceof Error ? err.message : String(err) }, output: null };
+      // The sandbox ended under it (exec refuses an ended sandbox), or the database failed.
+      const code = h.end ? "sandbox_ended" : "op_failed";
+      outcome = { ok: false, result: null, error: { code, message: err instanceof Error ? err.message : String(err) }, output: null };
     } finally {
       h.ops--;
       h.lastActivity = Date.now();
