@@ -1809,7 +1809,7 @@ begin
 end;
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.finish_sandbox_op(p_worker uuid, p_op bigint, p_ok boolean, p_result jsonb, p_error jsonb, p_output bytea)
+CREATE OR REPLACE FUNCTION cogo.finish_sandbox_op(p_worker uuid, p_op bigint, p_ok boolean, p_result jsonb, p_error jsonb)
  RETURNS boolean
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1822,10 +1822,7 @@ begin
   if not found then
     return false;
   end if;
-  delete from cogo.sandbox_op_chunks where op_id = p_op and dir = 'in';
-  if p_ok and p_output is not null then
-    perform cogo.put_sandbox_op_chunks(p_op, 'out', p_output);
-  end if;
+  delete from cogo.sandbox_op_chunks where op_id = p_op and (dir = 'in' or not p_ok);
   update public.sandboxes set last_activity_at = now()
    where id = (select sandbox_id from cogo.sandbox_ops where id = p_op);
   return true;
@@ -2844,16 +2841,44 @@ begin
 end;
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.put_sandbox_op_chunks(p_op bigint, p_dir text, p_data bytea)
+CREATE OR REPLACE FUNCTION cogo.put_sandbox_op_input(p_op bigint, p_seq integer, p_data bytea)
  RETURNS void
- LANGUAGE sql
+ LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO ''
 AS $function$
-  insert into cogo.sandbox_op_chunks (op_id, dir, seq, data)
-  select p_op, p_dir, g, substring(p_data from g * 1048576 + 1 for 1048576)
-    from generate_series(0, (length(p_data) - 1) / 1048576) g
-   where length(p_data) > 0;
+declare
+  o cogo.sandbox_ops;
+begin
+  select * into o from cogo.sandbox_ops where id = p_op for update;
+  if not found or not cogo.caller_may_use(o.owner) then
+    raise exception 'file operation % not found', p_op using errcode = 'CG404';
+  end if;
+  if o.status <> 'pending' then
+    raise exception 'file operation % is %: its input is closed', p_op, o.status using errcode = 'CG409';
+  end if;
+  if coalesce((select sum(length(c.data)) from cogo.sandbox_op_chunks c where c.op_id = p_op and c.dir = 'in'), 0)
+     + length(p_data) > cogo.max_sandbox_op_bytes() then
+    raise exception 'a file operation carries at most % bytes', cogo.max_sandbox_op_bytes() using errcode = 'CG413';
+  end if;
+  insert into cogo.sandbox_op_chunks (op_id, dir, seq, data) values (p_op, 'in', p_seq, p_data);
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.put_sandbox_op_output(p_worker uuid, p_op bigint, p_seq integer, p_data bytea)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform 1 from cogo.sandbox_ops where id = p_op and worker_id = p_worker and status = 'running';
+  if not found then
+    return false;
+  end if;
+  insert into cogo.sandbox_op_chunks (op_id, dir, seq, data) values (p_op, 'out', p_seq, p_data);
+  return true;
+end;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.queue_depth()
@@ -3131,7 +3156,7 @@ begin
 end;
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_data bytea)
+CREATE OR REPLACE FUNCTION cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint)
  RETURNS bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -3147,8 +3172,8 @@ begin
       coalesce(s.reason, case when s.status = 'starting' then 'its files can be reached once it is ready' else 'it has ended' end)
       using errcode = 'CG409';
   end if;
-  if coalesce(length(p_data), 0) > cogo.max_sandbox_op_bytes() then
-    raise exception 'a file operation carries at most % bytes, got %', cogo.max_sandbox_op_bytes(), length(p_data)
+  if coalesce(p_size, 0) > cogo.max_sandbox_op_bytes() then
+    raise exception 'a file operation carries at most % bytes, got %', cogo.max_sandbox_op_bytes(), p_size
       using errcode = 'CG413';
   end if;
   -- Serialises the count and the insert per sandbox (the row lock above is shared).
@@ -3163,9 +3188,6 @@ begin
   insert into cogo.sandbox_ops (sandbox_id, owner, worker_id, op, path, args)
     values (s.id, s.owner, s.worker_id, p_op, p_path, coalesce(p_args, '{}'))
     returning id into v_id;
-  if p_data is not null then
-    perform cogo.put_sandbox_op_chunks(v_id, 'in', p_data);
-  end if;
   perform pg_notify('cogo_sandbox', 'op:' || s.worker_id::text);
   return v_id;
 end;
@@ -3368,15 +3390,16 @@ AS $function$
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.sandbox_op_input(p_worker uuid, p_op bigint)
- RETURNS bytea
+ RETURNS SETOF bytea
  LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO ''
 AS $function$
-  select coalesce(string_agg(c.data, ''::bytea order by c.seq), ''::bytea)
+  select c.data
     from cogo.sandbox_op_chunks c
     join cogo.sandbox_ops o on o.id = c.op_id and o.worker_id = p_worker and o.status = 'running'
-   where c.op_id = p_op and c.dir = 'in';
+   where c.op_id = p_op and c.dir = 'in'
+   order by c.seq;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.sandbox_status_event(s public.sandboxes, p_previous public.sandbox_status)
@@ -4555,7 +4578,7 @@ grant execute on function cogo.final_states() to anon;
 grant execute on function cogo.final_states() to authenticated;
 grant execute on function cogo.final_states() to service_role;
 grant execute on function cogo.finish_analysis(p_task uuid, p_attempt integer, p_worker uuid, p_analysis uuid, p_imports jsonb) to service_role;
-grant execute on function cogo.finish_sandbox_op(p_worker uuid, p_op bigint, p_ok boolean, p_result jsonb, p_error jsonb, p_output bytea) to service_role;
+grant execute on function cogo.finish_sandbox_op(p_worker uuid, p_op bigint, p_ok boolean, p_result jsonb, p_error jsonb) to service_role;
 grant execute on function cogo.finish_task(p_task uuid, p_attempt integer, p_worker uuid, p_status public.task_status, p_exit_code integer, p_signal text, p_reason text, p_usage jsonb, p_result jsonb) to service_role;
 grant execute on function cogo.fleet_workers(p_recent boolean) to authenticated;
 grant execute on function cogo.fleet_workers(p_recent boolean) to service_role;
@@ -4603,7 +4626,9 @@ grant execute on function cogo.purge_expired(p_older_than interval, p_batch inte
 grant execute on function cogo.purge_sandbox_ops(p_batch integer) to service_role;
 grant execute on function cogo.purge_task_rows(p_batch integer) to service_role;
 grant execute on function cogo.put_files_unchecked(p_ws uuid, p_files jsonb, p_deletes text[], p_only_if jsonb) to service_role;
-grant execute on function cogo.put_sandbox_op_chunks(p_op bigint, p_dir text, p_data bytea) to service_role;
+grant execute on function cogo.put_sandbox_op_input(p_op bigint, p_seq integer, p_data bytea) to authenticated;
+grant execute on function cogo.put_sandbox_op_input(p_op bigint, p_seq integer, p_data bytea) to service_role;
+grant execute on function cogo.put_sandbox_op_output(p_worker uuid, p_op bigint, p_seq integer, p_data bytea) to service_role;
 grant execute on function cogo.queue_depth() to authenticated;
 grant execute on function cogo.queue_depth() to service_role;
 grant execute on function cogo.rate_classes() to service_role;
@@ -4618,8 +4643,8 @@ grant execute on function cogo.release_task(p_task uuid, p_attempt integer, p_wo
 grant execute on function cogo.report_block(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb) to service_role;
 grant execute on function cogo.request_recovery(p_task uuid, p_request jsonb) to authenticated;
 grant execute on function cogo.request_recovery(p_task uuid, p_request jsonb) to service_role;
-grant execute on function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_data bytea) to authenticated;
-grant execute on function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_data bytea) to service_role;
+grant execute on function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint) to authenticated;
+grant execute on function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint) to service_role;
 grant execute on function cogo.request_sandbox_options(p_task uuid, p_artifacts text[], p_network boolean) to authenticated;
 grant execute on function cogo.request_sandbox_options(p_task uuid, p_artifacts text[], p_network boolean) to service_role;
 grant execute on function cogo.requeue_expired() to service_role;

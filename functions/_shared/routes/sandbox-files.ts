@@ -19,6 +19,8 @@ import { MAX_SANDBOX_FILE_BYTES, SANDBOX_OP_HTTP, sandboxOpErrorCode, type Entry
 
 /** How long the function waits for the worker; then 504 (the op may still finish). */
 const OP_WAIT_MS = 60_000;
+/** Bytes per row of cogo.sandbox_op_chunks. */
+const CHUNK_BYTES = 1024 * 1024;
 
 const DirQuerySchema = z.object({ path: z.string().max(4096).optional(), format: z.literal("tar").optional() }).strict();
 const FileQuerySchema = z.object({ recursive: z.enum(["true", "false"]).optional() }).strict();
@@ -89,13 +91,16 @@ async function runOp(
   path: string,
   opts: { args?: Record<string, unknown>; data?: Uint8Array; wantOutput?: boolean } = {},
 ): Promise<OpDone> {
-  const [req] = await asCaller(
-    sql,
-    caller,
-    (tx) => tx<{ id: string }[]>`
-    select cogo.request_sandbox_op(${sandboxId}, ${op}, ${path}, ${tx.json((opts.args ?? {}) as never)}, ${opts.data ?? null})::text as id`,
-  );
-  const id = req!.id;
+  const data = opts.data ?? null;
+  const id = await asCaller(sql, caller, async (tx) => {
+    const [req] = await tx<{ id: string }[]>`
+      select cogo.request_sandbox_op(${sandboxId}, ${op}, ${path}, ${tx.json((opts.args ?? {}) as never)}, ${data?.length ?? null})::text as id`;
+    // One 1 MiB chunk per call: a single large bytea value is about twice as slow through postgres.js.
+    for (let seq = 0; data && seq * CHUNK_BYTES < data.length; seq++) {
+      await tx`select cogo.put_sandbox_op_input(${req!.id}::bigint, ${seq}, ${data.subarray(seq * CHUNK_BYTES, (seq + 1) * CHUNK_BYTES)})`;
+    }
+    return req!.id;
+  });
   const [r] = await asCaller(
     sql,
     caller,
