@@ -1,6 +1,6 @@
 // worker/sandbox/fileop.py checks every path again inside the sandbox: its split_path must accept
 // and refuse exactly what validateWorkspacePath (functions/_shared/paths.ts) does, and normalise
-// the same way. One python3 run over a table of paths.
+// the same way. One python3 run over a table of paths (-B: no __pycache__ left in the tree).
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -48,7 +48,7 @@ print(json.dumps(out))
 
 describe("fileop.py's path check", () => {
   it('accepts and refuses what validateWorkspacePath does, normalised alike', () => {
-    const r = spawnSync('/usr/bin/python3', ['-I', '-S', '-c', SCRIPT, SANDBOX_DIR], { input: JSON.stringify(PATHS), encoding: 'utf8' });
+    const r = spawnSync('/usr/bin/python3', ['-B', '-I', '-S', '-c', SCRIPT, SANDBOX_DIR], { input: JSON.stringify(PATHS), encoding: 'utf8' });
     expect(r.stderr).toBe('');
     const python = JSON.parse(r.stdout) as (string | null)[];
     const ts = PATHS.map((p) => {
