@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_SANDBOX_FILE_BYTES } from "../../functions/_shared/sandbox-files.ts";
 import { ConflictError, NotFoundError } from "../../sdk/index.ts";
 import type { LiveSandbox } from "../../sdk/sandboxes.ts";
 import { functionsUrl, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
@@ -231,6 +232,8 @@ describe.runIf(isRoot)("files of a live sandbox", () => {
              (select last_activity_at from public.sandboxes where id = ${sbx.sandboxId}) as at`;
     expect(after[0]!.n).toBe(before[0]!.n);
     expect(after[0]!.at.getTime()).toBeGreaterThan(before[0]!.at.getTime());
+    // The SQL cap is the API's.
+    expect((await sql<{ n: string }[]>`select cogo.max_sandbox_op_bytes()::text as n`)[0]!.n).toBe(String(MAX_SANDBOX_FILE_BYTES));
     // Clients cannot reach the op tables.
     await expect(sqlAsUser(a.id, "select * from cogo.sandbox_ops")).rejects.toThrow(/permission denied/);
 
