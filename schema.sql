@@ -62,6 +62,41 @@ create table cogo.retention_policy (
 );
 alter table cogo.retention_policy enable row level security;
 
+create table cogo.sandbox_op_chunks (
+  op_id bigint not null,
+  dir text not null,
+  seq integer not null,
+  data bytea not null,
+  constraint sandbox_op_chunks_data_check CHECK ((length(data) <= 1048576)),
+  constraint sandbox_op_chunks_dir_check CHECK ((dir = ANY (ARRAY['in'::text, 'out'::text]))),
+  constraint sandbox_op_chunks_op_id_fkey FOREIGN KEY (op_id) REFERENCES cogo.sandbox_ops(id) ON DELETE CASCADE,
+  constraint sandbox_op_chunks_pkey PRIMARY KEY (op_id, dir, seq)
+);
+alter table cogo.sandbox_op_chunks enable row level security;
+
+create table cogo.sandbox_ops (
+  id bigint generated always as identity not null,
+  sandbox_id uuid not null,
+  owner uuid,
+  worker_id uuid not null,
+  op text not null,
+  path text not null,
+  args jsonb default '{}'::jsonb not null,
+  status text default 'pending'::text not null,
+  result jsonb,
+  error jsonb,
+  created_at timestamp with time zone default now() not null,
+  claimed_at timestamp with time zone,
+  done_at timestamp with time zone,
+  constraint sandbox_ops_op_check CHECK ((op = ANY (ARRAY['list'::text, 'read'::text, 'write'::text, 'remove'::text, 'tar_get'::text, 'tar_put'::text]))),
+  constraint sandbox_ops_path_check CHECK ((length(path) <= 4096)),
+  constraint sandbox_ops_pkey PRIMARY KEY (id),
+  constraint sandbox_ops_sandbox_id_fkey FOREIGN KEY (sandbox_id) REFERENCES public.sandboxes(id) ON DELETE CASCADE,
+  constraint sandbox_ops_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'failed'::text])))
+);
+alter table cogo.sandbox_ops enable row level security;
+comment on table cogo.sandbox_ops is 'File operations on a live sandbox, served by the worker holding it (migrations/20261207000200_sandbox_files.sql). Not tasks.';
+
 create table cogo.tenant_limits (
   owner uuid not null,
   max_running integer,
@@ -488,6 +523,9 @@ alter table public.workspaces enable row level security;
 
 -- ── indexes ───────────────────────────────────────────────────────────────────────────────────────
 
+CREATE INDEX sandbox_ops_ended ON cogo.sandbox_ops USING btree (done_at) WHERE (status = ANY (ARRAY['done'::text, 'failed'::text]));
+CREATE INDEX sandbox_ops_in_flight ON cogo.sandbox_ops USING btree (sandbox_id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]));
+CREATE INDEX sandbox_ops_pending_by_worker ON cogo.sandbox_ops USING btree (worker_id, id) WHERE (status = 'pending'::text);
 CREATE UNIQUE INDEX analyses_owner_idempotency_key ON public.analyses USING btree (COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
 CREATE INDEX analyses_purge_due ON public.analyses USING btree (finished_at) WHERE ((purged_at IS NULL) AND (phase = ANY (ARRAY['completed'::public.analysis_phase, 'failed'::public.analysis_phase])));
 CREATE INDEX analyses_repo_finished ON public.analyses USING btree (repo_id, finished_at DESC) WHERE (phase = 'completed'::public.analysis_phase);
@@ -517,6 +555,10 @@ CREATE INDEX tasks_queued_by_tenant ON public.tasks USING btree (required_kind, 
 CREATE INDEX tasks_queued_commands ON public.tasks USING btree (sandbox_id, created_at) WHERE ((status = 'queued'::public.task_status) AND (sandbox_id IS NOT NULL));
 CREATE INDEX tasks_sandbox_created ON public.tasks USING btree (sandbox_id, created_at DESC, id DESC) WHERE (sandbox_id IS NOT NULL);
 CREATE INDEX tasks_step_history ON public.tasks USING btree (owner, step, finished_at DESC) WHERE ((status = 'succeeded'::public.task_status) AND (step IS NOT NULL));
+
+-- ── sequences ─────────────────────────────────────────────────────────────────────────────────────
+
+create sequence cogo.sandbox_ops_id_seq;
 
 -- ── functions ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -710,6 +752,41 @@ begin
   perform realtime.send(jsonb_build_object('planId', p_plan, 'seq', v_seq, 'type', p_type, 'data', p_data, 'timestamp', v_at),
                         p_type, 'plan:' || p_plan, true);
   return v_seq;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.await_sandbox_op(p_op bigint, p_timeout_ms integer)
+ RETURNS TABLE(status text, result jsonb, error jsonb)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+#variable_conflict use_column
+declare
+  o cogo.sandbox_ops;
+  v_deadline timestamptz := clock_timestamp() + make_interval(secs => least(greatest(p_timeout_ms, 0), 120000) / 1000.0);
+  v_sleep double precision := 0.001;
+  v_sandbox public.sandbox_status;
+begin
+  loop
+    select * into o from cogo.sandbox_ops where id = p_op;
+    if not found or not cogo.caller_may_use(o.owner) then
+      raise exception 'file operation % not found', p_op using errcode = 'CG404';
+    end if;
+    exit when o.status in ('done', 'failed') or clock_timestamp() >= v_deadline;
+    select s.status into v_sandbox from public.sandboxes s where s.id = o.sandbox_id;
+    if v_sandbox is distinct from 'ready' then
+      update cogo.sandbox_ops set status = 'failed', done_at = now(),
+             error = jsonb_build_object('code', 'sandbox_ended', 'message', format('sandbox %s is %s', o.sandbox_id, v_sandbox))
+       where id = p_op and cogo.sandbox_ops.status in ('pending', 'running')
+       returning * into o;
+      if found then exit; end if;
+      continue;
+    end if;
+    perform pg_sleep(v_sleep);
+    v_sleep := least(v_sleep * 2, 0.010);
+  end loop;
+  return query select o.status, o.result, o.error;
 end;
 $function$;
 
@@ -953,6 +1030,36 @@ begin
     perform cogo.task_status_changed(v_task, 'queued');
     return next v_task;
   end loop;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.claim_sandbox_ops(p_worker uuid, p_max integer)
+ RETURNS SETOF cogo.sandbox_ops
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_op cogo.sandbox_ops;
+  v_sandboxes uuid[] := '{}';
+begin
+  for v_op in
+    with locked as (
+      select o.id from cogo.sandbox_ops o
+        join public.sandboxes s on s.id = o.sandbox_id and s.worker_id = p_worker and s.status = 'ready'
+       where o.worker_id = p_worker and o.status = 'pending'
+       order by o.id
+       limit greatest(p_max, 0)
+       for update of o skip locked
+    )
+    update cogo.sandbox_ops o set status = 'running', claimed_at = now()
+      from locked where o.id = locked.id
+    returning o.*
+  loop
+    v_sandboxes := v_sandboxes || v_op.sandbox_id;
+    return next v_op;
+  end loop;
+  update public.sandboxes s set last_activity_at = now() where s.id = any(v_sandboxes);
 end;
 $function$;
 
@@ -1760,6 +1867,26 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.finish_sandbox_op(p_worker uuid, p_op bigint, p_ok boolean, p_result jsonb, p_error jsonb)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  update cogo.sandbox_ops
+     set status = case when p_ok then 'done' else 'failed' end, result = p_result, error = p_error, done_at = now()
+   where id = p_op and worker_id = p_worker and status = 'running';
+  if not found then
+    return false;
+  end if;
+  delete from cogo.sandbox_op_chunks where op_id = p_op and (dir = 'in' or not p_ok);
+  update public.sandboxes set last_activity_at = now()
+   where id = (select sandbox_id from cogo.sandbox_ops where id = p_op);
+  return true;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.finish_task(p_task uuid, p_attempt integer, p_worker uuid, p_status public.task_status, p_exit_code integer, p_signal text, p_reason text, p_usage jsonb, p_result jsonb)
  RETURNS public.tasks
  LANGUAGE plpgsql
@@ -2006,6 +2133,20 @@ CREATE OR REPLACE FUNCTION cogo.max_sandbox_commands()
  IMMUTABLE
  SET search_path TO ''
 AS $function$ select 16 $function$;
+
+CREATE OR REPLACE FUNCTION cogo.max_sandbox_op_bytes()
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$ select 33554432::bigint $function$;
+
+CREATE OR REPLACE FUNCTION cogo.max_sandbox_ops()
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$ select 8 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.meter_begin(p_class text, OUT queued bigint, OUT stored bigint)
  RETURNS record
@@ -2637,6 +2778,27 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.purge_sandbox_ops(p_batch integer)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  v_n integer;
+begin
+  with doomed as (
+    select id from cogo.sandbox_ops
+     where (status in ('done', 'failed') and done_at < now() - interval '5 minutes')
+        or created_at < now() - interval '10 minutes'
+     limit greatest(p_batch, 1)
+  )
+  delete from cogo.sandbox_ops o using doomed where o.id = doomed.id;
+  get diagnostics v_n = row_count;
+  return v_n;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.purge_task_rows(p_batch integer)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -2734,6 +2896,46 @@ begin
     raise exception 'files: the workspace would hold % files, more than its limit of %', w.file_count, v_limits ->> 'files' using errcode = 'CG413';
   end if;
   return v_changed;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.put_sandbox_op_input(p_op bigint, p_seq integer, p_data bytea)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  o cogo.sandbox_ops;
+begin
+  select * into o from cogo.sandbox_ops where id = p_op for update;
+  if not found or not cogo.caller_may_use(o.owner) then
+    raise exception 'file operation % not found', p_op using errcode = 'CG404';
+  end if;
+  if o.status <> 'pending' then
+    raise exception 'file operation % is %: its input is closed', p_op, o.status using errcode = 'CG409';
+  end if;
+  if coalesce((select sum(length(c.data)) from cogo.sandbox_op_chunks c where c.op_id = p_op and c.dir = 'in'), 0)
+     + length(p_data) > cogo.max_sandbox_op_bytes() then
+    raise exception 'a file operation carries at most % bytes', cogo.max_sandbox_op_bytes() using errcode = 'CG413';
+  end if;
+  insert into cogo.sandbox_op_chunks (op_id, dir, seq, data) values (p_op, 'in', p_seq, p_data);
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.put_sandbox_op_output(p_worker uuid, p_op bigint, p_seq integer, p_data bytea)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform 1 from cogo.sandbox_ops where id = p_op and worker_id = p_worker and status = 'running';
+  if not found then
+    return false;
+  end if;
+  insert into cogo.sandbox_op_chunks (op_id, dir, seq, data) values (p_op, 'out', p_seq, p_data);
+  return true;
 end;
 $function$;
 
@@ -3012,6 +3214,43 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  s public.sandboxes := cogo.lock_callers_sandbox(p_sandbox);
+  v_in_flight integer;
+  v_id bigint;
+begin
+  if s.status <> 'ready' or s.worker_id is null then
+    raise exception 'sandbox % is %: %', s.id, s.status,
+      coalesce(s.reason, case when s.status = 'starting' then 'its files can be reached once it is ready' else 'it has ended' end)
+      using errcode = 'CG409';
+  end if;
+  if coalesce(p_size, 0) > cogo.max_sandbox_op_bytes() then
+    raise exception 'a file operation carries at most % bytes, got %', cogo.max_sandbox_op_bytes(), p_size
+      using errcode = 'CG413';
+  end if;
+  -- Serialises the count and the insert per sandbox (the row lock above is shared).
+  perform pg_advisory_xact_lock(hashtextextended('cogo.sandbox_ops:' || s.id::text, 0));
+  select count(*) into v_in_flight from cogo.sandbox_ops
+   where sandbox_id = s.id and status in ('pending', 'running');
+  if v_in_flight >= cogo.max_sandbox_ops() then
+    raise exception 'sandbox %: % file operations in flight, the most; retry after 1 s', s.id, v_in_flight
+      using errcode = 'CGS29',
+            detail = jsonb_build_object('limit', 'sandboxOpsInFlight', 'max', cogo.max_sandbox_ops(), 'retryAfterSeconds', 1)::text;
+  end if;
+  insert into cogo.sandbox_ops (sandbox_id, owner, worker_id, op, path, args)
+    values (s.id, s.owner, s.worker_id, p_op, p_path, coalesce(p_args, '{}'))
+    returning id into v_id;
+  perform pg_notify('cogo_sandbox', 'op:' || s.worker_id::text);
+  return v_id;
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.request_sandbox_options(p_task uuid, p_artifacts text[], p_network boolean)
  RETURNS void
  LANGUAGE plpgsql
@@ -3232,6 +3471,19 @@ CREATE OR REPLACE FUNCTION cogo.sandbox_init_argv()
  SET search_path TO ''
 AS $function$
   select array['/bin/sh', '-c', 'echo "this worker cannot hold persistent sandboxes (upgrade it)" >&2; exit 70']
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.sandbox_op_input(p_worker uuid, p_op bigint)
+ RETURNS SETOF bytea
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select c.data
+    from cogo.sandbox_op_chunks c
+    join cogo.sandbox_ops o on o.id = c.op_id and o.worker_id = p_worker and o.status = 'running'
+   where c.op_id = p_op and c.dir = 'in'
+   order by c.seq;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.sandbox_status_event(s public.sandboxes, p_previous public.sandbox_status)
@@ -3706,6 +3958,22 @@ begin
     using errcode = 'CG429',
           detail = jsonb_build_object('limit', p_class || 'PerSecond', 'route', v_route, 'perSecond', v_rate,
                                       'burst', v_burst, 'retryAfterSeconds', v_wait)::text;
+end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.take_sandbox_op_output(p_op bigint)
+ RETURNS SETOF bytea
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if not exists (select 1 from cogo.sandbox_ops o where o.id = p_op and cogo.caller_may_use(o.owner)) then
+    raise exception 'file operation % not found', p_op using errcode = 'CG404';
+  end if;
+  return query
+    with d as (delete from cogo.sandbox_op_chunks c where c.op_id = p_op and c.dir = 'out' returning c.seq, c.data)
+    select d.data from d order by d.seq;
 end;
 $function$;
 
@@ -4238,6 +4506,12 @@ create policy rate_buckets_no_client_access on cogo.rate_buckets for all to anon
 create policy retention_policy_no_client_access on cogo.retention_policy for all to anon, authenticated
   using (false)
   with check (false);
+create policy sandbox_op_chunks_no_client_access on cogo.sandbox_op_chunks for all to anon, authenticated
+  using (false)
+  with check (false);
+create policy sandbox_ops_no_client_access on cogo.sandbox_ops for all to anon, authenticated
+  using (false)
+  with check (false);
 create policy tenant_limits_no_client_access on cogo.tenant_limits for all to anon, authenticated
   using (false)
   with check (false);
@@ -4341,6 +4615,8 @@ grant execute on function cogo.append_event_unchecked(p_task uuid, p_type text, 
 grant execute on function cogo.append_events(p_task uuid, p_attempt integer, p_worker uuid, p_types text[], p_data jsonb[]) to service_role;
 grant execute on function cogo.append_output(p_task uuid, p_attempt integer, p_worker uuid, p_first_seq bigint, p_streams public.output_stream[], p_data text[], p_times timestamp with time zone[]) to service_role;
 grant execute on function cogo.append_plan_event(p_plan uuid, p_type text, p_data jsonb) to service_role;
+grant execute on function cogo.await_sandbox_op(p_op bigint, p_timeout_ms integer) to authenticated;
+grant execute on function cogo.await_sandbox_op(p_op bigint, p_timeout_ms integer) to service_role;
 grant execute on function cogo.begin_analysis_clone(p_task uuid, p_attempt integer, p_worker uuid) to service_role;
 grant execute on function cogo.begin_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb) to service_role;
 grant execute on function cogo.block_health() to anon;
@@ -4356,6 +4632,7 @@ grant execute on function cogo.cancel_task(p_task uuid) to service_role;
 grant execute on function cogo.check_pty_size(p_cols integer, p_rows integer) to authenticated;
 grant execute on function cogo.check_pty_size(p_cols integer, p_rows integer) to service_role;
 grant execute on function cogo.claim_sandbox_commands(p_worker uuid, p_max integer) to service_role;
+grant execute on function cogo.claim_sandbox_ops(p_worker uuid, p_max integer) to service_role;
 grant execute on function cogo.claim_tasks(p_worker uuid, p_max integer) to service_role;
 grant execute on function cogo.complete_analysis_batch(p_task uuid, p_attempt integer, p_worker uuid, p_results jsonb) to service_role;
 grant execute on function cogo.create_plan(p_spec jsonb) to authenticated;
@@ -4392,6 +4669,7 @@ grant execute on function cogo.final_states() to anon;
 grant execute on function cogo.final_states() to authenticated;
 grant execute on function cogo.final_states() to service_role;
 grant execute on function cogo.finish_analysis(p_task uuid, p_attempt integer, p_worker uuid, p_analysis uuid, p_imports jsonb) to service_role;
+grant execute on function cogo.finish_sandbox_op(p_worker uuid, p_op bigint, p_ok boolean, p_result jsonb, p_error jsonb) to service_role;
 grant execute on function cogo.finish_task(p_task uuid, p_attempt integer, p_worker uuid, p_status public.task_status, p_exit_code integer, p_signal text, p_reason text, p_usage jsonb, p_result jsonb) to service_role;
 grant execute on function cogo.fleet_workers(p_recent boolean) to authenticated;
 grant execute on function cogo.fleet_workers(p_recent boolean) to service_role;
@@ -4413,6 +4691,8 @@ grant execute on function cogo.lock_workspace_plans(p_ws uuid) to service_role;
 grant execute on function cogo.mark_lost_workers() to service_role;
 grant execute on function cogo.max_live_sandboxes() to service_role;
 grant execute on function cogo.max_sandbox_commands() to service_role;
+grant execute on function cogo.max_sandbox_op_bytes() to service_role;
+grant execute on function cogo.max_sandbox_ops() to service_role;
 grant execute on function cogo.meter_begin(p_class text, OUT queued bigint, OUT stored bigint) to service_role;
 grant execute on function cogo.meter_end(p_queued_before bigint, p_stored_before bigint, p_pending integer, p_added_bytes boolean) to service_role;
 grant execute on function cogo.metrics(p_buckets double precision[]) to service_role;
@@ -4434,8 +4714,12 @@ grant execute on function cogo.plan_progress(p_plan uuid, p_current text) to ser
 grant execute on function cogo.publish_worker_change() to service_role;
 grant execute on function cogo.purge_analysis_rows(p_batch integer) to service_role;
 grant execute on function cogo.purge_expired(p_older_than interval, p_batch integer) to service_role;
+grant execute on function cogo.purge_sandbox_ops(p_batch integer) to service_role;
 grant execute on function cogo.purge_task_rows(p_batch integer) to service_role;
 grant execute on function cogo.put_files_unchecked(p_ws uuid, p_files jsonb, p_deletes text[], p_only_if jsonb) to service_role;
+grant execute on function cogo.put_sandbox_op_input(p_op bigint, p_seq integer, p_data bytea) to authenticated;
+grant execute on function cogo.put_sandbox_op_input(p_op bigint, p_seq integer, p_data bytea) to service_role;
+grant execute on function cogo.put_sandbox_op_output(p_worker uuid, p_op bigint, p_seq integer, p_data bytea) to service_role;
 grant execute on function cogo.queue_depth() to authenticated;
 grant execute on function cogo.queue_depth() to service_role;
 grant execute on function cogo.rate_classes() to service_role;
@@ -4450,6 +4734,8 @@ grant execute on function cogo.release_task(p_task uuid, p_attempt integer, p_wo
 grant execute on function cogo.report_block(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb) to service_role;
 grant execute on function cogo.request_recovery(p_task uuid, p_request jsonb) to authenticated;
 grant execute on function cogo.request_recovery(p_task uuid, p_request jsonb) to service_role;
+grant execute on function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint) to authenticated;
+grant execute on function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint) to service_role;
 grant execute on function cogo.request_sandbox_options(p_task uuid, p_artifacts text[], p_network boolean) to authenticated;
 grant execute on function cogo.request_sandbox_options(p_task uuid, p_artifacts text[], p_network boolean) to service_role;
 grant execute on function cogo.requeue_expired() to service_role;
@@ -4464,6 +4750,7 @@ grant execute on function cogo.retention_policy() to service_role;
 grant execute on function cogo.sandbox_deadline(s public.sandboxes) to service_role;
 grant execute on function cogo.sandbox_expiry_grace() to service_role;
 grant execute on function cogo.sandbox_init_argv() to service_role;
+grant execute on function cogo.sandbox_op_input(p_worker uuid, p_op bigint) to service_role;
 grant execute on function cogo.sandbox_status_event(s public.sandboxes, p_previous public.sandbox_status) to service_role;
 grant execute on function cogo.save_task_files(p_task uuid, p_attempt integer, p_worker uuid, p_files jsonb, p_deletes text[], p_base jsonb) to service_role;
 grant execute on function cogo.set_block_options(p_task uuid, p_detection jsonb, p_recovery jsonb) to authenticated;
@@ -4487,6 +4774,8 @@ grant execute on function cogo.store_analysis_blobs(p_task uuid, p_attempt integ
 grant execute on function cogo.store_artifact(p_task uuid, p_attempt integer, p_worker uuid, p_path text, p_content bytea, p_error text) to service_role;
 grant execute on function cogo.stored_bytes(u cogo.tenant_usage) to service_role;
 grant execute on function cogo.take_rate_token(p_class text) to service_role;
+grant execute on function cogo.take_sandbox_op_output(p_op bigint) to authenticated;
+grant execute on function cogo.take_sandbox_op_output(p_op bigint) to service_role;
 grant execute on function cogo.task_input_bytes(p_files jsonb, p_env jsonb) to service_role;
 grant execute on function cogo.task_memory_bytes(p_limits jsonb) to service_role;
 grant execute on function cogo.task_status_changed(p_task public.tasks, p_previous public.task_status) to service_role;
@@ -4530,6 +4819,8 @@ grant usage on schema public to postgres;
 grant usage on schema public to public;
 grant usage on schema public to service_role;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.rate_buckets to service_role;
+grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.sandbox_op_chunks to service_role;
+grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.sandbox_ops to service_role;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.tenant_usage to service_role;
 grant maintain, references, select, trigger on table public.analyses to anon;
 grant maintain, references, select, trigger on table public.analyses to authenticated;

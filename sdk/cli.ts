@@ -9,7 +9,7 @@ import { renderUsage } from "../functions/_shared/quotas/usage.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
 import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
-import { SANDBOX_USAGE, SHELL_HELP, execCommand, sandboxCommand, shellCommand } from "./sandbox-cli.ts";
+import { SANDBOX_USAGE, SHELL_HELP, execCommand, filesCommand, sandboxCommand, shellCommand } from "./sandbox-cli.ts";
 
 const USAGE = `Usage: npm run cogo -- <command> [options]
 
@@ -173,6 +173,8 @@ async function main(): Promise<number> {
     case "shell":
       if (rest.includes("--help") || rest.includes("-h")) return (console.log(SHELL_HELP), 0);
       return await shellCommand((await connect()).sandbox, rest, fail);
+    case "files":
+      return await filesCommand(async () => (await connect()).sandbox, rest, fail);
     case "watch":
       if (rest.includes("--help") || rest.includes("-h")) return (console.log(USAGE), 0);
       return await watchCommand((await connect()).sandbox, rest, fail);

@@ -1,5 +1,6 @@
-// `cogo sandbox create|list|kill`, `cogo exec <id> -- <cmd>` and `cogo shell <id>`: persistent
-// sandboxes from a terminal.
+// `cogo sandbox create|list|kill`, `cogo exec <id> -- <cmd>`, `cogo shell <id>` and
+// `cogo files ls|get|put|rm`: persistent sandboxes from a terminal.
+import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { SandboxClient } from "./client.ts";
 
@@ -12,7 +13,9 @@ export const SANDBOX_USAGE = `  sandbox create [--kind KIND] [--idle-timeout MS]
   shell <sandboxId> [--command CMD] [--cwd DIR]
                                   an interactive terminal in a live sandbox (bash -i, or CMD): your
                                   terminal goes raw, keys and window size are forwarded, and it is
-                                  restored on exit; exits with the shell's code`;
+                                  restored on exit; exits with the shell's code
+  files ls|get|put|rm <sandboxId> …
+                                  files of a live sandbox (cogo files --help)`;
 
 export const SHELL_HELP = `Usage: npm run cogo -- shell <sandboxId> [--command CMD] [--cwd DIR]
 
@@ -29,6 +32,13 @@ Options:
 
 /** Ctrl-]: ends the session from the local side (telnet's escape). */
 const ESCAPE = 0x1d;
+
+export const FILES_USAGE = `cogo files: the files of a live sandbox (paths relative to /workspace)
+  files ls <sandboxId> [DIR]                  entries of DIR as JSON (default: the workspace)
+  files get <sandboxId> <path> [--out FILE]   a file's bytes to stdout (or FILE)
+  files put <sandboxId> <path> [FILE]         write FILE (or stdin) to path; parent directories made
+  files rm <sandboxId> <path> [--recursive]   remove a file; a directory only with --recursive
+At most 32 MiB per call; symlinks are never followed.`;
 
 type Fail = (message: string) => never;
 const json = (v: unknown) => (console.log(JSON.stringify(v, null, 2)), 0);
@@ -141,4 +151,40 @@ export async function execCommand(client: SandboxClient, argv: string[], fail: F
   const r = await handle.result();
   if (r.status !== "succeeded") process.stderr.write(`[cogo] command ${r.taskId} ${r.status}: ${r.reason}\n`);
   return r.status === "succeeded" ? 0 : (r.exitCode ?? 1);
+}
+
+async function readStdin(): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of process.stdin) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}
+
+export async function filesCommand(client: () => Promise<SandboxClient>, argv: string[], fail: Fail): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { out: { type: "string" }, recursive: { type: "boolean", short: "r" }, help: { type: "boolean", short: "h" } },
+  });
+  const [sub, id, path, file] = positionals;
+  if (values.help || sub === undefined || sub === "help") return (console.log(FILES_USAGE), 0);
+  if (!id) fail(`files ${sub} needs a sandbox id; see cogo files --help`);
+  const needPath = () => path ?? fail(`files ${sub} needs a path; see cogo files --help`);
+  const files = (await (await client()).sandboxes.connect(id!)).files;
+  switch (sub) {
+    case "ls":
+      return json(await files.list(path ?? ""));
+    case "get": {
+      const data = await files.read(needPath());
+      if (values.out) await writeFile(values.out, data);
+      else process.stdout.write(data);
+      return 0;
+    }
+    case "put":
+      return json(await files.write(needPath(), file && file !== "-" ? await readFile(file) : await readStdin()));
+    case "rm":
+      await files.remove(needPath(), { recursive: values.recursive });
+      return 0;
+    default:
+      return fail(`files: unknown subcommand ${sub}; try ls, get, put or rm (cogo files --help)`);
+  }
 }

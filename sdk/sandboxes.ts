@@ -2,6 +2,7 @@
 //   const sbx = await sandbox.sandboxes.create({ idleTimeoutMs: 60_000 });
 //   const r = await sbx.commands.run("npm test", { onStdout: (d) => process.stdout.write(d) });
 //   const server = await sbx.commands.start("npm run dev");   // background: a TaskHandle
+//   await sbx.files.write("a.txt", "hi");                       // files: ./sandbox-files.ts
 //   await sbx.setTimeout(10 * 60_000);                          // idle timeout, counted from now
 //   const term = await sbx.pty.create({ cols: 80, rows: 24, onData }); // a terminal (sdk/pty.ts)
 //   await sbx.kill();
@@ -12,6 +13,7 @@ import type { CommandRequest, CreateSandboxRequest } from "../functions/_shared/
 import type { SandboxView } from "../functions/_shared/views.ts";
 import { call } from "./api.ts";
 import { SandboxError } from "./errors.ts";
+import { SandboxFiles } from "./sandbox-files.ts";
 import { TaskHandle, type HandleOptions, type TaskCallbacks, type TaskResult } from "./handle.ts";
 import { ptyCalls } from "./pty.ts";
 
@@ -49,6 +51,8 @@ export class CommandExitError extends SandboxError {
 export class LiveSandbox {
   readonly sandboxId: string;
   readonly topic: string;
+  /** The sandbox's files (under /workspace): list, read, write, remove, tar upload and download. */
+  readonly files: SandboxFiles;
 
   constructor(
     private readonly supabase: SupabaseClient,
@@ -58,6 +62,7 @@ export class LiveSandbox {
     this.sandboxId = info.sandboxId;
     this.topic = info.topic;
     this.pty = ptyCalls(supabase, this.sandboxId);
+    this.files = new SandboxFiles(supabase, info.sandboxId);
   }
 
   /** Terminals: `create({cols, rows, onData})` → a PtyHandle (sendInput, resize, kill, wait). */

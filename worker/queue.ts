@@ -1,12 +1,25 @@
 // Typed calls to the queue's SQL functions (migrations/*_lifecycle.sql; the net schema is schema.sql). Every write a
 // worker makes about a task passes the attempt fence (worker/db.ts); a lost lease surfaces as
 // LeaseLostError. Only an Attempt (worker/attempt.ts) ends a task: finish, release, re-queue.
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import type { RecoverySucceeded, TaskEvent } from "../functions/_shared/events.ts";
 import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { SandboxRow, TaskRow, WorkerRow } from "../functions/_shared/views.ts";
+import type { SandboxFileOp } from "../functions/_shared/sandbox-files.ts";
 import { fenced, type Lease } from "./db.ts";
 import type { Chunk } from "./stream/output-batcher.ts";
+
+/** Bytes per row of cogo.sandbox_op_chunks: one large bytea value is about twice as slow through postgres.js. */
+const OP_CHUNK_BYTES = 1024 * 1024;
+
+/** A claimed file op of a held sandbox (cogo.sandbox_ops). */
+export interface SandboxOpRow {
+  id: string;
+  sandboxId: string;
+  op: SandboxFileOp;
+  path: string;
+  args: { recursive?: boolean };
+}
 
 export class Queue {
   constructor(readonly sql: Sql) {}
@@ -36,6 +49,41 @@ export class Queue {
   /** Commands of the ready sandboxes this worker holds (cogo.claim_sandbox_commands); never plain tasks. */
   claimSandboxCommands(workerId: string, max: number): Promise<TaskRow[]> {
     return this.sql<TaskRow[]>`select * from cogo.claim_sandbox_commands(${workerId}, ${max})`;
+  }
+
+  /** File ops on the ready sandboxes this worker holds (cogo.claim_sandbox_ops): pending → running. */
+  claimSandboxOps(workerId: string, max: number): Promise<SandboxOpRow[]> {
+    return this.sql<SandboxOpRow[]>`select id::text, sandbox_id, op, path, args from cogo.claim_sandbox_ops(${workerId}, ${max})`;
+  }
+
+  /** A claimed op's input bytes (a write's body, a tar to extract), read as its 1 MiB chunks. */
+  async sandboxOpInput(workerId: string, opId: string): Promise<Buffer> {
+    const rows = await this.sql<{ data: Buffer }[]>`select data from cogo.sandbox_op_input(${workerId}, ${opId}::bigint) as data`;
+    return Buffer.concat(rows.map((r) => r.data));
+  }
+
+  /**
+   * Ends a claimed op with its outcome and output (written as 1 MiB chunks, in one transaction
+   * with the outcome); false when it is no longer this worker's.
+   */
+  async finishSandboxOp(workerId: string, opId: string, o: { ok: boolean; result: unknown; error: unknown; output: Buffer | null }): Promise<boolean> {
+    const output = o.ok && o.output && o.output.length > 0 ? o.output : null;
+    const finish = async (tx: Sql | TransactionSql) => {
+      const [row] = await tx<{ ok: boolean }[]>`
+        select cogo.finish_sandbox_op(${workerId}, ${opId}::bigint, ${o.ok}, ${o.result === null ? null : tx.json(o.result as never)},
+          ${o.error === null ? null : tx.json(o.error as never)}) as ok`;
+      return row!.ok;
+    };
+    // Without output one call does it; with output, its chunks and the outcome commit together.
+    if (!output) return finish(this.sql);
+    return (await this.sql.begin(async (tx) => {
+      for (let seq = 0; seq * OP_CHUNK_BYTES < output.length; seq++) {
+        const [put] = await tx<{ ok: boolean }[]>`
+          select cogo.put_sandbox_op_output(${workerId}, ${opId}::bigint, ${seq}, ${output.subarray(seq * OP_CHUNK_BYTES, (seq + 1) * OP_CHUNK_BYTES)}) as ok`;
+        if (!put!.ok) return false;
+      }
+      return finish(tx);
+    })) as boolean;
   }
 
   /** The sandbox an init task holds the slot of. */

@@ -28,6 +28,8 @@ const LEASE_SAFETY = 0.7;
 const MIN_MAIN_STALL_MS = 30_000;
 /** Commands claimed per round trip (each sandbox takes at most cogo.max_sandbox_commands() active). */
 const COMMAND_CLAIM_BATCH = 16;
+/** File ops claimed per round trip (each sandbox has at most cogo.max_sandbox_ops() in flight). */
+const OP_CLAIM_BATCH = 16;
 
 interface Control {
   action: "cancel" | "stdin" | "drain" | "recover" | "resize";
@@ -54,6 +56,10 @@ export class Worker {
   private id: string | undefined;
   private claiming = false;
   private claimAgain = false;
+  private opsClaiming = false;
+  private opsAgain = false;
+  /** File ops being served; shutdown waits for them. */
+  private readonly ops = new Set<Promise<void>>();
   private stopping = false;
   private draining = false;
   /** Renews leases from its own thread (worker/heartbeat.ts); made once registered. */
@@ -176,14 +182,19 @@ export class Worker {
       () => this.nudge(),
     );
     const controlListen = await this.sql.listen("cogo_control", (payload) => this.onControl(payload));
-    // A command for a sandbox this worker holds, or a PATCH of one (payload: the holder's id).
+    // A command for a sandbox this worker holds, or a PATCH of one (payload: the holder's id), or
+    // a file op on one (payload: "op:" + the holder's id).
     const sandboxListen = await this.sql.listen("cogo_sandbox", (workerId) => {
+      if (workerId === `op:${this.id}`) return this.claimOps();
       if (workerId !== this.id) return;
       void this.sandboxes.refresh().catch((err) => o.log(`sandboxes: refresh: ${err}`));
       this.nudge();
     });
     this.unlisten.push(tasksListen.unlisten, controlListen.unlisten, sandboxListen.unlisten);
-    this.pollTimer = setInterval(() => this.nudge(), o.pollIntervalMs);
+    this.pollTimer = setInterval(() => {
+      this.nudge();
+      this.claimOps();
+    }, o.pollIntervalMs);
     this.leaseTimers.push(setInterval(() => this.checkLeaseSafety(), Math.max(50, Math.floor(o.leaseMs / 20))));
     this.rescuer = new LeaseRescuer(this.queue, o.rescueIntervalMs, o.log);
     this.rescuer.start();
@@ -212,6 +223,7 @@ export class Worker {
       for (const t of this.running.values()) t.stop("shutdown");
       await all;
     }
+    await Promise.all(this.ops);
     for (const t of this.leaseTimers) clearInterval(t);
     await this.heartbeats?.stop();
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));
@@ -259,6 +271,34 @@ export class Worker {
     } finally {
       this.claiming = false;
     }
+  }
+
+  /** Claims and serves file ops of the sandboxes this worker holds; one claim loop at a time. */
+  private claimOps(): void {
+    if (this.opsClaiming) {
+      this.opsAgain = true;
+      return;
+    }
+    if (!this.id || this.stopping || this.sandboxes.count === 0) return;
+    this.opsClaiming = true;
+    void (async () => {
+      try {
+        do {
+          this.opsAgain = false;
+          const ops = await this.queue.claimSandboxOps(this.id!, OP_CLAIM_BATCH);
+          for (const op of ops) {
+            const served = this.sandboxes.serveOp(op).catch((err) => this.options.log(`sandbox ${op.sandboxId}: file op ${op.id}: ${err}`));
+            this.ops.add(served);
+            void served.finally(() => this.ops.delete(served));
+          }
+          if (ops.length === OP_CLAIM_BATCH) this.opsAgain = true;
+        } while (this.opsAgain && !this.stopping);
+      } catch (err) {
+        this.options.log(`claiming file ops failed: ${err instanceof Error ? err.message : err}; retrying on the next poll`);
+      } finally {
+        this.opsClaiming = false;
+      }
+    })();
   }
 
   private launch(task: Parameters<typeof runTask>[0]): void {

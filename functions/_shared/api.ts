@@ -15,6 +15,7 @@ import { recoveryRoutes } from "./routes/recovery.ts";
 import { tenantRoutes } from "./routes/tenants.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { sandboxRoutes } from "./routes/sandboxes.ts";
+import { sandboxFileRoutes } from "./routes/sandbox-files.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
 export type { RuntimeInfo } from "./routing.ts";
@@ -25,6 +26,7 @@ const routes: Route[] = [
   ...planRoutes, // before taskRoutes: its POST /execute sends bodies with `steps` to the planner
   ...taskRoutes,
   ...sandboxRoutes,
+  ...sandboxFileRoutes,
   ...dashboardRoutes,
   ...metricsRoutes,
   ...fileRoutes,

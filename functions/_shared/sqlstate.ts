@@ -25,6 +25,12 @@ export const SQLSTATES = {
   CG429: { http: 429, code: "rate_limited", meaning: "a tenant's requests per second for a route class (token bucket) were used up; nothing was written", detailJson: true },
   CGQ29: { http: 429, code: "queued_quota_exceeded", meaning: "the request would take the tenant past its queued-task quota; nothing was written", detailJson: true },
   CGQ13: { http: 413, code: "storage_quota_exceeded", meaning: "the request would take the tenant past its stored-bytes quota; nothing was written", detailJson: true },
+  CGS29: {
+    http: 429,
+    code: "sandbox_ops_busy",
+    meaning: "a live sandbox already has cogo.max_sandbox_ops() file operations in flight; nothing was written",
+    detailJson: true,
+  },
   CG422: { http: 422, code: "unprocessable", meaning: "valid input the state cannot take (e.g. a recovery re-queue with no attempts left)" },
   "42501": { http: 403, code: "forbidden", meaning: "insufficient_privilege: a role without EXECUTE, or a row policy" },
   "22023": { http: 400, code: "invalid_parameter", meaning: "invalid_parameter_value raised by a function's own checks" },

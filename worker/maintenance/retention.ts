@@ -1,6 +1,7 @@
 // The maintenance service: retention (cogo.purge_expired) and tasks of kinds no live worker serves
-// (cogo.fail_unserved_tasks), both in migrations/20261206000300_retention.sql; this loop only calls
-// them and logs. Every worker runs one, but a session advisory lock lets one runner at a time in
+// (cogo.fail_unserved_tasks), both in migrations/20261206000300_retention.sql, and ended file ops
+// of live sandboxes (cogo.purge_sandbox_ops, migrations/20261207000200_sandbox_files.sql: 5 min
+// after they end); this loop only calls them and logs. Every worker runs one, but a session advisory lock lets one runner at a time in
 // the whole fleet do the work: the others find it taken and skip their pass. A pass is a series of
 // short transactions of bounded work with a pause between them, so claims and output writes never
 // queue behind it.
@@ -101,6 +102,13 @@ export class Maintenance {
         result.unfinished = true;
         break;
       }
+      await new Promise((r) => setTimeout(r, o.pauseMs));
+    }
+    for (;;) {
+      const [ops] = await conn<{ n: number }[]>`select cogo.purge_sandbox_ops(${o.batch}) as n`;
+      result.transactions++;
+      if (ops!.n > 0) result.deleted.sandbox_ops = (result.deleted.sandbox_ops ?? 0) + ops!.n;
+      if (ops!.n < o.batch || this.stopping || Date.now() - started > o.maxPassMs) break;
       await new Promise((r) => setTimeout(r, o.pauseMs));
     }
     const deleted = Object.entries(result.deleted).map(([k, n]) => `${k} ${n}`);

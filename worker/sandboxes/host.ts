@@ -5,7 +5,8 @@
 // claimed by cogo.claim_sandbox_commands and run by runTask (worker/run-task.ts), the path every
 // task takes (output, stdin, cancel, block detection, the ending), with one difference: the
 // process enters the live sandbox instead of a fresh one. No supervisor watches the sandbox
-// itself, so an idle sandbox is never a block.
+// itself, so an idle sandbox is never a block. File ops (cogo.claim_sandbox_ops) run inside the
+// sandbox too, as commands that make no task (worker/sandboxes/files.ts).
 //
 // The sandbox ends, every process killed and its workspace and cgroups removed, and its init
 // task is finished with why:
@@ -20,9 +21,10 @@ import type { FinalStatus } from "../../functions/_shared/states.ts";
 import type { SandboxRow, TaskRow } from "../../functions/_shared/views.ts";
 import { Attempt } from "../attempt.ts";
 import { LeaseLostError } from "../db.ts";
-import type { Queue } from "../queue.ts";
+import type { Queue, SandboxOpRow } from "../queue.ts";
 import { runTask, type RunningTask } from "../run-task.ts";
 import { startPersistentSandbox, type PersistentSandbox, type SandboxOptions } from "../sandbox/index.ts";
+import { runFileOp, type FileOpOutcome } from "./files.ts";
 
 /** How long past the lifetime the sandbox's own kill switch waits for the host's timer. */
 const LIFETIME_MARGIN_MS = 5_000;
@@ -33,7 +35,9 @@ interface Held {
   live?: PersistentSandbox;
   /** Active commands (background ones included): while any runs the sandbox is not idle. */
   readonly commands: Set<string>;
-  /** When the last command ended (or the sandbox became ready, or a PATCH kept it alive). */
+  /** File ops running (worker/sandboxes/files.ts): activity too. */
+  ops: number;
+  /** When the last command or file op ended (or the sandbox became ready, or a PATCH kept it alive). */
   lastActivity: number;
   idleTimer?: NodeJS.Timeout;
   lifeTimer?: NodeJS.Timeout;
@@ -81,7 +85,7 @@ export class SandboxHost {
         await attempt.end({ kind: "finish", status: "failed", reason: "no sandbox row for this init task", exitCode: null, signal: null, usage: {} });
         return;
       }
-      h = { row, attempt, commands: new Set(), lastActivity: Date.now(), lost: false };
+      h = { row, attempt, commands: new Set(), ops: 0, lastActivity: Date.now(), lost: false };
       this.held.set(row.id, h);
       if (early) this.stop(h, early);
       try {
@@ -177,6 +181,38 @@ export class SandboxHost {
     return run;
   }
 
+  /**
+   * A file op claimed for one of this worker's sandboxes: runs it inside and finishes its row
+   * (fenced by this worker's id). It counts as activity: no idle timeout while it runs.
+   */
+  async serveOp(op: SandboxOpRow): Promise<void> {
+    const { queue } = this.deps;
+    const workerId = this.deps.workerId();
+    const h = this.held.get(op.sandboxId);
+    const live = h?.live;
+    if (!h || !live || h.end) {
+      const message = `sandbox ${op.sandboxId} ${h?.end ? `is stopping: ${h.end.reason}` : "is not running on this worker"}`;
+      await queue.finishSandboxOp(workerId, op.id, { ok: false, result: null, error: { code: "sandbox_ended", message }, output: null });
+      return;
+    }
+    h.ops++;
+    clearTimeout(h.idleTimer);
+    let outcome: FileOpOutcome;
+    try {
+      const input = op.op === "write" || op.op === "tar_put" ? await queue.sandboxOpInput(workerId, op.id) : null;
+      outcome = await runFileOp(live, op, input);
+    } catch (err) {
+      // The sandbox ended under it (exec refuses an ended sandbox), or the database failed.
+      const code = h.end ? "sandbox_ended" : "op_failed";
+      outcome = { ok: false, result: null, error: { code, message: err instanceof Error ? err.message : String(err) }, output: null };
+    } finally {
+      h.ops--;
+      h.lastActivity = Date.now();
+      this.arm(h);
+    }
+    await queue.finishSandboxOp(workerId, op.id, outcome);
+  }
+
   /** Re-reads the held sandboxes' rows (a PATCH changed the idle timeout and kept it alive). */
   async refresh(): Promise<void> {
     if (this.held.size === 0) return;
@@ -206,7 +242,7 @@ export class SandboxHost {
       const reason =
         now >= h.row.expiresAt.getTime()
           ? `lifetime reached (maxLifetimeMs ${h.row.maxLifetimeMs})`
-          : h.commands.size === 0 && now >= h.lastActivity + h.row.idleTimeoutMs
+          : h.commands.size === 0 && h.ops === 0 && now >= h.lastActivity + h.row.idleTimeoutMs
             ? `idle timeout: no command for ${h.row.idleTimeoutMs} ms`
             : "deleted";
       this.end(h, reason === "deleted" ? "cancelled" : "succeeded", reason);
@@ -230,7 +266,7 @@ export class SandboxHost {
     h.lifeTimer = setTimeout(() => this.end(h, "succeeded", `lifetime reached (maxLifetimeMs ${h.row.maxLifetimeMs})`), Math.max(0, h.row.expiresAt.getTime() - Date.now()));
     h.lifeTimer.unref();
     clearTimeout(h.idleTimer);
-    if (h.commands.size > 0) return;
+    if (h.commands.size > 0 || h.ops > 0) return;
     const idleMs = h.row.idleTimeoutMs;
     h.idleTimer = setTimeout(() => this.end(h, "succeeded", `idle timeout: no command for ${idleMs} ms`), Math.max(0, h.lastActivity + idleMs - Date.now()));
     h.idleTimer.unref();

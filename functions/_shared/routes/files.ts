@@ -8,7 +8,8 @@ import { asCaller, body, query, type Route } from "../routing.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-function pathParam(raw: string): string {
+/** A workspace path from the URL (percent-decoded per component), checked by validateWorkspacePath; 400 `invalid_path` else. */
+export function pathParam(raw: string): string {
   let decoded: string;
   try {
     decoded = raw.split("/").map(decodeURIComponent).join("/");
