@@ -35,6 +35,7 @@ export const STANDALONE = [
   "tests/sandbox/cgroups-v2.test.ts",
   "tests/sandbox/crash.test.ts",
   "tests/sandbox/files.test.ts",
+  "tests/sandbox/fileop-paths.test.ts",
   "tests/sandbox/isolation.test.ts",
   "tests/sandbox/launcher-client.test.ts",
   "tests/sandbox/launcher-lint.test.ts",
