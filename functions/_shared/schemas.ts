@@ -252,16 +252,18 @@ export type CreateSandboxRequest = z.input<typeof CreateSandboxRequestSchema>;
 
 export const PatchSandboxRequestSchema = z.object({ idleTimeoutMs: SANDBOX_CLOCK_MS }).strict();
 
+/** A command's working directory: absolute, resolved inside the sandbox. */
+const CwdSchema = z
+  .string()
+  .max(4096)
+  .refine((c) => c.startsWith("/") && noNul(c), "cwd must be an absolute path");
+
 export const CommandRequestSchema = z
   .object({
     command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
     argv: z.array(z.string().max(100_000).refine(noNul, "argument contains a NUL byte")).min(1).max(1000).optional(),
     /** Absolute, resolved inside the sandbox. @default "/workspace" */
-    cwd: z
-      .string()
-      .max(4096)
-      .refine((c) => c.startsWith("/") && noNul(c), "cwd must be an absolute path")
-      .optional(),
+    cwd: CwdSchema.optional(),
     env: EnvSchema,
     stdin: z.enum(["closed", "pipe"]).default("closed"),
     priority: z.number().int().min(USER_PRIORITY.min, PRIORITY_RANGE).max(USER_PRIORITY.max, PRIORITY_RANGE).default(0),
@@ -296,11 +298,7 @@ export const PtyRequestSchema = z
     /** Run by /bin/sh -c on the terminal. @default bash -i (sh -i without bash) */
     command: z.string().min(1).max(100_000).refine(noNul, "command contains a NUL byte").optional(),
     /** Absolute, resolved inside the sandbox. @default "/workspace" */
-    cwd: z
-      .string()
-      .max(4096)
-      .refine((c) => c.startsWith("/") && noNul(c), "cwd must be an absolute path")
-      .optional(),
+    cwd: CwdSchema.optional(),
     /** Over the sandbox's env; TERM is xterm-256color unless given. */
     env: EnvSchema,
     /** The terminal is closed (its processes killed) after this long. @default 3,600,000 (the most a sandbox lives) */

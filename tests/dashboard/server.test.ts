@@ -1,25 +1,13 @@
 // The dashboard's data path without a browser: GET /tasks, GET /fleet, GET /metrics and the
 // `user:<uid>` / `fleet` topics, through the real function and the official client.
 import { randomUUID } from "node:crypto";
-import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
 import { describe, expect, it } from "vitest";
 import { FLEET_TOPIC, userTopic, type TaskChangedMessage, type WorkerChangedMessage } from "../../sdk/index.ts";
 import { likePattern } from "../../functions/_shared/monitoring/list-query.ts";
 import { decodeCursor, encodeCursor } from "../../functions/_shared/monitoring/lists.ts";
 import { renderMetrics } from "../../functions/_shared/monitoring/metrics.ts";
 import { buildDashboard } from "../../scripts/build-dashboard.ts";
-import { api, newUser, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
-
-function subscribe(supabase: SupabaseClient, topic: string, onMessage: (event: string, payload: unknown) => void): Promise<RealtimeChannel> {
-  const channel = supabase.channel(topic, { config: { private: true } });
-  channel.on("broadcast", { event: "*" }, ({ event, payload }) => onMessage(event, payload));
-  return new Promise((resolve, reject) =>
-    channel.subscribe((status, err) => {
-      if (status === "SUBSCRIBED") resolve(channel);
-      else if (status !== "CLOSED") reject(err ?? new Error(status));
-    }),
-  );
-}
+import { api, newUser, subscribeBroadcast, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
 
 describe("GET /tasks", () => {
   it("lists the caller's tasks newest first, filtered, searched and paged without gaps or repeats", async () => {
@@ -101,8 +89,8 @@ describe("live topics", () => {
     const user = await newUser();
     const other = await newUser();
     const got: TaskChangedMessage[] = [];
-    const channel = await subscribe(user.supabase, userTopic(user.id), (event, p) => event === "task_changed" && got.push(p as TaskChangedMessage));
-    await expect(subscribe(other.supabase, userTopic(user.id), () => {})).rejects.toThrow(/Unauthorized/);
+    const channel = await subscribeBroadcast(user.supabase, userTopic(user.id), (event, p) => event === "task_changed" && got.push(p as TaskChangedMessage));
+    await expect(subscribeBroadcast(other.supabase, userTopic(user.id), () => {})).rejects.toThrow(/Unauthorized/);
 
     await startWorker({ kind });
     const handle = await user.sandbox.execute({ command: "echo hi", requirements: { kind } });
@@ -123,8 +111,8 @@ describe("live topics", () => {
     const kind = uniqueKind("fleet");
     const user = await newUser();
     const got: WorkerChangedMessage[] = [];
-    const channel = await subscribe(user.supabase, FLEET_TOPIC, (event, p) => event === "worker_changed" && got.push(p as WorkerChangedMessage));
-    await expect(subscribe(supabaseAs(stack.anonKey), FLEET_TOPIC, () => {})).rejects.toThrow(/Unauthorized/);
+    const channel = await subscribeBroadcast(user.supabase, FLEET_TOPIC, (event, p) => event === "worker_changed" && got.push(p as WorkerChangedMessage));
+    await expect(subscribeBroadcast(supabaseAs(stack.anonKey), FLEET_TOPIC, () => {})).rejects.toThrow(/Unauthorized/);
 
     const queued = await user.sandbox.execute({ command: "echo queued", priority: 7, requirements: { kind } });
     const worker = await startWorker({ kind, labels: ["gpu"], leaseMs: 1500, concurrency: 2 });

@@ -1,7 +1,7 @@
 // What every test file needs: the running stack, tokens, clients, and workers that are stopped
 // (and checked for leaks) after each file.
 import { randomUUID } from "node:crypto";
-import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import { createClient, type RealtimeChannel, type SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, inject } from "vitest";
 import WebSocket from "ws";
 import { mintUserToken } from "../../embedded/keys.ts";
@@ -58,6 +58,18 @@ afterAll(async () => {
     c.realtime.disconnect();
   }
 });
+
+/** Subscribes to a private topic's broadcasts (every event); resolves once SUBSCRIBED. */
+export function subscribeBroadcast(supabase: SupabaseClient, topic: string, onMessage: (event: string, payload: unknown) => void): Promise<RealtimeChannel> {
+  const channel = supabase.channel(topic, { config: { private: true } });
+  channel.on("broadcast", { event: "*" }, ({ event, payload }) => onMessage(event, payload));
+  return new Promise((resolve, reject) =>
+    channel.subscribe((status, err) => {
+      if (status === "SUBSCRIBED") resolve(channel);
+      else if (status !== "CLOSED") reject(err ?? new Error(status));
+    }),
+  );
+}
 
 export async function api(method: string, route: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) {
   const res = await fetch(functionsUrl + route, {

@@ -3,10 +3,10 @@
 // init task is in neither GET /tasks nor the `user:<uid>` topic, while its commands are in both
 // and name their sandbox (`sandboxId`); `GET /tasks?sandboxId=` lists one sandbox's commands.
 // One real sandbox on a real worker serves the file.
-import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
+import type { RealtimeChannel } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userTopic, type LiveSandbox, type TaskChangedMessage, type TaskSummary } from "../../sdk/index.ts";
-import { api, newUser, sql, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, subscribeBroadcast, sql, startWorker, uniqueKind } from "../helpers/env.ts";
 
 const isRoot = process.geteuid?.() === 0;
 const kind = uniqueKind("sbxlist");
@@ -14,17 +14,6 @@ const kind = uniqueKind("sbxlist");
 const idleKind = uniqueKind("sbxlist-none");
 let a: Awaited<ReturnType<typeof newUser>>;
 let b: Awaited<ReturnType<typeof newUser>>;
-
-function subscribe(supabase: SupabaseClient, topic: string, onMessage: (event: string, payload: unknown) => void): Promise<RealtimeChannel> {
-  const channel = supabase.channel(topic, { config: { private: true } });
-  channel.on("broadcast", { event: "*" }, ({ event, payload }) => onMessage(event, payload));
-  return new Promise((resolve, reject) =>
-    channel.subscribe((status, err) => {
-      if (status === "SUBSCRIBED") resolve(channel);
-      else if (status !== "CLOSED") reject(err ?? new Error(status));
-    }),
-  );
-}
 
 const list = async (token: string, qs = "") => {
   const res = await api("GET", `/tasks${qs}`, { token });
@@ -53,7 +42,7 @@ describe.runIf(isRoot)("a sandbox in the task lists", () => {
   let channel: RealtimeChannel;
 
   beforeAll(async () => {
-    channel = await subscribe(a.supabase, userTopic(a.id), (event, p) => event === "task_changed" && changed.push(p as TaskChangedMessage));
+    channel = await subscribeBroadcast(a.supabase, userTopic(a.id), (event, p) => event === "task_changed" && changed.push(p as TaskChangedMessage));
     sbx = await a.sandbox.sandboxes.create({ requirements: { kind }, idleTimeoutMs: 60_000 });
     [{ initTaskId }] = (await sql`select init_task_id from public.sandboxes where id = ${sbx.sandboxId}`) as unknown as [{ initTaskId: string }];
     commandId = (await sbx.commands.run("echo listed")).taskId;

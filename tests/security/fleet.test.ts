@@ -2,12 +2,12 @@
 // its name (by default <hostname>-<pid>), version and host facts (pid, CPUs, toolchain) only the
 // service role. Checked on every way a user reads the fleet: the API, the table, the `fleet` topic.
 import { hostname } from "node:os";
-import type { RealtimeChannel, SupabaseClient } from "@supabase/supabase-js";
+import type { SupabaseClient } from "@supabase/supabase-js";
 import type { Sql } from "postgres";
 import { describe, expect, it } from "vitest";
 import { FLEET_TOPIC, type WorkerChangedMessage, type WorkerSummary } from "../../sdk/index.ts";
 import { Queue } from "../../worker/queue.ts";
-import { api, newUser, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
+import { api, newUser, subscribeBroadcast, sql, stack, startWorker, supabaseAs, uniqueKind, waitFor } from "../helpers/env.ts";
 
 /** Exactly what a user sees of a worker. */
 const PUBLIC_KEYS = ["capacity", "cpuBudget", "createdAt", "id", "kind", "labels", "lastHeartbeatAt", "leaseMs", "memoryBudgetBytes", "running", "status"];
@@ -22,16 +22,8 @@ function as<T>(role: "anon" | "authenticated" | "service_role", sub: string | nu
   }) as Promise<T>;
 }
 
-function subscribe(supabase: SupabaseClient, onMessage: (m: WorkerChangedMessage) => void): Promise<RealtimeChannel> {
-  const channel = supabase.channel(FLEET_TOPIC, { config: { private: true } });
-  channel.on("broadcast", { event: "worker_changed" }, ({ payload }) => onMessage(payload as WorkerChangedMessage));
-  return new Promise((resolve, reject) =>
-    channel.subscribe((status, err) => {
-      if (status === "SUBSCRIBED") resolve(channel);
-      else if (status !== "CLOSED") reject(err ?? new Error(status));
-    }),
-  );
-}
+const subscribe = (supabase: SupabaseClient, onMessage: (m: WorkerChangedMessage) => void) =>
+  subscribeBroadcast(supabase, FLEET_TOPIC, (event, payload) => event === "worker_changed" && onMessage(payload as WorkerChangedMessage));
 
 describe("fleet views by role", () => {
   it("a user's GET /workers, GET /fleet and GET /health show no host details; the service role's do", async () => {
