@@ -3230,6 +3230,9 @@ begin
       coalesce(s.reason, case when s.status = 'starting' then 'its files can be reached once it is ready' else 'it has ended' end)
       using errcode = 'CG409';
   end if;
+  -- A file call is a request like PUT /files: it takes a token of the tenant's files bucket
+  -- (CG429 with retryAfterSeconds), so a tenant cannot flood workers and the database with them.
+  perform cogo.take_rate_token('files');
   if coalesce(p_size, 0) > cogo.max_sandbox_op_bytes() then
     raise exception 'a file operation carries at most % bytes, got %', cogo.max_sandbox_op_bytes(), p_size
       using errcode = 'CG413';

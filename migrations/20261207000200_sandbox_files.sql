@@ -64,8 +64,9 @@ create function cogo.max_sandbox_op_bytes() returns bigint
 language sql immutable set search_path = '' as $$ select 33554432::bigint $$;
 
 -- A new op on the caller's ready sandbox; its id. CG404 for a sandbox the caller may not use (or
--- none), CG409 for one not ready, CGS29 when max_sandbox_ops() are already in flight, CG413 when
--- the input it announces (p_size bytes) is over the cap.
+-- none), CG409 for one not ready, CG429 over the tenant's files rate limit, CGS29 when
+-- max_sandbox_ops() are already in flight, CG413 when the input it announces (p_size bytes) is over
+-- the cap.
 create function cogo.request_sandbox_op(p_sandbox uuid, p_op text, p_path text, p_args jsonb, p_size bigint) returns bigint
 language plpgsql security definer set search_path = '' as $$
 declare
@@ -78,6 +79,9 @@ begin
       coalesce(s.reason, case when s.status = 'starting' then 'its files can be reached once it is ready' else 'it has ended' end)
       using errcode = 'CG409';
   end if;
+  -- A file call is a request like PUT /files: it takes a token of the tenant's files bucket
+  -- (CG429 with retryAfterSeconds), so a tenant cannot flood workers and the database with them.
+  perform cogo.take_rate_token('files');
   if coalesce(p_size, 0) > cogo.max_sandbox_op_bytes() then
     raise exception 'a file operation carries at most % bytes, got %', cogo.max_sandbox_op_bytes(), p_size
       using errcode = 'CG413';

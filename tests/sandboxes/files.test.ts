@@ -4,7 +4,7 @@
 // sees and the other way round; list, delete, tar up and down; `..`, absolute paths and symlinks
 // out of the workspace are refused and never show host content; another tenant gets 404 on every
 // route; a full disk is 507, 33 MiB is 413, a burst of PUTs is served or told to retry (429 +
-// Retry-After); ops make no tasks, count as activity, and maintenance purges them.
+// Retry-After), as is a tenant over its files rate limit; ops make no tasks, count as activity, and maintenance purges them.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -220,6 +220,19 @@ describe.runIf(isRoot)("files of a live sandbox", () => {
     console.log(`sandbox files: 20 concurrent PUTs → ${served.length} served, ${busy.length} × 429`);
     const written = (await run("ls burst | wc -l")).trim();
     expect(Number(written)).toBe(served.length);
+  });
+
+  it("file calls take tokens of the tenant's files rate limit: over it, 429 with Retry-After naming the limit", async () => {
+    await sql`select cogo.set_tenant_limits(${a.id}, ${sql.json({ filesBurst: 2, filesPerSecond: 0.5 })})`;
+    try {
+      const results = [];
+      for (let i = 0; i < 3; i++) results.push(await raw("GET", `${files}?path=.`, a.token));
+      expect(results.map((r) => r.status)).toEqual([200, 200, 429]);
+      expect(Number(results[2]!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect(results[2]!.json.error).toMatchObject({ code: "rate_limited", limit: "filesPerSecond" });
+    } finally {
+      await sql`select cogo.set_tenant_limits(${a.id}, ${sql.json({ filesBurst: null, filesPerSecond: null })})`;
+    }
   });
 
   it("ops make no tasks, count as activity, are purged 5 min after they end; a stopped sandbox is 409", async () => {
