@@ -3,7 +3,7 @@
 // reported like a task and killed alone, the sandbox's kill leaves nothing, and an attacker's
 // command reaches neither another sandbox, a plain task, the host's files nor the entering helper.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -228,6 +228,113 @@ c = socket.create_connection(('127.0.0.1', 7000)); print(c.recv(10).decode())"`,
   });
 });
 
+/** Children of the launcher in a cmd- leaf of the sandbox while no command runs: its spare helper (pid, and its leaf in each hierarchy). */
+function sparesOf(s: PersistentSandbox): { pid: number; leaves: string[] }[] {
+  const launcher = launcherPid();
+  const found = new Map<number, string[]>();
+  for (const dir of new Set(Object.values(s.cgroup.directories))) {
+    for (const name of existsSync(dir!) ? readdirSync(dir!) : []) {
+      if (!name.startsWith('cmd-')) continue;
+      let procs: number[] = [];
+      try {
+        procs = readFileSync(join(dir!, name, 'cgroup.procs'), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map(Number);
+      } catch {
+        continue; // removed meanwhile
+      }
+      for (const pid of procs) {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== launcher) continue;
+        } catch {
+          continue;
+        }
+        found.set(pid, [...(found.get(pid) ?? []), join(dir!, name)]);
+      }
+    }
+  }
+  return [...found].map(([pid, leaves]) => ({ pid, leaves }));
+}
+
+/** Where each descriptor of a process points. */
+const fdLinks = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
+
+describe.runIf(isRoot)("a persistent sandbox's spare helper (the next command's, pre-forked into its cgroup leaf)", () => {
+  it('holds only its socket and is outside the sandbox; runs the next command as a fresh helper would; never outlives the sandbox', async () => {
+    const s = await sandbox();
+    // One spare, made after the pin: in a cmd- leaf of every hierarchy (joined before it listens).
+    await expect.poll(() => sparesOf(s).length, { interval: 5 }).toBe(1);
+    const [spare] = sparesOf(s);
+    expect(spare!.leaves).toHaveLength(new Set(Object.values(s.cgroup.directories)).size);
+    // Nothing of the launcher (other sandboxes' pipes and namespaces) but its socket; host root,
+    // in the host's PID namespace, not dumpable; invisible from inside.
+    expect(fdLinks(spare!.pid)).toEqual([expect.stringMatching(/^socket:\[\d+\]$/)]);
+    expect(readlinkSync(`/proc/${spare!.pid}/ns/pid`)).toBe(readlinkSync('/proc/self/ns/pid'));
+    expect(readlinkSync(`/proc/${spare!.pid}/ns/mnt`)).toBe(readlinkSync('/proc/self/ns/mnt'));
+    expect(statSync(`/proc/${spare!.pid}/fd`).uid).toBe(0);
+    // A command (run by that spare) looks for the spare made after it: no such process inside.
+    const looking = await s.exec({
+      command: 'for i in $(seq 200); do test -s spare && break; sleep 0.02; done; p=$(cat spare); test -e /proc/$p && echo visible; kill -0 $p 2>&1; true',
+    });
+    expect(looking.pid).toBe(spare!.pid);
+    // The next spare is made when a command ends (not while one starts: a v1 cgroup attach holds up
+    // every fork): a second command, meanwhile, forks its own helper.
+    const meanwhile = await s.exec({ command: ['echo', 'meanwhile'] });
+    expect(meanwhile.pid).not.toBe(spare!.pid);
+    expect((await collect(meanwhile)).stdout).toBe('meanwhile\n');
+    await expect.poll(() => sparesOf(s).filter((x) => x.pid !== spare!.pid).length, { interval: 5 }).toBe(1);
+    const next = sparesOf(s).find((x) => x.pid !== spare!.pid)!;
+    writeFileSync(join(s.workspace, 'spare'), `${next.pid}\n`);
+    const seen = (await collect(looking)).stdout;
+    expect(seen).not.toContain('visible');
+    expect(seen).toMatch(/kill: No such process/);
+
+    // The next command runs in that spare: same pid, same leaf, same status as any command.
+    const p = await s.exec({
+      command: 'grep -E "^(Uid|Groups|CapPrm|CapEff|CapBnd|NoNewPrivs|Seccomp|Seccomp_filters):" /proc/self/status; ls /proc/self/fd | tr "\\n" " "',
+    });
+    expect(p.pid).toBe(next.pid);
+    const r = await collect(p);
+    expect(r.exit.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        'Uid:\t1000\t1000\t1000\t1000',
+        'Groups:\t ',
+        'CapPrm:\t0000000000000000',
+        'CapEff:\t0000000000000000',
+        'CapBnd:\t0000000000000000',
+        'NoNewPrivs:\t1',
+        'Seccomp:\t2',
+        'Seccomp_filters:\t2',
+        '0 1 2 3 ',
+      ].join('\n'),
+    );
+    for (const leaf of next.leaves) expect(Object.values(p.cgroup?.directories ?? {})).toContain(leaf);
+
+    // A spare killed from outside: the launcher removes its leaf, the next command forks its own
+    // helper (and works), and a new spare follows.
+    await expect.poll(() => sparesOf(s).length, { interval: 5 }).toBe(1);
+    const victim = sparesOf(s)[0]!;
+    process.kill(victim.pid, 'SIGKILL');
+    await expect.poll(() => victim.leaves.filter((l) => existsSync(l)), { interval: 5 }).toEqual([]);
+    const forked = await s.exec({ command: ['echo', 'forked'] });
+    expect(forked.pid).not.toBe(victim.pid);
+    expect((await collect(forked)).stdout).toBe('forked\n');
+    await expect.poll(() => sparesOf(s).length, { interval: 5 }).toBe(1);
+
+    // Killed, the sandbox takes its spare and the spare's leaf with it, before its end is reported.
+    const last = sparesOf(s)[0]!;
+    live.splice(live.indexOf(s), 1);
+    s.kill();
+    await s.ended;
+    expect(alive(last.pid)).toBe(false);
+    for (const leaf of last.leaves) expect(existsSync(leaf)).toBe(false);
+    expect(await s.cleanup()).toEqual({ clean: true, processesLeft: 0, cgroupsLeft: [], workspaceLeft: false });
+  });
+});
+
 describe.runIf(isRoot)('an attacker command in a persistent sandbox', () => {
   it('cannot see or signal the processes of another persistent sandbox or of a plain task', async () => {
     const a = await sandbox();
@@ -348,8 +455,8 @@ open('/tmp/watch', 'w').write('%d %r\\n' % (len(seen), foreign))
       peak = Math.max(peak, (await s.cgroup.tasks()) ?? 0);
       await sleep(100);
     }
-    // 64 + bwrap's two + the sentinel: pids.max of the whole sandbox.
-    expect(peak).toBeLessThanOrEqual(64 + 3);
+    // 64 + bwrap's two + the sentinel + the launcher's spare helper: pids.max of the whole sandbox.
+    expect(peak).toBeLessThanOrEqual(64 + 4);
     expect(peak).toBeGreaterThan(32);
     bomb.kill('cancelled');
     const bombed = await collect(bomb);

@@ -96,8 +96,10 @@ export const requests = {
   }),
   /**
    * Runs `argv` inside the pinned persistent sandbox `sandbox` as `uid`/`gid` (ids inside it), in
-   * `cwd` (resolved inside), in a new cgroup leaf `cgroup.name` under the sandbox's cgroup. Reply
-   * `started` (`cgroups`: the leaf), later an `exit` event with this id.
+   * `cwd` (resolved inside), in a new cgroup leaf under the sandbox's cgroup: `cgroup.name`, or,
+   * when the sandbox's spare helper serves the command (already joined to a leaf of its own), that
+   * leaf, named `cmd-…` by the launcher. Reply `started` (`cgroups`: the leaf the command is in),
+   * later an `exit` event with this id.
    */
   enter: z.strictObject({
     id,

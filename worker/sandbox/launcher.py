@@ -96,6 +96,8 @@ NAMESPACES: List[Tuple[str, int]] = [
 HIGH_FD = 64
 # Spares kept ready per cgroup layout.
 SPARES = 2
+# How long an enter waits for a live sandbox's spare to report its cgroup joined before forking a helper itself.
+SPARE_JOIN_WAIT_S = 0.2
 # The seccomp programs of every sandbox and what they deny (main() builds them).
 FILTERS: List[bytes] = []
 FILTER_INFO: Dict[str, Any] = {}
@@ -464,6 +466,40 @@ def spare_main(sock: socket.socket, procs_files: List[str]) -> NoReturn:
 
 # --- entering a live sandbox from outside (protocol 3) ----------------------------------------------
 
+def enter_spare_main(sock: socket.socket, procs_files: List[str]) -> NoReturn:
+    """A live sandbox's spare helper: does now what does not depend on the command (drop every
+    descriptor but its socket, turn non-dumpable, join the command's cgroup leaf: the slow part),
+    then waits for the command and runs enter_child; never returns.
+
+    Until then it is root on the host, outside the sandbox's PID namespace, holding nothing but
+    its socket: code inside the sandbox can neither see, signal nor trace it."""
+    try:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        keep = sock.fileno()
+        os.closerange(0, keep)
+        os.closerange(keep + 1, 1 << 30)
+        checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
+        join_cgroups(procs_files)
+        sock.sendall(b"J")  # joined: the launcher may hand us a command
+        _, fds, _, _ = socket.recv_fds(sock, 1, 5 + len(NAMESPACES))
+        chunks = []
+        while chunk := sock.recv(1 << 20):
+            chunks.append(chunk)
+        sock.close()
+        if not fds:
+            os._exit(0)  # the launcher is ending this spare
+        req = cast(EnterRequest, json.loads(b"".join(chunks)))
+        own = 5 if req.get("pty") else 4
+        if len(fds) != own + len(NAMESPACES):
+            raise ValueError("%d descriptors, %d expected" % (len(fds), own + len(NAMESPACES)))
+    except BaseException:
+        os._exit(125)
+    stdio, ns = fds[:4], fds[own:]
+    resize_r = fds[4] if own == 5 else -1
+    # The cgroup leaf is joined already: enter_child skips that step (no cgroup.procs to write).
+    enter_child(req, [(fd, flag) for fd, (_, flag) in zip(ns, NAMESPACES)], [], resize_r, *stdio)
+
+
 class CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -670,7 +706,8 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
         step = "signals"
         reset_signals()
         # Joined as root, on the host side: the slot uid never owns a cgroup.procs, and once in the
-        # sandbox's user namespace the host cgroup files are out of reach.
+        # sandbox's user namespace the host cgroup files are out of reach. (A spare has joined its
+        # leaf already and passes none.)
         step = "cgroup"
         join_cgroups(procs_files)
         os.setsid()
@@ -812,6 +849,8 @@ class Server:
         self.running: Dict[int, int] = {}  # start id -> pid (until reaped)
         self.held: Dict[int, List[int]] = {}  # start id -> our copies of the worker's pipe ends (until "opened")
         self.spares: Dict[str, List[Spare]] = {}  # cgroup layout -> [Spare]
+        self.enter_spares: Dict[int, Spare] = {}  # persistent start id -> its spare helper (joined to a fresh cmd- leaf)
+        self.entered: Dict[int, int] = {}  # enter id -> its sandbox's start id (until reaped: then a spare is made)
         self.live: Dict[int, Live] = {}  # persistent start id -> its sandbox (until reaped)
         self.commands: Dict[int, Dict[str, str]] = {}  # enter id -> its cgroup leaf (until reaped)
         self.terminals: Dict[int, int] = {}  # enter id with a pty -> write end of its resize pipe (until reaped)
@@ -1024,6 +1063,7 @@ class Server:
             if live.pidfd >= 0:  # checked last, so a wrong pid or inode is reported as such
                 raise RequestError("invalid_request", "sandbox %d is already pinned" % tid)
             live.pidfd, live.init_pid, live.ns_fds = pidfd, pid, fds
+            self.after_reply = lambda: self.top_up_enter(tid)
         except BaseException as e:
             close_quietly([pidfd] + [fd for fd, _ in fds])
             if isinstance(e, OSError):
@@ -1054,17 +1094,23 @@ class Server:
                 resize_r, resize_w = os.pipe()
                 made += [resize_r, resize_w]
                 os.set_blocking(resize_w, False)  # a stuck relay never blocks the launcher
-            if req["cgroup"] is not None:
-                name = req["cgroup"]["name"]
-                for controller, parent in live.dirs.items():
-                    path = os.path.join(parent, name)
-                    if path not in leaf.values():
-                        os.mkdir(path)  # EEXIST: a leaf of another command is never shared
-                    leaf[controller] = path
-            procs = sorted({os.path.join(d, "cgroup.procs") for d in leaf.values()})
-            pid = os.fork()
-            if pid == 0:
-                enter_child(req, live.ns_fds, procs, resize_r, *theirs)
+            # The sandbox's spare has its leaf joined already (the slow part): the command gets that
+            # leaf, named by the launcher (v2 cannot rename a cgroup), and the reply says which.
+            spare = self.enter_spares.pop(req["sandbox"], None) if req["cgroup"] is not None else None
+            if spare is not None:
+                pid = self.hand_to_spare(spare, req, theirs + ([resize_r] if pty is not None else []) + [fd for fd, _ in live.ns_fds])
+                leaf = dict(spare.dirs) if pid else {}
+            if not pid:
+                if req["cgroup"] is not None:
+                    for controller, parent in live.dirs.items():
+                        path = os.path.join(parent, req["cgroup"]["name"])
+                        if path not in leaf.values():
+                            os.mkdir(path)  # EEXIST: a leaf of another command is never shared
+                        leaf[controller] = path
+                procs = sorted({os.path.join(d, "cgroup.procs") for d in leaf.values()})
+                pid = os.fork()
+                if pid == 0:
+                    enter_child(req, live.ns_fds, procs, resize_r, *theirs)
             close_quietly(theirs + [resize_r])
             made = [fd for fd in made if fd not in theirs and fd != resize_r]
             ours = {name: pipes[name][0] for name in ("stdout", "stderr", "status")}
@@ -1084,9 +1130,58 @@ class Server:
         self.held[tid] = list(ours.values())
         self.running[tid] = pid
         self.commands[tid] = leaf
+        if req["cgroup"] is not None:
+            self.entered[tid] = req["sandbox"]
         if resize_w >= 0:
             self.terminals[tid] = resize_w
         return {"type": "started", "id": tid, "pid": pid, "fds": ours, "cgroups": leaf or None}
+
+    def hand_to_spare(self, spare: Spare, req: EnterRequest, fds: List[int]) -> int:
+        """Gives a command to a sandbox's spare (its fds: stdio, status, the resize pipe of a
+        terminal, the namespaces) and returns the spare's pid, now the command's helper; or, if the
+        spare is gone or could not join its leaf, ends it and returns 0 (the caller forks one)."""
+        try:
+            # Made when the last command ended, it has joined by now; one stuck in the attach does
+            # not hold up the launcher for longer than a fork of our own would take.
+            if not select.select([spare.sock], [], [], SPARE_JOIN_WAIT_S)[0] or spare.sock.recv(1) != b"J":
+                raise OSError("the spare could not join its cgroup")
+            socket.send_fds(spare.sock, [b"R"], fds)
+            spare.sock.sendall(json.dumps(req).encode())
+        except OSError:
+            self.kill_spare(spare)
+            return 0
+        spare.sock.close()
+        self.sel.unregister(spare.pidfd)
+        os.close(spare.pidfd)
+        return spare.pid
+
+    def top_up_enter(self, sandbox: int) -> None:
+        """Forks the spare helper of a live, pinned sandbox if it has none: a fresh cmd- leaf under
+        the sandbox's cgroup that the spare joins while idle (enter_spare_main)."""
+        live = self.live.get(sandbox)
+        if sandbox in self.enter_spares or live is None or not live.init_alive():
+            return
+        name = "cmd-" + uuid.uuid4().hex
+        dirs: Dict[str, str] = {}
+        try:
+            for controller, parent in live.dirs.items():
+                path = os.path.join(parent, name)
+                if path not in dirs.values():
+                    os.mkdir(path)
+                dirs[controller] = path
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:
+            self.remove_dirs(dirs)
+            return  # the next command forks its own helper
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            enter_spare_main(theirs, sorted({os.path.join(d, "cgroup.procs") for d in dirs.values()}))
+        theirs.close()
+        pidfd = os.pidfd_open(pid)
+        spare = Spare(pid, ours, dirs, pidfd)
+        self.enter_spares[sandbox] = spare
+        self.sel.register(pidfd, selectors.EVENT_READ, ("spare", spare))
 
     def resize(self, req: Json) -> Json:
         """Tells the relay of terminal req["task"] its new size (it does TIOCSWINSZ, the kernel SIGWINCH)."""
@@ -1185,6 +1280,9 @@ class Server:
         for ready in self.spares.values():
             if spare in ready:
                 ready.remove(spare)
+        for sandbox, its in list(self.enter_spares.items()):
+            if its is spare:
+                del self.enter_spares[sandbox]
         try:
             self.sel.unregister(spare.pidfd)
         except (KeyError, ValueError):
@@ -1240,6 +1338,9 @@ class Server:
             # A command: its cgroup leaf only, never the sandbox (inner is inside it, and the leaf
             # holds every process the command started).
             self.kill_cgroup(leaf)
+        spare = self.enter_spares.get(req["task"])
+        if spare is not None:  # a sandbox: its spare goes first, so no command enters it any more
+            self.kill_spare(spare)
         if pid is not None:  # else already reaped: the pid may belong to someone else now
             if req.get("inner"):
                 try:
@@ -1261,15 +1362,25 @@ class Server:
         live = self.live.pop(tid, None)
         if live:
             live.release()
+        spare = self.enter_spares.get(tid)
+        if spare:  # never outlives its sandbox: gone, with its leaf, before the exit is reported
+            self.kill_spare(spare)
+        status: Optional[int] = None
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:  # reaped elsewhere: the exit status is lost
+            pass
+        if status is None:
             send({"type": "exit", "task": tid, "exit": None, "signal": signal.SIGKILL})
-            return
-        if os.WIFSIGNALED(status):
+        elif os.WIFSIGNALED(status):
             send({"type": "exit", "task": tid, "exit": None, "signal": os.WTERMSIG(status)})
         else:
             send({"type": "exit", "task": tid, "exit": os.WEXITSTATUS(status), "signal": None})
+        sandbox = self.entered.pop(tid, None)
+        if sandbox is not None:
+            # The next command's helper, made once this one is over: a cgroup v1 attach takes a
+            # lock that every fork waits for, so a spare joining while a command starts slows it.
+            self.top_up_enter(sandbox)
 
     def shutdown(self) -> NoReturn:
         for tid in list(self.running):
@@ -1277,6 +1388,8 @@ class Server:
         for ready in list(self.spares.values()):
             for spare in list(ready):
                 self.kill_spare(spare)
+        for spare in list(self.enter_spares.values()):
+            self.kill_spare(spare)
         sys.exit(0)
 
     def run(self) -> NoReturn:

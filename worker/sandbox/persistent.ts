@@ -149,7 +149,8 @@ export async function startPersistentSandbox(spec: PersistentSandboxSpec, option
       filterFds: bwrap.filterFds,
       owner,
       rlimits,
-      cgroup: await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES + 1 }),
+      // Plus the sentinel, and the launcher's spare helper that waits, joined to a leaf, for the next command.
+      cgroup: await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES + 2 }),
       stdin: false,
       persistent: true,
     });
