@@ -224,6 +224,7 @@ export class Worker {
       await all;
     }
     await Promise.all(this.ops);
+    await this.sandboxes.closed();
     for (const t of this.leaseTimers) clearInterval(t);
     await this.heartbeats?.stop();
     await drainWorkspacePool(this.options.workspaceRoot).catch((err) => this.options.log(`unmounting idle workspaces: ${err}`));

@@ -133,6 +133,45 @@ describe.runIf(isRoot)("a worker holding persistent sandboxes", () => {
     expect(((await sqlAsUser(user, `select cogo.enqueue_command('${s.id}', '{"command": "true"}'::jsonb)`).catch((e) => e)) as { code?: string }).code).toBe("CG409");
   }, 120_000);
 
+  it("a create like the last one gets the warm sandbox, started before it was asked for, with its own env and nothing of the last", async () => {
+    // Seconds PID 1 of the sandbox has lived, read inside it (/proc/uptime − PID 1's start time).
+    const age = "awk -v up=$(cut -d' ' -f1 /proc/uptime) '{print up - $22 / 100}' /proc/1/stat";
+    const made: { id: string }[] = [];
+    const create = async (spec: Record<string, unknown>) => {
+      const s = await createSandbox(spec);
+      made.push(s);
+      return s;
+    };
+    try {
+      const first = await create({ env: { WHO: "first" } });
+      await sandboxIn(first.id, ["ready"]);
+      await run(first.id, { command: "echo secret > /workspace/left; sleep 300 &", background: true });
+      // The warm one starts as the first becomes ready; give it time to be up.
+      await new Promise((r) => setTimeout(r, 500));
+      const asked = Date.now();
+      const warm = await create({ env: { WHO: "second" } });
+      await sandboxIn(warm.id, ["ready"]);
+      const r = await run(warm.id, { command: `${age}; echo "$WHO"; ls -A /workspace | wc -l; ps -eo args | grep -c '^sleep 300' || true` });
+      const sinceAsked = (Date.now() - asked) / 1000;
+      const [lived, who, files, sleeps] = r.stdout.trim().split("\n");
+      // Started before the request: it lived longer than the request has taken so far.
+      expect(Number(lived), r.all).toBeGreaterThan(sinceAsked);
+      expect([who, files, sleeps]).toEqual(["second", "0", "0"]);
+      // Other limits: a cold start (younger than the request), and the warm one is replaced. (The
+      // worker holds two sandboxes at most: the first makes room.)
+      await sqlAsUser(user, `select cogo.stop_sandbox('${first.id}')`);
+      await sandboxIn(first.id, ["stopped"]);
+      const askedCold = Date.now();
+      const cold = await create({ limits: { processes: 100 } });
+      await sandboxIn(cold.id, ["ready"]);
+      const c = await run(cold.id, { command: age });
+      expect(Number(c.stdout), c.all).toBeLessThan((Date.now() - askedCold) / 1000);
+    } finally {
+      for (const s of made) await sqlAsUser(user, `select cogo.stop_sandbox('${s.id}')`);
+      for (const s of made) await sandboxIn(s.id, ["stopped"]);
+    }
+  }, 60_000);
+
   it("a fork bomb and a full disk in one command; then `echo ok` works", async () => {
     const s = await createSandbox({ limits: { processes: 64, workspaceBytes: 16 * 1024 * 1024 } });
     await sandboxIn(s.id, ["ready"]);

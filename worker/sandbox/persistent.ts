@@ -92,6 +92,13 @@ export interface PersistentSandbox {
   exec(spec: ExecSpec): Promise<SandboxProcess>;
   /** Kills every process of the sandbox (its PID 1 exits, the kernel ends the rest). */
   kill(reason?: PersistentEndReason): void;
+  /** False once the sandbox has ended or is being killed. */
+  readonly live: boolean;
+  /**
+   * Gives a sandbox started ahead (a worker's warm sandbox, worker/sandboxes/host.ts) to its
+   * owner: later commands get `env` under their own, and the lifetime counts from now.
+   */
+  adopt(settings: { env?: Record<string, string>; lifetimeMs: number }): void;
   /** Resolves once the sandbox's bwrap has exited and every command with it. Never rejects. */
   readonly ended: Promise<{ reason: PersistentEndReason }>;
   /** After the end: removes cgroups, sweeps the uid, removes the workspace, and says what is left. */
@@ -268,7 +275,7 @@ class LiveSandbox implements PersistentSandbox {
   readonly ended: Promise<{ reason: PersistentEndReason }>;
   private endReason: PersistentEndReason | null = null;
   private over = false;
-  private readonly lifetimeTimer: NodeJS.Timeout;
+  private lifetimeTimer: NodeJS.Timeout;
   private removal: Promise<CleanupReport> | null = null;
   /** A command's view of the workspace: never removed with the command. */
   private readonly shared: Workspace;
@@ -336,6 +343,19 @@ class LiveSandbox implements PersistentSandbox {
       throw err;
     });
     return proc;
+  }
+
+  get live(): boolean {
+    return !this.over && this.endReason === null;
+  }
+
+  adopt(settings: { env?: Record<string, string>; lifetimeMs: number }): void {
+    if (!Number.isSafeInteger(settings.lifetimeMs) || settings.lifetimeMs <= 0) throw new InvalidSandboxSpec('lifetimeMs', 'must be a positive integer');
+    const checked = checkSpec({ command: SENTINEL, env: settings.env });
+    this.settings.env = { ...checked.env, HOSTNAME: this.settings.env.HOSTNAME! };
+    clearTimeout(this.lifetimeTimer);
+    this.lifetimeTimer = setTimeout(() => this.kill('timeout'), settings.lifetimeMs);
+    this.lifetimeTimer.unref();
   }
 
   kill(reason: PersistentEndReason = 'killed'): void {

@@ -29,6 +29,14 @@ import { runFileOp, type FileOpOutcome } from "./files.ts";
 /** How long past the lifetime the sandbox's own kill switch waits for the host's timer. */
 const LIFETIME_MARGIN_MS = 5_000;
 
+/**
+ * A warm sandbox nobody takes is stopped after this long (its slot and memory back to the host);
+ * the next hold starts cold and warms a new one.
+ */
+const WARM_IDLE_MS = 10 * 60_000;
+/** The kill switch of a warm sandbox: its idle time, then the longest lifetime, past the host's timers. */
+const WARM_LIFETIME_MS = WARM_IDLE_MS + 3_600_000 + LIFETIME_MARGIN_MS;
+
 interface Held {
   row: SandboxRow;
   attempt: Attempt;
@@ -62,8 +70,21 @@ function sandboxLimits(row: SandboxRow) {
   return limits;
 }
 
+type Limits = ReturnType<typeof sandboxLimits>;
+
+/** Same limits, whatever the key order. */
+const limitsKey = (limits: Limits) => JSON.stringify(Object.entries(limits).sort(([a], [b]) => a.localeCompare(b)));
+
 export class SandboxHost {
   private readonly held = new Map<string, Held>();
+  /**
+   * One sandbox started ahead with the limits of the last one held, so the next create of the
+   * same shape is ready without starting bwrap (issue 19's create → ready). None until this
+   * worker holds its first sandbox: a worker that never gets one pays nothing. It is clean: a
+   * fresh bwrap, an empty workspace, no tenant's process or env (`adopt` gives it those).
+   */
+  private warm: { key: string; sandbox: Promise<PersistentSandbox | null>; timer: NodeJS.Timeout } | null = null;
+  private closing = false;
 
   constructor(private readonly deps: SandboxHostDeps) {}
 
@@ -90,15 +111,22 @@ export class SandboxHost {
       if (early) this.stop(h, early);
       try {
         if (!h.end) {
-          h.live = await startPersistentSandbox(
-            {
-              env: row.env,
-              limits: sandboxLimits(row),
-              network: false, // refused in SQL for sandboxes (design R1)
-              lifetimeMs: Math.max(1, row.expiresAt.getTime() - Date.now()) + LIFETIME_MARGIN_MS,
-            },
-            this.deps.sandboxOptions,
-          );
+          const limits = sandboxLimits(row);
+          const lifetimeMs = Math.max(1, row.expiresAt.getTime() - Date.now()) + LIFETIME_MARGIN_MS;
+          const warm = await this.takeWarm(limits);
+          if (warm) warm.adopt({ env: row.env, lifetimeMs });
+          h.live =
+            warm ??
+            (await startPersistentSandbox(
+              {
+                env: row.env,
+                limits,
+                network: false, // refused in SQL for sandboxes (design R1)
+                lifetimeMs,
+              },
+              this.deps.sandboxOptions,
+            ));
+          if (!h.end) this.warmUp(limits);
         }
         if (h.end)
           h.live?.kill("killed"); // stopped while it started
@@ -225,9 +253,64 @@ export class SandboxHost {
     }
   }
 
-  /** Drain or shutdown: every sandbox stops now (status stopped, with the reason). */
+  /** Drain or shutdown: every sandbox stops now (status stopped, with the reason), the warm one too. */
   stopAll(reason: string): void {
+    this.closing = true;
     for (const h of this.held.values()) this.end(h, "succeeded", reason);
+    this.dropWarm();
+  }
+
+  /** Resolves once the warm sandbox (if any) is gone and cleaned up: call after stopAll. */
+  async closed(): Promise<void> {
+    await this.warmGone;
+  }
+
+  private warmGone: Promise<void> = Promise.resolve();
+
+  /** The warm sandbox if it has these limits and is alive (it is then the caller's); else null, and it is dropped. */
+  private async takeWarm(limits: Limits): Promise<PersistentSandbox | null> {
+    const w = this.warm;
+    if (!w) return null;
+    if (w.key !== limitsKey(limits)) {
+      this.dropWarm();
+      return null;
+    }
+    this.warm = null;
+    clearTimeout(w.timer);
+    const sandbox = await w.sandbox;
+    if (sandbox?.live) return sandbox;
+    if (sandbox) this.discard(sandbox);
+    return null;
+  }
+
+  /** Starts a warm sandbox with these limits, unless there is one or the worker is stopping. */
+  private warmUp(limits: Limits): void {
+    if (this.warm || this.closing) return;
+    const sandbox = startPersistentSandbox({ limits, network: false, lifetimeMs: WARM_LIFETIME_MS }, this.deps.sandboxOptions).catch((err) => {
+      this.deps.log(`warm sandbox: could not start one: ${err instanceof Error ? err.message : err}`);
+      return null;
+    });
+    const timer = setTimeout(() => this.dropWarm(), WARM_IDLE_MS);
+    timer.unref();
+    this.warm = { key: limitsKey(limits), sandbox, timer };
+    // Started as the worker began to stop: do not leave it behind.
+    if (this.closing) this.dropWarm();
+  }
+
+  private dropWarm(): void {
+    const w = this.warm;
+    if (!w) return;
+    this.warm = null;
+    clearTimeout(w.timer);
+    const gone = w.sandbox.then((sandbox) => (sandbox ? this.discard(sandbox) : undefined));
+    const before = this.warmGone;
+    this.warmGone = Promise.all([before, gone]).then(() => {});
+  }
+
+  private async discard(sandbox: PersistentSandbox): Promise<void> {
+    sandbox.kill("killed");
+    const report = await sandbox.cleanup().catch((err) => ({ clean: false, error: String(err) }));
+    if (!report.clean) this.deps.log(`warm sandbox: left behind after its end: ${JSON.stringify(report)}`);
   }
 
   private stop(h: Held, why: "cancelled" | "lease_lost" | "shutdown"): void {
