@@ -4,7 +4,9 @@
 //   2. command → first stdout byte of `echo` in a ready sandbox, against POST /execute of the same
 //      `echo` (a fresh sandbox each), interleaved, ROUNDS rounds, with where the time goes (from the
 //      rows' own timestamps: request → row, row → claim, claim → first output row, → callback);
-//   3. IDLE sandboxes held by one worker process for IDLE_SECONDS: the worker's, the launcher's and
+//   3. a 1 MiB file written then read back through the SDK (`sbx.files.write`, `sbx.files.read`),
+//      FILE_ROUNDS times, the bytes checked;
+//   4. IDLE sandboxes held by one worker process for IDLE_SECONDS: the worker's, the launcher's and
 //      the sandboxes' RSS and CPU, and a command's latency among them.
 // Nothing here tunes anything; the launcher's costs are in worker/sandbox/README.md.
 import { spawn } from "node:child_process";
@@ -26,14 +28,18 @@ const ROUNDS = 3;
 const CREATES = 10;
 /** Commands and executes per round, alternating. */
 const COMMANDS = 20;
-/** Idle sandboxes on one worker: 4 tenants × cogo.max_live_sandboxes() (8). */
-const IDLE = 32;
+/** Write + read round trips of FILE_BYTES. */
+const FILE_ROUNDS = 10;
+const FILE_BYTES = 1024 * 1024;
+/** Idle sandboxes on one worker: 13 tenants × cogo.max_live_sandboxes() (8), the last with 4. */
+const IDLE = 100;
 const IDLE_SECONDS = 20;
 /**
  * Each idle sandbox's memory limit. Host admission charges a sandbox its limit for its whole life:
- * at the default 1 GiB, a 24 GiB host's budget (about 15.6 GiB) holds 15 sandboxes.
+ * at the default 1 GiB, a 24 GiB host's budget (about 15.6 GiB) holds 15 sandboxes; at 64 MiB, 100
+ * take 6.25 GiB of it.
  */
-const IDLE_MEMORY_BYTES = 256 * 1024 * 1024;
+const IDLE_MEMORY_BYTES = 64 * 1024 * 1024;
 const COMMAND = "echo hi";
 const WORKSPACES = "/var/tmp/cogo-bench-ws";
 
@@ -168,6 +174,9 @@ async function latencies(stack: Stack, sql: Sql, progress: (s: string) => void):
       }
       await sbx.kill();
     }
+    loads.push(load());
+    progress(`sandboxes: ${FILE_ROUNDS} write + read round trips of ${FILE_BYTES / 1024} KiB (load ${load()})…`);
+    const file = await fileRoundTrips(u.sandbox, kind);
     const p = (xs: number[]) => `${ms(percentile(xs, 50))} / ${ms(percentile(xs, 99))}`;
     const cmd = command.map((c) => c.ms);
     const exe = execute.map((c) => c.ms);
@@ -176,6 +185,10 @@ async function latencies(stack: Stack, sql: Sql, progress: (s: string) => void):
       { metric: `create → ready p50 / p99 (${create.length}, POST /sandboxes → 201)`, value: p(create), target: "p50 < 50 ms", ok: percentile(create, 50) < 50 },
       { metric: `command → first stdout byte p50 / p99 (${cmd.length}, ready sandbox)`, value: p(cmd), target: "p50 < 15 ms", ok: percentile(cmd, 50) < 15 },
       { metric: `POST /execute → first stdout byte p50 / p99 (${exe.length}, fresh sandbox)`, value: p(exe) },
+      {
+        metric: `file write + read of 1 MiB p50 / p99 (${file.trip.length}, sbx.files, bytes checked)`,
+        value: `${p(file.trip)} (write ${ms(percentile(file.write, 50))}, read ${ms(percentile(file.read, 50))} p50)`,
+      },
       { metric: "command vs execute, p50", value: `${(percentile(cmd, 50) / percentile(exe, 50)).toFixed(2)}×` },
       { metric: "command: where the time goes (p50 each)", value: await breakdown(sql, command) },
       { metric: "execute: where the time goes (p50 each)", value: await breakdown(sql, execute) },
@@ -186,7 +199,32 @@ async function latencies(stack: Stack, sql: Sql, progress: (s: string) => void):
   }
 }
 
-/** IDLE sandboxes on one worker process (4 tenants, each at its live-sandbox limit). */
+/** FILE_ROUNDS times: FILE_BYTES of random bytes written, read back and compared (after a warm-up). */
+async function fileRoundTrips(client: SandboxClient, kind: string): Promise<{ write: number[]; read: number[]; trip: number[] }> {
+  const sbx = await client.sandboxes.create({ requirements: { kind } });
+  const out = { write: [] as number[], read: [] as number[], trip: [] as number[] };
+  try {
+    for (let i = 0; i <= FILE_ROUNDS; i++) {
+      const data = new Uint8Array(FILE_BYTES);
+      for (let o = 0; o < FILE_BYTES; o += 65536) crypto.getRandomValues(data.subarray(o, o + 65536));
+      const t0 = performance.now();
+      await sbx.files.write(`bench/f${i}.bin`, data);
+      const t1 = performance.now();
+      const back = await sbx.files.read(`bench/f${i}.bin`);
+      const t2 = performance.now();
+      if (!Buffer.from(back).equals(data)) throw new Error(`sandboxes bench: ${FILE_BYTES} bytes written, ${back.length} read back, not the same`);
+      if (i === 0) continue; // warm-up
+      out.write.push(t1 - t0);
+      out.read.push(t2 - t1);
+      out.trip.push(t2 - t0);
+    }
+  } finally {
+    await sbx.kill();
+  }
+  return out;
+}
+
+/** IDLE sandboxes on one worker process (13 tenants, each at its live-sandbox limit). */
 async function idle(stack: Stack, sql: Sql, progress: (s: string) => void): Promise<Row[]> {
   const kind = "bench-sandboxes-idle";
   const [limit] = await sql<{ n: number }[]>`select cogo.max_live_sandboxes() as n`;

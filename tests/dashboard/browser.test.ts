@@ -155,9 +155,22 @@ describe("dashboard in a browser", () => {
     const row = page.locator(`[data-testid=sandboxes] tr[data-sandbox="${sbx.sandboxId}"]`);
     await expect.poll(() => row.innerText(), { timeout: 10_000 }).toMatch(/ready/);
     await row.click();
-    await page.locator("input[aria-label='sandbox command']").fill("echo from-the-page > f; cat f");
+    await page.locator("input[aria-label='sandbox command']").fill("mkdir sub; echo from-the-page > sub/f; touch '<i>x<i>'; cat sub/f");
     await page.getByRole("button", { name: "Run", exact: true }).click();
     await expect.poll(() => page.locator("[data-testid=sandbox-output]").textContent(), { timeout: 10_000 }).toContain("from-the-page\n");
+    // Its file tree: the directory the command made; opened, it lists the file; clicked, the file shows.
+    await page.locator("button[data-action=refresh-files]").click();
+    const entry = (path: string) => page.locator(`[data-testid=sandbox-files] [data-path="${path}"] .name`);
+    const paths = () => page.locator("[data-testid=sandbox-files] [data-path]").evaluateAll((els) => els.map((e) => e.getAttribute("data-path")));
+    await entry("sub").click();
+    await expect.poll(paths, { timeout: 10_000 }).toEqual(["sub", "sub/f", "<i>x<i>"]);
+    await entry("sub/f").click();
+    await expect.poll(() => page.locator("[data-testid=sandbox-file-text]").textContent(), { timeout: 10_000 }).toBe("from-the-page\n");
+    // A name is text, never markup; a root file sits level with the root folder, the file under it further in.
+    expect(await page.locator("[data-testid=sandbox-files] i").count()).toBe(0);
+    const x = async (path: string) => (await entry(path).boundingBox())!.x;
+    expect(await x("<i>x<i>")).toBe(await x("sub"));
+    expect(await x("sub/f")).toBeGreaterThan(await x("sub"));
     // The command is listed with the sandbox, linked to its task page.
     await expect.poll(() => page.locator("[data-testid=sandbox-commands] tr[data-task] [data-status]").first().getAttribute("data-status"), { timeout: 10_000 }).toBe("succeeded");
     await page.locator("button[data-action=stop]").click();

@@ -1,14 +1,16 @@
 // Persistent sandboxes (issue 19): the user's sandboxes, and one sandbox's page with its commands,
-// a box to run a command in it (output shown live below the box) and Stop. The list is read from
-// GET /sandboxes every SANDBOX_REFRESH_MS and again whenever one of the user's commands changes
-// (`task_changed` on `user:<uid>` names its sandbox); a sandbox's page also follows its private
-// topic `sandbox:<id>` (`sandbox_status`), so a stop or an expiry shows at once.
+// a box to run a command in it (output shown live below the box), its files (./file-tree.ts) and
+// Stop. The list is read from GET /sandboxes every SANDBOX_REFRESH_MS and again whenever one of
+// the user's commands changes (`task_changed` on `user:<uid>` names its sandbox); a sandbox's page
+// also follows its private topic `sandbox:<id>` (`sandbox_status`), so a stop or an expiry shows
+// at once.
 import type { RealtimeChannel } from "@supabase/supabase-js";
 import { call } from "../../../sdk/api.ts";
 import type { SandboxView, TaskHandle, TaskSummary } from "../../../sdk/index.ts";
 import { clock, duration, h, replace, statusBadge } from "../dom.ts";
 import { log } from "../event-log.ts";
 import { newer, type Live } from "../live.ts";
+import { fileTree } from "./file-tree.ts";
 
 /** GET /sandboxes again this often: last activity and idle expiry move without a status change. */
 const SANDBOX_REFRESH_MS = 5000;
@@ -129,7 +131,10 @@ export function sandboxView(main: HTMLElement, liveState: Live, sandboxId: strin
   let commands: TaskSummary[] = [];
   let handle: TaskHandle | undefined;
   let closed = false;
+  /** Stop was clicked: the files API would answer 409 from now on, so the tree stops asking. */
+  let stopping = false;
   const header = h("div", { class: "panel", "data-testid": "sandbox-status" });
+  const files = fileTree(liveState.supabase, sandboxId);
   const error = h("div");
   const commandBody = h("div");
   const output = h("pre", { class: "raw mono", "data-testid": "sandbox-output", hidden: true });
@@ -142,12 +147,15 @@ export function sandboxView(main: HTMLElement, liveState: Live, sandboxId: strin
       "data-action": "stop",
       onclick: async () => {
         stop.disabled = true;
+        stopping = true;
+        files.setLive(false);
         try {
           sandbox = await call<SandboxView>(liveState.supabase, "DELETE", `/sandboxes/${sandboxId}`);
           render();
         } catch (err) {
           showError(error, "Could not stop the sandbox", err);
-          stop.disabled = false;
+          stopping = stop.disabled = false;
+          render();
         }
       },
     },
@@ -182,6 +190,7 @@ export function sandboxView(main: HTMLElement, liveState: Live, sandboxId: strin
     header,
     error,
     h("div", { class: "panel" }, h("b", null, "Run a command"), runForm, output),
+    files.element,
     h("h2", null, "Commands"),
     h("div", { class: "panel" }, commandBody),
   );
@@ -211,6 +220,7 @@ export function sandboxView(main: HTMLElement, liveState: Live, sandboxId: strin
     const now = liveState.serverNow();
     stop.disabled = !s || !live(s);
     command.disabled = runButton.disabled = !s || !live(s);
+    files.setLive(!stopping && s?.status === "ready");
     replace(
       header,
       h("div", { class: "toolbar" }, h("b", null, `Sandbox ${sandboxId.slice(0, 8)}`), s ? statusBadge(s.status) : null, h("span", { style: "flex:1" }), stop),
@@ -295,6 +305,7 @@ export function sandboxView(main: HTMLElement, liveState: Live, sandboxId: strin
   const tick = setInterval(render, 1000);
   return () => {
     closed = true;
+    files.close();
     off();
     offResync();
     clearInterval(poll);
