@@ -65,13 +65,15 @@ describe("rate limits", () => {
   });
 
   it("tokens refill at the rate", async () => {
-    const user = await newUser({ executePerSecond: 5, executeBurst: 1 });
+    // One token a second: the refused request must come within 1 s of the first, which a loaded
+    // machine keeps (at 5 a second, 200 ms between two requests refilled it under fresh-check --loaded).
+    const user = await newUser({ executePerSecond: 1, executeBurst: 1 });
     const kind = uniqueKind("q-refill");
     expect((await execute(user, kind)).status).toBe(202);
     const refused = await execute(user, kind);
     expectRateLimited(refused, "/execute", 1);
     expect(refused.headers.get("retry-after")).toBe("1");
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 1100));
     expect((await execute(user, kind)).status).toBe(202);
   });
 
