@@ -128,7 +128,15 @@ async function tree(pid: number): Promise<{ pid: number; comm: string; rss: numb
     grew = false;
     for (const p of all) if (!mine.has(p.pid) && mine.has(p.ppid)) grew = mine.add(p.pid).size > 0;
   }
-  return all.filter((p) => mine.has(p.pid));
+  // Proportional set size: a page shared by n processes (the launcher's forks share python's)
+  // counts 1/n to each, so the sums are what the processes hold, not n copies of the shared part.
+  const out = all.filter((p) => mine.has(p.pid));
+  for (const p of out) {
+    const rollup = await readFile(`/proc/${p.pid}/smaps_rollup`, "utf8").catch(() => "");
+    const pss = /^Pss:\s+(\d+) kB/m.exec(rollup)?.[1];
+    if (pss !== undefined) p.rss = Number(pss) * 1024;
+  }
+  return out;
 }
 
 /** Worker (node), launcher (python3, with any helpers) and sandbox processes (everything else). */
@@ -254,6 +262,9 @@ async function idle(stack: Stack, sql: Sql, progress: (s: string) => void): Prom
     }
     const createdS = (performance.now() - t0) / 1000;
     const ready = held.filter((s) => s.info.status === "ready").length;
+    // Why any is not ready (its status and reason), and what the worker said.
+    const notReady = [...new Set(held.filter((s) => s.info.status !== "ready").map((s) => `${s.info.status}: ${s.info.reason ?? "no reason"}`))];
+    if (notReady.length) progress(`sandboxes: not ready: ${notReady.join("; ")}\nworker log (tail):\n${log.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 1000));
     const start = classify(await tree(child.pid!), child.pid!);
     const loadStart = load();
@@ -268,14 +279,14 @@ async function idle(stack: Stack, sql: Sql, progress: (s: string) => void): Prom
     return [
       {
         metric: `${IDLE} idle sandboxes (memory limit ${mib(IDLE_MEMORY_BYTES)} each): created in`,
-        value: `${createdS.toFixed(1)} s (${ready} ready)`,
+        value: `${createdS.toFixed(1)} s (${ready} ready${notReady.length ? `; others ${notReady.join("; ")}` : ""})`,
         target: `${IDLE} ready`,
         ok: ready === IDLE,
       },
-      { metric: "worker (node) RSS before → with them", value: `${mib(before.worker.rss)} → ${mib(end.worker.rss)}` },
-      { metric: "launcher (python) RSS with them", value: `${mib(end.launcher.rss)} (${end.launcher.n} process${end.launcher.n === 1 ? "" : "es"})` },
+      { metric: "worker (node) PSS before → with them", value: `${mib(before.worker.rss)} → ${mib(end.worker.rss)}` },
+      { metric: "launcher (python, its helpers and spares) PSS with them", value: `${mib(end.launcher.rss)} (${end.launcher.n} process${end.launcher.n === 1 ? "" : "es"})` },
       {
-        metric: "sandbox processes RSS with them",
+        metric: "sandbox processes PSS with them",
         value: `${mib(end.sandboxes.rss)} (${end.sandboxes.n} processes, ${(end.sandboxes.rss / IDLE / 1024 / 1024).toFixed(1)} MiB a sandbox)`,
       },
       {

@@ -3,7 +3,7 @@
 //   flake8 --max-line-length 150 worker/sandbox/*.py
 //   mypy --strict --python-executable /usr/bin/python3 worker/sandbox/*.py   (seccomp has no stubs)
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,5 +41,27 @@ describe("the launcher's Python", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("the launcher's descriptor checks", () => {
+  // A launcher holding ~100 live sandboxes has descriptors past 1024 (namespaces, pidfds, spare
+  // sockets): select() refuses those ("filedescriptor out of range", seen at the 94th sandbox of
+  // `npm run bench -- sandboxes`), so every readiness check polls.
+  it('polls descriptors above 1024, and no check uses select()', () => {
+    const script = [
+      'import os, sys',
+      `sys.path.insert(0, ${JSON.stringify(SANDBOX_DIR)})`,
+      'import launcher',
+      'r, w = os.pipe()',
+      'hi = os.dup2(r, 3000)',
+      'print(launcher.readable(hi, 0))',
+      "os.write(w, b'x')",
+      'print(launcher.readable(hi, 0.1))',
+    ].join('\n');
+    const r = spawnSync('/usr/bin/python3', ['-I', '-S', '-B', '-c', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('False\nTrue\n');
+    for (const f of FILES) expect(readFileSync(f, 'utf8'), f).not.toMatch(/select\.select\(/);
   });
 });

@@ -512,6 +512,14 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+def readable(fd: int, timeout_s: float) -> bool:
+    """Whether fd polls readable within timeout_s (0: now). poll, not select: a launcher holding
+    ~100 live sandboxes (namespace fds, pidfds, spare sockets) has descriptors past select's 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(int(timeout_s * 1000)))
+
+
 def checked(result: int, what: str) -> None:
     if result != 0:
         e = ctypes.get_errno()
@@ -815,7 +823,7 @@ class Live:
 
     def init_alive(self) -> bool:
         # A pidfd polls readable once its process has exited.
-        return self.pidfd >= 0 and not select.select([self.pidfd], [], [], 0)[0]
+        return self.pidfd >= 0 and not readable(self.pidfd, 0)
 
 
 class Spare:
@@ -1058,7 +1066,7 @@ class Server:
                     raise RequestError("failed", "pid %d is not the init of sandbox %d: its %s namespace is %d, bwrap reported %d"
                                        % (pid, tid, name, os.fstat(fd).st_ino, want))
             # Alive after the namespaces were opened, so /proc/<pid> was this process throughout.
-            if select.select([pidfd], [], [], 0)[0]:
+            if readable(pidfd, 0):
                 raise RequestError("failed", "the init of sandbox %d (pid %d) exited" % (tid, pid))
             if live.pidfd >= 0:  # checked last, so a wrong pid or inode is reported as such
                 raise RequestError("invalid_request", "sandbox %d is already pinned" % tid)
@@ -1143,7 +1151,7 @@ class Server:
         try:
             # Made when the last command ended, it has joined by now; one stuck in the attach does
             # not hold up the launcher for longer than a fork of our own would take.
-            if not select.select([spare.sock], [], [], SPARE_JOIN_WAIT_S)[0] or spare.sock.recv(1) != b"J":
+            if not readable(spare.sock.fileno(), SPARE_JOIN_WAIT_S) or spare.sock.recv(1) != b"J":
                 raise OSError("the spare could not join its cgroup")
             socket.send_fds(spare.sock, [b"R"], fds)
             spare.sock.sendall(json.dumps(req).encode())
