@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type SandboxProcess } from '../../worker/sandbox/index.ts';
 import { startPersistentSandbox, type ExecSpec, type PersistentSandbox, type PersistentSandboxSpec } from '../../worker/sandbox/persistent.ts';
+import { requireRoot } from '../helpers/root.ts';
 import { collect, isRoot, liveProcessesOf, TEST_UID_BASE, type Finished } from './helpers.ts';
 
 let root = '';
@@ -93,6 +94,8 @@ const launcherNsFds = () =>
       }
     })
     .filter((l) => /^(mnt|pid|net|ipc|uts|cgroup|user):\[/.test(l));
+
+requireRoot('Persistent sandboxes');
 
 describe.runIf(isRoot)('a persistent sandbox', () => {
   it('keeps files, /tmp and background processes from one command for the next', async () => {

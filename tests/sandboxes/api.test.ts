@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommandExitError, ConflictError, NotFoundError } from "../../sdk/index.ts";
 import { api, newUser, sql, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { isRoot, requireRoot } from "../helpers/root.ts";
 
 /** `cogo …` as user `a`; its exit code and stdout. */
 function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -21,7 +22,7 @@ function cli(args: string[]): Promise<{ code: number; out: string; err: string }
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code: code ?? -1, out, err })));
 }
 
-const isRoot = process.geteuid?.() === 0;
+requireRoot("Persistent sandboxes");
 const kind = uniqueKind("sbxapi");
 let a: Awaited<ReturnType<typeof newUser>>;
 let b: Awaited<ReturnType<typeof newUser>>;

@@ -14,8 +14,9 @@ import { MAX_SANDBOX_FILE_BYTES } from "../../functions/_shared/sandbox-files.ts
 import { ConflictError, NotFoundError } from "../../sdk/index.ts";
 import type { LiveSandbox } from "../../sdk/sandboxes.ts";
 import { functionsUrl, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { isRoot, requireRoot } from "../helpers/root.ts";
 
-const isRoot = process.geteuid?.() === 0;
+requireRoot("Files of persistent sandboxes");
 const kind = uniqueKind("sbxfiles");
 const MiB = 1024 * 1024;
 let a: Awaited<ReturnType<typeof newUser>>;

@@ -7,8 +7,9 @@ import type { RealtimeChannel } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userTopic, type LiveSandbox, type TaskChangedMessage, type TaskSummary } from "../../sdk/index.ts";
 import { api, newUser, subscribeBroadcast, sql, startWorker, uniqueKind } from "../helpers/env.ts";
+import { isRoot, requireRoot } from "../helpers/root.ts";
 
-const isRoot = process.geteuid?.() === 0;
+requireRoot("Persistent sandboxes");
 const kind = uniqueKind("sbxlist");
 /** A kind no worker serves: its tasks stay queued (markers on the topic, plain tasks in the list). */
 const idleKind = uniqueKind("sbxlist-none");

@@ -9,8 +9,9 @@ import { statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LiveSandbox, PtyHandle } from "../../sdk/index.ts";
 import { api, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { isRoot, requireRoot } from "../helpers/root.ts";
 
-const isRoot = process.geteuid?.() === 0;
+requireRoot("Terminals in persistent sandboxes");
 const kind = uniqueKind("pty");
 let a: Awaited<ReturnType<typeof newUser>>;
 let b: Awaited<ReturnType<typeof newUser>>;

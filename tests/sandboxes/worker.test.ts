@@ -6,9 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Worker } from "../../worker/worker.ts";
 import { newUserId, sql, sqlAsUser, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+import { isRoot, requireRoot } from "../helpers/root.ts";
 import { spawnWorker } from "../helpers/worker-process.ts";
 
-const isRoot = process.geteuid?.() === 0;
+requireRoot("Persistent sandboxes");
 const kind = uniqueKind("sbxw");
 let worker: Worker;
 const user = newUserId();
