@@ -115,6 +115,11 @@ afterAll(async () => {
 });
 
 /** A worker kind unique to the calling file. */
+/** Stops every live (starting or ready) sandbox of `owner`: nothing of a file's may stay up for other files' workers. */
+export async function stopLiveSandboxes(owner: string): Promise<void> {
+  for (const s of await sql`select id from public.sandboxes where owner = ${owner} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
+}
+
 export const uniqueKind = (prefix = "t") => `${prefix}-${randomUUID().slice(0, 8)}`;
 
 export { waitFor } from "./wait.ts";

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommandExitError, ConflictError, NotFoundError } from "../../sdk/index.ts";
-import { api, newUser, sql, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, stack, startWorker, uniqueKind, stopLiveSandboxes } from "../helpers/env.ts";
 import { isRoot, requireRoot } from "../helpers/root.ts";
 
 /** `cogo …` as user `a`; its exit code and stdout. */
@@ -33,7 +33,7 @@ beforeAll(async () => {
   if (isRoot) await startWorker({ kind, concurrency: 2 });
 });
 afterAll(async () => {
-  for (const s of await sql`select id from public.sandboxes where owner = ${a.id} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
+  await stopLiveSandboxes(a.id);
 });
 
 describe("sandboxes over the API", () => {

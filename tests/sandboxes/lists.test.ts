@@ -6,7 +6,7 @@
 import type { RealtimeChannel } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userTopic, type LiveSandbox, type TaskChangedMessage, type TaskSummary } from "../../sdk/index.ts";
-import { api, newUser, subscribeBroadcast, sql, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, subscribeBroadcast, sql, startWorker, uniqueKind, stopLiveSandboxes } from "../helpers/env.ts";
 import { isRoot, requireRoot } from "../helpers/root.ts";
 
 requireRoot("Persistent sandboxes");
@@ -31,7 +31,7 @@ beforeAll(async () => {
   if (isRoot) await startWorker({ kind, concurrency: 2 });
 });
 afterAll(async () => {
-  for (const s of await sql`select id from public.sandboxes where owner = ${a.id} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
+  await stopLiveSandboxes(a.id);
 });
 
 describe.runIf(isRoot)("a sandbox in the task lists", () => {

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LiveSandbox, PtyHandle } from "../../sdk/index.ts";
-import { api, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind } from "../helpers/env.ts";
+import { api, newUser, sql, sqlAsUser, stack, startWorker, uniqueKind, stopLiveSandboxes } from "../helpers/env.ts";
 import { isRoot, requireRoot } from "../helpers/root.ts";
 
 requireRoot("Terminals in persistent sandboxes");
@@ -30,7 +30,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   shell?.kill(); // only if a failed test left it running
-  for (const s of await sql`select id from public.sandboxes where owner = ${a.id} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
+  await stopLiveSandboxes(a.id);
   console.log(`pty tests: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 });
 

@@ -5,7 +5,7 @@
 // spoil the sandbox, and a holder killed with SIGKILL makes its sandbox lost.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Worker } from "../../worker/worker.ts";
-import { newUserId, sql, sqlAsUser, stack, startWorker, uniqueKind, waitFor } from "../helpers/env.ts";
+import { newUserId, sql, sqlAsUser, stack, startWorker, uniqueKind, waitFor, stopLiveSandboxes } from "../helpers/env.ts";
 import { isRoot, requireRoot } from "../helpers/root.ts";
 import { spawnWorker } from "../helpers/worker-process.ts";
 
@@ -250,5 +250,5 @@ describe.runIf(isRoot)("a worker holding persistent sandboxes", () => {
 
 afterAll(async () => {
   // Nothing of this file's may stay live for other files' workers.
-  for (const s of await sql`select id from public.sandboxes where owner = ${user} and status in ('starting', 'ready')`) await sql`select cogo.stop_sandbox(${s.id})`;
+  await stopLiveSandboxes(user);
 });
