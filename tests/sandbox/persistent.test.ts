@@ -261,25 +261,64 @@ function sparesOf(s: PersistentSandbox): { pid: number; leaves: string[] }[] {
   return [...found].map(([pid, leaves]) => ({ pid, leaves }));
 }
 
+/** The fields of /proc/<pid>/status. */
+const statusOf = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+
+/** Pids whose parent is pid. */
+const childrenOf = (pid: number) =>
+  readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((n) => {
+      try {
+        const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+
 /** Where each descriptor of a process points. */
 const fdLinks = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
 
 describe.runIf(isRoot)("a persistent sandbox's spare helper (the next command's, pre-forked into its cgroup leaf)", () => {
-  it('holds only its socket and is outside the sandbox; runs the next command as a fresh helper would; never outlives the sandbox', async () => {
+  it('holds only its sockets, is the sandbox user with no privilege, its waiting process sealed; runs the next command as a fresh helper would; never outlives the sandbox', async () => {
     const s = await sandbox();
     // One spare, made after the pin: in a cmd- leaf of every hierarchy (joined before it listens).
     await expect.poll(() => sparesOf(s).length, { interval: 5 }).toBe(1);
     const [spare] = sparesOf(s);
     expect(spare!.leaves).toHaveLength(new Set(Object.values(s.cgroup.directories)).size);
-    // Nothing of the launcher (other sandboxes' pipes and namespaces) but its socket; host root,
-    // in the host's PID namespace, not dumpable; invisible from inside.
-    expect(fdLinks(spare!.pid)).toEqual([expect.stringMatching(/^socket:\[\d+\]$/)]);
+    // Prepared (the pin said what commands ask): nothing of the launcher (other sandboxes' pipes
+    // and namespaces) but its socket and the one to its waiting process; the sandbox's user with
+    // no capability, inside every namespace of the sandbox but the PID one (setns(pid) is for
+    // children), not dumpable; invisible from inside.
+    await expect.poll(() => fdLinks(spare!.pid), { interval: 5 }).toEqual([expect.stringMatching(/^socket:\[\d+\]$/), expect.stringMatching(/^socket:\[\d+\]$/)]);
     expect(readlinkSync(`/proc/${spare!.pid}/ns/pid`)).toBe(readlinkSync('/proc/self/ns/pid'));
-    expect(readlinkSync(`/proc/${spare!.pid}/ns/mnt`)).toBe(readlinkSync('/proc/self/ns/mnt'));
+    // s.pid is bwrap's; the sandbox's PID 1 is its child.
+    const [init] = childrenOf(s.pid);
+    for (const ns of ['mnt', 'net', 'ipc', 'uts', 'cgroup', 'user']) expect(readlinkSync(`/proc/${spare!.pid}/ns/${ns}`)).toBe(readlinkSync(`/proc/${init}/ns/${ns}`));
     expect(statSync(`/proc/${spare!.pid}/fd`).uid).toBe(0);
+    const uid = uidOf(s);
+    expect(statusOf(spare!.pid)).toMatchObject({ Uid: `${uid}\t${uid}\t${uid}\t${uid}`, CapEff: '0000000000000000', CapBnd: '0000000000000000', NoNewPrivs: '1', Seccomp: '0' });
+    // Its waiting process: in the sandbox's PID namespace too, in the same leaf, seccomp loaded,
+    // one descriptor (the socket to the helper); from inside only its name shows: no fd, environ
+    // or memory, and not the launcher's command line.
+    const waiting = childrenOf(spare!.pid);
+    expect(waiting).toHaveLength(1);
+    const w = waiting[0]!;
+    expect(readlinkSync(`/proc/${w}/ns/pid`)).toBe(readlinkSync(`/proc/${init}/ns/pid`));
+    expect(statusOf(w)).toMatchObject({ Name: 'cogo-next-comma', CapEff: '0000000000000000', NoNewPrivs: '1', Seccomp: '2', Seccomp_filters: '2' });
+    expect(fdLinks(w)).toEqual([expect.stringMatching(/^socket:\[\d+\]$/)]);
+    expect(readFileSync(`/proc/${w}/cgroup`, 'utf8')).toBe(readFileSync(`/proc/${spare!.pid}/cgroup`, 'utf8'));
+
     // A command (run by that spare) looks for the spare made after it: no such process inside.
     const looking = await s.exec({
-      command: 'for i in $(seq 200); do test -s spare && break; sleep 0.02; done; p=$(cat spare); test -e /proc/$p && echo visible; kill -0 $p 2>&1; true',
+      command: [
+        'for i in $(seq 200); do test -s spare && break; sleep 0.02; done; p=$(cat spare); test -e /proc/$p && echo visible; kill -0 $p 2>&1',
+        // The next spare's waiting process, seen from inside.
+        'w=$(pgrep -x cogo-next-comma); echo "waiting $w"; tr "\\0" " " < /proc/$w/cmdline | tr -s " "; echo',
+        'for f in fd environ mem; do cat /proc/$w/$f >/dev/null 2>&1 && echo "$f readable"; done; true',
+      ].join('; '),
     });
     expect(looking.pid).toBe(spare!.pid);
     // The next spare is made when a command ends (not while one starts: a v1 cgroup attach holds up
@@ -293,6 +332,8 @@ describe.runIf(isRoot)("a persistent sandbox's spare helper (the next command's,
     const seen = (await collect(looking)).stdout;
     expect(seen).not.toContain('visible');
     expect(seen).toMatch(/kill: No such process/);
+    expect(seen).toMatch(/^waiting \d+\ncogo-next-command ?\n/m);
+    expect(seen).not.toContain('readable');
 
     // The next command runs in that spare: same pid, same leaf, same status as any command.
     const p = await s.exec({

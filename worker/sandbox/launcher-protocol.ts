@@ -15,7 +15,8 @@
  * Protocol 3 adds persistent sandboxes: `start` with `persistent`, `pin` (its PID 1 and
  * namespaces), `enter` (a command run inside it from outside), and `kill` of an `enter` id
  * (that command's cgroup leaf only). Protocol 4 adds terminals: `enter` with `pty` (a pty of the
- * sandbox's own devpts on the command's stdio, relayed by its helper) and `resize`.
+ * sandbox's own devpts on the command's stdio, relayed by its helper) and `resize`. Protocol 5
+ * adds `pin.prepare` (a spare that is the sandbox user already, its command process waiting).
  *
  * launcher.py reads the same schemas from launcher-protocol.json, generated from this module
  * (`npx tsx worker/sandbox/launcher-protocol.ts` rewrites it; tests/sandbox/launcher-protocol.test.ts
@@ -26,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /** Bump on any change a launcher of the previous version would not understand. */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** Largest frame (a line, newline included) either side accepts. A start request is a few KiB. */
 export const MAX_FRAME_BYTES = 1 << 20;
 
@@ -60,6 +61,8 @@ const cgroupRequest = z.strictObject({
   optional: z.array(z.string()),
 });
 
+const rlimits = z.array(z.tuple([z.enum(RLIMIT_NAMES), z.int().min(0), z.int().min(0)]));
+
 export const requests = {
   /** Start a process (bwrap) in a fresh session; reply `started`, later an `exit` event. */
   start: z.strictObject({
@@ -70,7 +73,7 @@ export const requests = {
     env: z.record(z.string().regex(/^[^\0=]+$/), cString),
     uid: z.int().min(0).nullable(),
     gid: z.int().min(0).nullable(),
-    rlimits: z.array(z.tuple([z.enum(RLIMIT_NAMES), z.int().min(0), z.int().min(0)])),
+    rlimits,
     cgroup: cgroupRequest.nullable(),
     stdin: z.boolean(),
     /** Memory files at these descriptors (>= 4) of the child. */
@@ -93,6 +96,13 @@ export const requests = {
     task: id,
     pid: z.int().positive(),
     namespaces: z.strictObject({ mnt: inode, pid: inode, net: inode, ipc: inode, uts: inode, cgroup: inode }),
+    /**
+     * What its commands will most likely ask (each `enter` then updates it): the sandbox's spare
+     * helper becomes that user with those rlimits, and forks the next command's process into the
+     * sandbox, before any command comes. An `enter` asking for other ids or rlimits is served
+     * the slower way. Protocol 5.
+     */
+    prepare: z.strictObject({ uid: z.int().min(0), gid: z.int().min(0), rlimits }).optional(),
   }),
   /**
    * Runs `argv` inside the pinned persistent sandbox `sandbox` as `uid`/`gid` (ids inside it), in
@@ -110,7 +120,7 @@ export const requests = {
     cwd: absolutePath,
     uid: z.int().min(0),
     gid: z.int().min(0),
-    rlimits: z.array(z.tuple([z.enum(RLIMIT_NAMES), z.int().min(0), z.int().min(0)])),
+    rlimits,
     stdin: z.boolean(),
     cgroup: z.strictObject({ name: z.string().regex(/^cmd-[\w.-]+$/) }).nullable(),
     /**

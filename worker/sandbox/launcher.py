@@ -35,6 +35,8 @@ namespace descriptors. `enter` runs a later command inside it from outside: a he
 joins the command's own cgroup leaf as root, enters the pinned namespaces (user last), drops to
 the sandbox uid with the rlimits, no capabilities, no_new_privs and the same seccomp programs,
 forks (a PID namespace applies to children only) and execs. See enter_child() for each step.
+Protocol 5: each sandbox's spare helper does all that but the exec ahead of time, its command
+process waiting inside (enter_spare_main, next_command_main).
 
 Terminals (protocol 4): an `enter` with `pty` gives the command a pseudo-terminal of the sandbox's
 own devpts (bwrap's --dev mounts a fresh instance), opened by the helper as the sandbox user after
@@ -61,7 +63,7 @@ import termios
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypedDict, Union, cast
+from typing import Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Tuple, TypedDict, Union, cast
 
 # -I -S keep the user's and the script's directories off sys.path; Debian's python3-seccomp lives
 # in the system's dist-packages, syscall_filter.py next to this file (both root-owned).
@@ -75,7 +77,7 @@ except ImportError as e:
     sys.exit(3)
 
 PROTOCOL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher-protocol.json")
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 MS_NOSUID, MS_NODEV = 2, 4
 MNT_DETACH = 2
 libc = ctypes.CDLL(None, use_errno=True)
@@ -466,38 +468,91 @@ def spare_main(sock: socket.socket, procs_files: List[str]) -> NoReturn:
 
 # --- entering a live sandbox from outside (protocol 3) ----------------------------------------------
 
-def enter_spare_main(sock: socket.socket, procs_files: List[str]) -> NoReturn:
-    """A live sandbox's spare helper: does now what does not depend on the command (drop every
-    descriptor but its socket, turn non-dumpable, join the command's cgroup leaf: the slow part),
-    then waits for the command and runs enter_child; never returns.
+def enter_spare_main(sock: socket.socket, procs_files: List[str], ns_fds: List[Tuple[int, int]], prepared: "Optional[Prepared]") -> NoReturn:
+    """A live sandbox's spare helper: does now what does not depend on the command, then waits for
+    the command and runs it; never returns.
 
-    Until then it is root on the host, outside the sandbox's PID namespace, holding nothing but
-    its socket: code inside the sandbox can neither see, signal nor trace it."""
+    Always: drop every descriptor but its socket, turn non-dumpable, join the command's cgroup leaf
+    (the slow part). With `prepared` (the sandbox's usual ids and rlimits) also: enter the sandbox
+    (ns_fds), become its user, and fork the next command's process into it (next_command_main),
+    which loads seccomp and waits; a command asking for exactly that then costs a message and an
+    exec. Only then does it say "J" (ready); one that fails to get there exits without it, and the
+    launcher forks a helper of its own. Until it is prepared it is root on the host, outside the
+    sandbox's PID namespace, holding nothing but its socket and the namespaces."""
+    s = Steps()
     try:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        keep = sock.fileno()
-        os.closerange(0, keep)
-        os.closerange(keep + 1, 1 << 30)
+        # Up high, so the stdio a command brings lands on 0-4 without touching them.
+        raw = sock.detach()
+        keep = [fcntl.fcntl(raw, fcntl.F_DUPFD, HIGH_FD)]
+        ns = [(fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD), flag) for fd, flag in ns_fds] if prepared else []
+        for lo, hi in gaps(0, keep + [fd for fd, _ in ns]):
+            os.closerange(lo, hi)
+        sock = socket.socket(fileno=keep[0])
         checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
         join_cgroups(procs_files)
-        sock.sendall(b"J")  # joined: the launcher may hand us a command
+        child, child_sock = 0, -1
+        if prepared:
+            reset_signals()
+            os.setsid()
+            name_process(b"cogo-next-command")
+            become_sandbox_user(s, prepared, ns)
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            child = fork_into_sandbox(s)
+            if child == 0:
+                ours.close()
+                sock.close()
+                next_command_main(theirs.detach())
+            theirs.close()
+            child_sock = fcntl.fcntl(ours.fileno(), fcntl.F_DUPFD, HIGH_FD)
+            ours.close()
+        sock.sendall(b"J")  # ready: the launcher may hand us a command
         _, fds, _, _ = socket.recv_fds(sock, 1, 5 + len(NAMESPACES))
         chunks = []
         while chunk := sock.recv(1 << 20):
             chunks.append(chunk)
         sock.close()
         if not fds:
-            os._exit(0)  # the launcher is ending this spare
+            os._exit(0)  # the launcher is ending this spare (a prepared child reads EOF and exits)
         req = cast(EnterRequest, json.loads(b"".join(chunks)))
         own = 5 if req.get("pty") else 4
         if len(fds) != own + len(NAMESPACES):
             raise ValueError("%d descriptors, %d expected" % (len(fds), own + len(NAMESPACES)))
     except BaseException:
         os._exit(125)
-    stdio, ns = fds[:4], fds[own:]
+    stdio, theirs_ns = fds[:4], fds[own:]
     resize_r = fds[4] if own == 5 else -1
-    # The cgroup leaf is joined already: enter_child skips that step (no cgroup.procs to write).
-    enter_child(req, [(fd, flag) for fd, (_, flag) in zip(ns, NAMESPACES)], [], resize_r, *stdio)
+    if not prepared:
+        # The cgroup leaf is joined already: enter_child skips that step (no cgroup.procs to write).
+        enter_child(req, [(fd, flag) for fd, (_, flag) in zip(theirs_ns, NAMESPACES)], [], resize_r, *stdio)
+    try:
+        # In the sandbox as its user already: the namespaces sent along are not needed.
+        close_quietly(theirs_ns)
+        to_stdio(stdio + ([resize_r] if resize_r >= 0 else []), [child_sock])
+        if prepared_for(req) != prepared:
+            raise ValueError("the spare was prepared for other ids or rlimits")  # the launcher checks first
+        conn = socket.socket(fileno=child_sock)
+        s.now = "hand the command to its process"
+        reaped = os.waitpid(child, os.WNOHANG)[0] != 0
+        if not req.get("pty") and not reaped:
+            try:
+                # Code in the sandbox may have stopped it (it is the sandbox user's): go on.
+                os.kill(child, signal.SIGCONT)
+                socket.send_fds(conn, [b"R"], [0, 1, 2])
+                conn.sendall(json.dumps({"argv": req["argv"], "env": req["env"], "cwd": req["cwd"]}).encode())
+                conn.close()  # EOF: the request is whole
+            except OSError:
+                pass  # it died (killed from inside the sandbox): fork another
+            else:
+                await_command(s, child, -1, -1)
+        # A terminal, or the prepared child is gone: this helper is the sandbox user already.
+        conn.close()
+        if not reaped:
+            kill_tree(child)
+            os.waitpid(child, 0)
+        run_command(s, req)
+    except BaseException as e:
+        cannot_enter(s, e)
 
 
 class CapHeader(ctypes.Structure):
@@ -700,107 +755,210 @@ def relay_pty(master: int, pid: int) -> int:
                         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+class Steps:
+    """Which step of entering a sandbox is under way: a failure's message names it."""
+
+    def __init__(self) -> None:
+        self.now = "fork"
+
+
+class Prepared(NamedTuple):
+    """What every command of a live sandbox is likely to ask (its last command's ids and rlimits):
+    a spare helper given this becomes the sandbox user before any command comes (enter_spare_main)."""
+    uid: int
+    gid: int
+    rlimits: List[Tuple[str, int, int]]
+
+
+def prepared_for(req: EnterRequest) -> Prepared:
+    return Prepared(req["uid"], req["gid"], [tuple(r) for r in req["rlimits"]])  # type: ignore[misc]
+
+
+def become_sandbox_user(s: Steps, p: Prepared, ns_fds: List[Tuple[int, int]]) -> None:
+    """Root on the host → the sandbox's uid/gid inside its namespaces (entered from ns_fds, then
+    closed), with p's rlimits, no group, no capability, no_new_privs, non-dumpable. Every step that
+    needs privilege is done before the last one that gives privilege up."""
+    s.now = "rlimits"
+    set_rlimits(p.rlimits)
+    # Inside, setgroups is denied (bwrap writes "deny"): drop host group 0 while still on the host.
+    s.now = "setgroups"
+    os.setgroups([])
+    s.now = "setns"
+    for fd, flag in ns_fds:
+        checked(libc.setns(fd, flag), "setns %#x" % flag)
+    close_quietly([fd for fd, _ in ns_fds])
+    # Now in the sandbox's user namespace with every capability there (none on the host): drop
+    # the bounding set while CAP_SETPCAP is still held, then the ids in this same process
+    # (across an exec the capabilities for setresuid would be gone).
+    s.now = "capabilities"
+    for cap in range(CAP_LAST + 1):
+        checked(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "PR_CAPBSET_DROP %d" % cap)
+    s.now = "setresgid %d" % p.gid
+    os.setresgid(p.gid, p.gid, p.gid)
+    s.now = "setresuid %d" % p.uid
+    os.setresuid(p.uid, p.uid, p.uid)
+    s.now = "capabilities"
+    checked(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "PR_CAP_AMBIENT")
+    none = (CapData * 2)()
+    checked(libc.capset(ctypes.byref(CapHeader(LINUX_CAPABILITY_VERSION_3, 0)), none), "capset")
+    checked(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+    checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
+
+
+def fork_into_sandbox(s: Steps) -> int:
+    """fork(2) after setns(CLONE_NEWPID), which applies to children only: the child is in the
+    sandbox's PID namespace. One whose init has exited takes no new process (ENOMEM)."""
+    s.now = "fork into the sandbox"
+    try:
+        return os.fork()
+    except OSError as e:
+        if e.errno == errno.ENOMEM:
+            raise OSError(e.errno, "the sandbox's init has exited")
+        raise
+
+
+def run_command(s: Steps, req: EnterRequest) -> NoReturn:
+    """As the sandbox user, stdio on 0-2, the status pipe on 3 (and a terminal's resize pipe on 4):
+    forks the command into the sandbox, reports its pid and exits with its status."""
+    pty = req.get("pty")
+    master = slave = -1
+    if pty:
+        # Only now, as the sandbox user with nothing of the host left: the terminal is made
+        # the way any process inside could make one.
+        s.now = "open the sandbox's terminal"
+        master, slave = open_pty(pty["cols"], pty["rows"])
+    pid = fork_into_sandbox(s)
+    if pid == 0:
+        os.closerange(3, 5)  # the status pipe, and the resize pipe of a terminal
+        os.setsid()  # bwrap's --new-session: no TIOCSTI into a terminal
+        if master >= 0:
+            s.now = "attach the terminal"
+            attach_pty(master, slave)
+        s.now = "seccomp"
+        load_filters()
+        exec_command(s, req)
+    await_command(s, pid, master, slave)
+
+
+def exec_command(s: Steps, req: EnterRequest) -> NoReturn:
+    # Resolved in the sandbox's root (setns(mnt) set our root and cwd there): a symlink a
+    # tenant left cannot lead to a host path.
+    s.now = "chdir %s" % req["cwd"]
+    os.chdir(req["cwd"])
+    s.now = "exec %s" % req["argv"][0]
+    os.execvpe(req["argv"][0], req["argv"], req["env"])
+
+
+def await_command(s: Steps, pid: int, master: int, slave: int) -> NoReturn:
+    """The helper's part once the command `pid` is forked: tells the worker its pid (as bwrap's
+    --json-status-fd does), relays a terminal or lets go of the output, and exits with its status."""
+    os.write(3, json.dumps({"child-pid": pid}).encode() + b"\n")
+    os.close(3)
+    if master >= 0:
+        os.close(slave)  # the command's now: the terminal hangs up when its processes close it
+        s.now = "relay the terminal"
+        os._exit(relay_pty(master, pid))
+    os.closerange(0, 3)  # the command's output ends when the command's processes are gone
+    s.now = "wait"
+    _, status = os.waitpid(pid, 0)
+    # As bwrap reports it: death by signal n is 128 + n.
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def cannot_enter(s: Steps, e: BaseException) -> NoReturn:
+    """Anything failing on the way in means the command cannot start: said on its stderr, exit 125."""
+    try:
+        os.write(2, ("cogo launcher: cannot enter the sandbox (%s): %s\n" % (s.now, e)).encode())
+    finally:
+        os._exit(125)
+
+
+def to_stdio(fds: List[int], keep: List[int]) -> None:
+    """fds onto 0, 1, 2, … in order; every other descriptor but `keep` (all at HIGH_FD or above) closed
+    (a host fd inside the sandbox is runc's CVE-2016-9962 / CVE-2024-21626)."""
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD + 64) for fd in fds]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+    for lo, hi in gaps(len(high), keep):
+        os.closerange(lo, hi)
+
+
+def gaps(start: int, keep: List[int]) -> List[Tuple[int, int]]:
+    """The [lo, hi) ranges from start to 1 << 30 that leave out every fd in keep."""
+    out, lo = [], start
+    for fd in sorted(k for k in keep if k >= start):
+        if fd > lo:
+            out.append((lo, fd))
+        lo = fd + 1
+    return out + [(lo, 1 << 30)]
+
+
 def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: List[str], resize_r: int,
                 stdin_r: int, out_w: int, err_w: int, status_w: int) -> NoReturn:
     """The helper: runs in the forked child, as root on the host, and never returns.
 
-    Every step below that needs privilege is done before the last one that gives privilege up,
-    and nothing of the host reaches the sandbox: no descriptor but stdio, no group, no capability.
+    Nothing of the host reaches the sandbox: no descriptor but stdio, no group, no capability.
     With a terminal (`pty`), the read end of its resize pipe is fd 4 and the helper relays.
     """
-    pty = req.get("pty")
-    step = "fork"
+    s = Steps()
     try:
-        step = "signals"
+        s.now = "signals"
         reset_signals()
         # Joined as root, on the host side: the slot uid never owns a cgroup.procs, and once in the
         # sandbox's user namespace the host cgroup files are out of reach. (A spare has joined its
         # leaf already and passes none.)
-        step = "cgroup"
+        s.now = "cgroup"
         join_cgroups(procs_files)
         os.setsid()
         # While it holds host credentials, code in the sandbox must neither ptrace this process nor
         # open its /proc/<pid>/fd or exe (runc CVE-2019-5736). Restored by the kernel at exec.
         checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
-        # stdio on 0-2, the status pipe on 3, the namespace fds after it; nothing else survives
-        # (a host fd inside the sandbox is runc's CVE-2016-9962 / CVE-2024-21626).
-        own = [stdin_r, out_w, err_w, status_w] + ([resize_r] if pty else [])
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, HIGH_FD) for fd in own + [fd for fd, _ in ns_fds]]
-        for target, fd in enumerate(high):
-            os.dup2(fd, target)
-        os.closerange(len(high), 1 << 30)
-        first_ns = len(own)
-        step = "rlimits"
-        set_rlimits(req["rlimits"])
-        # Inside, setgroups is denied (bwrap writes "deny"): drop host group 0 while still on the host.
-        step = "setgroups"
-        os.setgroups([])
-        step = "setns"
-        for i, (_, flag) in enumerate(ns_fds):
-            checked(libc.setns(first_ns + i, flag), "setns %#x" % flag)
-        os.closerange(first_ns, first_ns + len(ns_fds))
-        # Now in the sandbox's user namespace with every capability there (none on the host): drop
-        # the bounding set while CAP_SETPCAP is still held, then the ids in this same process
-        # (across an exec the capabilities for setresuid would be gone).
-        step = "capabilities"
-        for cap in range(CAP_LAST + 1):
-            checked(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "PR_CAPBSET_DROP %d" % cap)
-        step = "setresgid %d" % req["gid"]
-        os.setresgid(req["gid"], req["gid"], req["gid"])
-        step = "setresuid %d" % req["uid"]
-        os.setresuid(req["uid"], req["uid"], req["uid"])
-        step = "capabilities"
-        checked(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "PR_CAP_AMBIENT")
-        none = (CapData * 2)()
-        checked(libc.capset(ctypes.byref(CapHeader(LINUX_CAPABILITY_VERSION_3, 0)), none), "capset")
-        checked(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
-        checked(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
-        master = slave = -1
-        if pty:
-            # Only now, as the sandbox user with nothing of the host left: the terminal is made
-            # the way any process inside could make one.
-            step = "open the sandbox's terminal"
-            master, slave = open_pty(pty["cols"], pty["rows"])
-        # setns(CLONE_NEWPID) applies to children only: the command is our child. A PID namespace
-        # whose init has exited takes no new process (ENOMEM): the sandbox is gone.
-        step = "fork into the sandbox"
-        try:
-            pid = os.fork()
-        except OSError as e:
-            if e.errno == errno.ENOMEM:
-                raise OSError(e.errno, "the sandbox's init has exited")
-            raise
-        if pid == 0:
-            os.closerange(3, 5)  # the status pipe, and the resize pipe of a terminal
-            os.setsid()  # bwrap's --new-session: no TIOCSTI into a terminal
-            if master >= 0:
-                step = "attach the terminal"
-                attach_pty(master, slave)
-            # Resolved in the sandbox's root (setns(mnt) set our root and cwd there): a symlink a
-            # tenant left cannot lead to a host path.
-            step = "chdir %s" % req["cwd"]
-            os.chdir(req["cwd"])
-            step = "seccomp"
-            load_filters()
-            step = "exec %s" % req["argv"][0]
-            os.execvpe(req["argv"][0], req["argv"], req["env"])
-        # The worker learns the command's pid as from bwrap's --json-status-fd.
-        os.write(3, json.dumps({"child-pid": pid}).encode() + b"\n")
-        os.close(3)
-        if master >= 0:
-            os.close(slave)  # the command's now: the terminal hangs up when its processes close it
-            step = "relay the terminal"
-            os._exit(relay_pty(master, pid))
-        os.closerange(0, 3)  # the command's output ends when the command's processes are gone
-        step = "wait"
-        _, status = os.waitpid(pid, 0)
-        # As bwrap reports it: death by signal n is 128 + n.
-        os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-    except BaseException as e:  # anything here means the command cannot start
-        try:
-            os.write(2, ("cogo launcher: cannot enter the sandbox (%s): %s\n" % (step, e)).encode())
-        finally:
-            os._exit(125)
+        # stdio on 0-2, the status pipe on 3, the namespace fds after it; nothing else survives.
+        own = [stdin_r, out_w, err_w, status_w] + ([resize_r] if req.get("pty") else [])
+        to_stdio(own + [fd for fd, _ in ns_fds], [])
+        become_sandbox_user(s, prepared_for(req), [(len(own) + i, flag) for i, (_, flag) in enumerate(ns_fds)])
+        run_command(s, req)
+    except BaseException as e:
+        cannot_enter(s, e)
+
+
+def name_process(title: bytes) -> None:
+    """What `ps` shows for this process and the children it forks (comm and cmdline), instead of
+    the launcher's command line: code in the sandbox can read a waiting process's cmdline, and has
+    no business learning the worker's install path. Overwrites the argv strings in place, as
+    setproctitle does (PR_SET_MM would need CAP_SYS_RESOURCE). Reads /proc/self: call it on the host."""
+    libc.prctl(PR_SET_NAME, title[:15], 0, 0, 0)
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # proc(5): arg_start and arg_end are fields 48 and 49; fields[0] is field 3.
+    start, end = int(fields[45]), int(fields[46])
+    if end > start:
+        ctypes.memmove(start, title[: end - start - 1].ljust(end - start, b"\0"), end - start)
+
+
+def next_command_main(sock: int) -> NoReturn:
+    """A prepared spare's child: already in the sandbox (its namespaces, its user, seccomp loaded),
+    waiting on `sock` for the next command's stdio and request, then only chdir and exec are left.
+    It is non-dumpable (no ptrace, no /proc/<pid>/fd or mem from inside) and holds no descriptor but
+    sock; if its helper goes away first, sock reads EOF and it exits."""
+    s = Steps()
+    try:
+        os.setsid()  # bwrap's --new-session: no TIOCSTI into a terminal
+        s.now = "seccomp"
+        load_filters()
+        s.now = "wait for the command"
+        conn = socket.socket(fileno=sock)
+        _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+        chunks = []
+        while chunk := conn.recv(1 << 20):
+            chunks.append(chunk)
+        conn.close()
+        if len(fds) != 3:
+            os._exit(0)  # the helper is ending: no command
+        to_stdio(fds, [])
+        exec_command(s, cast(EnterRequest, json.loads(b"".join(chunks))))
+    except BaseException as e:
+        cannot_enter(s, e)
 
 
 # --- the server -------------------------------------------------------------------------------------
@@ -816,6 +974,8 @@ class Live:
         self.pidfd = -1
         self.init_pid = 0
         self.ns_fds: List[Tuple[int, int]] = []
+        # What its commands ask for (the pin says, each enter updates): its spare prepares for it.
+        self.prepared: Optional[Prepared] = None
 
     def release(self) -> None:
         close_quietly([self.pidfd] + [fd for fd, _ in self.ns_fds])
@@ -827,8 +987,10 @@ class Live:
 
 
 class Spare:
-    def __init__(self, pid: int, sock: socket.socket, dirs: Dict[str, str], pidfd: int) -> None:
+    def __init__(self, pid: int, sock: socket.socket, dirs: Dict[str, str], pidfd: int, prepared: Optional[Prepared] = None) -> None:
         self.pid, self.sock, self.dirs, self.pidfd = pid, sock, dirs, pidfd
+        # A live sandbox's spare that is the sandbox user already, with a command process waiting.
+        self.prepared = prepared
 
 
 def kill_tree(pid: int) -> None:
@@ -1071,6 +1233,9 @@ class Server:
             if live.pidfd >= 0:  # checked last, so a wrong pid or inode is reported as such
                 raise RequestError("invalid_request", "sandbox %d is already pinned" % tid)
             live.pidfd, live.init_pid, live.ns_fds = pidfd, pid, fds
+            prepare = req.get("prepare")
+            if prepare is not None:
+                live.prepared = Prepared(prepare["uid"], prepare["gid"], [tuple(r) for r in prepare["rlimits"]])  # type: ignore[misc]
             self.after_reply = lambda: self.top_up_enter(tid)
         except BaseException as e:
             close_quietly([pidfd] + [fd for fd, _ in fds])
@@ -1105,6 +1270,10 @@ class Server:
             # The sandbox's spare has its leaf joined already (the slow part): the command gets that
             # leaf, named by the launcher (v2 cannot rename a cgroup), and the reply says which.
             spare = self.enter_spares.pop(req["sandbox"], None) if req["cgroup"] is not None else None
+            if spare is not None and spare.prepared is not None and spare.prepared != prepared_for(req):
+                self.kill_spare(spare)  # other ids or rlimits than it became: it cannot serve this one
+                spare = None
+            live.prepared = prepared_for(req)
             if spare is not None:
                 pid = self.hand_to_spare(spare, req, theirs + ([resize_r] if pty is not None else []) + [fd for fd, _ in live.ns_fds])
                 leaf = dict(spare.dirs) if pid else {}
@@ -1152,7 +1321,7 @@ class Server:
             # Made when the last command ended, it has joined by now; one stuck in the attach does
             # not hold up the launcher for longer than a fork of our own would take.
             if not readable(spare.sock.fileno(), SPARE_JOIN_WAIT_S) or spare.sock.recv(1) != b"J":
-                raise OSError("the spare could not join its cgroup")
+                raise OSError("the spare could not get ready")
             socket.send_fds(spare.sock, [b"R"], fds)
             spare.sock.sendall(json.dumps(req).encode())
         except OSError:
@@ -1184,10 +1353,10 @@ class Server:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            enter_spare_main(theirs, sorted({os.path.join(d, "cgroup.procs") for d in dirs.values()}))
+            enter_spare_main(theirs, sorted({os.path.join(d, "cgroup.procs") for d in dirs.values()}), live.ns_fds, live.prepared)
         theirs.close()
         pidfd = os.pidfd_open(pid)
-        spare = Spare(pid, ours, dirs, pidfd)
+        spare = Spare(pid, ours, dirs, pidfd, live.prepared)
         self.enter_spares[sandbox] = spare
         self.sel.register(pidfd, selectors.EVENT_READ, ("spare", spare))
 
@@ -1303,6 +1472,8 @@ class Server:
             os.waitpid(spare.pid, 0)
         except ChildProcessError:
             pass
+        if spare.prepared is not None:
+            self.kill_cgroup(spare.dirs)  # its command process, waiting in the sandbox
         close_quietly([spare.pidfd])
         spare.sock.close()
         self.remove_dirs(spare.dirs)

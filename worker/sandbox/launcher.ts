@@ -105,7 +105,7 @@ export interface Launched {
    */
   kill(innerPid: number | null): void;
   /** Persistent sandbox: proves `pid` is its PID 1 (namespace inodes) and keeps its namespaces. Rejects with SandboxStartFailed. */
-  pin(pid: number, namespaces: NamespaceInodes): Promise<void>;
+  pin(pid: number, namespaces: NamespaceInodes, prepare?: Request<'pin'>['prepare']): Promise<void>;
   /** Persistent sandbox (pinned): runs a command inside it, started like a task. */
   enter(req: EnterRequest): Promise<Launched>;
   /** A command entered with `pty`: its terminal's new size (the command gets SIGWINCH). Rejects if it has none or has ended. */
@@ -199,9 +199,9 @@ export class Launcher {
   }
 
   /** Pins the persistent sandbox started as `task` to its PID 1 (launcher.py Server.pin). */
-  async pin(task: number, pid: number, namespaces: NamespaceInodes): Promise<void> {
+  async pin(task: number, pid: number, namespaces: NamespaceInodes, prepare?: Request<'pin'>['prepare']): Promise<void> {
     try {
-      const r = await this.ask('pin', { task, pid, namespaces });
+      const r = await this.ask('pin', { task, pid, namespaces, ...(prepare ? { prepare } : {}) });
       if (r.type !== 'ok') throw new SandboxStartFailed(`cannot pin the sandbox: ${r.type === 'error' ? r.message : `unexpected ${r.type} reply`}`, { pid });
     } finally {
       this.idleIfUnused();
@@ -276,7 +276,7 @@ export class Launcher {
         status: status!,
         exit,
         kill: (inner) => this.tell('kill', { task: id, inner }),
-        pin: (pid, namespaces) => this.pin(id, pid, namespaces),
+        pin: (pid, namespaces, prepare) => this.pin(id, pid, namespaces, prepare),
         enter: (req) => this.enter(id, req),
         resize: (cols, rows) => this.resize(id, cols, rows),
       };

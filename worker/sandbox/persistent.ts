@@ -156,8 +156,9 @@ export async function startPersistentSandbox(spec: PersistentSandboxSpec, option
       filterFds: bwrap.filterFds,
       owner,
       rlimits,
-      // Plus the sentinel, and the launcher's spare helper that waits, joined to a leaf, for the next command.
-      cgroup: await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES + 2 }),
+      // Plus the sentinel, the launcher's spare helper that waits, joined to a leaf, for the next
+      // command, and the process it forked into the sandbox for that command.
+      cgroup: await cgroupRequest(support, { memoryBytes: limits.memoryBytes, pids: limits.processes + HELPER_PROCESSES + 3 }),
       stdin: false,
       persistent: true,
     });
@@ -179,9 +180,12 @@ export async function startPersistentSandbox(spec: PersistentSandboxSpec, option
       throw new SandboxStartFailed(`persistent sandbox failed to start: ${stderr.trim() || err.message}`, { stderr: stderr.trim() });
     });
     // From here on a stale pid can never be entered: the launcher holds the namespaces it checked.
-    await init.pin(status.pid, status.namespaces);
+    // Its spare helper prepares for a command that asks for no limits of its own (the usual one).
+    const cgroup = TaskCgroup.adopt(version, dirs);
+    const usual = commandLimits(limits, undefined, o.maxLimits, cgroup.controllers.includes('memory'));
+    await init.pin(status.pid, status.namespaces, { uid: SANDBOX_UID, gid: SANDBOX_UID, rlimits: usual.rlimits });
     undo.length = 0;
-    return new LiveSandbox(init, status.pid, status.namespaces, workspace, limits, TaskCgroup.adopt(version, dirs), version, slot, {
+    return new LiveSandbox(init, status.pid, status.namespaces, workspace, limits, cgroup, version, slot, {
       env,
       maxLimits: o.maxLimits,
       pollIntervalMs: o.pollIntervalMs,
@@ -268,6 +272,18 @@ async function removeSandboxCgroups(version: 'v1' | 'v2', dirs: Partial<Record<s
   return (await sandboxCgroupDirs(dirs)).filter((d) => existsSync(d));
 }
 
+/**
+ * A command's limits in a live sandbox: its own (time, output, file size…) as asked, within
+ * `maxLimits`; memory, processes and disk are the sandbox's (a command cannot ask for more of them).
+ * RLIMIT_NPROC counts the slot uid's processes, so it bounds the whole sandbox as at its start,
+ * plus one: the process a spare helper forks ahead for the next command waits as that uid.
+ */
+function commandLimits(sandbox: SandboxLimits, asked: Partial<SandboxLimits> | undefined, maxLimits: Partial<SandboxLimits> | undefined, memoryCgroup: boolean) {
+  const own = resolveLimits({ ...sandbox, ...asked }, maxLimits);
+  const limits: SandboxLimits = { ...own, memoryBytes: sandbox.memoryBytes, processes: sandbox.processes, workspaceBytes: sandbox.workspaceBytes };
+  return { limits, rlimits: sandboxRlimits({ ...limits, processes: limits.processes + 2 }, !memoryCgroup) };
+}
+
 class LiveSandbox implements PersistentSandbox {
   readonly pid: number;
   readonly workspace: string;
@@ -319,17 +335,14 @@ class LiveSandbox implements PersistentSandbox {
     const cwd = spec.cwd ?? '/workspace';
     if (typeof cwd !== 'string' || !cwd.startsWith('/') || cwd.includes('\0')) throw new InvalidSandboxSpec('cwd', 'must be an absolute path');
     if (spec.leftovers !== undefined && spec.leftovers !== 'keep' && spec.leftovers !== 'kill') throw new InvalidSandboxSpec('leftovers', "must be 'keep' or 'kill'");
-    // Memory, processes and disk are the sandbox's: a command cannot ask for more of them.
-    const own = resolveLimits({ ...this.limits, ...spec.limits }, this.settings.maxLimits);
-    const limits: SandboxLimits = { ...own, memoryBytes: this.limits.memoryBytes, processes: this.limits.processes, workspaceBytes: this.limits.workspaceBytes };
+    const { limits, rlimits } = commandLimits(this.limits, spec.limits, this.settings.maxLimits, this.cgroup.controllers.includes('memory'));
     const child = await this.init.enter({
       argv: checked.argv,
       env: checked.env,
       cwd,
       uid: SANDBOX_UID,
       gid: SANDBOX_UID,
-      // RLIMIT_NPROC counts the slot uid's processes, so it bounds the whole sandbox as at its start.
-      rlimits: sandboxRlimits({ ...limits, processes: limits.processes + 1 }, !this.cgroup.controllers.includes('memory')),
+      rlimits,
       stdin: checked.stdin === 'pipe',
       cgroup: { name: `cmd-${randomUUID()}` },
       pty: pty ? { cols: pty.cols, rows: pty.rows } : null,
