@@ -114,8 +114,14 @@ export function runTask(
   });
 
   let nextSeq = 0; // set by start_task; output continues after earlier attempts' rows
+  // start_task (claimed → running) runs while the sandbox starts, off the path to the first byte:
+  // output waits for it (it says where this attempt's output goes on), and a start that fails
+  // (a cancel or a lost lease in between) stops the process before anything of it is written.
+  const started = attempt.start().then((seq) => void (nextSeq = seq + 1));
+  started.catch(() => {});
   const batcher = new OutputBatcher(async (chunks) => {
     try {
+      await started;
       await queue.appendOutput(lease, nextSeq, chunks);
       nextSeq += chunks.length;
     } catch (err) {
@@ -161,7 +167,6 @@ export function runTask(
 
   const done = (async () => {
     try {
-      nextSeq = (await attempt.start()) + 1;
       if (task.attempt > 1) batcher.system(`attempt ${task.attempt} of ${task.maxAttempts} starting on worker ${workerId}`);
       // A plan's step starts from the plan's shared workspace (docs/plans.md).
       let restored: RestoredWorkspace | undefined;
@@ -179,6 +184,7 @@ export function runTask(
         network: task.network,
         onOutputLimit,
       });
+      await started;
       kill(); // a stop that arrived while the sandbox was starting
       // (set by a resize that arrived while the process started; TS cannot see the closure write)
       const asked = size as { cols: number; rows: number } | null;
