@@ -262,7 +262,13 @@ function sparesOf(s: PersistentSandbox): { pid: number; leaves: string[] }[] {
 }
 
 /** The fields of /proc/<pid>/status. */
-const statusOf = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+const statusOf = (pid: number) =>
+  Object.fromEntries(
+    readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+  );
 
 /** Pids whose parent is pid. */
 const childrenOf = (pid: number) =>
