@@ -99,9 +99,11 @@ export class TaskHandle {
       .on("broadcast", { event: "*" }, ({ event, payload }) => {
         if (event !== "realtime_output") this.onLiveEvent(payload as RawTaskEventMessage);
       })
+      // Caught up once joined (any status: SUBSCRIBED, or an error the poll then covers), not
+      // before as well: two more requests right after the submit compete with the worker for the
+      // same cores on the way to the first byte, and the join is what makes the catch-up complete.
       .subscribe(() => this.sync());
     this.timer = setInterval(() => this.sync(), this.options.pollIntervalMs ?? 3000);
-    this.sync();
     return this;
   }
 
