@@ -538,8 +538,8 @@ CREATE INDEX plans_workspace ON public.plans USING btree (workspace_id) WHERE (s
 CREATE INDEX sandboxes_live ON public.sandboxes USING btree (expires_at) WHERE (status = ANY (ARRAY['starting'::public.sandbox_status, 'ready'::public.sandbox_status]));
 CREATE INDEX sandboxes_live_by_worker ON public.sandboxes USING btree (worker_id) WHERE (status = ANY (ARRAY['starting'::public.sandbox_status, 'ready'::public.sandbox_status]));
 CREATE INDEX sandboxes_owner_created ON public.sandboxes USING btree (owner, created_at DESC);
-CREATE INDEX task_events_blocks_recoveries ON public.task_events USING btree (type) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_started'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
-CREATE INDEX task_events_recent_blocks ON public.task_events USING btree (created_at) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
+CREATE INDEX task_events_blocks_recoveries ON public.task_events USING btree (type) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_started'::text, 'recovery_succeeded'::text, 'recovery_failed'::text, 'recovery_gave_up'::text]));
+CREATE INDEX task_events_recent_blocks ON public.task_events USING btree (created_at) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_succeeded'::text, 'recovery_failed'::text, 'recovery_gave_up'::text]));
 CREATE INDEX tasks_active_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid)) WHERE (status = ANY (cogo.active_states()));
 CREATE INDEX tasks_active_by_worker ON public.tasks USING btree (worker_id) WHERE (status = ANY (cogo.active_states()));
 CREATE INDEX tasks_active_commands ON public.tasks USING btree (sandbox_id) WHERE ((status = ANY (cogo.active_states())) AND (sandbox_id IS NOT NULL));
@@ -863,7 +863,9 @@ AS $function$
         'recoverySucceeded', (select count(*) from public.task_events e
                                where e.type = 'recovery_succeeded' and e.created_at > now() - interval '1 hour'),
         'recoveryFailed', (select count(*) from public.task_events e
-                            where e.type = 'recovery_failed' and e.created_at > now() - interval '1 hour')))
+                            where e.type = 'recovery_failed' and e.created_at > now() - interval '1 hour'),
+        'recoveryGaveUp', (select count(*) from public.task_events e
+                            where e.type = 'recovery_gave_up' and e.created_at > now() - interval '1 hour')))
   );
 $function$;
 
@@ -1949,6 +1951,18 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.give_up_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.fence(p_task, p_attempt, p_worker);
+  perform cogo.append_event_unchecked(p_task, 'recovery_gave_up', p_data || jsonb_build_object('tried', cogo.recovery_tried(p_task)));
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.health()
  RETURNS jsonb
  LANGUAGE sql
@@ -2236,7 +2250,7 @@ AS $function$
     'recoveries', (select coalesce(jsonb_agg(jsonb_build_object('outcome', r.outcome, 'action', r.action, 'count', r.n)), '[]')
                      from (select substr(type, 10) outcome, coalesce(data ->> 'action', 'unknown') action, count(*) n
                              from public.task_events
-                            where type in ('recovery_started', 'recovery_succeeded', 'recovery_failed')
+                            where type in ('recovery_started', 'recovery_succeeded', 'recovery_failed', 'recovery_gave_up')
                             group by 1, 2) r),
     'workersByStatus', (select coalesce(jsonb_object_agg(w.status, w.n), '{}')
                           from (select status, count(*) n from public.workers group by status) w),
@@ -2985,8 +2999,8 @@ begin
     perform cogo.append_event_unchecked(p_task.id, 'recovery_succeeded', v_action || jsonb_build_object(
       'action', 'reassign', 'message', 're-queued for any live worker'));
   else
-    perform cogo.append_event_unchecked(p_task.id, 'recovery_failed', v_action || jsonb_build_object(
-      'action', 'give_up', 'diagnosis', p_reason));
+    perform cogo.append_event_unchecked(p_task.id, 'recovery_gave_up', v_action || jsonb_build_object(
+      'action', 'give_up', 'diagnosis', p_reason, 'tried', cogo.recovery_tried(p_task.id)));
   end if;
 end;
 $function$;
@@ -3030,6 +3044,18 @@ begin
   end if;
   return jsonb_build_object('workerId', p_worker, 'silent', v_silent, 'requeued', v_requeued, 'signalled', v_signalled);
 end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.recovery_tried(p_task uuid)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select coalesce(jsonb_agg(a.action order by a.first), '[]')
+    from (select e.data ->> 'action' as action, min(e.seq) as first from public.task_events e
+           where e.task_id = p_task and e.type = 'recovery_started' and e.data ->> 'action' <> 'give_up'
+           group by 1) a;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.refresh_plan(p_plan uuid)
@@ -3409,6 +3435,17 @@ CREATE OR REPLACE FUNCTION cogo.reserved_step(p_step text)
  SET search_path TO ''
 AS $function$
   select lower(p_step) like 'analysis-%';
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.reset_attempt_start()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO ''
+AS $function$
+begin
+  new.started_at := null;
+  return new;
+end;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.resize_task(p_task uuid, p_cols integer, p_rows integer)
@@ -4484,6 +4521,7 @@ CREATE TRIGGER task_output_usage_delete AFTER DELETE ON public.task_output REFER
 CREATE TRIGGER task_output_usage_insert AFTER INSERT ON public.task_output REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
 CREATE TRIGGER task_stdin_usage_delete AFTER DELETE ON public.task_stdin REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
 CREATE TRIGGER task_stdin_usage_insert AFTER INSERT ON public.task_stdin REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
+CREATE TRIGGER tasks_attempt_start BEFORE UPDATE OF attempt ON public.tasks FOR EACH ROW WHEN (new.attempt > old.attempt) EXECUTE FUNCTION cogo.reset_attempt_start();
 CREATE TRIGGER tasks_broadcast_insert AFTER INSERT ON public.tasks FOR EACH ROW WHEN (new.owner IS NOT NULL) EXECUTE FUNCTION cogo.broadcast_new_task();
 CREATE TRIGGER tasks_notify_queued AFTER INSERT OR UPDATE OF status ON public.tasks FOR EACH ROW WHEN (new.status = 'queued'::public.task_status) EXECUTE FUNCTION cogo.notify_queued();
 CREATE TRIGGER tasks_reserved_names BEFORE INSERT ON public.tasks FOR EACH ROW WHEN (new.internal IS NULL AND (cogo.reserved_kind(new.required_kind) OR cogo.reserved_step(new.step))) EXECUTE FUNCTION cogo.refuse_reserved_task();
@@ -4677,6 +4715,7 @@ grant execute on function cogo.finish_task(p_task uuid, p_attempt integer, p_wor
 grant execute on function cogo.fleet_workers(p_recent boolean) to authenticated;
 grant execute on function cogo.fleet_workers(p_recent boolean) to service_role;
 grant execute on function cogo.forward_step_feedback(p_task uuid, p_type text, p_data jsonb) to service_role;
+grant execute on function cogo.give_up_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb) to service_role;
 grant execute on function cogo.health() to anon;
 grant execute on function cogo.health() to authenticated;
 grant execute on function cogo.health() to service_role;
@@ -4728,6 +4767,7 @@ grant execute on function cogo.queue_depth() to service_role;
 grant execute on function cogo.rate_classes() to service_role;
 grant execute on function cogo.record_worker_lost(p_task public.tasks, p_next public.task_status, p_reason text) to service_role;
 grant execute on function cogo.recover_worker(p_worker uuid) to service_role;
+grant execute on function cogo.recovery_tried(p_task uuid) to service_role;
 grant execute on function cogo.refresh_plan(p_plan uuid) to service_role;
 grant execute on function cogo.refuse_reserved_step() to service_role;
 grant execute on function cogo.refuse_reserved_task() to service_role;
@@ -4747,6 +4787,7 @@ grant execute on function cogo.rerun_for_changes(p_ws uuid, p_paths text[]) to s
 grant execute on function cogo.rerun_priority() to service_role;
 grant execute on function cogo.reserved_kind(p_kind text) to service_role;
 grant execute on function cogo.reserved_step(p_step text) to service_role;
+grant execute on function cogo.reset_attempt_start() to service_role;
 grant execute on function cogo.resize_task(p_task uuid, p_cols integer, p_rows integer) to authenticated;
 grant execute on function cogo.resize_task(p_task uuid, p_cols integer, p_rows integer) to service_role;
 grant execute on function cogo.retention_policy() to service_role;
