@@ -1154,7 +1154,7 @@ begin
        where r.free is null or (not a.held and a.taken <= r.free)
     )
     update public.tasks t
-       set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(),
+       set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(), started_at = null,
            lease_expires_at = now() + make_interval(secs => w.lease_ms / 1000.0), reason = null,
            updated_at = now(), event_seq = t.event_seq + 1
       from next where t.id = next.id
@@ -3437,17 +3437,6 @@ AS $function$
   select lower(p_step) like 'analysis-%';
 $function$;
 
-CREATE OR REPLACE FUNCTION cogo.reset_attempt_start()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO ''
-AS $function$
-begin
-  new.started_at := null;
-  return new;
-end;
-$function$;
-
 CREATE OR REPLACE FUNCTION cogo.resize_task(p_task uuid, p_cols integer, p_rows integer)
  RETURNS public.tasks
  LANGUAGE plpgsql
@@ -4521,7 +4510,6 @@ CREATE TRIGGER task_output_usage_delete AFTER DELETE ON public.task_output REFER
 CREATE TRIGGER task_output_usage_insert AFTER INSERT ON public.task_output REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
 CREATE TRIGGER task_stdin_usage_delete AFTER DELETE ON public.task_stdin REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
 CREATE TRIGGER task_stdin_usage_insert AFTER INSERT ON public.task_stdin REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION cogo.usage_task_rows();
-CREATE TRIGGER tasks_attempt_start BEFORE UPDATE OF attempt ON public.tasks FOR EACH ROW WHEN (new.attempt > old.attempt) EXECUTE FUNCTION cogo.reset_attempt_start();
 CREATE TRIGGER tasks_broadcast_insert AFTER INSERT ON public.tasks FOR EACH ROW WHEN (new.owner IS NOT NULL) EXECUTE FUNCTION cogo.broadcast_new_task();
 CREATE TRIGGER tasks_notify_queued AFTER INSERT OR UPDATE OF status ON public.tasks FOR EACH ROW WHEN (new.status = 'queued'::public.task_status) EXECUTE FUNCTION cogo.notify_queued();
 CREATE TRIGGER tasks_reserved_names BEFORE INSERT ON public.tasks FOR EACH ROW WHEN (new.internal IS NULL AND (cogo.reserved_kind(new.required_kind) OR cogo.reserved_step(new.step))) EXECUTE FUNCTION cogo.refuse_reserved_task();
@@ -4787,7 +4775,6 @@ grant execute on function cogo.rerun_for_changes(p_ws uuid, p_paths text[]) to s
 grant execute on function cogo.rerun_priority() to service_role;
 grant execute on function cogo.reserved_kind(p_kind text) to service_role;
 grant execute on function cogo.reserved_step(p_step text) to service_role;
-grant execute on function cogo.reset_attempt_start() to service_role;
 grant execute on function cogo.resize_task(p_task uuid, p_cols integer, p_rows integer) to authenticated;
 grant execute on function cogo.resize_task(p_task uuid, p_cols integer, p_rows integer) to service_role;
 grant execute on function cogo.retention_policy() to service_role;

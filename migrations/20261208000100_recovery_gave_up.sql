@@ -138,21 +138,108 @@ create index task_events_recent_blocks on public.task_events (created_at)
 
 -- A claim starts an attempt: the previous attempt's started_at must not sit beside the new
 -- claimed_at (start_task keeps a started_at it finds, so a retry showed the first attempt's start).
--- Every claim path (cogo.claim_tasks, the persistent sandboxes' command claim) and nothing else
--- raises `attempt`, so one trigger on it covers them all (an update that only moves timestamps,
--- as tests moving time do, keeps started_at); start_task then stamps the new attempt's start.
-create function cogo.reset_attempt_start() returns trigger
-language plpgsql set search_path = '' as $$
+-- The claim clears it; start_task then stamps the new attempt's start. (A persistent sandbox's
+-- command has one attempt, so cogo.claim_sandbox_commands never claims a row with a start.)
+
+-- cogo.claim_tasks exactly as 20261207000100_sandboxes.sql, plus `started_at = null`.
+create or replace function cogo.claim_tasks(p_worker uuid, p_max integer) returns setof public.tasks
+language plpgsql security definer set search_path = '' as $$
+declare
+  w public.workers;
+  v_task public.tasks;
 begin
-  new.started_at := null;
-  return new;
+  select * into w from public.workers where id = p_worker;
+  if not found or w.status <> 'online' or p_max < 1 then
+    return;
+  end if;
+  for v_task in
+    with recursive tenants (tenant) as (
+      (select coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) from public.tasks t
+        where t.status = 'queued' and t.required_kind = w.kind and t.sandbox_id is null
+        order by 1 limit 1)
+      union all
+      select (select coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) from public.tasks t
+               where t.status = 'queued' and t.required_kind = w.kind and t.sandbox_id is null
+                 and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) > s.tenant
+               order by 1 limit 1)
+        from tenants s where s.tenant is not null
+    ),
+    fleet as (
+      select coalesce(sum(x.capacity), 0) as capacity from public.workers x where x.kind = w.kind and cogo.worker_is_live(x)
+    ),
+    room as (
+      select w.memory_budget_bytes - (select coalesce(sum(cogo.task_memory_bytes(a.limits)), 0) from public.tasks a
+                                       where a.worker_id = p_worker and a.status = any(cogo.active_states())
+                                         and a.sandbox_id is null) as free
+    ),
+    shares as materialized (
+      select s.tenant,
+             (select count(*) from public.tasks a
+               where a.status = any(cogo.active_states()) and a.required_kind = w.kind and a.sandbox_id is null
+                 and coalesce(a.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as running,
+             -- Ownerless tasks are the operator's (service role, direct SQL): no share cap.
+             case when s.tenant = '00000000-0000-0000-0000-000000000000'::uuid then f.capacity
+                  else coalesce(l.max_running, greatest(1, floor(f.capacity * cogo.default_running_share(w.kind)))) end as cap,
+             (select max(c.claimed_at) from public.tasks c
+               where c.claimed_at is not null and c.required_kind = w.kind
+                 and coalesce(c.owner, '00000000-0000-0000-0000-000000000000'::uuid) = s.tenant) as served_at
+        from tenants s cross join fleet f
+        left join cogo.tenant_limits l on l.owner = s.tenant
+       where s.tenant is not null
+    ),
+    candidates as (
+      select c.id, c.priority, c.created_at, sh.running + c.n as load, sh.served_at, c.memory
+        from shares sh
+        cross join room r
+        cross join lateral (
+          select t.id, t.priority, t.created_at, cogo.task_memory_bytes(t.limits) as memory,
+                 row_number() over (order by t.priority desc, t.created_at, t.id) as n
+            from public.tasks t
+           where t.status = 'queued' and t.required_kind = w.kind and t.sandbox_id is null
+             and coalesce(t.owner, '00000000-0000-0000-0000-000000000000'::uuid) = sh.tenant
+             and t.required_labels <@ w.labels and t.run_after <= now()
+             and not (p_worker = any(t.excluded_workers) and cogo.another_worker_can_take(t, p_worker))
+             and (r.free is null
+                  or (cogo.task_memory_bytes(t.limits) <= w.memory_budget_bytes
+                      and (cogo.task_memory_bytes(t.limits) <= r.free
+                           or greatest(t.created_at, t.run_after) <= now() - cogo.admission_patience())))
+           order by t.priority desc, t.created_at, t.id
+           limit least(p_max, greatest(sh.cap - sh.running, 0))
+        ) c
+    ),
+    locked as (
+      select t.id, c.priority, c.load, c.served_at, c.created_at, c.memory
+        from public.tasks t join candidates c on c.id = t.id
+       where t.status = 'queued'
+       order by c.priority desc, c.load, c.served_at nulls first, c.created_at, c.id
+       limit p_max
+       for update of t skip locked
+    ),
+    next as (
+      select a.id
+        from (select l.id,
+                     sum(l.memory) over fair as taken,
+                     bool_or(l.memory > r.free) over fair as held
+                from locked l cross join room r
+              window fair as (order by l.priority desc, l.load, l.served_at nulls first, l.created_at, l.id
+                              rows between unbounded preceding and current row)) a
+        cross join room r
+       where r.free is null or (not a.held and a.taken <= r.free)
+    )
+    update public.tasks t
+       set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(), started_at = null,
+           lease_expires_at = now() + make_interval(secs => w.lease_ms / 1000.0), reason = null,
+           updated_at = now(), event_seq = t.event_seq + 1
+      from next where t.id = next.id
+    returning t.*
+  loop
+    perform cogo.task_status_changed(v_task, 'queued');
+    return next v_task;
+  end loop;
 end;
 $$;
-create trigger tasks_attempt_start before update of attempt on public.tasks
-  for each row when (new.attempt > old.attempt) execute function cogo.reset_attempt_start();
+
 
 -- ── grants (as 20261126000800_grants.sql: PUBLIC nothing, the service role everything) ─────────
-revoke execute on function cogo.recovery_tried(uuid), cogo.give_up_recovery(uuid, integer, uuid, jsonb),
-  cogo.reset_attempt_start() from public;
-grant execute on function cogo.recovery_tried(uuid), cogo.give_up_recovery(uuid, integer, uuid, jsonb),
-  cogo.reset_attempt_start() to service_role;
+revoke execute on function cogo.recovery_tried(uuid), cogo.give_up_recovery(uuid, integer, uuid, jsonb) from public;
+grant execute on function cogo.recovery_tried(uuid), cogo.give_up_recovery(uuid, integer, uuid, jsonb) to service_role;
