@@ -538,8 +538,8 @@ CREATE INDEX plans_workspace ON public.plans USING btree (workspace_id) WHERE (s
 CREATE INDEX sandboxes_live ON public.sandboxes USING btree (expires_at) WHERE (status = ANY (ARRAY['starting'::public.sandbox_status, 'ready'::public.sandbox_status]));
 CREATE INDEX sandboxes_live_by_worker ON public.sandboxes USING btree (worker_id) WHERE (status = ANY (ARRAY['starting'::public.sandbox_status, 'ready'::public.sandbox_status]));
 CREATE INDEX sandboxes_owner_created ON public.sandboxes USING btree (owner, created_at DESC);
-CREATE INDEX task_events_blocks_recoveries ON public.task_events USING btree (type) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_started'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
-CREATE INDEX task_events_recent_blocks ON public.task_events USING btree (created_at) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_succeeded'::text, 'recovery_failed'::text]));
+CREATE INDEX task_events_blocks_recoveries ON public.task_events USING btree (type) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_started'::text, 'recovery_succeeded'::text, 'recovery_failed'::text, 'recovery_gave_up'::text]));
+CREATE INDEX task_events_recent_blocks ON public.task_events USING btree (created_at) WHERE (type = ANY (ARRAY['block_detected'::text, 'recovery_succeeded'::text, 'recovery_failed'::text, 'recovery_gave_up'::text]));
 CREATE INDEX tasks_active_by_tenant ON public.tasks USING btree (required_kind, COALESCE(owner, '00000000-0000-0000-0000-000000000000'::uuid)) WHERE (status = ANY (cogo.active_states()));
 CREATE INDEX tasks_active_by_worker ON public.tasks USING btree (worker_id) WHERE (status = ANY (cogo.active_states()));
 CREATE INDEX tasks_active_commands ON public.tasks USING btree (sandbox_id) WHERE ((status = ANY (cogo.active_states())) AND (sandbox_id IS NOT NULL));
@@ -863,7 +863,9 @@ AS $function$
         'recoverySucceeded', (select count(*) from public.task_events e
                                where e.type = 'recovery_succeeded' and e.created_at > now() - interval '1 hour'),
         'recoveryFailed', (select count(*) from public.task_events e
-                            where e.type = 'recovery_failed' and e.created_at > now() - interval '1 hour')))
+                            where e.type = 'recovery_failed' and e.created_at > now() - interval '1 hour'),
+        'recoveryGaveUp', (select count(*) from public.task_events e
+                            where e.type = 'recovery_gave_up' and e.created_at > now() - interval '1 hour')))
   );
 $function$;
 
@@ -1152,7 +1154,7 @@ begin
        where r.free is null or (not a.held and a.taken <= r.free)
     )
     update public.tasks t
-       set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(),
+       set status = 'claimed', attempt = t.attempt + 1, worker_id = p_worker, claimed_at = now(), started_at = null,
            lease_expires_at = now() + make_interval(secs => w.lease_ms / 1000.0), reason = null,
            updated_at = now(), event_seq = t.event_seq + 1
       from next where t.id = next.id
@@ -1949,6 +1951,18 @@ begin
 end;
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.give_up_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform cogo.fence(p_task, p_attempt, p_worker);
+  perform cogo.append_event_unchecked(p_task, 'recovery_gave_up', p_data || jsonb_build_object('tried', cogo.recovery_tried(p_task)));
+end;
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.health()
  RETURNS jsonb
  LANGUAGE sql
@@ -2236,7 +2250,7 @@ AS $function$
     'recoveries', (select coalesce(jsonb_agg(jsonb_build_object('outcome', r.outcome, 'action', r.action, 'count', r.n)), '[]')
                      from (select substr(type, 10) outcome, coalesce(data ->> 'action', 'unknown') action, count(*) n
                              from public.task_events
-                            where type in ('recovery_started', 'recovery_succeeded', 'recovery_failed')
+                            where type in ('recovery_started', 'recovery_succeeded', 'recovery_failed', 'recovery_gave_up')
                             group by 1, 2) r),
     'workersByStatus', (select coalesce(jsonb_object_agg(w.status, w.n), '{}')
                           from (select status, count(*) n from public.workers group by status) w),
@@ -2985,8 +2999,8 @@ begin
     perform cogo.append_event_unchecked(p_task.id, 'recovery_succeeded', v_action || jsonb_build_object(
       'action', 'reassign', 'message', 're-queued for any live worker'));
   else
-    perform cogo.append_event_unchecked(p_task.id, 'recovery_failed', v_action || jsonb_build_object(
-      'action', 'give_up', 'diagnosis', p_reason));
+    perform cogo.append_event_unchecked(p_task.id, 'recovery_gave_up', v_action || jsonb_build_object(
+      'action', 'give_up', 'diagnosis', p_reason, 'tried', cogo.recovery_tried(p_task.id)));
   end if;
 end;
 $function$;
@@ -3030,6 +3044,18 @@ begin
   end if;
   return jsonb_build_object('workerId', p_worker, 'silent', v_silent, 'requeued', v_requeued, 'signalled', v_signalled);
 end;
+$function$;
+
+CREATE OR REPLACE FUNCTION cogo.recovery_tried(p_task uuid)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  select coalesce(jsonb_agg(a.action order by a.first), '[]')
+    from (select e.data ->> 'action' as action, min(e.seq) as first from public.task_events e
+           where e.task_id = p_task and e.type = 'recovery_started' and e.data ->> 'action' <> 'give_up'
+           group by 1) a;
 $function$;
 
 CREATE OR REPLACE FUNCTION cogo.refresh_plan(p_plan uuid)
@@ -4677,6 +4703,7 @@ grant execute on function cogo.finish_task(p_task uuid, p_attempt integer, p_wor
 grant execute on function cogo.fleet_workers(p_recent boolean) to authenticated;
 grant execute on function cogo.fleet_workers(p_recent boolean) to service_role;
 grant execute on function cogo.forward_step_feedback(p_task uuid, p_type text, p_data jsonb) to service_role;
+grant execute on function cogo.give_up_recovery(p_task uuid, p_attempt integer, p_worker uuid, p_data jsonb) to service_role;
 grant execute on function cogo.health() to anon;
 grant execute on function cogo.health() to authenticated;
 grant execute on function cogo.health() to service_role;
@@ -4728,6 +4755,7 @@ grant execute on function cogo.queue_depth() to service_role;
 grant execute on function cogo.rate_classes() to service_role;
 grant execute on function cogo.record_worker_lost(p_task public.tasks, p_next public.task_status, p_reason text) to service_role;
 grant execute on function cogo.recover_worker(p_worker uuid) to service_role;
+grant execute on function cogo.recovery_tried(p_task uuid) to service_role;
 grant execute on function cogo.refresh_plan(p_plan uuid) to service_role;
 grant execute on function cogo.refuse_reserved_step() to service_role;
 grant execute on function cogo.refuse_reserved_task() to service_role;

@@ -17,6 +17,7 @@ const UNIT = [
   "tests/diagnostics/parsers.test.ts",
   "tests/plans/workspace-walk.test.ts",
   "tests/sandbox/budget.test.ts",
+  "tests/sandbox/exit-reason.test.ts",
 ];
 
 // Test files that start real processes (sandboxes, launchers, their own Postgres, Realtime or a

@@ -35,7 +35,7 @@ export interface Health {
     recovering: number;
     /** `name` for the service key only. */
     silentWorkers: { id: string; name?: string; status: string; lastHeartbeatAt: string; activeTasks: number }[];
-    lastHour: { detected: Record<string, number>; workerLost: number; recoverySucceeded: number; recoveryFailed: number };
+    lastHour: { detected: Record<string, number>; workerLost: number; recoverySucceeded: number; recoveryFailed: number; recoveryGaveUp: number };
   };
   function: { runtime: string; env: Record<string, boolean> };
 }

@@ -28,6 +28,7 @@ export {
   type RecoveryStarted,
   type RecoverySucceeded,
   type RecoveryFailed,
+  type RecoveryGaveUp,
   type StepStatusEvent,
   type PlanStatusEvent,
 } from "../functions/_shared/events.ts";

@@ -1,6 +1,5 @@
 // One claimed task from start to its final status: sandbox, live output, stdin, cancel. How the
 // attempt ends is decided here or by the block supervisor, and applied by its Attempt alone.
-import type { FinalStatus } from "../functions/_shared/states.ts";
 import type { TaskRow } from "../functions/_shared/views.ts";
 import { describeSave, restorePlanWorkspace, savePlanWorkspace, type RestoredWorkspace } from "./plan-workspace.ts";
 import type { RecoverRequest } from "../functions/_shared/recovery/options.ts";
@@ -8,7 +7,8 @@ import { BlockSupervisor } from "./blocks/supervisor.ts";
 import { Attempt, type Ending } from "./attempt.ts";
 import { isTransient, LeaseLostError, type Lease } from "./db.ts";
 import type { Queue } from "./queue.ts";
-import { SANDBOX_DEFAULTS, SandboxBusy, startSandbox, type SandboxExit, type SandboxOptions, type SandboxProcess, type SandboxSpec } from "./sandbox/index.ts";
+import { SANDBOX_DEFAULTS, SandboxBusy, startSandbox, type SandboxOptions, type SandboxProcess, type SandboxSpec } from "./sandbox/index.ts";
+import { describeExit } from "./sandbox/exit-reason.ts";
 import { LineEvents } from "./stream/line-events.ts";
 import { OutputBatcher } from "./stream/output-batcher.ts";
 import { storeArtifacts } from "./store-artifacts.ts";
@@ -24,30 +24,6 @@ export interface RunningTask {
   /** A terminal's new size (POST /tasks/:id/resize reached this worker); tasks without one ignore it. */
   resize?(cols: number, rows: number): void;
   readonly done: Promise<void>;
-}
-
-function describeExit(exit: SandboxExit, task: TaskRow): { status: FinalStatus; reason: string } {
-  switch (exit.reason) {
-    case "cancelled":
-      return { status: "cancelled", reason: "cancelled while running" };
-    case "timeout":
-      return { status: "timed_out", reason: `wall time limit of ${task.timeoutMs} ms reached` };
-    case "cpu_limit":
-      return { status: "failed", reason: "CPU time limit reached" };
-    case "memory_limit":
-      return { status: "failed", reason: "memory limit reached" };
-    case "output_limit":
-      return { status: "failed", reason: "output byte limit reached; output after it was dropped" };
-    case "killed":
-      return { status: "failed", reason: "killed by the worker" };
-    case "exited": {
-      // Under onOutputLimit "truncate" the task ran on past the limit: its exit decides.
-      const cut = exit.outputTruncated ? "; output past the byte limit was dropped" : "";
-      if (exit.exitCode === 0) return { status: "succeeded", reason: `exited with code 0${cut}` };
-      if (exit.signal) return { status: "failed", reason: `killed by ${exit.signal}${cut}` };
-      return { status: "failed", reason: `exited with code ${exit.exitCode}${cut}` };
-    }
-  }
 }
 
 const LIMIT_NAMES: Record<string, string> = { wallTimeMs: "timeoutMs" };
@@ -205,7 +181,7 @@ export function runTask(
       if (task.stdinMode === "pipe") pumpStdin();
       const exit = await sandbox.exited;
       await stdinChain;
-      let outcome = describeExit(exit, task);
+      let outcome = describeExit({ exit, limits: sandbox.limits, timeoutMs: task.timeoutMs });
       await lineEvents.close();
       if (stopReason === "shutdown" || stopReason === "lease_lost") blocks.abandon(exit);
       if (stopReason === "shutdown") {

@@ -169,6 +169,17 @@ function shapes(mode: Mode) {
     limits: raised.optional(),
   });
 
+  /** A recovery that stops trying (the give_up step): why the task ends, and what was tried before. */
+  const recoveryGaveUp = obj({
+    action: literal("give_up"),
+    attempt: count(),
+    reason: recoveryReason,
+    /** Why the task ends (null when a lost worker's task had no reason). */
+    diagnosis: text().nullable(),
+    /** Actions this task's recoveries started before, all attempts, first use first. */
+    tried: array(enumOf(RECOVERY_ACTIONS)),
+  });
+
   const stepStatus = obj({
     step: text(),
     status: enumOf(STEP_STATES),
@@ -210,6 +221,7 @@ function shapes(mode: Mode) {
       ev("recovery_started", recoveryStarted),
       ev("recovery_succeeded", recoverySucceeded),
       ev("recovery_failed", recoveryFailed),
+      ev("recovery_gave_up", recoveryGaveUp),
       ev("sandbox_status", sandboxStatus),
     ]),
     plan: discriminatedUnion("type", [
@@ -251,6 +263,7 @@ export type BlockDetected = TaskEventData<"block_detected">;
 export type RecoveryStarted = TaskEventData<"recovery_started">;
 export type RecoverySucceeded = TaskEventData<"recovery_succeeded">;
 export type RecoveryFailed = TaskEventData<"recovery_failed">;
+export type RecoveryGaveUp = TaskEventData<"recovery_gave_up">;
 export type SandboxStatusEvent = TaskEventData<"sandbox_status">;
 export type StepStatusEvent = PlanEventData<"step_status">;
 export type PlanStatusEvent = PlanEventData<"plan_status">;
@@ -348,6 +361,7 @@ export const eventData = {
   recoveryStarted: (d: RecoveryStarted) => d,
   recoverySucceeded: (d: RecoverySucceeded) => d,
   recoveryFailed: (d: RecoveryFailed) => d,
+  recoveryGaveUp: (d: RecoveryGaveUp) => d,
 } as const;
 
 // The diagnostics module's interfaces and this contract must stay one shape.

@@ -63,7 +63,7 @@ describe("block corpus", () => {
       "recovery_started:terminate",
       "recovery_succeeded:terminate",
       "recovery_started:give_up",
-      "recovery_failed:give_up",
+      "recovery_gave_up:give_up",
     ]);
     expect(result.status).toBe("failed");
     expect(result.reason).toMatch(/^blocked: infinite_loop \(CPU \d+ % for [\d.]+ s with no output.*attempt 2 of 3.*exit condition/);
@@ -102,7 +102,7 @@ rl.on("close", () => console.log("no input, using default"));`;
     const s = story(events);
     expect(s.slice(0, 3)).toEqual(["block_detected:waiting_for_input", "recovery_started:feed_stdin", "recovery_succeeded:feed_stdin"]);
     expect(s).toContain("recovery_succeeded:feed_stdin");
-    expect(s.at(-1)).toBe("recovery_failed:give_up");
+    expect(s.at(-1)).toBe("recovery_gave_up:give_up");
     expect(result.status).toBe("failed");
   });
 
@@ -118,7 +118,7 @@ rl.on("close", () => console.log("no input, using default"));`;
       "recovery_started:terminate",
       "recovery_succeeded:terminate",
       "recovery_started:give_up",
-      "recovery_failed:give_up",
+      "recovery_gave_up:give_up",
     ]);
     expect(result.status).toBe("failed");
     expect(result.reason).toMatch(/idle_stall.*Already tried: retry/);
@@ -167,7 +167,7 @@ rl.on("close", () => console.log("no input, using default"));`;
       "recovery_started:terminate",
       "recovery_succeeded:terminate",
       "recovery_started:give_up",
-      "recovery_failed:give_up",
+      "recovery_gave_up:give_up",
     ]);
     expect(events.find((e) => e.type === "block_detected")!.data.recoverable).toBe(false);
     expect(result.status).toBe("failed");
@@ -180,7 +180,7 @@ rl.on("close", () => console.log("no input, using default"));`;
     const { result, events } = await runTask({ ...base, command: 'yes "$(head -c 4000 /dev/zero | tr "\\0" y)"', limits: { outputBytes: 4 * MiB }, maxAttempts: 3 });
     const s = story(events);
     expect(s[0]).toBe("block_detected:output_flood");
-    expect(s.at(-1)).toBe("recovery_failed:give_up");
+    expect(s.at(-1)).toBe("recovery_gave_up:give_up");
     expect(result.status).toBe("failed");
     expect(result.task.attempt).toBe(1);
   });
@@ -195,7 +195,7 @@ rl.on("close", () => console.log("no input, using default"));`;
 
   it("a timeout without a ceiling is reported and ends timed_out with the plain reason", async () => {
     const { result, events } = await runTask({ ...base, command: "sleep 5", timeoutMs: 500 });
-    expect(story(events)).toEqual(["block_detected:timeout", "recovery_started:give_up", "recovery_failed:give_up"]);
+    expect(story(events)).toEqual(["block_detected:timeout", "recovery_started:give_up", "recovery_gave_up:give_up"]);
     expect(result).toMatchObject({ status: "timed_out", reason: "wall time limit of 500 ms reached" });
   });
 });

@@ -129,4 +129,23 @@ describe("recovery planner", () => {
     expect(actions(input({ reason: "manual", request: { action: "terminate" } }))).toEqual(["terminate", "give_up"]);
     expect(actions(input({ reason: "manual" }))).toEqual(["terminate", "retry"]);
   });
+  it("no diagnosis has a double space, an edge space or an empty sentence", () => {
+    const seen: string[] = [];
+    const histories: PlanInput["previousActions"][] = [[], [{ action: "terminate" }, { action: "retry" }], [{ action: "feed_stdin", stdin: "eof" }]];
+    for (const reason of [...BLOCK_REASONS, "manual"] as const)
+      for (const attempt of [1, 3])
+        for (const previousActions of histories)
+          for (const previousBlocks of [[], [reason, reason, reason, reason, reason, reason]] as BlockReason[][])
+            for (const summary of [undefined, "a summary"]) {
+              const i = input({ reason, attempt, previousActions, previousBlocks, ...(summary ? { summary } : {}) });
+              seen.push(planRecovery(i).diagnosis);
+              seen.push(planRecovery({ ...i, request: { action: "retry" } }).diagnosis);
+            }
+    expect(seen.length).toBeGreaterThan(200);
+    for (const d of seen) {
+      expect(d, d).not.toContain("  ");
+      expect(d, d).toBe(d.trim());
+      expect(d, d).not.toMatch(/\.\s*\./);
+    }
+  });
 });

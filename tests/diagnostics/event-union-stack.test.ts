@@ -71,7 +71,7 @@ describe("every event the stack writes fits the contract", () => {
     expect(types.map((t) => t.type)).toContain("resource_sample");
   });
 
-  it("a block the worker detects, its recovery, and a give-up", async () => {
+  it("a block the worker detects, its recovery, a refused recovery and a give-up", async () => {
     const looped = await user.sandbox.execute({
       command: "echo looping; while :; do :; done",
       requirements: { kind },
@@ -84,11 +84,27 @@ describe("every event the stack writes fits the contract", () => {
       requirements: { kind },
       blockDetection: { sampleIntervalMs: 200, idleStallMs: 1500 },
     });
-    taskIds.push(looped.taskId, stalled.taskId);
+    // Parked (automatic: false), then a forced action that cannot apply: refused, `recovery_failed`.
+    const parked = await user.sandbox.execute({
+      command: "sleep infinity",
+      requirements: { kind },
+      blockDetection: { sampleIntervalMs: 200, idleStallMs: 1500 },
+      recovery: { automatic: false },
+    });
+    taskIds.push(looped.taskId, stalled.taskId, parked.taskId);
     expect((await looped.result()).status).toBe("succeeded");
     expect((await stalled.result()).status).toBe("failed");
-    const types = await sql<{ type: string }[]>`select distinct type from public.task_events where task_id in ${sql([looped.taskId, stalled.taskId])}`;
-    expect(types.map((t) => t.type)).toEqual(expect.arrayContaining(["block_detected", "recovery_started", "recovery_succeeded", "recovery_failed"]));
+    await waitFor(async () => (await sql`select 1 from public.tasks where id = ${parked.taskId} and status = 'blocked'`).length > 0 || null, "the parked block", 30_000);
+    await user.sandbox.recover(parked.taskId, { action: "alternative_command" });
+    await waitFor(
+      async () => (await sql`select 1 from public.task_events where task_id = ${parked.taskId} and type = 'recovery_failed'`).length > 0 || null,
+      "the refusal",
+      10_000,
+    );
+    await parked.cancel();
+    expect((await parked.result()).status).toBe("cancelled");
+    const types = await sql<{ type: string }[]>`select distinct type from public.task_events where task_id in ${sql([looped.taskId, stalled.taskId, parked.taskId])}`;
+    expect(types.map((t) => t.type)).toEqual(expect.arrayContaining(["block_detected", "recovery_started", "recovery_succeeded", "recovery_failed", "recovery_gave_up"]));
   }, 120_000);
 
   it("a lost worker's tasks: block_detected worker_lost and the SQL recovery, re-queued or failed", async () => {
@@ -113,6 +129,12 @@ describe("every event the stack writes fits the contract", () => {
     expect((await last.result()).status).toBe("failed");
     const blocks = await sql<{ data: { reason: string } }[]>`select data from public.task_events where task_id in ${sql([again.taskId, last.taskId])} and type = 'block_detected'`;
     expect(blocks.map((b) => b.data.reason)).toEqual(["worker_lost", "worker_lost"]);
+    // The task with no attempt left gives up; the re-queued one recovered.
+    const ends = await sql<{ taskId: string; type: string; data: Record<string, unknown> }[]>`
+      select task_id, type, data from public.task_events where task_id in ${sql([again.taskId, last.taskId])}
+         and type in ('recovery_succeeded', 'recovery_failed', 'recovery_gave_up') order by task_id, seq`;
+    expect(ends.filter((e) => e.taskId === last.taskId).map((e) => [e.type, e.data.action, e.data.tried])).toEqual([["recovery_gave_up", "give_up", []]]);
+    expect(ends.filter((e) => e.taskId === again.taskId).map((e) => e.type)).toEqual(["recovery_succeeded"]);
   });
 
   it("a plan: plan and step status, progress, forwarded diagnostics and test results, a stopped step, a re-run", async () => {

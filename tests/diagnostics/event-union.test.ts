@@ -81,9 +81,16 @@ const TASK_EXAMPLES: { type: string; data: unknown; writer: string }[] = [
     type: "recovery_succeeded",
     data: { action: "feed_stdin", attempt: 1, reason: "waiting_for_input", stdin: "answer", message: "wrote 2 character(s) to stdin" },
   },
-  { writer: "BlockSupervisor.apply", type: "recovery_failed", data: { action: "give_up", attempt: 3, reason: "idle_stall", diagnosis: "idle for 2 s; gave up" } },
+  // Written before 20261208000100_recovery_gave_up.sql: still readable.
+  { writer: "BlockSupervisor.apply (old)", type: "recovery_failed", data: { action: "give_up", attempt: 3, reason: "idle_stall", diagnosis: "idle for 2 s; gave up" } },
   { writer: "BlockSupervisor.handle (refused)", type: "recovery_failed", data: { attempt: 1, reason: "manual", message: "recover retry refused: no attempts left" } },
-  { writer: "publish_worker_lost", type: "recovery_failed", data: { attempt: 1, reason: "worker_lost", action: "give_up", diagnosis: null } },
+  { writer: "publish_worker_lost (old)", type: "recovery_failed", data: { attempt: 1, reason: "worker_lost", action: "give_up", diagnosis: null } },
+  {
+    writer: "give_up_recovery",
+    type: "recovery_gave_up",
+    data: { action: "give_up", attempt: 3, reason: "idle_stall", diagnosis: "blocked: idle_stall on attempt 3 of 3: it sat idle.", tried: ["terminate", "retry", "reassign"] },
+  },
+  { writer: "record_worker_lost", type: "recovery_gave_up", data: { action: "give_up", attempt: 1, reason: "worker_lost", diagnosis: null, tried: [] } },
   {
     writer: "sandbox_status_event",
     type: "sandbox_status",

@@ -1241,6 +1241,31 @@ describe("lifecycle regressions", () => {
     expect(await claim(w)).toEqual([]);
   });
 
+  it("a task row's claimedAt and startedAt are always one attempt's", async () => {
+    const kind = uniqueKind("smr");
+    const w = await register(kind, "re-claimer");
+    const t = await enqueue(kind, 2);
+    const times = async () =>
+      (await c!<{ claimed: Date | null; started: Date | null }[]>`select claimed_at as claimed, started_at as started from public.tasks where id = ${t}`)[0]!;
+    expect(await claim(w)).toEqual([{ id: t, attempt: 1 }]);
+    await c!`select cogo.start_task(${t}, 1, ${w})`;
+    // Moving timestamps (as time passing does here) is no new attempt: startedAt stays.
+    await timePasses(c!, 5000, [w], [t]);
+    const first = await times();
+    expect(first.started).not.toBeNull();
+    await c!`select cogo.release_task(${t}, 1, ${w}, 'handed back')`;
+    expect(await claim(w)).toEqual([{ id: t, attempt: 2 }]);
+    const claimed = await times();
+    expect(claimed.claimed!.getTime()).toBeGreaterThan(first.claimed!.getTime());
+    // Claimed, not yet started: no start of attempt 1 beside attempt 2's claim.
+    expect(claimed.started).toBeNull();
+    await c!`select cogo.start_task(${t}, 2, ${w})`;
+    const running = await times();
+    expect(running.claimed).toEqual(claimed.claimed);
+    expect(running.started!.getTime()).toBeGreaterThanOrEqual(running.claimed!.getTime());
+    expect(running.started!.getTime()).toBeGreaterThan(first.started!.getTime() + 4000);
+  });
+
   it("every other way back to the queue is bounded by maxAttempts too: requeue_for_recovery, request_recovery, recover_worker", async () => {
     const kind = uniqueKind("smr");
     const w = await register(kind, "last-attempt");

@@ -135,7 +135,7 @@ print("started all", n)
       timeoutMs: 10_000,
       limits: { memoryBytes: 48 * MiB },
     });
-    expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "memory limit reached" });
+    expect(r).toMatchObject({ status: "failed", signal: "SIGKILL", reason: "memory limit reached (48 MiB)" });
     expect((r.usage as { maxRssBytes: number }).maxRssBytes).toBeLessThanOrEqual(48 * MiB);
     expect(r.elapsedMs).toBeLessThan(5000);
     await s.expectHealthy();
@@ -149,7 +149,7 @@ print("started all", n)
       limits: { memoryBytes: 32 * MiB, workspaceBytes: 256 * MiB },
     });
     // dd is OOM-killed (exit 137 reads as SIGKILL) well before its 200 MiB, inside a tmpfs of 256 MiB.
-    expect(r).toMatchObject({ status: "failed", exitCode: null, signal: "SIGKILL", reason: "memory limit reached" });
+    expect(r).toMatchObject({ status: "failed", exitCode: null, signal: "SIGKILL", reason: "memory limit reached (32 MiB)" });
     expect(Number(r.stdout)).toBeGreaterThan(4 * MiB);
     expect(Number(r.stdout)).toBeLessThan(32 * MiB);
     expect((r.usage as { maxRssBytes: number }).maxRssBytes).toBeLessThanOrEqual(32 * MiB);

@@ -1,7 +1,7 @@
 // Typed calls to the block and recovery SQL functions (migrations/*_blocks_and_recovery.sql).
 // All writes are fenced like the rest of the worker's: a lost lease is a LeaseLostError.
 import type { Sql } from "postgres";
-import { parseTaskEvent, type BlockDetected, type RecoveryFailed, type RecoveryStarted, type RecoverySucceeded } from "../../functions/_shared/events.ts";
+import { parseTaskEvent, type BlockDetected, type RecoveryFailed, type RecoveryGaveUp, type RecoveryStarted, type RecoverySucceeded } from "../../functions/_shared/events.ts";
 import type { PlanInput } from "../../functions/_shared/recovery/planner.ts";
 import { fenced, type Lease } from "../db.ts";
 
@@ -19,6 +19,11 @@ export class BlockQueries {
   /** recovery_succeeded (ok) or recovery_failed; `resume` puts a blocked task back to running. */
   async endRecovery(l: Lease, ...[ok, data, resume]: [true, RecoverySucceeded, boolean] | [false, RecoveryFailed, boolean]): Promise<void> {
     await fenced(() => this.sql`select cogo.end_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${ok}, ${this.sql.json(data as never)}, ${resume})`, { retry: false });
+  }
+
+  /** recovery_gave_up: the give_up step; the SQL adds what the task's recoveries tried before. */
+  async giveUp(l: Lease, data: Omit<RecoveryGaveUp, "tried">): Promise<void> {
+    await fenced(() => this.sql`select cogo.give_up_recovery(${l.taskId}, ${l.attempt}, ${l.workerId}, ${this.sql.json(data as never)})`, { retry: false });
   }
 
   /** What earlier blocks of this task and recoveries already tried (all attempts), for the planner. */

@@ -376,7 +376,7 @@ export class BlockSupervisor {
         return;
       }
       case "give_up": {
-        await this.queries.endRecovery(lease, false, { ...base, diagnosis: plan.diagnosis }, false);
+        await this.queries.giveUp(lease, { action: "give_up", attempt: task.attempt, reason: block.reason, diagnosis: plan.diagnosis });
         // Plans end a live process with terminate first, so the exit is known here.
         const { exit, outcome } = await this.exited;
         // A limit the sandbox enforced keeps its plain status and reason; a detected block gets the diagnosis.

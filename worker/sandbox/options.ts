@@ -92,8 +92,12 @@ export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
   processes: 256,
   /** @default 1024 */
   openFiles: 1024,
-  /** @default 256 MiB */
-  fileSizeBytes: 256 * MiB,
+  /**
+   * @default 1 GiB, and never below the task's workspaceBytes when the task gives no fileSizeBytes
+   * (resolveLimits): any file that fits the disk may be written, so an ordinary big write ends at
+   * the disk limit, not at a smaller file limit.
+   */
+  fileSizeBytes: 1 * GiB,
   /** @default 1 GiB */
   workspaceBytes: 1 * GiB,
   /** @default 16 MiB */
@@ -142,6 +146,12 @@ export function resolveLimits(requested: Partial<SandboxLimits> | undefined, max
     const max = checked(`maxLimits.${key}`, maxLimits?.[key]) ?? SANDBOX_DEFAULTS.maxLimits[key];
     const want = checked(`limits.${key}`, requested?.[key]) ?? DEFAULT_LIMITS[key];
     out[key] = Math.max(Math.min(want, max), SANDBOX_DEFAULTS.floors[key] ?? 1);
+  }
+  // The default file size follows the disk (up to the file-size maximum): a task asking for a big
+  // workspace may write a file that fills it.
+  if (requested?.fileSizeBytes === undefined) {
+    const max = maxLimits?.fileSizeBytes ?? SANDBOX_DEFAULTS.maxLimits.fileSizeBytes;
+    out.fileSizeBytes = Math.max(out.fileSizeBytes, Math.min(out.workspaceBytes, max));
   }
   return out;
 }

@@ -13,7 +13,8 @@ import { acquireSlot, type Slot } from './slots.ts';
 import { checkSpec } from './spec.ts';
 import type { SandboxExit, SandboxExitReason, SandboxProcess, SandboxSpec } from './types.ts';
 import { UsageMonitor, type UsageFigures } from './usage.ts';
-import { createWorkspace, prepareRoot, reapStaleWorkspaces, writeFiles, type Owner, type Workspace } from './workspace.ts';
+import { createWorkspace, hasFileOfSize, prepareRoot, reapStaleWorkspaces, workspaceSpace, writeFiles, type Owner, type Workspace } from './workspace.ts';
+import { FILE_TOO_LARGE, NO_SPACE, type ExitEvidence } from './exit-reason.ts';
 
 /** Cores a task can keep busy at once: how fast its CPU time can grow per wall-clock ms. */
 const CPUS = availableParallelism();
@@ -302,6 +303,7 @@ export class Sandbox implements SandboxProcess {
       signal: sig,
       reason,
       outputTruncated: this.truncated,
+      evidence: failed && (reason === 'exited' || reason === 'memory_limit') ? await this.evidence(reason, sig) : undefined,
       usage: { wallMs, cpuUserMs: Math.round(usage.cpuUserMs), cpuSystemMs: Math.round(usage.cpuSystemMs), maxRssBytes: usage.maxRssBytes },
     };
   }
@@ -327,6 +329,25 @@ export class Sandbox implements SandboxProcess {
     // every process of the slot uid is hunted down, and the uid stays locked if one survives.
     this.gone = (await this.slot?.release(!cgroupEmpty).catch(() => false)) ?? cgroupEmpty;
     return { usage, oomKills };
+  }
+
+  /**
+   * What names the limit a failed command ran into (exit-reason.ts decides): the workspace tmpfs's
+   * use (still mounted until cleanup), whether a file in it sits exactly at the file-size limit,
+   * and stderr's last errno texts. The walk for the file runs only when the workspace holds enough
+   * bytes for such a file and SIGXFSZ has not already said it.
+   */
+  private async evidence(reason: SandboxExitReason, signal: string | null): Promise<ExitEvidence> {
+    const space = await workspaceSpace(this.ws.dir);
+    const size = this.limits.fileSizeBytes;
+    const walk = reason === 'exited' && signal !== 'SIGXFSZ' && (space === null || space.usedBytes >= size);
+    return {
+      workspaceUsedBytes: space?.usedBytes ?? null,
+      workspaceFreeBytes: space?.freeBytes ?? null,
+      fileAtSizeLimit: walk && (await hasFileOfSize(this.ws.dir, size)),
+      stderrFileTooLarge: FILE_TOO_LARGE.test(this.stderrTail),
+      stderrNoSpace: NO_SPACE.test(this.stderrTail),
+    };
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { TaskCgroup } from './cgroups.ts';
+import type { ExitEvidence } from './exit-reason.ts';
 import type { SandboxLimits } from './options.ts';
 
 export interface SandboxFile {
@@ -58,6 +59,8 @@ export interface SandboxExit {
   usage: SandboxUsage;
   /** Output past `outputBytes` was dropped (either policy). */
   outputTruncated: boolean;
+  /** What the end left to name a limit by (workspace use, a file at the size limit, stderr's errno text); see exit-reason.ts. */
+  evidence?: ExitEvidence;
 }
 
 export interface SandboxProcess {

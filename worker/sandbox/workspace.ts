@@ -122,6 +122,25 @@ async function entriesOn(mount: string): Promise<number> {
   return s ? s.files - s.ffree : Infinity;
 }
 
+const TMPFS_MAGIC = 0x01021994;
+
+/** Bytes used and free on the tmpfs a workspace is on (one statfs), or null when it is not a tmpfs (no root). */
+export async function workspaceSpace(dir: string): Promise<{ usedBytes: number; freeBytes: number } | null> {
+  const s = await statfs(dir).catch(() => null);
+  if (!s || s.type !== TMPFS_MAGIC) return null;
+  return { usedBytes: (s.blocks - s.bfree) * s.bsize, freeBytes: s.bavail * s.bsize };
+}
+
+/**
+ * Whether a regular file under `dir` is exactly `bytes` long, by find(1) in its own process (a
+ * workspace may hold hundreds of thousands of files; a walk in JS would stall the event loop).
+ * Symlinks are not followed and other mounts not entered. False when find fails or takes too long.
+ */
+export async function hasFileOfSize(dir: string, bytes: number, timeoutMs = 3000): Promise<boolean> {
+  const r = await execFileP('find', [dir, '-xdev', '-type', 'f', '-size', `${bytes}c`, '-print', '-quit'], { timeout: timeoutMs }).catch(() => null);
+  return (r?.stdout.length ?? 0) > 0;
+}
+
 /** Unmounts the idle pooled workspaces of `root` (a worker shutting down). */
 export async function drainWorkspacePool(root: string): Promise<void> {
   const list = idle.get(root) ?? [];

@@ -170,7 +170,7 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
   const onEvent = (e: TaskEventMessage) => {
     events.push(e);
     const type = typeOf(e);
-    const warn = e.type === "block_detected" || e.type === "recovery_failed" || e.type === "unknown";
+    const warn = e.type === "block_detected" || e.type === "recovery_failed" || e.type === "recovery_gave_up" || e.type === "unknown";
     log(
       `task:${taskId.slice(0, 8)}`,
       warn ? "warn" : "info",
@@ -220,6 +220,14 @@ export function taskView(main: HTMLElement, live: Live, taskId: string): () => v
         });
         break;
       }
+      case "recovery_gave_up":
+        timeline.push({
+          at: e.timestamp,
+          cls: "recovery",
+          title: `recovery gave up (attempt ${e.data.attempt})`,
+          detail: [e.data.diagnosis ?? e.data.reason, e.data.tried.length ? `tried: ${e.data.tried.join(", ")}` : ""].filter(Boolean).join(" · "),
+        });
+        break;
       case "unknown":
         break;
     }

@@ -68,21 +68,23 @@ const ADVICE: Record<BlockReason | "manual", string> = {
   manual: "a recovery was asked for",
 };
 
-function giveUp(input: PlanInput, tried: string): RecoveryPlan {
+/** Sentences of a diagnosis after the advice; empty ones (nothing tried, attempts left) are dropped. */
+function giveUp(input: PlanInput, ...notes: string[]): RecoveryPlan {
   const steps: RecoveryStep[] = input.processAlive ? [{ action: "terminate" }] : [];
   steps.push({ action: "give_up" });
   return {
     reason: input.reason,
     recoverable: false,
     steps,
-    diagnosis: diagnosis(input, tried),
+    diagnosis: diagnosis(input, notes),
     finalStatus: input.reason === "timeout" ? "timed_out" : "failed",
   };
 }
 
-function diagnosis(input: PlanInput, tried: string): string {
+// Joined from non-empty sentences, so no note that happens to be empty leaves a double space.
+function diagnosis(input: PlanInput, notes: string[]): string {
   const what = input.summary ? `${input.reason} (${input.summary})` : input.reason;
-  return `blocked: ${what} on attempt ${input.attempt} of ${input.maxAttempts}: ${ADVICE[input.reason]}. ${tried}`.trim();
+  return [`blocked: ${what} on attempt ${input.attempt} of ${input.maxAttempts}: ${ADVICE[input.reason]}.`, ...notes].filter((n) => n !== "").join(" ");
 }
 
 function recover(input: PlanInput, step: RecoveryStep, what: string): RecoveryPlan {
@@ -91,7 +93,7 @@ function recover(input: PlanInput, step: RecoveryStep, what: string): RecoveryPl
     reason: input.reason,
     recoverable: true,
     steps: restart && input.processAlive ? [{ action: "terminate" }, step] : [step],
-    diagnosis: diagnosis(input, `Recovering: ${what}.`),
+    diagnosis: diagnosis(input, [`Recovering: ${what}.`]),
     finalStatus: input.reason === "timeout" ? "timed_out" : "failed",
   };
 }
@@ -111,7 +113,7 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
 
   if (input.request?.action) return forced(input, input.request, attemptsLeft, delayMs);
   if (input.previousBlocks.length >= o.maxRecoveries) {
-    return giveUp(input, `Gave up after ${input.previousBlocks.length} recoveries (recovery.maxRecoveries ${o.maxRecoveries}). ${tried()}`);
+    return giveUp(input, `Gave up after ${input.previousBlocks.length} recoveries (recovery.maxRecoveries ${o.maxRecoveries}).`, tried());
   }
   const alternative = (): RecoveryPlan | null =>
     o.alternativeCommand && attemptsLeft && !used("alternative_command")
@@ -128,9 +130,9 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
 
   switch (input.reason) {
     case "timeout":
-      return raise("wallTimeMs") ?? alternative() ?? giveUp(input, `${noAttempts} ${tried()}`);
+      return raise("wallTimeMs") ?? alternative() ?? giveUp(input, noAttempts, tried());
     case "memory_exhausted":
-      return raise("memoryBytes") ?? alternative() ?? giveUp(input, `${noAttempts} ${tried()}`);
+      return raise("memoryBytes") ?? alternative() ?? giveUp(input, noAttempts, tried());
     case "waiting_for_input": {
       const fed = new Set(input.previousActions.filter((p) => p.action === "feed_stdin").map((p) => p.stdin));
       if (input.processAlive && input.stdinOpen) {
@@ -139,21 +141,21 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
         }
         if (!fed.has("eof")) return recover(input, { action: "feed_stdin", stdin: null }, "closing stdin");
       }
-      return alternative() ?? giveUp(input, `${tried()}`);
+      return alternative() ?? giveUp(input, tried());
     }
     case "infinite_loop":
-      return alternative() ?? retry() ?? giveUp(input, `${noAttempts} ${tried()}`);
+      return alternative() ?? retry() ?? giveUp(input, noAttempts, tried());
     case "deadlock":
-      return retry() ?? alternative() ?? giveUp(input, `${noAttempts} ${tried()}`);
+      return retry() ?? alternative() ?? giveUp(input, noAttempts, tried());
     case "idle_stall":
       if (attemptsLeft && sameReason === 1 && input.otherWorkers && !used("reassign")) {
         return recover(input, { action: "reassign", delayMs }, "moving it to another worker");
       }
-      return retry() ?? alternative() ?? giveUp(input, `${noAttempts} ${tried()}`);
+      return retry() ?? alternative() ?? giveUp(input, noAttempts, tried());
     case "fork_bomb":
     case "output_flood":
       // Repeating the same command would do the same harm again.
-      return alternative() ?? giveUp(input, `Not retried: the same command would do it again. ${tried()}`);
+      return alternative() ?? giveUp(input, "Not retried: the same command would do it again.", tried());
     case "worker_lost":
       return attemptsLeft ? recover(input, { action: "reassign", delayMs: 0 }, "re-queueing it for a live worker") : giveUp(input, noAttempts);
     case "manual":
