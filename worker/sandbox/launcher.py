@@ -100,6 +100,8 @@ HIGH_FD = 64
 SPARES = 2
 # How long an enter waits for a live sandbox's spare to report its cgroup joined before forking a helper itself.
 SPARE_JOIN_WAIT_S = 0.2
+# How long ending a prepared spare waits for it to reap its waiting process before SIGKILL.
+SPARE_END_WAIT_S = 0.5
 # The seccomp programs of every sandbox and what they deny (main() builds them).
 FILTERS: List[bytes] = []
 FILTER_INFO: Dict[str, Any] = {}
@@ -507,13 +509,24 @@ def enter_spare_main(sock: socket.socket, procs_files: List[str], ns_fds: List[T
             child_sock = fcntl.fcntl(ours.fileno(), fcntl.F_DUPFD, HIGH_FD)
             ours.close()
         sock.sendall(b"J")  # ready: the launcher may hand us a command
-        _, fds, _, _ = socket.recv_fds(sock, 1, 5 + len(NAMESPACES))
-        chunks = []
-        while chunk := sock.recv(1 << 20):
-            chunks.append(chunk)
+        if child:
+            child = wait_for_request(sock, child)
+        try:
+            _, fds, _, _ = socket.recv_fds(sock, 1, 5 + len(NAMESPACES))
+            chunks = []
+            while chunk := sock.recv(1 << 20):
+                chunks.append(chunk)
+        except ConnectionResetError:  # closed by the launcher with our "J" unread: no command
+            fds = []
         sock.close()
         if not fds:
-            os._exit(0)  # the launcher is ending this spare (a prepared child reads EOF and exits)
+            # The launcher is ending this spare. Its waiting process is reaped here: left to the
+            # host's init, its zombie would hold the sandbox's PID namespace (and so the end of
+            # the sandbox) until that init got round to it.
+            if child:
+                os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
+            os._exit(0)
         req = cast(EnterRequest, json.loads(b"".join(chunks)))
         own = 5 if req.get("pty") else 4
         if len(fds) != own + len(NAMESPACES):
@@ -533,7 +546,7 @@ def enter_spare_main(sock: socket.socket, procs_files: List[str], ns_fds: List[T
             raise ValueError("the spare was prepared for other ids or rlimits")  # the launcher checks first
         conn = socket.socket(fileno=child_sock)
         s.now = "hand the command to its process"
-        reaped = os.waitpid(child, os.WNOHANG)[0] != 0
+        reaped = child == 0 or os.waitpid(child, os.WNOHANG)[0] != 0
         if not req.get("pty") and not reaped:
             try:
                 # Code in the sandbox may have stopped it (it is the sandbox user's): go on.
@@ -920,6 +933,27 @@ def enter_child(req: EnterRequest, ns_fds: List[Tuple[int, int]], procs_files: L
         run_command(s, req)
     except BaseException as e:
         cannot_enter(s, e)
+
+
+def wait_for_request(sock: socket.socket, child: int) -> int:
+    """Until the launcher writes (or closes) sock, reaps the waiting process `child` if it exits
+    first (killed from inside, or the sandbox ending: its PID namespace cannot finish dying while
+    a zombie of it is unreaped). Returns child, or 0 once it is reaped."""
+    pidfd = os.pidfd_open(child)
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if pidfd in ready and child:
+                os.waitpid(child, 0)
+                child = 0
+                poller.unregister(pidfd)
+            if sock.fileno() in ready:
+                return child
+    finally:
+        os.close(pidfd)
 
 
 def name_process(title: bytes) -> None:
@@ -1464,6 +1498,10 @@ class Server:
             self.sel.unregister(spare.pidfd)
         except (KeyError, ValueError):
             pass
+        if spare.prepared is not None:
+            # Told to go (EOF), it ends and reaps its waiting process itself (enter_spare_main).
+            spare.sock.close()
+            readable(spare.pidfd, SPARE_END_WAIT_S)
         try:
             os.kill(spare.pid, signal.SIGKILL)
         except OSError:
@@ -1473,7 +1511,7 @@ class Server:
         except ChildProcessError:
             pass
         if spare.prepared is not None:
-            self.kill_cgroup(spare.dirs)  # its command process, waiting in the sandbox
+            self.kill_cgroup(spare.dirs)  # its waiting process, if it outlived the spare
         close_quietly([spare.pidfd])
         spare.sock.close()
         self.remove_dirs(spare.dirs)
