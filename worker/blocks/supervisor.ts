@@ -22,6 +22,7 @@ import { LeaseLostError, type Lease } from "../db.ts";
 import type { Queue } from "../queue.ts";
 import type { SandboxExit, SandboxProcess } from "../sandbox/index.ts";
 import { BlockClassifier, type Detection } from "./classifier.ts";
+import { commandKey, learnedWindows } from "./history.ts";
 import { BlockQueries } from "./queries.ts";
 import { TreeSampler, type ThreadWait, type TreeSample } from "./sampler.ts";
 
@@ -56,7 +57,9 @@ export interface SupervisorDeps {
 }
 
 export class BlockSupervisor {
-  private readonly o: BlockDetectionOptions;
+  private o: BlockDetectionOptions;
+  /** A block was called or a recovery asked for in this attempt: its stretches teach nothing. */
+  private disturbed = false;
   private readonly recovery: RecoveryOptions;
   private readonly queries: BlockQueries;
   private sandbox: SandboxProcess | undefined;
@@ -68,6 +71,7 @@ export class BlockSupervisor {
   private lastWaitsAt = 0;
   private startedAt = performance.now();
   private outputBytes = 0;
+  private lastOutputAt: number | null = null;
   private tail = "";
   private seen = new Map<string, number>();
   private last: TreeSample | undefined;
@@ -102,6 +106,12 @@ export class BlockSupervisor {
       this.stop();
     });
     if (!this.o.enabled) return;
+    // One query: the loop and stall windows this command's earlier successful runs justify.
+    const history = await this.queries.commandHistory(this.d.task.owner, commandKey(this.d.task)).catch((err) => {
+      this.d.log(`task ${this.d.task.id}: command history: ${err instanceof Error ? err.message : err}`);
+      return null;
+    });
+    this.o = learnedWindows(this.o, this.d.task.blockDetection, history);
     this.workspaceUse = await workspaceUse(sandbox.workspace);
     const stdinLink = this.d.task.stdinMode === "pipe" ? await TreeSampler.stdinLinkOf(sandbox.pid) : null;
     const outputLinks = (await Promise.all([1, 2].map((fd) => TreeSampler.stdinLinkOf(sandbox.pid, fd)))).filter((l) => l !== null);
@@ -112,12 +122,29 @@ export class BlockSupervisor {
 
   output(chunk: Buffer): void {
     this.outputBytes += chunk.length;
+    this.lastOutputAt = performance.now();
     this.tail = (this.tail + chunk.subarray(-TAIL_BYTES).toString("utf8")).slice(-TAIL_BYTES);
   }
 
   /** The task's stdin was closed (by the user or a recovery): it can no longer wait on it. */
   stdinEnded(): void {
     this.stdinClosed = true;
+  }
+
+  /**
+   * The attempt succeeded on its own (no block, no recovery): its longest silent stretches go to
+   * the command's history, for the next run's windows.
+   */
+  async recordSuccess(): Promise<void> {
+    if (!this.classifier || this.disturbed) return;
+    await this.queries
+      .recordSuccess(this.d.task.owner, commandKey(this.d.task), this.classifier.stretches())
+      .catch((err) => this.d.log(`task ${this.d.task.id}: command history: ${err instanceof Error ? err.message : err}`));
+  }
+
+  /** The windows in force (after history), for tests and the bench. */
+  get windows(): Readonly<BlockDetectionOptions> {
+    return this.o;
   }
 
   /** A recover request from the API (over cogo_control). */
@@ -169,9 +196,11 @@ export class BlockSupervisor {
       const sample = await this.sampler!.sample();
       // The sandbox may have exited meanwhile: settle() decides then, not a late sample.
       if (!this.timer || this.handling || this.decided || this.sandboxExited) return;
-      // Thread waits cost a few files per thread: read them in quiet spells, a few times per the
-      // shortest window that needs them.
-      const wantWaits = this.classifier!.quiet && sample.at - this.lastWaitsAt >= Math.min(this.o.waitingForInputMs, this.o.deadlockMs) / 4;
+      // Thread waits cost a few files per thread: read them in quiet spells (from the first quiet
+      // sample on, so the 2 s prompt and deadlock windows are reachable), a few times per the
+      // shortest window that needs them (with the defaults: every sample).
+      const quiet = this.classifier!.quiet || this.classifier!.quietSoFar(sample.at, sample.cpuMs, this.outputBytes);
+      const wantWaits = quiet && sample.at - this.lastWaitsAt >= Math.min(this.o.waitingForInputMs, this.o.promptMs, this.o.deadlockMs) / 4;
       if (wantWaits) this.lastWaitsAt = sample.at;
       const waits = wantWaits ? await this.sampler!.waits(sample.processes) : undefined;
       if (!this.timer || this.sandboxExited) return;
@@ -200,6 +229,8 @@ export class BlockSupervisor {
         tasks: sample.tasks,
         oomKills: sample.oomKills,
         forkFailures: sample.forkFailures,
+        lastOutputAt: this.lastOutputAt,
+        outputTail: this.tail,
         ...(waits ? { waits: countWaits(waits, this.stdinClosed) } : {}),
       });
       if (detection) {
@@ -275,6 +306,7 @@ export class BlockSupervisor {
 
   private async handle(block: Block, alive: boolean, request?: RecoverRequest): Promise<void> {
     const { task, lease } = this.d;
+    this.disturbed = true;
     try {
       const [history, otherWorkers] = await Promise.all([this.queries.history(task.id), this.queries.otherWorkers(task.id, lease.workerId)]);
       const limits = this.sandbox!.limits;
