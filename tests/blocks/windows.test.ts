@@ -2,7 +2,7 @@
 // wait are called in seconds, a silent read only after the long window; loop and stall windows
 // learned from a command's successful runs. Pure: prompt detection, window choice, classifier.
 import { describe, expect, it } from "vitest";
-import { BLOCK_DETECTION_DEFAULTS, BlockDetectionSchema } from "../../functions/_shared/recovery/options.ts";
+import { BLOCK_DETECTION_DEFAULTS, type BlockDetectionOptions, BlockDetectionSchema } from "../../functions/_shared/recovery/options.ts";
 import { BlockClassifier, type Observation } from "../../worker/blocks/classifier.ts";
 import { commandKey, HISTORY_FLOOR_MS, learnedWindows } from "../../worker/blocks/history.ts";
 import { looksLikePrompt } from "../../worker/blocks/prompt.ts";
@@ -66,14 +66,14 @@ describe("learned windows", () => {
  * A task sampled every 500 ms (the default) on the default windows: output `tail` at 1.2 s, quiet
  * after, `waits` seen from the first quiet sample. Returns the first detection and when.
  */
-function afterOutput(tail: string, waits: Observation["waits"], untilMs = 40_000, options = BLOCK_DETECTION_DEFAULTS) {
+function afterOutput(tail: string, waits: Observation["waits"], untilMs = 40_000, options: BlockDetectionOptions = BLOCK_DETECTION_DEFAULTS) {
   const c = new BlockClassifier(options, limits);
   const outAt = 1200;
   for (let at = 0; at <= untilMs; at += 500) {
     const out = at >= outAt;
     const d = c.observe({
       at,
-      cpuMs: at <= 1000 ? at : 1000,
+      cpuMs: Math.min(at, 1000),
       outputBytes: out ? tail.length : 0,
       ioDelta: 0,
       newProcess: at === 500,

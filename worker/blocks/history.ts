@@ -34,11 +34,7 @@ const learn = (stretchMs: number, defaultMs: number) => Math.min(defaultMs, Math
  * The detection options for a task: the loop and stall windows from history when the command has
  * succeeded before and the user did not set them; everything else as resolved already.
  */
-export function learnedWindows(
-  resolved: BlockDetectionOptions,
-  given: Partial<BlockDetectionOptions> | null | undefined,
-  history: CommandHistory | null,
-): BlockDetectionOptions {
+export function learnedWindows(resolved: BlockDetectionOptions, given: Partial<BlockDetectionOptions> | null | undefined, history: CommandHistory | null): BlockDetectionOptions {
   if (!history || history.runs < 1) return resolved;
   return {
     ...resolved,

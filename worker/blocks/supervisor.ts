@@ -118,6 +118,8 @@ export class BlockSupervisor {
     this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroup, stdinLink, outputLinks);
     this.classifier = new BlockClassifier(this.o, sandbox.limits);
     this.timer = setInterval(() => void this.tick(), this.o.sampleIntervalMs);
+    // A first sample now: the classifier needs two before it sees an interval.
+    void this.tick();
   }
 
   output(chunk: Buffer): void {
