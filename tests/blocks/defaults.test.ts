@@ -23,7 +23,7 @@ async function onsetToDetection(taskId: string, events: TaskEvent[], re: RegExp)
   return block!.createdAt.getTime() - onset!.createdAt.getTime();
 }
 
-/** Default windows a 30 s (or 5 s) window could not meet; ~2 s plus honest margin for a loaded 2-core machine. */
+/** Default windows (1.5 s) a 30 s (or the old 5 s) window could not meet, with honest margin for a loaded 2-core machine. */
 const PROMPT_BUDGET_MS = 4000;
 
 const prompts: { name: string; spec: Record<string, unknown>; prompt: RegExp; stdout: RegExp }[] = [
@@ -74,7 +74,7 @@ describe.concurrent("prompts on the default windows: waiting_for_input ~2 s afte
       const block = events.find((e) => e.type === "block_detected")!;
       expect(block.data.evidence.summary).toMatch(/^reading stdin after the prompt /);
       const ms = await onsetToDetection(result.task.id, events, c.prompt);
-      expect(ms).toBeGreaterThanOrEqual(1800);
+      expect(ms).toBeGreaterThanOrEqual(1300);
       expect(ms).toBeLessThanOrEqual(PROMPT_BUDGET_MS);
       expect(result.status).toBe("succeeded");
       expect(result.stdout).toMatch(c.stdout);

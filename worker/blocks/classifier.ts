@@ -66,6 +66,7 @@ export class BlockClassifier {
   /** Longest completed silent-busy and silent-idle stretches since the start (for the history). */
   private maxBusyMs = 0;
   private maxQuietMs = 0;
+  private deadline: number | null = null;
   private stdinSince: number | null = null;
   private lockSince: number | null = null;
   private memorySince: number | null = null;
@@ -98,6 +99,15 @@ export class BlockClassifier {
     return outputBytes === p.outputBytes && Math.max(0, cpuMs - p.cpuMs) / Math.max(1, at - p.at) < IDLE_CPU;
   }
 
+  /**
+   * When a short window now pending (a read after a prompt, a lock cycle) runs out: the caller
+   * samples then rather than at its next regular tick, so the call comes at the window, not up
+   * to an interval after it.
+   */
+  get pendingDeadline(): number | null {
+    return this.deadline;
+  }
+
   /** The longest silent-busy and silent-idle stretches seen so far, the current ones included. */
   stretches(): { maxBusyMs: number; maxQuietMs: number } {
     const at = this.prev?.at ?? 0;
@@ -113,11 +123,13 @@ export class BlockClassifier {
     this.memorySince = this.forkSince = this.floodSince = null;
     this.prev = null;
     this.prevAt = null;
+    this.deadline = null;
   }
 
   observe(ob: Observation): Detection | null {
     const prev = this.prev;
     const prevAt = this.prevAt;
+    this.deadline = null;
     this.prev = ob;
     this.prevAt = prev?.at ?? null;
     if (!prev) return null;
@@ -191,7 +203,8 @@ export class BlockClassifier {
       // came at the end of the last busy interval: the spell began no earlier than that).
       if (ob.outputTail !== undefined && looksLikePrompt(ob.outputTail)) {
         const from = Math.max(ob.lastOutputAt ?? this.stdinSince, this.quietEarliest ?? this.stdinSince);
-        if (ob.at - from >= Math.min(o.promptMs, o.waitingForInputMs)) {
+        this.deadline = from + Math.min(o.promptMs, o.waitingForInputMs);
+        if (ob.at >= this.deadline) {
           return {
             reason: "waiting_for_input",
             durationMs: ob.at - from,
@@ -204,8 +217,10 @@ export class BlockClassifier {
       }
     }
     // Every thread in an untimed lock wait (the sampler counts timed ones as other waits) cannot
-    // wake by itself: counted from the start of the quiet spell.
-    const lockHeld = this.lockSince === null ? 0 : ob.at - Math.min(this.lockSince, this.quietEarliest ?? this.lockSince);
+    // wake by itself: counted from the start of the quiet spell (no earlier than the last output).
+    const lockFrom = this.lockSince === null ? 0 : Math.min(this.lockSince, Math.max(this.quietEarliest ?? this.lockSince, ob.lastOutputAt ?? -Infinity));
+    const lockHeld = this.lockSince === null ? 0 : ob.at - lockFrom;
+    if (this.lockSince !== null) this.deadline = Math.min(this.deadline ?? Infinity, ob.at - lockHeld + o.deadlockMs);
     if (this.lockSince !== null && lockHeld >= o.deadlockMs) {
       return { reason: "deadlock", durationMs: lockHeld, summary: `threads waiting on locks, none running, for ${secs(lockHeld)}` };
     }

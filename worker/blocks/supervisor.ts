@@ -66,6 +66,8 @@ export class BlockSupervisor {
   private sampler: TreeSampler | undefined;
   private classifier: BlockClassifier | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** An extra sample when a short window runs out between two regular ones. */
+  private wakeup: ReturnType<typeof setTimeout> | undefined;
   private ticking = false;
   private lastSampleEventAt = 0;
   private lastWaitsAt = 0;
@@ -161,6 +163,8 @@ export class BlockSupervisor {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    clearTimeout(this.wakeup);
+    this.wakeup = undefined;
   }
 
   /** The task stopped for another cause (shutdown, lost lease): nothing more to recover. */
@@ -238,7 +242,20 @@ export class BlockSupervisor {
       if (detection) {
         this.stop();
         this.run(detection);
-      } else if (sample.at - this.lastSampleEventAt >= RESOURCE_SAMPLE_MS) {
+        return;
+      }
+      const due = this.classifier!.pendingDeadline;
+      const wait = due === null ? Infinity : due - performance.now();
+      if (!this.wakeup && wait < this.o.sampleIntervalMs) {
+        this.wakeup = setTimeout(
+          () => {
+            this.wakeup = undefined;
+            void this.tick();
+          },
+          Math.max(0, wait) + 1,
+        );
+      }
+      if (sample.at - this.lastSampleEventAt >= RESOURCE_SAMPLE_MS) {
         this.lastSampleEventAt = sample.at;
         this.d.queue.appendEvent(this.d.lease, taskEvent("resource_sample", this.usage())).catch((err) => this.failed(err));
       }
