@@ -247,13 +247,10 @@ export class BlockSupervisor {
       const due = this.classifier!.pendingDeadline;
       const wait = due === null ? Infinity : due - performance.now();
       if (!this.wakeup && wait < this.o.sampleIntervalMs) {
-        this.wakeup = setTimeout(
-          () => {
-            this.wakeup = undefined;
-            void this.tick();
-          },
-          Math.max(0, wait) + 1,
-        );
+        this.wakeup = setTimeout(() => {
+          this.wakeup = undefined;
+          void this.tick();
+        }, Math.max(0, wait) + 1);
       }
       if (sample.at - this.lastSampleEventAt >= RESOURCE_SAMPLE_MS) {
         this.lastSampleEventAt = sample.at;
