@@ -146,11 +146,6 @@ export class BlockSupervisor {
       .catch((err) => this.d.log(`task ${this.d.task.id}: command history: ${err instanceof Error ? err.message : err}`));
   }
 
-  /** The windows in force (after history), for tests and the bench. */
-  get windows(): Readonly<BlockDetectionOptions> {
-    return this.o;
-  }
-
   /** A recover request from the API (over cogo_control). */
   recover(request: RecoverRequest): void {
     if (this.handling || this.decided || !this.sandbox || this.sandboxExited) return;
