@@ -27,6 +27,22 @@ create table cogo.analysis_policy (
 );
 alter table cogo.analysis_policy enable row level security;
 
+create table cogo.command_history (
+  owner uuid,
+  command_key text not null,
+  runs integer default 0 not null,
+  max_busy_ms integer default 0 not null,
+  max_quiet_ms integer default 0 not null,
+  updated_at timestamp with time zone default now() not null,
+  constraint command_history_command_key_check CHECK ((length(command_key) <= 128)),
+  constraint command_history_key UNIQUE NULLS NOT DISTINCT (owner, command_key),
+  constraint command_history_max_busy_ms_check CHECK ((max_busy_ms >= 0)),
+  constraint command_history_max_quiet_ms_check CHECK ((max_quiet_ms >= 0)),
+  constraint command_history_runs_check CHECK ((runs >= 0))
+);
+alter table cogo.command_history enable row level security;
+comment on table cogo.command_history is 'Longest silent stretches of each command''s successful runs; the worker derives the loop and stall windows from them';
+
 create table cogo.purge_queue (
   kind text not null,
   id uuid not null,
@@ -2974,6 +2990,21 @@ AS $function$
   values ('execute', '/execute'), ('plans', '/plans'), ('analyses', '/analyze/repository'), ('files', '/files')
 $function$;
 
+CREATE OR REPLACE FUNCTION cogo.record_command_history(p_owner uuid, p_key text, p_busy_ms integer, p_quiet_ms integer)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+  insert into cogo.command_history as h (owner, command_key, runs, max_busy_ms, max_quiet_ms)
+  values (p_owner, p_key, 1, least(greatest(p_busy_ms, 0), 86400000), least(greatest(p_quiet_ms, 0), 86400000))
+  on conflict on constraint command_history_key do update
+     set runs = h.runs + 1,
+         max_busy_ms = greatest(h.max_busy_ms, excluded.max_busy_ms),
+         max_quiet_ms = greatest(h.max_quiet_ms, excluded.max_quiet_ms),
+         updated_at = now();
+$function$;
+
 CREATE OR REPLACE FUNCTION cogo.record_worker_lost(p_task public.tasks, p_next public.task_status, p_reason text)
  RETURNS void
  LANGUAGE plpgsql
@@ -4753,6 +4784,7 @@ grant execute on function cogo.put_sandbox_op_output(p_worker uuid, p_op bigint,
 grant execute on function cogo.queue_depth() to authenticated;
 grant execute on function cogo.queue_depth() to service_role;
 grant execute on function cogo.rate_classes() to service_role;
+grant execute on function cogo.record_command_history(p_owner uuid, p_key text, p_busy_ms integer, p_quiet_ms integer) to service_role;
 grant execute on function cogo.record_worker_lost(p_task public.tasks, p_next public.task_status, p_reason text) to service_role;
 grant execute on function cogo.recover_worker(p_worker uuid) to service_role;
 grant execute on function cogo.recovery_tried(p_task uuid) to service_role;
@@ -4849,6 +4881,7 @@ grant usage on schema public to authenticated;
 grant usage on schema public to postgres;
 grant usage on schema public to public;
 grant usage on schema public to service_role;
+grant delete, insert, select, update on table cogo.command_history to service_role;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.rate_buckets to service_role;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.sandbox_op_chunks to service_role;
 grant delete, insert, maintain, references, select, trigger, truncate, update on table cogo.sandbox_ops to service_role;

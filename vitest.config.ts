@@ -10,6 +10,7 @@ const UNIT = [
   "tests/analysis/logic.test.ts",
   "tests/blocks/classifier.test.ts",
   "tests/blocks/planner.test.ts",
+  "tests/blocks/windows.test.ts",
   "tests/lifecycle/attempt.test.ts",
   "tests/lifecycle/quotas-logic.test.ts",
   "tests/diagnostics/event-union.test.ts",

@@ -204,8 +204,10 @@ export function runTask(
       if (task.artifactPatterns.length > 0) await storeArtifacts(queue, lease, sandbox.workspace, task.artifactPatterns, log);
       // A recovery under way, or an exit that is itself a block (timeout, memory, output), may
       // decide how the attempt ends instead of the exit.
-      const ending: Ending = (await blocks.settle(exit, outcome)) ?? { kind: "finish", ...outcome, exitCode: exit.exitCode, signal: exit.signal, usage: exit.usage };
+      const decided = await blocks.settle(exit, outcome);
+      const ending: Ending = decided ?? { kind: "finish", ...outcome, exitCode: exit.exitCode, signal: exit.signal, usage: exit.usage };
       await attempt.end(ending);
+      if (!decided && outcome.status === "succeeded") await blocks.recordSuccess();
     } catch (err) {
       if (err instanceof LeaseLostError) {
         attempt.lost();

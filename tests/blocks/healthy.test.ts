@@ -92,6 +92,87 @@ describe("healthy work is not flagged", () => {
   }
 });
 
+// Silent for long stretches, prompt-looking output without a read of stdin, heavy file I/O: on
+// the DEFAULT settings (the 2 s prompt and deadlock windows; no history, so 30/60 s loop and stall
+// windows) none is flagged. Each is a new command of a new user: no learned window applies.
+const GEN_C = `
+n = 400
+print('#include <stdio.h>')
+for i in range(n):
+    print(f'int f{i}(int x){{int s=0; for(int k=0;k<x;k++){{s+=k*{i}^(s>>3); if(s%7=={i%7}) s-=k;}} return s;}}')
+print('int main(void){long t=0;')
+for i in range(n): print(f't+=f{i}({i});')
+print('printf("%ld\\\\n",t);return 0;}')
+`;
+
+const onDefaults: { name: string; spec: Record<string, unknown>; stdout: RegExp }[] = [
+  {
+    name: "gcc -O2 on a large generated file (cc1 silent and busy for seconds), then run",
+    spec: { command: "python3 gen.py > big.c && gcc -O2 -o big big.c && ./big", files: [{ path: "gen.py", content: GEN_C }] },
+    stdout: /^\d+\n$/,
+  },
+  {
+    name: "pip install of a local package (offline), then import it",
+    spec: {
+      command:
+        "python3 -m pip install -q --no-index --no-build-isolation --no-cache-dir --disable-pip-version-check --target site ./pkg && PYTHONPATH=site python3 -c 'import hello; print(hello.hi())'",
+      files: [
+        { path: "pkg/setup.py", content: "from setuptools import setup\nsetup(name='hello', version='1.0', packages=['hello'])\n" },
+        { path: "pkg/hello/__init__.py", content: "def hi():\n    return 'hi from hello'\n" },
+      ],
+    },
+    stdout: /hi from hello\n$/,
+  },
+  {
+    name: "npm install of a local directory package (offline), then require it",
+    spec: {
+      command: "cd app && HOME=$PWD/.home npm install --offline --no-audit --no-fund --loglevel=error ../lib && node -e 'console.log(require(\"lib\")())'",
+      files: [
+        { path: "app/package.json", content: '{"name":"app","version":"1.0.0","private":true}\n' },
+        { path: "lib/package.json", content: '{"name":"lib","version":"1.0.0","main":"index.js"}\n' },
+        { path: "lib/index.js", content: "module.exports = () => 'hi from lib';\n" },
+      ],
+    },
+    stdout: /hi from lib\n$/,
+  },
+  {
+    name: "a test runner: prompt-looking output, then sleeps (stdin is a pipe it never reads)",
+    spec: {
+      command:
+        "for t in 1 2; do printf 'test_%s ... Continue? [y/N] ' $t; sleep 2.5; echo ok; done; python3 -c \"import time; print('Password:', end='', flush=True); time.sleep(2.5); print(' ok')\"",
+      stdin: "pipe",
+    },
+    stdout: /Password: ok\n$/,
+  },
+  {
+    name: "a program reading a large file from its workspace",
+    spec: {
+      command:
+        "head -c 150000000 /dev/urandom > big.bin && python3 -c \"import hashlib,time\nh=hashlib.sha256()\nf=open('big.bin','rb')\nwhile True:\n  b=f.read(1<<20)\n  if not b: break\n  h.update(b); time.sleep(0.01)\nprint(len(h.hexdigest()))\"",
+    },
+    stdout: /^64\n$/,
+  },
+  {
+    name: "a long silent dd and tar writing files",
+    spec: {
+      command: "for i in 1 2 3 4; do dd if=/dev/urandom of=part$i bs=64k count=600 status=none; done && tar cf all.tar part* && mkdir x && tar xf all.tar -C x && ls x | wc -l",
+    },
+    stdout: /^4\n$/,
+  },
+];
+
+describe.concurrent("healthy work on the default settings is not flagged", () => {
+  for (const c of onDefaults) {
+    it(c.name, async () => {
+      const { result, events } = await runTask({ requirements: { kind }, ...c.spec } as never);
+      expect(events.filter((e) => e.type === "block_detected" || e.type.startsWith("recovery_"))).toEqual([]);
+      expect(result.stderr ?? "").toBe("");
+      expect(result.status).toBe("succeeded");
+      expect(result.stdout).toMatch(c.stdout);
+    }, 30_000);
+  }
+});
+
 /** A user whose SDK writes "yes" shortly after the task starts. */
 async function answering() {
   const { newUser } = await import("../helpers/env.ts");

@@ -4,6 +4,7 @@ import type { Sql } from "postgres";
 import { parseTaskEvent, type BlockDetected, type RecoveryFailed, type RecoveryGaveUp, type RecoveryStarted, type RecoverySucceeded } from "../../functions/_shared/events.ts";
 import type { PlanInput } from "../../functions/_shared/recovery/planner.ts";
 import { fenced, type Lease } from "../db.ts";
+import type { CommandHistory } from "./history.ts";
 
 export class BlockQueries {
   constructor(private readonly sql: Sql) {}
@@ -44,5 +45,18 @@ export class BlockQueries {
     const [row] = await this.sql<{ ok: boolean }[]>`
       select cogo.another_worker_can_take(t, ${workerId}) as ok from public.tasks t where t.id = ${taskId}`;
     return row?.ok ?? false;
+  }
+
+  /** The command's learned stretches (migration 20261208000200), or null when it never succeeded here. */
+  async commandHistory(owner: string | null, key: string): Promise<CommandHistory | null> {
+    const [row] = await this.sql<CommandHistory[]>`
+      select runs, max_busy_ms, max_quiet_ms from cogo.command_history
+       where owner is not distinct from ${owner}::uuid and command_key = ${key}`;
+    return row ?? null;
+  }
+
+  /** A successful run's longest stretches, folded into the command's row. */
+  async recordSuccess(owner: string | null, key: string, s: { maxBusyMs: number; maxQuietMs: number }): Promise<void> {
+    await this.sql`select cogo.record_command_history(${owner}::uuid, ${key}, ${s.maxBusyMs}, ${s.maxQuietMs})`;
   }
 }

@@ -138,15 +138,18 @@ export class TreeSampler {
           state,
           wchan: wchan && wchan !== "0" ? wchan : "",
           syscall: nr,
-          kind: state === "R" ? "running" : await this.waitKind(p.pid, nr, fields[1]),
+          kind: state === "R" ? "running" : await this.waitKind(p.pid, nr, fields[1], fields[4]),
         });
       }
     }
     return out;
   }
 
-  private async waitKind(pid: number, nr: number | null, arg0: string | undefined): Promise<ThreadWait["kind"]> {
+  private async waitKind(pid: number, nr: number | null, arg0: string | undefined, arg3: string | undefined): Promise<ThreadWait["kind"]> {
     if (nr === null) return "other";
+    // A futex wait with a timeout (arg 3) wakes by itself (Python's Event.wait(5), a Go timer):
+    // not a lock that only another thread can release.
+    if (nr === SYSCALLS.lock[0] && arg3 !== undefined && Number.parseInt(arg3, 16) !== 0) return "other";
     if (SYSCALLS.lock.includes(nr)) return "lock";
     if (SYSCALLS.child.includes(nr)) return "child";
     const fd = arg0 ? Number.parseInt(arg0, 16) : NaN;

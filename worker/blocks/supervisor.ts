@@ -22,6 +22,7 @@ import { LeaseLostError, type Lease } from "../db.ts";
 import type { Queue } from "../queue.ts";
 import type { SandboxExit, SandboxProcess } from "../sandbox/index.ts";
 import { BlockClassifier, type Detection } from "./classifier.ts";
+import { commandKey, learnedWindows } from "./history.ts";
 import { BlockQueries } from "./queries.ts";
 import { TreeSampler, type ThreadWait, type TreeSample } from "./sampler.ts";
 
@@ -56,18 +57,23 @@ export interface SupervisorDeps {
 }
 
 export class BlockSupervisor {
-  private readonly o: BlockDetectionOptions;
+  private o: BlockDetectionOptions;
+  /** A block was called or a recovery asked for in this attempt: its stretches teach nothing. */
+  private disturbed = false;
   private readonly recovery: RecoveryOptions;
   private readonly queries: BlockQueries;
   private sandbox: SandboxProcess | undefined;
   private sampler: TreeSampler | undefined;
   private classifier: BlockClassifier | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** An extra sample when a short window runs out between two regular ones. */
+  private wakeup: ReturnType<typeof setTimeout> | undefined;
   private ticking = false;
   private lastSampleEventAt = 0;
   private lastWaitsAt = 0;
   private startedAt = performance.now();
   private outputBytes = 0;
+  private lastOutputAt: number | null = null;
   private tail = "";
   private seen = new Map<string, number>();
   private last: TreeSample | undefined;
@@ -102,22 +108,42 @@ export class BlockSupervisor {
       this.stop();
     });
     if (!this.o.enabled) return;
+    // One query: the loop and stall windows this command's earlier successful runs justify.
+    const history = await this.queries.commandHistory(this.d.task.owner, commandKey(this.d.task)).catch((err) => {
+      this.d.log(`task ${this.d.task.id}: command history: ${err instanceof Error ? err.message : err}`);
+      return null;
+    });
+    this.o = learnedWindows(this.o, this.d.task.blockDetection, history);
     this.workspaceUse = await workspaceUse(sandbox.workspace);
     const stdinLink = this.d.task.stdinMode === "pipe" ? await TreeSampler.stdinLinkOf(sandbox.pid) : null;
     const outputLinks = (await Promise.all([1, 2].map((fd) => TreeSampler.stdinLinkOf(sandbox.pid, fd)))).filter((l) => l !== null);
     this.sampler = new TreeSampler(sandbox.pid, sandbox.cgroup, stdinLink, outputLinks);
     this.classifier = new BlockClassifier(this.o, sandbox.limits);
     this.timer = setInterval(() => void this.tick(), this.o.sampleIntervalMs);
+    // A first sample now: the classifier needs two before it sees an interval.
+    void this.tick();
   }
 
   output(chunk: Buffer): void {
     this.outputBytes += chunk.length;
+    this.lastOutputAt = performance.now();
     this.tail = (this.tail + chunk.subarray(-TAIL_BYTES).toString("utf8")).slice(-TAIL_BYTES);
   }
 
   /** The task's stdin was closed (by the user or a recovery): it can no longer wait on it. */
   stdinEnded(): void {
     this.stdinClosed = true;
+  }
+
+  /**
+   * The attempt succeeded on its own (no block, no recovery): its longest silent stretches go to
+   * the command's history, for the next run's windows.
+   */
+  async recordSuccess(): Promise<void> {
+    if (!this.classifier || this.disturbed) return;
+    await this.queries
+      .recordSuccess(this.d.task.owner, commandKey(this.d.task), this.classifier.stretches())
+      .catch((err) => this.d.log(`task ${this.d.task.id}: command history: ${err instanceof Error ? err.message : err}`));
   }
 
   /** A recover request from the API (over cogo_control). */
@@ -132,6 +158,8 @@ export class BlockSupervisor {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    clearTimeout(this.wakeup);
+    this.wakeup = undefined;
   }
 
   /** The task stopped for another cause (shutdown, lost lease): nothing more to recover. */
@@ -169,9 +197,11 @@ export class BlockSupervisor {
       const sample = await this.sampler!.sample();
       // The sandbox may have exited meanwhile: settle() decides then, not a late sample.
       if (!this.timer || this.handling || this.decided || this.sandboxExited) return;
-      // Thread waits cost a few files per thread: read them in quiet spells, a few times per the
-      // shortest window that needs them.
-      const wantWaits = this.classifier!.quiet && sample.at - this.lastWaitsAt >= Math.min(this.o.waitingForInputMs, this.o.deadlockMs) / 4;
+      // Thread waits cost a few files per thread: read them in quiet spells (from the first quiet
+      // sample on, so the 2 s prompt and deadlock windows are reachable), a few times per the
+      // shortest window that needs them (with the defaults: every sample).
+      const quiet = this.classifier!.quiet || this.classifier!.quietSoFar(sample.at, sample.cpuMs, this.outputBytes);
+      const wantWaits = quiet && sample.at - this.lastWaitsAt >= Math.min(this.o.waitingForInputMs, this.o.promptMs, this.o.deadlockMs) / 4;
       if (wantWaits) this.lastWaitsAt = sample.at;
       const waits = wantWaits ? await this.sampler!.waits(sample.processes) : undefined;
       if (!this.timer || this.sandboxExited) return;
@@ -200,12 +230,24 @@ export class BlockSupervisor {
         tasks: sample.tasks,
         oomKills: sample.oomKills,
         forkFailures: sample.forkFailures,
+        lastOutputAt: this.lastOutputAt,
+        outputTail: this.tail,
         ...(waits ? { waits: countWaits(waits, this.stdinClosed) } : {}),
       });
       if (detection) {
         this.stop();
         this.run(detection);
-      } else if (sample.at - this.lastSampleEventAt >= RESOURCE_SAMPLE_MS) {
+        return;
+      }
+      const due = this.classifier!.pendingDeadline;
+      const wait = due === null ? Infinity : due - performance.now();
+      if (!this.wakeup && wait < this.o.sampleIntervalMs) {
+        this.wakeup = setTimeout(() => {
+          this.wakeup = undefined;
+          void this.tick();
+        }, Math.max(0, wait) + 1);
+      }
+      if (sample.at - this.lastSampleEventAt >= RESOURCE_SAMPLE_MS) {
         this.lastSampleEventAt = sample.at;
         this.d.queue.appendEvent(this.d.lease, taskEvent("resource_sample", this.usage())).catch((err) => this.failed(err));
       }
@@ -275,6 +317,7 @@ export class BlockSupervisor {
 
   private async handle(block: Block, alive: boolean, request?: RecoverRequest): Promise<void> {
     const { task, lease } = this.d;
+    this.disturbed = true;
     try {
       const [history, otherWorkers] = await Promise.all([this.queries.history(task.id), this.queries.otherWorkers(task.id, lease.workerId)]);
       const limits = this.sandbox!.limits;

@@ -24,7 +24,12 @@ export const BlockDetectionSchema = z
     busyCpuPercent: percent(),
     /** `waiting_for_input`: a process reads the stdin pipe, nothing else happens, this long. */
     waitingForInputMs: ms(),
-    /** `idle_stall`: no CPU, no output, no I/O, no new process, this long. */
+    /** `waiting_for_input` when the last output asks for input (a partial line or a prompt such as
+     * `Name: `, `Continue? [y/N]`) and a thread reads the stdin pipe: this long after that output. */
+    promptMs: ms(),
+    /** `idle_stall`: no CPU, no output, no I/O, no new process, this long. `infiniteLoopMs` and
+     * `idleStallMs` left unset are learned from the command's earlier successful runs when it has
+     * some (worker/blocks/history.ts); set, they are used as given. */
     idleStallMs: ms(),
     /** `deadlock`: every thread waits on a lock (futex, flock, fcntl) with no progress, this long. */
     deadlockMs: ms(),
@@ -54,8 +59,9 @@ export const BLOCK_DETECTION_DEFAULTS = {
   infiniteLoopMs: 30_000,
   busyCpuPercent: 90,
   waitingForInputMs: 30_000,
+  promptMs: 1_500,
   idleStallMs: 60_000,
-  deadlockMs: 5_000,
+  deadlockMs: 1_500,
   memoryPercent: 95,
   memoryMs: 1_000,
   processPercent: 90,
