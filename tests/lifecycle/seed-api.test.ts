@@ -15,7 +15,7 @@ describe("seed API names", () => {
     const done = await waitFor(
       async () => {
         const s = await api("GET", `/tasks/${r.body.taskId}/status`, { token: user.token });
-        return s.status === 200 && s.body.finishedAt ? s : null;
+        return s.status === 200 && s.body.finishedAt ? s : undefined;
       },
       "the task to finish",
       15_000,

@@ -69,7 +69,7 @@ describe("public.submit_task", () => {
     const done = await waitFor(
       async () => {
         const r = await row(inserted!.id);
-        return r.exitCode !== null || r.status === "failed" || r.status === "timed_out" ? r : null;
+        return r.exitCode !== null || r.status === "failed" || r.status === "timed_out" ? r : undefined;
       },
       "the submission's outcome",
       20_000,
@@ -86,7 +86,7 @@ describe("public.submit_task", () => {
 
     // A failing submission: failed, exit code 1, the assertion in the tail.
     const [bad] = await sqlAsUser(user.id, `insert into ${table} (code) values ('${BAD}') returning id`);
-    const failed = await waitFor(async () => ((await row(bad!.id)).status === "failed" ? row(bad!.id) : null), "the failing submission", 20_000);
+    const failed = await waitFor(async () => ((await row(bad!.id)).status === "failed" ? row(bad!.id) : undefined), "the failing submission", 20_000);
     expect(failed.exitCode).toBe(1);
     expect(failed.outputTail).toContain("AssertionError");
   });
@@ -208,7 +208,13 @@ describe("public.submit_task", () => {
       { command: "echo", env: { "A;rm -rf /": "x" } },
       { command: "echo", files: [{ path: "../escape", content: "x" }] },
       { command: "echo", files: [{ path: "/etc/passwd", content: "x" }] },
-      { command: "echo", files: [{ path: "a", content: "x" }, { path: "a", content: "y" }] },
+      {
+        command: "echo",
+        files: [
+          { path: "a", content: "x" },
+          { path: "a", content: "y" },
+        ],
+      },
       { command: "echo", files: [{ path: "a", content: "x", mode: 7 }] },
       { command: "echo", priority: 5000 },
       { command: "echo", priority: 899 },
