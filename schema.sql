@@ -2644,6 +2644,7 @@ AS $function$
 declare
   o record;
   v_tail text;
+  v_lock_timeout text := current_setting('lock_timeout');
 begin
   select t.*, x.key into o from cogo.task_outcomes x join cogo.outcome_targets t on t.target = x.target where x.task_id = p_task.id;
   if not found then
@@ -2656,12 +2657,16 @@ begin
              order by seq desc limit 1000) last_chunks;
   end if;
   begin
+    -- Whoever holds the row's lock cannot hold the worker's transition (and its slot) with it: the
+    -- write waits 1 s at most. Set inside the block, so its rollback or the reset below undoes it.
+    perform set_config('lock_timeout', '1s', true);
     execute format('update %s set %I = $1%s%s where %I = cast($2 as %s) and %I = $3',
                    o.target, o.status_column,
                    case when o.exit_code_column is not null then format(', %I = $4', o.exit_code_column) else '' end,
                    case when o.output_column is not null then format(', %I = $5', o.output_column) else '' end,
                    o.key_column, o.key_type, o.owner_column)
       using p_task.status::text, o.key, p_task.owner, p_task.exit_code, v_tail;
+    perform set_config('lock_timeout', v_lock_timeout, true);
   exception when others then
     raise warning 'cogo: the outcome of task % was not written to % (key %): % (SQLSTATE %)', p_task.id, o.target, o.key, sqlerrm, sqlstate;
   end;

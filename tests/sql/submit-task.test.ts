@@ -170,6 +170,24 @@ describe("public.submit_task", () => {
     expect(await row(mine!.id)).toMatchObject({ status: "succeeded", exitCode: 0, outputTail: "tests passed\n", userId: victim.id });
   });
 
+  it("a target row someone holds locked never holds the worker: the write gives up after 1 s and the task still ends", async () => {
+    const user = await newUser();
+    const [ins] = await sqlAsUser(user.id, `insert into ${table} (code) values ('${GOOD}') returning id, task_id`);
+    const t0 = Date.now();
+    await sql.begin(async (tx) => {
+      await tx.unsafe(`select 1 from ${table} where id = $1 for update`, [ins!.id]);
+      await waitFor(
+        async () => (await sql`select 1 from public.tasks where id = ${ins!.taskId} and status = 'succeeded'`).length > 0 || undefined,
+        "the task to end while its row is locked",
+        15_000,
+      );
+    });
+    // Three writes (claimed, running, succeeded) each gave up; the row keeps what it had.
+    expect(Date.now() - t0).toBeGreaterThan(2000);
+    expect(await row(ins!.id)).toMatchObject({ exitCode: null, outputTail: null });
+    expect((await row(ins!.id)).status).not.toBe("succeeded");
+  });
+
   it("checks what POST /execute checks: the same bounds, and the same verdict and field on a corpus", async () => {
     const [b] = await sql<{ b: Record<string, unknown> }[]>`select cogo.task_spec_bounds() as b`;
     expect(b!.b).toEqual({
