@@ -4,6 +4,7 @@ import type { Sql } from "postgres";
 import { GATEWAY_HEADER, SecretSet, type Authenticator } from "./auth.ts";
 import { callerFrom, corsHeaders, errorResponse, HttpError } from "./http.ts";
 import { UUID, type Route, type RuntimeInfo } from "./routing.ts";
+import { seedHint } from "./seed-routes.ts";
 import { analysisRoutes } from "./routes/analysis.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { fileRoutes } from "./routes/files.ts";
@@ -71,6 +72,10 @@ export function createApi(sql: Sql, options: ApiOptions): (req: Request) => Prom
         if (method !== req.method) continue;
         return await handler({ req, caller: await callerFrom(req, auth), params: m.slice(1), url, sql, runtime });
       }
+      // A seed API name (docs/seed-api.md) says where it went, before "not allowed" or "ids are UUIDs"
+      // (POST /workers/create would otherwise read as a bad worker id).
+      const seed = seedHint(req.method, route);
+      if (seed) throw new HttpError(404, "no_route", seed.message);
       if (pathMatched) throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${route}`);
       // Only an id that is not a UUID is the caller's mistake; an unknown route under a good id is a 404.
       const id = /^\/(?:tasks|workers|analysis|recover|tenants)\/([^/]+)/.exec(route)?.[1];

@@ -159,6 +159,26 @@ export function taskView(t: TaskRow) {
 }
 export type TaskView = ReturnType<typeof taskView>;
 
+/** GET /tasks/:id/status (the seed API's name): where the task is, without its spec. */
+export function taskStatusView(t: TaskRow) {
+  return {
+    id: t.id,
+    status: t.status,
+    exitCode: t.exitCode,
+    signal: t.signal,
+    reason: t.reason,
+    attempt: t.attempt,
+    maxAttempts: t.maxAttempts,
+    workerId: t.workerId,
+    cancelRequested: t.cancelRequestedAt !== null,
+    createdAt: iso(t.createdAt),
+    claimedAt: iso(t.claimedAt),
+    startedAt: iso(t.startedAt),
+    finishedAt: iso(t.finishedAt),
+  };
+}
+export type TaskStatusView = ReturnType<typeof taskStatusView>;
+
 export function workerView(w: WorkerRow) {
   return {
     id: w.id,

@@ -53,18 +53,6 @@ describe("API input and tenancy", () => {
     expect(unknown.body.error).toEqual({ code: "no_route", message: `no route GET /tasks/${id}/nope` });
   });
 
-  it("GET /tasks/:id/status (the seed API's name) is the task's view, for its owner only", async () => {
-    const user = await newUser();
-    const r = await api("POST", "/execute", { token: user.token, body: { command: "true", requirements: { kind: uniqueKind("status-alias") } } });
-    expect(r.status).toBe(202);
-    const status = await api("GET", `/tasks/${r.body.taskId}/status`, { token: user.token });
-    expect(status.status).toBe(200);
-    expect(status.body).toEqual((await api("GET", `/tasks/${r.body.taskId}`, { token: user.token })).body);
-    expect(status.body).toMatchObject({ id: r.body.taskId, status: "queued" });
-    const stranger = await newUser();
-    expect((await api("GET", `/tasks/${r.body.taskId}/status`, { token: stranger.token })).status).toBe(404);
-  });
-
   it("the anon key cannot run tasks or register workers; users cannot register workers", async () => {
     const anon = await api("POST", "/execute", { token: stack.anonKey, body: { command: "echo" } });
     expect(anon.status).toBe(403);

@@ -5,7 +5,7 @@ import { setBlockOptions } from "./recovery.ts";
 import { asCaller, body, findTask, query, UUID, type Route } from "../routing.ts";
 import { ExecuteRequestSchema, PageQuerySchema, StdinRequestSchema, taskTopic } from "../schemas.ts";
 import { isFinal, type TaskStatus } from "../states.ts";
-import { purgedNotice, taskView, type TaskRow } from "../views.ts";
+import { purgedNotice, taskStatusView, taskView, type TaskRow } from "../views.ts";
 
 export const taskRoutes: Route[] = [
   [
@@ -29,13 +29,21 @@ export const taskRoutes: Route[] = [
       return json(202, { taskId: row!.id, topic: taskTopic(row!.id), status: row!.status });
     },
   ],
-  // `/status` is the seed API's name for the same view (docs: README API table).
   [
     "GET",
-    new RegExp(`^/tasks/${UUID}(?:/status)?$`),
+    new RegExp(`^/tasks/${UUID}$`),
     async ({ sql, caller, params }) => {
       const row = await asCaller(sql, caller, (tx) => findTask(tx, params[0]!));
       return json(200, taskView(row));
+    },
+  ],
+  // The seed API's `tasks/{id}/status` (docs/seed-api.md): status, exit code, attempt and times only.
+  [
+    "GET",
+    new RegExp(`^/tasks/${UUID}/status$`),
+    async ({ sql, caller, params }) => {
+      const row = await asCaller(sql, caller, (tx) => findTask(tx, params[0]!));
+      return json(200, taskStatusView(row));
     },
   ],
   [
