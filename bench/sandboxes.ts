@@ -83,9 +83,9 @@ async function firstByte(
 
 /**
  * Where the time of each task went, from its rows' timestamps (one clock: the same machine): the
- * API's insert, the worker's claim, its start_task (before it launches the process), the first
- * output row (process started or entered, `echo` ran, the batch written), the client's callback.
- * Medians of each phase.
+ * API's insert, the worker's claim, the first output row (process started or entered, `echo` ran,
+ * the batch written; start_task runs meanwhile, its own phase printed apart), the client's
+ * callback. Medians of each phase.
  */
 async function breakdown(sql: Sql, samples: { taskId: string; at: number; ms: number }[]): Promise<string> {
   const rows = await sql<{ id: string; created: number; claimed: number; started: number; firstRow: number }[]>`
@@ -101,11 +101,11 @@ async function breakdown(sql: Sql, samples: { taskId: string; at: number; ms: nu
     phase.request.push(Number(r.created) - sent);
     phase.claim.push(Number(r.claimed) - Number(r.created));
     phase.start.push(Number(r.started) - Number(r.claimed));
-    phase.run.push(Number(r.firstRow) - Number(r.started));
+    phase.run.push(Number(r.firstRow) - Number(r.claimed));
     phase.deliver.push(s.at - Number(r.firstRow));
   }
   const p50 = (xs: number[]) => percentile(xs, 50).toFixed(1);
-  return `request → row ${p50(phase.request)}, → claimed ${p50(phase.claim)}, → running (start_task) ${p50(phase.start)}, → first output row ${p50(phase.run)}, → callback ${p50(phase.deliver)} ms`;
+  return `request → row ${p50(phase.request)}, → claimed ${p50(phase.claim)}, → first output row ${p50(phase.run)} (start_task meanwhile: ${p50(phase.start)}), → callback ${p50(phase.deliver)} ms`;
 }
 
 /** RSS (bytes) and CPU time (s) of each process in `pid`'s tree, with its name. */
@@ -139,7 +139,10 @@ async function tree(pid: number): Promise<{ pid: number; comm: string; rss: numb
   return out;
 }
 
-/** Worker (node), launcher (python3, with any helpers) and sandbox processes (everything else). */
+/**
+ * Worker (node), launcher (python3), each sandbox's prepared spare and its waiting process (both
+ * renamed `cogo-next-command`, launcher.py name_process) and sandbox processes (everything else).
+ */
 function classify(procs: Awaited<ReturnType<typeof tree>>, workerPid: number) {
   const sum = (f: (p: (typeof procs)[number]) => boolean) => {
     const ps = procs.filter(f);
@@ -148,7 +151,8 @@ function classify(procs: Awaited<ReturnType<typeof tree>>, workerPid: number) {
   return {
     worker: sum((p) => p.pid === workerPid),
     launcher: sum((p) => p.pid !== workerPid && p.comm.startsWith("python")),
-    sandboxes: sum((p) => p.pid !== workerPid && !p.comm.startsWith("python")),
+    spares: sum((p) => p.comm.startsWith("cogo-next")),
+    sandboxes: sum((p) => p.pid !== workerPid && !p.comm.startsWith("python") && !p.comm.startsWith("cogo-next")),
   };
 }
 
@@ -284,14 +288,18 @@ async function idle(stack: Stack, sql: Sql, progress: (s: string) => void): Prom
         ok: ready === IDLE,
       },
       { metric: "worker (node) PSS before → with them", value: `${mib(before.worker.rss)} → ${mib(end.worker.rss)}` },
-      { metric: "launcher (python, its helpers and spares) PSS with them", value: `${mib(end.launcher.rss)} (${end.launcher.n} process${end.launcher.n === 1 ? "" : "es"})` },
+      { metric: "launcher (python, with its command helpers) PSS with them", value: `${mib(end.launcher.rss)} (${end.launcher.n} process${end.launcher.n === 1 ? "" : "es"})` },
+      {
+        metric: "prepared spares and their waiting processes PSS with them",
+        value: `${mib(end.spares.rss)} (${end.spares.n} processes, ${(end.spares.rss / IDLE / 1024 / 1024).toFixed(1)} MiB a sandbox)`,
+      },
       {
         metric: "sandbox processes PSS with them",
         value: `${mib(end.sandboxes.rss)} (${end.sandboxes.n} processes, ${(end.sandboxes.rss / IDLE / 1024 / 1024).toFixed(1)} MiB a sandbox)`,
       },
       {
-        metric: `CPU over ${IDLE_SECONDS} s idle: worker / launcher / sandboxes (load ${loadStart})`,
-        value: `${cpu("worker")} / ${cpu("launcher")} / ${cpu("sandboxes")} of a core`,
+        metric: `CPU over ${IDLE_SECONDS} s idle: worker / launcher / spares / sandboxes (load ${loadStart})`,
+        value: `${cpu("worker")} / ${cpu("launcher")} / ${cpu("spares")} / ${cpu("sandboxes")} of a core`,
       },
       { metric: `command → first stdout byte among ${IDLE} p50 / p99 (${among.length})`, value: `${ms(percentile(among, 50))} / ${ms(percentile(among, 99))}` },
     ];
