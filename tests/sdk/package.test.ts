@@ -21,14 +21,15 @@ interface Ran {
 }
 
 /**
- * The environment a user's shell would give: this one without npm's script variables (INIT_CWD,
- * npm_config_*: the child npm would take them for its own) and without any connection settings,
- * so each call passes exactly the ones it tests.
+ * The environment a user's shell would give: this one without what `npm test` sets for its script
+ * (INIT_CWD, npm_lifecycle_*, npm_package_*, the checkout as local prefix: the CLI and a child npm
+ * would take them for their own) and without connection settings, so each call passes exactly the
+ * ones it tests. npm's config (registry, proxy, cafile: npm_config_*) stays, for the install.
  */
 function userEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || /^(npm_|INIT_CWD$|SUPABASE_|COGO_)/i.test(k)) continue;
+    if (v === undefined || /^(INIT_CWD|npm_(command|execpath|node_execpath|lifecycle_.*|package_.*|config_local_prefix))$|^(SUPABASE|COGO)_/.test(k)) continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -124,6 +125,28 @@ process.exit(0);
     figures.push(`node task.mjs (echo hi) ${r.ms} ms`);
   });
 
+  it("serves Deno and browsers too: Deno imports it from the project's node_modules, esbuild bundles it for the browser", async () => {
+    await writeFile(
+      path.join(project, "other.mjs"),
+      `import { createClient } from "@supabase/supabase-js";
+import { createSandboxClient, TASK_STATES } from "@cogo-sandbox/sdk";
+const sandbox = createSandboxClient(createClient("http://127.0.0.1:1", "anon"));
+console.log(typeof sandbox.execute, TASK_STATES.length);
+`,
+    );
+    const deno = await step("deno run", [path.join(ROOT, "node_modules", ".bin", "deno"), "run", "--no-prompt", "--node-modules-dir=manual", "other.mjs"], project);
+    expect(deno.stdout).toBe("function 9\n");
+    // A browser bundle fails on any Node built-in left in the main entry or what it imports.
+    const esbuild = await import("esbuild");
+    try {
+      const bundled = await esbuild.build({ entryPoints: [path.join(project, "other.mjs")], bundle: true, platform: "browser", format: "esm", write: false, logLevel: "silent" });
+      expect(bundled.errors).toEqual([]);
+    } finally {
+      await esbuild.stop();
+    }
+    figures.push(`deno run ${deno.ms} ms`);
+  });
+
   it("type-checks a consumer with strict NodeNext tsc against its declarations", async () => {
     await writeFile(
       path.join(project, "check.ts"),
@@ -193,5 +216,18 @@ export const wrong: ExecuteRequest = { command: 42 };
     const exit3 = await run([cogo, "run", "--kind", kind, "--", "exit 3"], project);
     expect(exit3.code).toBe(3);
     figures.push(`cogo run -- true ${ok.ms} ms`);
+  });
+
+  it("keeps npm run cogo working in the checkout, taking paths from where it is typed", async () => {
+    await writeFile(path.join(project, "typed-here.txt"), "typed here\n");
+    const r = await run(
+      ["npm", "--prefix", ROOT, "run", "--silent", "cogo", "--", "run", "--kind", kind, "--file", "in.txt=typed-here.txt", "--", "cat in.txt"],
+      project,
+      userEnv(connection()),
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("typed here\n");
+    expect(r.code).toBe(0);
+    figures.push(`npm run cogo (tsx, checkout) run ${r.ms} ms`);
   });
 });
