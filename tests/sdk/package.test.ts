@@ -95,8 +95,12 @@ describe("the SDK package", () => {
     const installed = path.join(project, "node_modules", "@cogo-sandbox", "sdk");
     expect((await realpath(installed)).startsWith(ROOT)).toBe(false);
     const pkg = JSON.parse(await readFile(path.join(installed, "package.json"), "utf8"));
-    expect(pkg.exports["."]).toEqual({ types: "./dist/types/sdk/index.d.ts", import: "./dist/index.js" });
+    // "default" as well: require() of ESM (Node ≥ 20.19) and bundlers with other conditions.
+    expect(pkg.exports["."]).toEqual({ types: "./dist/types/sdk/index.d.ts", import: "./dist/index.js", default: "./dist/index.js" });
     expect(pkg.bin).toEqual({ cogo: "./dist/cli.js" });
+    // The versions the checkout is tested with, so the package never drifts from them.
+    const root = JSON.parse(await readFile(path.join(ROOT, "package.json"), "utf8"));
+    for (const [name, version] of Object.entries(pkg.dependencies)) expect(`${name}@${version}`).toBe(`${name}@${root.dependencies[name]}`);
     const lib = await readFile(path.join(installed, "dist", "index.js"), "utf8");
     // Browser-safe and self-contained: no Node modules, nothing left pointing into the checkout.
     expect(lib).not.toMatch(/from "node:|\.\.\/functions\/|\.ts"/);
