@@ -1,5 +1,5 @@
 // Calls the `sandbox` edge function through supabase-js, so auth works as the app's client does.
-import { FunctionsHttpError, type SupabaseClient } from "@supabase/supabase-js";
+import type { SupabaseClient } from "@supabase/supabase-js";
 import { apiErrorFor, ApiError } from "./errors.ts";
 
 export const FUNCTION_NAME = "sandbox";
@@ -10,8 +10,8 @@ export async function call<T>(supabase: SupabaseClient, method: "GET" | "POST" |
     ...(body === undefined ? {} : { body: body as Record<string, unknown> }),
   });
   if (!error) return data as T;
-  if (error instanceof FunctionsHttpError) {
-    const res = error.context as Response;
+  const res = httpErrorResponse(error);
+  if (res) {
     let parsed: { error?: { code?: string; message?: string } & Record<string, unknown>; message?: string; code?: string } = {};
     try {
       parsed = await res.json();
@@ -26,4 +26,15 @@ export async function call<T>(supabase: SupabaseClient, method: "GET" | "POST" |
     throw apiErrorFor(res.status, code, parsed.error?.message ?? parsed.message ?? `HTTP ${res.status}`, details);
   }
   throw new ApiError(0, "network", `${method} ${route}: ${error.message}`);
+}
+
+/**
+ * The response of a FunctionsHttpError, found by name rather than instanceof: the app's client may
+ * come from another copy of supabase-js than the SDK's own (another version installed beside it),
+ * and the SDK then needs no runtime import of supabase-js at all.
+ */
+function httpErrorResponse(error: unknown): Response | null {
+  if (!(error instanceof Error) || error.name !== "FunctionsHttpError") return null;
+  const context = (error as { context?: unknown }).context as Response | undefined;
+  return typeof context?.json === "function" ? context : null;
 }

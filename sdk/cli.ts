@@ -1,17 +1,18 @@
-// `cogo`: run a command in the sandbox and stream it live, follow a task's logs, and more.
+// `cogo`: run a command in the sandbox and stream it live, follow a task's logs, and more. The SDK
+// package's bin (built to sdk/dist/cli.js by `npm run build:sdk`); in the checkout `npm run cogo`.
+// The client (zod's schemas with it), supabase-js and ws are imported only once a command connects,
+// so `cogo --help` and a usage error load none of them.
 import { existsSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
-import { createClient } from "@supabase/supabase-js";
-import WebSocket from "ws";
-import { mintUserToken } from "../embedded/keys.ts";
-import { createSandboxClient } from "./client.ts";
 import { renderUsage } from "../functions/_shared/quotas/usage.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
 import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
 import { SANDBOX_USAGE, SHELL_HELP, execCommand, filesCommand, sandboxCommand, shellCommand } from "./sandbox-cli.ts";
 
-const USAGE = `Usage: npm run cogo -- <command> [options]
+const USAGE = `Usage: cogo [--url URL] [--anon-key KEY] <command> [options]
+       (in the checkout: npm run cogo -- <command> [options])
 
 Commands:
   run [options] -- <cmd> [args…]   run a command in a sandbox, stream its output, exit with its code
@@ -31,7 +32,8 @@ Commands:
 ${PLAN_USAGE}
 ${SANDBOX_USAGE}
 
-Connection (read from the environment, else .env.local written by npm start):
+Connection: --url and --anon-key (before the command), else the environment, else ./.env.local
+(the one npm start writes; read when SUPABASE_URL is not set otherwise):
   SUPABASE_URL, SUPABASE_ANON_KEY, and COGO_TOKEN (a user JWT). Without COGO_TOKEN, a token for
   COGO_USER_ID (default ${"00000000-0000-4000-8000-000000000001"}) is minted from SUPABASE_JWT_SECRET
   (the embedded default only; on a real project sign in with Supabase Auth and set COGO_TOKEN).
@@ -44,16 +46,67 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+/**
+ * `npm run cogo` runs in the checkout, but the paths a user gives (--file, plan files, watch
+ * directories) are meant from where they typed it (npm's INIT_CWD): work there, and remember the
+ * checkout for its .env.local. Run as the installed bin, the process is already where the user is.
+ */
+function enterUserDirectory(): string | undefined {
+  const userDir = process.env.INIT_CWD;
+  if (process.env.npm_lifecycle_event !== "cogo" || !userDir) return undefined;
+  const scriptDir = process.cwd();
+  process.chdir(userDir);
+  return scriptDir;
+}
+const checkoutDir = enterUserDirectory();
+/** Where connect() looks for .env.local: the user's directory, then (npm run cogo) the checkout's. */
+const envFiles = [process.cwd(), ...(checkoutDir ? [checkoutDir] : [])].map((d) => path.join(d, ".env.local"));
+
+/** `--url URL` / `--anon-key KEY` before the command: they win over the environment. */
+function takeConnectionOptions(argv: string[]): string[] {
+  const names: Record<string, string> = { "--url": "SUPABASE_URL", "--anon-key": "SUPABASE_ANON_KEY" };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const [flag = "", inline] = argv[i]!.split(/=(.*)/s);
+    const variable = names[flag];
+    if (!variable) break;
+    process.env[variable] = inline ?? argv[++i] ?? fail(`${flag} needs a value`);
+  }
+  return argv.slice(i);
+}
+
+/**
+ * supabase-js (2.119) prints a "Node.js 20 and below are deprecated" notice when imported on Node
+ * 20, with no option or variable to turn it off; the CLI's output is its user's, so that one line
+ * is dropped while the module loads. Anything else it warns stays.
+ */
+async function importSupabase(): Promise<typeof import("@supabase/supabase-js")> {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && args[0].includes("Node.js 20 and below are deprecated")) return;
+    warn(...args);
+  };
+  try {
+    return await import("@supabase/supabase-js");
+  } finally {
+    console.warn = warn;
+  }
+}
+
 async function connect() {
-  if (!process.env.SUPABASE_URL && existsSync(".env.local")) process.loadEnvFile(".env.local");
+  const envFile = envFiles.find((f) => existsSync(f));
+  if (!process.env.SUPABASE_URL && envFile) process.loadEnvFile(envFile);
   const url = process.env.SUPABASE_URL;
   const anonKey = process.env.SUPABASE_ANON_KEY;
-  if (!url || !anonKey) fail("SUPABASE_URL and SUPABASE_ANON_KEY are not set. Run `npm start` (it writes .env.local) or export them.");
+  if (!url || !anonKey) fail(`SUPABASE_URL and SUPABASE_ANON_KEY are not set (--url/--anon-key, the environment or ${envFiles.join(", ")}); npm start writes .env.local`);
   let token = process.env.COGO_TOKEN;
   if (!token && process.env.SUPABASE_JWT_SECRET) {
+    const { mintUserToken } = await import("../embedded/keys.ts");
     token = await mintUserToken(process.env.SUPABASE_JWT_SECRET, process.env.COGO_USER_ID ?? DEV_USER);
   }
   if (!token) fail("no COGO_TOKEN (a user's access token) and no SUPABASE_JWT_SECRET to mint one.");
+  const [{ createClient }, { default: WebSocket }, { createSandboxClient }] = await Promise.all([importSupabase(), import("ws"), import("./client.ts")]);
+  // Node 20 has no global WebSocket; ws serves Realtime there (and on later Nodes alike).
   const supabase = createClient(url, anonKey, { accessToken: async () => token, realtime: { transport: WebSocket as never } });
   return { supabase, sandbox: createSandboxClient(supabase) };
 }
@@ -78,7 +131,7 @@ async function run(argv: string[]): Promise<number> {
       file: { type: "string", multiple: true },
     },
   });
-  if (positionals.length === 0) fail("run needs a command: npm run cogo -- run -- 'echo hi'");
+  if (positionals.length === 0) fail("run needs a command: cogo run -- 'echo hi'");
   const { readFile } = await import("node:fs/promises");
   const files = await Promise.all(
     (values.file ?? []).map(async (f) => {
@@ -141,7 +194,7 @@ async function logs(argv: string[]): Promise<number> {
 }
 
 async function main(): Promise<number> {
-  const [cmd, ...rest] = process.argv.slice(2);
+  const [cmd, ...rest] = takeConnectionOptions(process.argv.slice(2));
   const json = (v: unknown) => (console.log(JSON.stringify(v, null, 2)), 0);
   switch (cmd) {
     case "run":

@@ -43,7 +43,7 @@ export function describePlanEvent(e: PlanEventMessage): string {
 
 export async function planCommand(sandbox: SandboxClient, argv: string[], fail: Fail): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { detach: { type: "boolean" } } });
-  const file = positionals[0] ?? fail("plan needs a JSON file: npm run cogo -- plan plan.json");
+  const file = positionals[0] ?? fail("plan needs a JSON file: cogo plan plan.json");
   let spec: unknown;
   try {
     spec = JSON.parse(await readFile(file, "utf8"));
@@ -75,7 +75,7 @@ export async function watchCommand(sandbox: SandboxClient, argv: string[], fail:
       initial: { type: "boolean" },
     },
   });
-  const dir = positionals[0] ?? fail("watch needs a directory: npm run cogo -- watch ./src --plan <planId>");
+  const dir = positionals[0] ?? fail("watch needs a directory: cogo watch ./src --plan <planId>");
   if (!values.plan === !values.workspace) fail("watch needs exactly one of --plan <planId> or --workspace <workspaceId>");
   const debounceMs = values.debounce === undefined ? undefined : Number(values.debounce);
   if (debounceMs !== undefined && !(Number.isInteger(debounceMs) && debounceMs >= 0)) fail(`--debounce ${values.debounce}: expected milliseconds`);

@@ -17,7 +17,7 @@ export const SANDBOX_USAGE = `  sandbox create [--kind KIND] [--idle-timeout MS]
   files ls|get|put|rm <sandboxId> …
                                   files of a live sandbox (cogo files --help)`;
 
-export const SHELL_HELP = `Usage: npm run cogo -- shell <sandboxId> [--command CMD] [--cwd DIR]
+export const SHELL_HELP = `Usage: cogo shell <sandboxId> [--command CMD] [--cwd DIR]
 
 Opens a terminal in the live sandbox <sandboxId> (POST /sandboxes/:id/pty): a pseudo-terminal of
 the sandbox's own, running bash -i (sh -i where bash is missing) or CMD by /bin/sh -c. Your
@@ -133,7 +133,7 @@ function clampSize(n: number | undefined, fallback: number): number {
 export async function execCommand(client: SandboxClient, argv: string[], fail: Fail): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { cwd: { type: "string" }, background: { type: "boolean" } } });
   const [id, ...cmd] = positionals;
-  if (!id || cmd.length === 0) fail("exec needs a sandbox id and a command: npm run cogo -- exec <id> -- 'ls -la'");
+  if (!id || cmd.length === 0) fail("exec needs a sandbox id and a command: cogo exec <id> -- 'ls -la'");
   const sbx = await client.sandboxes.connect(id!);
   const handle = await sbx.commands.start(
     cmd.length === 1 ? cmd[0]! : cmd,
