@@ -5023,6 +5023,9 @@ CREATE TRIGGER workspaces_usage_update AFTER UPDATE OF bytes ON public.workspace
 create policy analysis_policy_no_client_access on cogo.analysis_policy for all to anon, authenticated
   using (false)
   with check (false);
+create policy command_history_no_client_access on cogo.command_history for all to anon, authenticated
+  using (false)
+  with check (false);
 create policy outcome_targets_no_client_access on cogo.outcome_targets for all to anon, authenticated
   using (false)
   with check (false);

@@ -331,6 +331,8 @@ describe.runIf(isRoot)("a persistent sandbox's spare helper (the next command's,
     expect(waiting).toHaveLength(1);
     const w = waiting[0]!;
     expect(readlinkSync(`/proc/${w}/ns/pid`)).toBe(readlinkSync(`/proc/${init}/ns/pid`));
+    // (it loads the filters right after the fork, and only then reads a command)
+    await expect.poll(() => statusOf(w).Seccomp, { interval: 5 }).toBe('2');
     expect(statusOf(w)).toMatchObject({ Name: 'cogo-next-comma', CapEff: '0000000000000000', NoNewPrivs: '1', Seccomp: '2', Seccomp_filters: '2' });
     expect(fdLinks(w)).toEqual([expect.stringMatching(/^socket:\[\d+\]$/)]);
     expect(readFileSync(`/proc/${w}/cgroup`, 'utf8')).toBe(readFileSync(`/proc/${spare!.pid}/cgroup`, 'utf8'));
