@@ -30,9 +30,9 @@ Options:
   --reset           wipe the data directory first (all tasks, keys)
   --workers N       worker processes to start (default 1; 0 for none)
   --concurrency N   tasks per worker (default 4)
-                    Workers share the host's memory budget (README, Host admission): the
-                    analysis worker gets 5 GiB, the others split the rest (COGO_MEMORY_BUDGET
-                    overrides, per worker).
+                    Workers share the host's memory budget (docs/fairness.md, Host
+                    admission): the analysis worker gets 5 GiB, the others split the rest
+                    (COGO_MEMORY_BUDGET overrides, per worker).
   --analysis-root DIR
                     repository analysis may read local git repositories under DIR (repeatable;
                     default: the directory npm start is run from; "none" for no local paths)
