@@ -8,6 +8,7 @@ import { isPostgresDriverFault } from "./functions/_shared/postgres-closed-socke
 const UNIT = [
   "tests/analysis/addresses.test.ts",
   "tests/analysis/logic.test.ts",
+  "tests/analysis/start-roots.test.ts",
   "tests/blocks/classifier.test.ts",
   "tests/blocks/planner.test.ts",
   "tests/blocks/windows.test.ts",

@@ -1,6 +1,7 @@
 // `npm start`: the whole product on this machine — Postgres, migrations, edge functions in Deno,
 // the Realtime endpoint, and a worker — like `supabase start` plus our worker.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { statSync } from "node:fs";
 import { rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -10,7 +11,9 @@ import { PROJECT_ROOT, resolveDataDir, startStack } from "../embedded/stack.ts";
 import { DEFAULT_MEMORY_BYTES } from "../functions/_shared/limits.ts";
 import { computeBudget, readHostResources } from "../worker/budget.ts";
 import { ignorePostgresClosedSocketWrites } from "../worker/process-guard.ts";
+import { connect } from "../functions/_shared/db.ts";
 import { buildDashboard } from "./build-dashboard.ts";
+import { applyAnalysisRoots, describeAnalysisSources, startAnalysisRoots } from "./start-analysis.ts";
 
 ignorePostgresClosedSocketWrites();
 
@@ -27,9 +30,14 @@ Options:
   --reset           wipe the data directory first (all tasks, keys)
   --workers N       worker processes to start (default 1; 0 for none)
   --concurrency N   tasks per worker (default 4)
-                    Workers share the host's memory budget (README, Host admission): the
-                    analysis worker gets 5 GiB, the others split the rest (COGO_MEMORY_BUDGET
-                    overrides, per worker).
+                    Workers share the host's memory budget (docs/fairness.md, Host
+                    admission): the analysis worker gets 5 GiB, the others split the rest
+                    (COGO_MEMORY_BUDGET overrides, per worker).
+  --analysis-root DIR
+                    repository analysis may read local git repositories under DIR (repeatable;
+                    default: the directory npm start is run from; "none" for no local paths)
+  --analysis-offline
+                    the analysis worker gets no network (no https sources)
   --verbose         show Postgres, function and worker logs
   -h, --help        this text
 
@@ -44,6 +52,8 @@ const { values } = (() => {
         reset: { type: "boolean" },
         workers: { type: "string", default: "1" },
         concurrency: { type: "string", default: "4" },
+        "analysis-root": { type: "string", multiple: true },
+        "analysis-offline": { type: "boolean" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -91,6 +101,15 @@ function ensureSandboxTools(): void {
   process.exit(1);
 }
 
+// npm sets INIT_CWD to where `npm start` was typed; it runs this script in the checkout.
+const analysisRoots = startAnalysisRoots(values["analysis-root"], process.env.INIT_CWD ?? process.cwd());
+const analysisNetwork = !values["analysis-offline"];
+for (const root of analysisRoots) {
+  if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) {
+    console.error(`--analysis-root ${root}: not a directory`);
+    process.exit(2);
+  }
+}
 if (workerCount > 0) ensureSandboxTools();
 const t0 = performance.now();
 const log = values.verbose ? (l: string) => console.error(l) : () => {};
@@ -131,6 +150,12 @@ try {
     );
   }
   process.exit(1);
+}
+
+{
+  const sql = connect(stack.dbUrl, { max: 1 });
+  await applyAnalysisRoots(sql, analysisRoots);
+  await sql.end();
 }
 
 const env = {
@@ -190,6 +215,7 @@ if (workerCount > 0) {
         path.join(PROJECT_ROOT, "worker", "main.ts"),
         "--kind",
         "analysis",
+        ...(analysisNetwork ? ["--allow-network"] : []),
         "--concurrency",
         String(ANALYSIS_CONCURRENCY),
         ...budgetArgs(analysisBudget),
@@ -219,6 +245,7 @@ service_role key: ${stack.keys.serviceRoleKey}
       JWT secret: ${stack.keys.jwtSecret}
          Workers: ${workerCount} × basic, concurrency ${values.concurrency}${workerCount > 0 ? " (+ 1 × analysis)" : ""}
         Data dir: ${stack.dataDir}
+        Analysis: ${describeAnalysisSources(analysisRoots, analysisNetwork)}
        Dashboard: ${dashboardUrl}
                   (signed in as the CLI's dev user for 24 h; npm run token -- <uuid> mints others)
 

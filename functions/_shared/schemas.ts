@@ -219,7 +219,7 @@ export function describeZodError(error: z.ZodError): string {
 }
 
 // ── persistent sandboxes (issue 19; migrations/20261207000100_sandboxes.sql) ─────────────────
-/** Defaults and bounds of a sandbox's two clocks (README "Persistent sandboxes"). */
+/** Defaults and bounds of a sandbox's two clocks (docs/sandboxes.md, "Persistent sandboxes"). */
 export const SANDBOX_DEFAULTS = { idleTimeoutMs: 300_000, maxLifetimeMs: MAX_WALL_TIME_MS } as const;
 const SANDBOX_CLOCK_MS = z.number().int().min(1000).max(MAX_WALL_TIME_MS);
 

@@ -333,6 +333,12 @@ describe("dashboard in a browser", () => {
     try {
       await startWorker({ kind: "analysis", concurrency: 1 });
       await page.evaluate(() => (location.hash = "#/analyses"));
+      // It suggests what this deployment accepts: the local root, then an https URL.
+      await expect.poll(() => page.locator("[data-testid=analysis-sources]").innerText(), { timeout: 10_000 }).toContain(`a git repository under ${root}`);
+      expect(await page.locator("#analysis-sources option").evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value))).toEqual([
+        root,
+        "https://github.com/supabase/supabase-js",
+      ]);
       await page.locator("input[aria-label='repository source']").fill(repo);
       await page.getByRole("button", { name: "Analyze" }).click();
       await expect.poll(() => page.locator("[data-testid=analysis-status] [data-phase]").getAttribute("data-phase"), { timeout: 120_000 }).toBe("completed");

@@ -4,7 +4,7 @@
 // whole group instead) stops the workers first, then the stack, and leaves no process.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../embedded/ports.ts";
@@ -14,9 +14,10 @@ import { processTree } from "../../worker/sandbox/procfs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const dataDir = `/var/tmp/cogo-start-test-${process.pid}`;
+const analysisHome = `${dataDir}-home`;
 afterAll(async () => {
   const aside = (await readdir("/var/tmp")).filter((n) => n.startsWith(`${path.basename(dataDir)}.pre-squash-`)).map((n) => `/var/tmp/${n}`);
-  await Promise.all([dataDir, `${dataDir}-deno`, ...aside].map((d) => rm(d, { recursive: true, force: true })));
+  await Promise.all([dataDir, `${dataDir}-deno`, analysisHome, ...aside].map((d) => rm(d, { recursive: true, force: true })));
 });
 
 /** Running, not a zombie (an exited child its new parent has not reaped yet holds nothing). */
@@ -32,6 +33,7 @@ describe("npm start", () => {
   it.each(["SIGINT", "SIGTERM"] as const)(
     "stops in order on %s to its own pid and leaves no process",
     async (signal) => {
+      await mkdir(analysisHome, { recursive: true });
       const child = spawn(process.execPath, ["--import", "tsx", path.join(PROJECT_ROOT, "scripts/start.ts")], {
         cwd: PROJECT_ROOT,
         env: {
@@ -43,6 +45,8 @@ describe("npm start", () => {
           DENO_DIR: `${dataDir}-deno`,
           HTTPS_PROXY: "http://127.0.0.1:9",
           https_proxy: "http://127.0.0.1:9",
+          // npm's INIT_CWD: where the user typed `npm start`, which analysis may then read.
+          INIT_CWD: analysisHome,
         },
         stdio: ["ignore", "pipe", "pipe"],
         detached: true, // its own group: only the signal below reaches it
@@ -57,6 +61,14 @@ describe("npm start", () => {
         await waitFor(() => (out.match(/ online: /g) ?? []).length === 2, "both workers online", 30_000);
         const descendants = (await processTree(child.pid!)).filter((p) => p !== child.pid);
         expect(descendants.length).toBeGreaterThanOrEqual(3);
+        // Repository analysis works out of the box: that directory is a local root, and it says so.
+        expect(out).toContain(`Analysis: git repositories under ${analysisHome} (a path or file:// URL); https URLs of public hosts`);
+        const db = connect(/DB URL: (\S+)/.exec(out)![1]!, { max: 1 });
+        try {
+          expect((await db<{ localRoots: string[] }[]>`select local_roots from cogo.analysis_policy`)[0]!.localRoots).toEqual([analysisHome]);
+        } finally {
+          await db.end();
+        }
 
         process.kill(child.pid!, signal);
         expect(await exited).toBe(0);

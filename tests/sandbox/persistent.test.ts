@@ -460,7 +460,7 @@ except OSError as e:
     const s = await sandbox();
     // Watches every process it can see for 4 s and notes any that is not the sandbox user
     // without capabilities; tries to seize such a one with ptrace and to open its exe and fds.
-    // (Processes of the sandbox user may trace each other: one trust domain, README.)
+    // (Processes of the sandbox user may trace each other: one trust domain, docs/sandboxes.md.)
     await ok(s, {
       command: `python3 -c "
 import ctypes, os, re, time

@@ -1,7 +1,8 @@
-// public.submit_task, the SQL entry point (migrations/20261208000300_submit_task.sql): the README's
-// submissions example run as written (a user's insert runs tests, the row gets the outcome), the
-// same checks as POST /execute (bounds compared with the TypeScript constants, a corpus run through
-// both), quotas, and the attacks: another owner, anon, a row of another tenant.
+// public.submit_task, the SQL entry point (migrations/20261208000300_submit_task.sql): the
+// submissions example of docs/api.md ("From SQL"; once in the README) run as written (a user's
+// insert runs tests, the row gets the outcome), the same checks as POST /execute (bounds compared
+// with the TypeScript constants, a corpus run through both), quotas, and the attacks: another
+// owner, anon, a row of another tenant.
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -27,11 +28,11 @@ const suffix = randomUUID().slice(0, 8);
 const table = `public.submissions_${suffix}`;
 const trigger = `public.run_submission_${suffix}`;
 
-/** The README's example, with this file's table name and worker kind. */
+/** The documented example (docs/api.md), with this file's table name and worker kind. */
 async function readmeExample(): Promise<string> {
-  const readme = await readFile(path.join(PROJECT_ROOT, "README.md"), "utf8");
+  const readme = await readFile(path.join(PROJECT_ROOT, "docs", "api.md"), "utf8");
   const m = /<!-- submissions-example -->\s*```sql\n([\s\S]*?)```\s*<!-- \/submissions-example -->/.exec(readme);
-  if (!m) throw new Error("README.md has no <!-- submissions-example --> block");
+  if (!m) throw new Error("docs/api.md has no <!-- submissions-example --> block");
   const example = m[1]!.replaceAll("public.submissions", table).replaceAll("public.run_submission", trigger);
   const withKind = example.replace("jsonb_build_object(\n      'command',", `jsonb_build_object(\n      'requirements', jsonb_build_object('kind', '${kind}'),\n      'command',`);
   expect(withKind, "the example's spec starts with 'command'").not.toBe(example);
@@ -61,7 +62,7 @@ describe("public.submit_task", () => {
     await sql`delete from cogo.outcome_targets where target::oid not in (select oid from pg_class)`;
   });
 
-  it("the README example: a user's insert runs the tests and the row gets status, exit code and output tail", async () => {
+  it("the documented example: a user's insert runs the tests and the row gets status, exit code and output tail", async () => {
     const user = await newUser();
     const t0 = Date.now();
     const [inserted] = await sqlAsUser(user.id, `insert into ${table} (code) values ('${GOOD}') returning id, task_id, status`);

@@ -50,6 +50,8 @@ interface SearchHit {
   symbols: { name?: string; kind?: string; line?: number }[];
 }
 
+/** The https example the source box suggests next to the deployment's local roots. */
+const HTTPS_EXAMPLE = "https://github.com/supabase/supabase-js";
 const RECENT_KEY = "cogo.dashboard.analyses";
 const RECENT_MAX = 20;
 /** The file tree loads at most this many files (pages of 1000). */
@@ -71,7 +73,27 @@ function remember(id: string, source: string): void {
 }
 
 export function analysesView(main: HTMLElement, live: Live, navigate: (hash: string) => void): () => void {
-  const source = h("input", { class: "grow", placeholder: "https://host/org/repo.git, or a local path the operator allows", "aria-label": "repository source" });
+  const source = h("input", { class: "grow", placeholder: "https://github.com/org/repo", list: "analysis-sources", "aria-label": "repository source" });
+  const suggestions = h("datalist", { id: "analysis-sources" });
+  const hint = h("div", { class: "dim", "data-testid": "analysis-sources" }, "…");
+  // Suggest what this deployment accepts (GET /analysis/sources): its local roots, and https.
+  void call<{ localRoots: string[] }>(live.supabase, "GET", "/analysis/sources").then(
+    ({ localRoots }) => {
+      const examples = [...localRoots, HTTPS_EXAMPLE];
+      if (localRoots.length) source.setAttribute("placeholder", `${localRoots[0]}, or ${HTTPS_EXAMPLE}`);
+      replace(
+        suggestions,
+        examples.map((s) => h("option", { value: s })),
+      );
+      replace(
+        hint,
+        localRoots.length
+          ? `Sources: a git repository under ${localRoots.join(", ")} (a path or file:// URL), an https URL of a public host, or workspace:<id>.`
+          : "Sources: an https URL of a public host, or workspace:<id> (this deployment allows no local paths).",
+      );
+    },
+    (err) => replace(hint, `Sources: an https URL of a public host, or workspace:<id> (${(err as Error).message}).`),
+  );
   const ref = h("input", { placeholder: "ref (default HEAD)", "aria-label": "ref" });
   const error = h("div");
   const openId = h("input", { class: "grow mono", placeholder: "analysis id", "aria-label": "analysis id" });
@@ -97,9 +119,11 @@ export function analysesView(main: HTMLElement, live: Live, navigate: (hash: str
         },
       },
       source,
+      suggestions,
       ref,
       h("button", { type: "submit" }, "Analyze"),
     ),
+    hint,
     error,
     h("form", { class: "toolbar", onsubmit: (e: Event) => (e.preventDefault(), navigate(`#/analyses/${openId.value.trim()}`)) }, openId, h("button", { type: "submit" }, "Open")),
     h(

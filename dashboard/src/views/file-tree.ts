@@ -1,5 +1,5 @@
 // A live sandbox's /workspace as an expandable tree (issue 19), read through the files API
-// (GET /sandboxes/:id/files?path=DIR, GET /sandboxes/:id/files/<path>; README "Files of a sandbox").
+// (GET /sandboxes/:id/files?path=DIR, GET /sandboxes/:id/files/<path>; docs/sandboxes.md, "Files of a sandbox").
 // A directory is listed when it is opened, not before; Refresh lists the root and every open
 // directory again. Clicking a file shows its first VIEW_BYTES as text, or "binary, N bytes", with a
 // link to download it whole. Names are tenant data: they only ever go in as text nodes.

@@ -1,4 +1,4 @@
-// The line protocol any command can print (README "Progress and diagnostics"):
+// The line protocol any command can print (docs/diagnostics.md):
 //   ::progress <percent | done/total | -> [compiling|building|testing|analyzing] [message…]
 //   ::error file=<path>,line=<n>,col=<n>,code=<id>::<message>     (also ::warning, ::notice;
 //                                                                  GitHub Actions' syntax)

@@ -52,7 +52,7 @@ export const BlockDetectionSchema = z
   .strict();
 export type BlockDetectionOptions = Required<z.output<typeof BlockDetectionSchema>>;
 
-/** Defaults (README "Block detection and recovery" explains each choice). */
+/** Defaults (docs/blocks.md explains each choice). */
 export const BLOCK_DETECTION_DEFAULTS = {
   enabled: true,
   sampleIntervalMs: 500,

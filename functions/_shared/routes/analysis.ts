@@ -47,6 +47,17 @@ async function probeLocal(path: string, policy: AnalysisPolicy): Promise<string>
 const likePrefix = (p: string) => p.replace(/[\\%_]/g, "\\$&") + "%";
 
 export const analysisRoutes: Route[] = [
+  // What this deployment accepts as a source, so a client (the dashboard) suggests sources that
+  // work. The policy row is already readable by signed-in users (cogo.analysis_policy()).
+  [
+    "GET",
+    /^\/analysis\/sources$/,
+    async ({ sql, caller }) => {
+      requireRole(caller, "authenticated", "service_role");
+      const policy = await asCaller(sql, caller, async (tx) => (await tx<{ policy: AnalysisPolicy }[]>`select cogo.analysis_policy() as policy`)[0]!.policy);
+      return json(200, { localRoots: policy.localRoots, allowPrivateHosts: policy.allowPrivateHosts });
+    },
+  ],
   [
     "POST",
     /^\/analyze\/repository$/,

@@ -1,5 +1,5 @@
 // GET /metrics for operators, in the Prometheus text format. Service key only: the figures span
-// every tenant. Scrape with `authorization: { credentials: <service_role key> }` (README).
+// every tenant. Scrape with `authorization: { credentials: <service_role key> }` (docs/dashboard.md).
 import { corsHeaders, requireRole } from "../http.ts";
 import { CLAIM_LATENCY_BUCKETS, METRICS_CONTENT_TYPE, renderMetrics, TOP_TENANTS, type MetricsSnapshot, type TenantMetrics } from "../monitoring/metrics.ts";
 import { asCaller, type Route } from "../routing.ts";
