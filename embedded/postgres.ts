@@ -38,47 +38,80 @@ export interface PostgresOptions {
 }
 
 export interface RunningPostgres {
+  /**
+   * The superuser `supabase_admin`, as hosted Supabase's own services connect (bootstrap, Realtime,
+   * tests' setup). Migrations do not run as it: see `postgresUrl`.
+   */
   url: string;
+  /**
+   * The role `postgres`: not a superuser, with hosted's attributes and memberships
+   * (embedded/bootstrap.sql). What `supabase db push` connects as, so migrations run as it.
+   */
+  postgresUrl: string;
   port: number;
   stop(): Promise<void>;
 }
+
+/** The superuser, the cluster's bootstrap role, as on hosted Supabase. */
+export const ADMIN_ROLE = "supabase_admin";
 
 /** What clusters made before the password file existed were initialised with. */
 const OLD_DEFAULT_PASSWORD = "postgres";
 
 /**
- * The superuser's password, made once per data dir (0600). A fixed one let any local process, and
- * any sandbox of a worker started with --allow-network (it shares the host's loopback), log in as
- * superuser and run programs on the host with COPY … TO PROGRAM.
+ * Passwords made once per data dir (0600). A fixed one let any local process, and any sandbox of a
+ * worker started with --allow-network (it shares the host's loopback), log in as superuser and run
+ * programs on the host with COPY … TO PROGRAM. `db-password` is the `postgres` role's (handed to
+ * migrations), `db-admin-password` the superuser's.
  */
-const loadOrCreatePassword = (dataDir: string) => loadOrCreatePrivateFile(path.join(dataDir, "db-password"), () => randomBytes(24).toString("base64url"));
+const loadOrCreatePassword = (dataDir: string, file = "db-password") =>
+  loadOrCreatePrivateFile(path.join(dataDir, file), () => randomBytes(24).toString("base64url"));
+
+type LoginResult = "ok" | "refused";
+
+async function tryLogin(url: string, then?: (sql: postgres.Sql) => Promise<unknown>): Promise<LoginResult> {
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    await (then ? then(sql) : sql`select 1`);
+    return "ok";
+  } catch (err) {
+    // 28P01: wrong password, or (with scram) no such role; 28000: no such role under trust.
+    if (["28P01", "28000"].includes((err as { code?: string }).code ?? "")) return "refused";
+    throw err;
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
 
 /**
- * Whether the cluster takes `password`; a cluster made before db-password existed still has the old
- * fixed one, and is given the new one here (decided by the server's answer, so a start that failed
- * half-way is re-keyed on the next).
+ * Makes sure the superuser takes its password and the `postgres` role exists and takes its own.
+ * A cluster made before hosted's roles were mirrored has `postgres` as its bootstrap superuser
+ * (which Postgres 16+ never lets lose superuser) and every object of ours owned by it: it is
+ * refused with the way out, as a squashed migration history is (embedded/migrate.ts).
  */
-async function ensurePassword(url: (pw: string) => string, password: string, log: (l: string) => void): Promise<void> {
-  const tryLogin = async (pw: string, then?: (sql: postgres.Sql) => Promise<unknown>) => {
-    const sql = postgres(url(pw), { max: 1, onnotice: () => {}, connect_timeout: 10 });
-    try {
-      await (then ? then(sql) : sql`select 1`);
-      return true;
-    } catch (err) {
-      if ((err as { code?: string }).code === "28P01") return false;
-      throw err;
-    } finally {
-      await sql.end({ timeout: 2 });
-    }
-  };
-  if (await tryLogin(password)) return;
-  if (await tryLogin(OLD_DEFAULT_PASSWORD, (sql) => sql.unsafe(`alter role postgres password '${password}'`))) {
-    log("the postgres superuser's password was the old fixed default; it is now the one in db-password");
-    return;
+async function ensureRoles(url: (role: string, pw: string) => string, adminPassword: string, password: string): Promise<void> {
+  const admin = url(ADMIN_ROLE, adminPassword);
+  const setPostgres = (sql: postgres.Sql) =>
+    sql.unsafe(`do $$ begin
+        if not exists (select from pg_roles where rolname = 'postgres') then create role postgres login; end if;
+      end $$;
+      alter role postgres login password '${password}'`);
+  if ((await tryLogin(admin, setPostgres)) === "ok") return;
+  const oldLayout = async (pw: string) =>
+    (await tryLogin(url("postgres", pw), async (sql) => {
+      const [r] = await sql<{ super: boolean }[]>`select rolsuper as super from pg_roles where rolname = current_user`;
+      if (!r?.super) throw Object.assign(new Error("not the old superuser"), { code: "28000" });
+    })) === "ok";
+  if ((await oldLayout(password)) || (await oldLayout(OLD_DEFAULT_PASSWORD))) {
+    throw new EmbeddedError(
+      "db_roles_outdated",
+      `This database was made when the embedded stack applied migrations as a superuser \`postgres\`; it now mirrors hosted Supabase (superuser ${ADMIN_ROLE}, \`postgres\` not a superuser), which an existing cluster cannot be turned into in place. ` +
+        "Start afresh: `npm start -- --reset` (wipes the data directory, COGO_DATA_DIR, default /var/tmp/cogo-sandbox), or point COGO_DATA_DIR at a new directory.",
+    );
   }
   throw new EmbeddedError(
     "db_password_mismatch",
-    "The database does not take the password in db-password (was the file replaced?). Restore it, or start afresh: npm start -- --reset (wipes the data) or another COGO_DATA_DIR.",
+    "The database does not take the passwords in db-admin-password and db-password (was a file replaced?). Restore them, or start afresh: npm start -- --reset (wipes the data) or another COGO_DATA_DIR.",
   );
 }
 
@@ -128,11 +161,13 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
   }
   const initialised = existsSync(path.join(databaseDir, "PG_VERSION"));
   const password = await loadOrCreatePassword(options.dataDir);
+  const adminPassword = await loadOrCreatePassword(options.dataDir, "db-admin-password");
   const pg = new EmbeddedPostgres({
     databaseDir,
     port: options.port,
-    user: "postgres",
-    password,
+    // initdb's --username: the bootstrap superuser, named as on hosted Supabase.
+    user: ADMIN_ROLE,
+    password: adminPassword,
     authMethod: "scram-sha-256",
     persistent: true,
     initdbFlags: ["--encoding=UTF8", "--locale=C.UTF-8"],
@@ -161,16 +196,17 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
       `Postgres did not start on port ${options.port} (data: ${databaseDir}). Is another server using the port or the data directory? Set COGO_DB_PORT or stop it. ${err instanceof Error ? err.message : ""}`,
     );
   }
-  const url = (pw: string) => `postgresql://postgres:${encodeURIComponent(pw)}@127.0.0.1:${options.port}/postgres`;
+  const url = (role: string, pw: string) => `postgresql://${role}:${encodeURIComponent(pw)}@127.0.0.1:${options.port}/postgres`;
   try {
-    await ensurePassword(url, password, log);
+    await ensureRoles(url, adminPassword, password);
   } catch (err) {
     await pg.stop().catch(() => {});
     throw err;
   }
   let stopped: Promise<void> | undefined;
   return {
-    url: url(password),
+    url: url(ADMIN_ROLE, adminPassword),
+    postgresUrl: url("postgres", password),
     port: options.port,
     stop: () => (stopped ??= pg.stop()),
   };
