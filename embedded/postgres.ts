@@ -64,8 +64,7 @@ const OLD_DEFAULT_PASSWORD = "postgres";
  * programs on the host with COPY … TO PROGRAM. `db-password` is the `postgres` role's (handed to
  * migrations), `db-admin-password` the superuser's.
  */
-const loadOrCreatePassword = (dataDir: string, file = "db-password") =>
-  loadOrCreatePrivateFile(path.join(dataDir, file), () => randomBytes(24).toString("base64url"));
+const loadOrCreatePassword = (dataDir: string, file = "db-password") => loadOrCreatePrivateFile(path.join(dataDir, file), () => randomBytes(24).toString("base64url"));
 
 type LoginResult = "ok" | "refused";
 
@@ -84,16 +83,91 @@ async function tryLogin(url: string, then?: (sql: postgres.Sql) => Promise<unkno
 }
 
 /**
- * Makes sure the superuser takes its password and the `postgres` role exists and takes its own.
- * A cluster made before hosted's roles were mirrored has `postgres` as its bootstrap superuser
- * (which Postgres 16+ never lets lose superuser) and every object of ours owned by it: it is
- * refused with the way out, as a squashed migration history is (embedded/migrate.ts).
+ * Schemas whose objects stay with the superuser when an old cluster is upgraded: Postgres's own and
+ * the ones embedded/bootstrap.sql makes (hosted's internals). Everything else was made by migrations.
  */
-async function ensureRoles(url: (role: string, pw: string) => string, adminPassword: string, password: string): Promise<void> {
+const INTERNAL_SCHEMAS = ["pg_catalog", "information_schema", "pg_toast", "auth", "realtime", "realtime_embedded", "extensions"];
+
+/**
+ * Turns a cluster made when `postgres` was the bootstrap superuser into hosted's layout, keeping its
+ * data. Postgres 16+ never lets the bootstrap role lose superuser, so that role is renamed
+ * supabase_admin (by a short-lived helper superuser: a session cannot rename its own role), a new
+ * `postgres` is made, and what the migrations made in database `postgres` (every schema but
+ * INTERNAL_SCHEMAS) is given to it; bootstrap.sql then sets the rest. Other databases of the
+ * cluster are left as they are.
+ */
+async function upgradeOldLayout(url: (role: string, pw: string) => string, oldPassword: string, adminPassword: string, password: string): Promise<void> {
+  const helper = `cogo_upgrade_${randomBytes(4).toString("hex")}`;
+  const helperPassword = randomBytes(24).toString("base64url");
+  const once = async (u: string, text: string) => {
+    const sql = postgres(u, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+    try {
+      await sql.unsafe(text);
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  };
+  await once(url("postgres", oldPassword), `create role ${helper} superuser login password '${helperPassword}'`);
+  await once(
+    url(helper, helperPassword),
+    `begin;
+     alter role postgres rename to ${ADMIN_ROLE};
+     alter role ${ADMIN_ROLE} password '${adminPassword}';
+     create role postgres login password '${password}';
+     do $$
+     declare
+       internal text[] := array['${INTERNAL_SCHEMAS.join("','")}'];
+       r record;
+     begin
+       for r in select n.oid, n.nspname from pg_namespace n
+                 where n.nspowner = '${ADMIN_ROLE}'::regrole and n.nspname <> all (internal) and n.nspname not like 'pg\\_%' loop
+         execute format('alter schema %I owner to postgres', r.nspname);
+       end loop;
+       -- Tables (with their indexes, owned sequences and partitions' own rows), views, foreign tables.
+       for r in select c.oid, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                 where c.relowner = '${ADMIN_ROLE}'::regrole and n.nspname <> all (internal) and n.nspname not like 'pg\\_%'
+                   and (c.relkind in ('r', 'p', 'v', 'm', 'f')
+                        or (c.relkind = 'S' and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass
+                              and d.objid = c.oid and d.refobjsubid > 0 and d.deptype in ('a', 'i')))) loop
+         execute format('alter %s %s owner to postgres',
+           case r.relkind when 'v' then 'view' when 'm' then 'materialized view' when 'f' then 'foreign table' when 'S' then 'sequence' else 'table' end,
+           r.oid::regclass);
+       end loop;
+       for r in select p.oid from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                 where p.proowner = '${ADMIN_ROLE}'::regrole and n.nspname <> all (internal) and n.nspname not like 'pg\\_%' loop
+         execute format('alter routine %s owner to postgres', r.oid::regprocedure);
+       end loop;
+       -- Enums, domains, ranges and free-standing composite types (a table's row type follows it).
+       for r in select t.oid, t.typtype from pg_type t join pg_namespace n on n.oid = t.typnamespace
+                 where t.typowner = '${ADMIN_ROLE}'::regrole and n.nspname <> all (internal) and n.nspname not like 'pg\\_%'
+                   and (t.typtype in ('e', 'd', 'r')
+                        or (t.typtype = 'c' and (select c.relkind from pg_class c where c.oid = t.typrelid) = 'c')) loop
+         execute format('alter %s %s owner to postgres', case r.typtype when 'd' then 'domain' else 'type' end, r.oid::regtype);
+       end loop;
+     end
+     $$;
+     -- The old bootstrap's grant to postgres, now held by the superuser, who needs none.
+     revoke all on schema public from ${ADMIN_ROLE};
+     commit;`,
+  );
+  await once(url(ADMIN_ROLE, adminPassword), `drop role ${helper}`);
+}
+
+/**
+ * Makes sure the superuser takes its password and the `postgres` role exists and takes its own.
+ * A cluster made before hosted's roles were mirrored, with `postgres` its bootstrap superuser, is
+ * upgraded in place (upgradeOldLayout); one that still has the old fixed password is given the
+ * one in db-password on the way.
+ */
+async function ensureRoles(url: (role: string, pw: string) => string, adminPassword: string, password: string, log: (l: string) => void): Promise<void> {
   const admin = url(ADMIN_ROLE, adminPassword);
   const setPostgres = (sql: postgres.Sql) =>
-    sql.unsafe(`do $$ begin
+    sql.unsafe(`do $$ declare r record; begin
         if not exists (select from pg_roles where rolname = 'postgres') then create role postgres login; end if;
+        -- A helper left by an upgrade that stopped before dropping it (upgradeOldLayout).
+        for r in select rolname from pg_roles where rolname ~ '^cogo_upgrade_[0-9a-f]{8}$' loop
+          execute format('drop role %I', r.rolname);
+        end loop;
       end $$;
       alter role postgres login password '${password}'`);
   if ((await tryLogin(admin, setPostgres)) === "ok") return;
@@ -102,12 +176,11 @@ async function ensureRoles(url: (role: string, pw: string) => string, adminPassw
       const [r] = await sql<{ super: boolean }[]>`select rolsuper as super from pg_roles where rolname = current_user`;
       if (!r?.super) throw Object.assign(new Error("not the old superuser"), { code: "28000" });
     })) === "ok";
-  if ((await oldLayout(password)) || (await oldLayout(OLD_DEFAULT_PASSWORD))) {
-    throw new EmbeddedError(
-      "db_roles_outdated",
-      `This database was made when the embedded stack applied migrations as a superuser \`postgres\`; it now mirrors hosted Supabase (superuser ${ADMIN_ROLE}, \`postgres\` not a superuser), which an existing cluster cannot be turned into in place. ` +
-        "Start afresh: `npm start -- --reset` (wipes the data directory, COGO_DATA_DIR, default /var/tmp/cogo-sandbox), or point COGO_DATA_DIR at a new directory.",
-    );
+  for (const old of [password, OLD_DEFAULT_PASSWORD]) {
+    if (!(await oldLayout(old))) continue;
+    await upgradeOldLayout(url, old, adminPassword, password);
+    log(`upgraded the database to hosted Supabase's roles: superuser ${ADMIN_ROLE} (was postgres), postgres no longer a superuser and owner of what the migrations made`);
+    return;
   }
   throw new EmbeddedError(
     "db_password_mismatch",
@@ -198,7 +271,7 @@ export async function startPostgres(options: PostgresOptions): Promise<RunningPo
   }
   const url = (role: string, pw: string) => `postgresql://${role}:${encodeURIComponent(pw)}@127.0.0.1:${options.port}/postgres`;
   try {
-    await ensureRoles(url, adminPassword, password);
+    await ensureRoles(url, adminPassword, password, (l) => (log(l), console.error(l)));
   } catch (err) {
     await pg.stop().catch(() => {});
     throw err;
