@@ -144,14 +144,18 @@ grant select, insert, update on realtime.messages to postgres, anon, authenticat
 -- realtime.messages is lent to postgres for that one statement (same transaction: a failing
 -- statement rolls the loan back) and given back at its end, with postgres's own grants restored.
 -- Any other statement on realtime.* (alter table, drop, truncate, delete, create table) still
--- fails for postgres, as on hosted.
+-- fails for postgres, as on hosted. Postgres's owner change takes the same ACCESS EXCLUSIVE lock
+-- on realtime.messages that the policy statement itself takes on hosted.
 create schema if not exists realtime_embedded;
 alter schema realtime_embedded owner to supabase_admin;
 
 create or replace function realtime_embedded.lend_policy_table() returns event_trigger
 language plpgsql security definer set search_path = '' as $$
 begin
-  if session_user::text = 'postgres'
+  -- The target is not known before the statement runs; a statement text that never names
+  -- "messages" cannot be about realtime.messages, and lending it would lock realtime.messages
+  -- (ACCESS EXCLUSIVE, to commit) for a policy change on another table, which hosted does not.
+  if session_user::text = 'postgres' and current_query() ~* 'messages'
      and (select c.relowner from pg_catalog.pg_class c where c.oid = 'realtime.messages'::regclass) <> 'postgres'::regrole then
     alter table realtime.messages owner to postgres;
   end if;

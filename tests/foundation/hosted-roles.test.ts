@@ -157,6 +157,13 @@ describe("a migration that needs more than hosted gives", () => {
     const after = await asAdmin<{ owner: string; acl: string[] }[]>`
       select pg_get_userbyid(relowner) as owner, array(select a::text from unnest(relacl) a order by 1) as acl from pg_class where oid = 'realtime.messages'::regclass`;
     expect(after).toEqual(before);
+    // A policy change on another table lends nothing, so it takes no lock on realtime.messages.
+    await asPostgres.begin(async (tx) => {
+      await tx.unsafe(`create table public.hosted_roles_probe (id int); create policy "probe" on public.hosted_roles_probe using (true)`);
+      const [l] = await tx<{ n: number }[]>`select count(*)::int as n from pg_locks where pid = pg_backend_pid() and relation = 'realtime.messages'::regclass`;
+      expect(l!.n).toBe(0);
+      await tx.unsafe("drop table public.hosted_roles_probe");
+    });
     // The loan covers policy statements only: the next one is refused again.
     await expect(asPostgres.unsafe("alter table realtime.messages add column sneaky int")).rejects.toThrow(/must be owner of table messages/);
   });
