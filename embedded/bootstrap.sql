@@ -3,7 +3,14 @@
 -- Definitions copied from supabase/postgres init scripts, supabase/auth and supabase/realtime
 -- migrations (see ../shared/SUPABASE-FACTS.md §2). Idempotent: safe on every start.
 
--- Roles (supabase/postgres 00000000000000-initial-schema.sql)
+-- Run as the superuser supabase_admin (embedded/postgres.ts), which owns every schema and object
+-- below, as on hosted; migrations then run as `postgres`, which is not a superuser
+-- (embedded/migrate.ts), so one that needs more than hosted gives fails here too
+-- (tests/foundation/hosted-roles.test.ts).
+
+-- Roles (supabase/postgres init-scripts 00000000000000-initial-schema.sql, migrations
+-- 10000000000000_demote-postgres.sql, 20230713185014/20251215120934 supabase_superuser,
+-- 20250605172253 grant_with_admin, 20250421084701 revoke_admin_roles_from_postgres).
 do $$
 begin
   if not exists (select from pg_roles where rolname = 'anon') then
@@ -21,22 +28,53 @@ begin
   if not exists (select from pg_roles where rolname = 'supabase_realtime_admin') then
     create role supabase_realtime_admin nologin noinherit;
   end if;
+  if not exists (select from pg_roles where rolname = 'supabase_superuser') then
+    create role supabase_superuser;
+  end if;
+  -- embedded/postgres.ts creates it with its password before this runs; here for a bare cluster.
+  if not exists (select from pg_roles where rolname = 'postgres') then
+    create role postgres login;
+  end if;
 end
 $$;
+alter role postgres nosuperuser createdb createrole login replication bypassrls;
 grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role to postgres;
+grant anon, authenticated, service_role to postgres with admin option;
+grant pg_monitor, pg_signal_backend to supabase_superuser;
+grant supabase_superuser to postgres;
+grant anon, authenticated, service_role to supabase_realtime_admin;
+
+-- `supabase db push` connects to the project's database as postgres, which can create schemas
+-- there (hosted: GRANT ALL ON DATABASE postgres TO postgres) and tables in public. The database
+-- is made by supabase_admin here (initdb's role, or `create database` of a scratch one), so
+-- postgres is made its owner: since PG 15 that is what grants CREATE on schema public.
+do $$
+begin
+  execute format('alter database %I owner to postgres', current_database());
+end
+$$;
 
 grant usage on schema public to postgres, anon, authenticated, service_role;
-alter default privileges in schema public grant all on tables to postgres, anon, authenticated, service_role;
-alter default privileges in schema public grant all on functions to postgres, anon, authenticated, service_role;
-alter default privileges in schema public grant all on sequences to postgres, anon, authenticated, service_role;
+-- Tables, functions and sequences that migrations (postgres) or supabase_admin create in public
+-- are granted to the API roles, as on hosted.
+alter default privileges for role postgres in schema public grant all on tables to postgres, anon, authenticated, service_role;
+alter default privileges for role postgres in schema public grant all on functions to postgres, anon, authenticated, service_role;
+alter default privileges for role postgres in schema public grant all on sequences to postgres, anon, authenticated, service_role;
+alter default privileges for role supabase_admin in schema public grant all on tables to postgres, anon, authenticated, service_role;
+alter default privileges for role supabase_admin in schema public grant all on functions to postgres, anon, authenticated, service_role;
+alter default privileges for role supabase_admin in schema public grant all on sequences to postgres, anon, authenticated, service_role;
 
 create schema if not exists extensions;
-grant usage on schema extensions to postgres, anon, authenticated, service_role;
+alter schema extensions owner to supabase_admin;
+grant usage on schema extensions to anon, authenticated, service_role;
+grant all on schema extensions to postgres;
 
 -- auth helpers (supabase/auth migrations 20220224000811, 20220531120530)
+-- Owned by supabase_admin; postgres may use it and run its functions but create nothing in it
+-- (hosted revoked CREATE in 20250421084701).
 create schema if not exists auth;
-grant usage on schema auth to anon, authenticated, service_role;
+alter schema auth owner to supabase_admin;
+grant usage on schema auth to postgres, anon, authenticated, service_role;
 
 create or replace function auth.uid() returns uuid language sql stable as $$
   select coalesce(
@@ -68,10 +106,16 @@ create or replace function auth.jwt() returns jsonb language sql stable as $$
     nullif(current_setting('request.jwt.claims', true), '')
   )::jsonb
 $$;
+grant all on all routines in schema auth to postgres;
 
 -- realtime (supabase/realtime lib/realtime/tenants/repo/migrations)
+-- Owned by supabase_admin (init-scripts 00000000000003-realtime-schema.sql); postgres has USAGE
+-- (with grant option, 20260506172403) and no CREATE.
 create schema if not exists realtime;
-grant usage on schema realtime to postgres, anon, authenticated, service_role;
+alter schema realtime owner to supabase_admin;
+grant usage on schema realtime to anon, authenticated, service_role;
+grant usage on schema realtime to postgres with grant option;
+grant all on schema realtime to supabase_realtime_admin with grant option;
 
 create table if not exists realtime.messages (
   topic text not null,
@@ -91,6 +135,53 @@ create index if not exists messages_inserted_at_topic_index on realtime.messages
 alter table realtime.messages enable row level security;
 alter table realtime.messages owner to supabase_realtime_admin;
 grant select, insert, update on realtime.messages to postgres, anon, authenticated, service_role;
+
+-- Policies on realtime.messages, the way hosted allows them. There the table belongs to
+-- supabase_realtime_admin and postgres is no member of it, yet `create policy … on realtime.messages`
+-- works as postgres: the supautils extension runs policy commands of listed roles on listed tables
+-- with raised privileges, and nothing else. Plain Postgres has no such hook; the narrowest stand-in
+-- is an event trigger pair around CREATE/ALTER/DROP POLICY only: when the session user is postgres,
+-- realtime.messages is lent to postgres for that one statement (same transaction: a failing
+-- statement rolls the loan back) and given back at its end, with postgres's own grants restored.
+-- Any other statement on realtime.* (alter table, drop, truncate, delete, create table) still
+-- fails for postgres, as on hosted. Postgres's owner change takes the same ACCESS EXCLUSIVE lock
+-- on realtime.messages that the policy statement itself takes on hosted.
+create schema if not exists realtime_embedded;
+alter schema realtime_embedded owner to supabase_admin;
+
+create or replace function realtime_embedded.lend_policy_table() returns event_trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+  -- The target is not known before the statement runs; a statement text that never names
+  -- "messages" cannot be about realtime.messages, and lending it would lock realtime.messages
+  -- (ACCESS EXCLUSIVE, to commit) for a policy change on another table, which hosted does not.
+  if session_user::text = 'postgres' and current_query() ~* 'messages'
+     and (select c.relowner from pg_catalog.pg_class c where c.oid = 'realtime.messages'::regclass) <> 'postgres'::regrole then
+    alter table realtime.messages owner to postgres;
+  end if;
+end;
+$$;
+
+create or replace function realtime_embedded.return_policy_table() returns event_trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+  if (select c.relowner from pg_catalog.pg_class c where c.oid = 'realtime.messages'::regclass) = 'postgres'::regrole then
+    alter table realtime.messages owner to supabase_realtime_admin;
+    -- The owner change folded postgres's grant into the owner's; give back exactly hosted's.
+    grant select, insert, update on realtime.messages to postgres;
+  end if;
+end;
+$$;
+revoke all on function realtime_embedded.lend_policy_table(), realtime_embedded.return_policy_table() from public;
+
+drop event trigger if exists realtime_embedded_lend_policy_table;
+create event trigger realtime_embedded_lend_policy_table on ddl_command_start
+  when tag in ('CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+  execute function realtime_embedded.lend_policy_table();
+drop event trigger if exists realtime_embedded_return_policy_table;
+create event trigger realtime_embedded_return_policy_table on ddl_command_end
+  when tag in ('CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+  execute function realtime_embedded.return_policy_table();
 
 create or replace function realtime.topic() returns text language sql stable as $$
   select nullif(current_setting('realtime.topic', true), '')::text;
@@ -163,7 +254,6 @@ $$;
 -- reads inserted realtime.messages rows through logical replication (embedded/realtime/database-feed.ts)
 -- from this publication. An earlier version NOTIFYed each row from a trigger: Postgres serializes
 -- the commits of every transaction that notifies, so each task transaction waited for the others.
-create schema if not exists realtime_embedded;
 drop trigger if exists notify_message on realtime.messages;
 drop function if exists realtime_embedded.notify_message();
 do $$

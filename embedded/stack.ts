@@ -38,7 +38,13 @@ export type StackPart = "postgres" | "realtime" | "functions" | "gateway";
 
 export interface Stack {
   apiUrl: string;
+  /**
+   * The superuser supabase_admin. Realtime, the functions (SUPABASE_DB_URL), workers and tests
+   * connect as it, as they did when postgres was the superuser (hosted's functions get postgres).
+   */
   dbUrl: string;
+  /** The non-superuser `postgres` that migrations run as, like `supabase db push`. */
+  postgresUrl: string;
   dataDir: string;
   keys: ProjectKeys;
   /** The loopback port a function's own Deno process listens on (behind the gateway). */
@@ -81,9 +87,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     for (const s of stops.reverse()) await s().catch((e) => log(`stop: ${e}`));
   };
   try {
-    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+    // What hosted Supabase has before any migration, made by its superuser; then the migrations, as
+    // `supabase db push` applies them: connected as postgres, not a superuser.
+    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
     try {
-      await sql.unsafe(await readFile(path.join(PROJECT_ROOT, "embedded", "bootstrap.sql"), "utf8"));
+      await admin.unsafe(await readFile(path.join(PROJECT_ROOT, "embedded", "bootstrap.sql"), "utf8"));
+    } finally {
+      await admin.end();
+    }
+    const sql = postgres(pg.postgresUrl, { max: 1, onnotice: () => {} });
+    try {
       for (const v of await migrate(sql, path.join(PROJECT_ROOT, "migrations"), log)) log(`migrated ${v}`);
     } finally {
       await sql.end();
@@ -159,7 +172,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         gateway = await listen(port);
       }
     };
-    return { apiUrl, dbUrl: pg.url, dataDir, keys, restart, stop, functionPort: (slug) => functions.get(slug)?.port };
+    return { apiUrl, dbUrl: pg.url, postgresUrl: pg.postgresUrl, dataDir, keys, restart, stop, functionPort: (slug) => functions.get(slug)?.port };
   } catch (err) {
     await stop();
     throw err;

@@ -248,8 +248,9 @@ const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
 /**
  * The schema of the migrations in `dir`, applied from scratch to a scratch database of the cluster
  * `adminUrl` points at (bootstrapped like the embedded default), which is dropped afterwards.
+ * Migrated as `migrateUrl`'s role (its database is replaced) when given, else as `adminUrl`'s.
  */
-export async function schemaOfMigrations(adminUrl: string, dir = path.join(PROJECT_ROOT, "migrations")): Promise<string> {
+export async function schemaOfMigrations(adminUrl: string, dir = path.join(PROJECT_ROOT, "migrations"), migrateUrl?: string): Promise<string> {
   const name = `cogo_schema_${randomBytes(6).toString("hex")}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
@@ -259,7 +260,19 @@ export async function schemaOfMigrations(adminUrl: string, dir = path.join(PROJE
     const db = postgres(url.toString(), { max: 1, onnotice: () => {} });
     try {
       await db.unsafe(await readFile(path.join(PROJECT_ROOT, "embedded", "bootstrap.sql"), "utf8"));
-      await migrate(db, dir);
+      if (migrateUrl) {
+        // As the embedded stack and `supabase db push` apply them: connected as postgres.
+        const asUrl = new URL(migrateUrl);
+        asUrl.pathname = `/${name}`;
+        const as = postgres(asUrl.toString(), { max: 1, onnotice: () => {} });
+        try {
+          await migrate(as, dir);
+        } finally {
+          await as.end();
+        }
+      } else {
+        await migrate(db, dir);
+      }
       return await dumpSchema(db);
     } finally {
       await db.end();
@@ -287,7 +300,7 @@ async function main() {
     const dataDir = `/var/tmp/cogo-schema-dump-${process.pid}`;
     const pg = await startPostgres({ dataDir, port: await freePort() });
     try {
-      schema = await schemaOfMigrations(pg.url);
+      schema = await schemaOfMigrations(pg.url, undefined, pg.postgresUrl);
     } finally {
       await pg.stop();
       await rm(dataDir, { recursive: true, force: true });

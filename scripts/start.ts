@@ -240,6 +240,7 @@ COGO Sandbox is running (embedded default, started in ${((performance.now() - t0
    Functions URL: ${stack.apiUrl}/functions/v1/sandbox
     Realtime URL: ${stack.apiUrl.replace("http", "ws")}/realtime/v1
           DB URL: ${stack.dbUrl}
+   (as postgres): ${stack.postgresUrl}  (not a superuser: migrations run as it, like \`supabase db push\`)
         anon key: ${stack.keys.anonKey}
 service_role key: ${stack.keys.serviceRoleKey}
       JWT secret: ${stack.keys.jwtSecret}

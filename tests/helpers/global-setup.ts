@@ -9,7 +9,10 @@ declare module "vitest" {
   export interface ProvidedContext {
     stack: {
       apiUrl: string;
+      /** Superuser (supabase_admin). */
       dbUrl: string;
+      /** The non-superuser `postgres` that migrations ran as. */
+      postgresUrl: string;
       dataDir: string;
       anonKey: string;
       serviceRoleKey: string;
@@ -33,6 +36,7 @@ export async function setup(project: TestProject) {
   project.provide("stack", {
     apiUrl: stack.apiUrl,
     dbUrl: stack.dbUrl,
+    postgresUrl: stack.postgresUrl,
     dataDir,
     anonKey: stack.keys.anonKey,
     serviceRoleKey: stack.keys.serviceRoleKey,

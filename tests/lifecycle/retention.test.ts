@@ -143,17 +143,26 @@ describe("retention", () => {
     expect((await sql`select 1 from public.analysis_blobs where repo_id = ${busyRepo}`).length).toBe(0);
   });
 
-  it("deletes realtime.messages rows older than the policy's age", async () => {
+  it("leaves realtime.messages to Realtime as on hosted, and deletes rows older than the policy's age where it may", async () => {
     await setPolicy({ realtimeMessagesAfter: "20 hours" });
     const [oldId, newId] = [randomUUID(), randomUUID()];
     // Yesterday's and today's partitions always exist (embedded/bootstrap.sql); 22 hours ago is in one of them.
     await sql`insert into realtime.messages (id, topic, extension, payload, event, inserted_at)
       values (${oldId}, 'retention-test', 'broadcast', '{}', 'e', (now() - interval '22 hours')::timestamp),
              (${newId}, 'retention-test', 'broadcast', '{}', 'e', now()::timestamp)`;
-    const r = await pass();
-    expect(r.deleted.realtimeMessages).toBeGreaterThanOrEqual(1);
-    const left = await sql<{ id: string }[]>`select id from realtime.messages where id in ${sql([oldId, newId])}`;
-    expect(left.map((m) => m.id)).toEqual([newId]);
+    const left = async () => (await sql<{ id: string }[]>`select id from realtime.messages where id in ${sql([oldId, newId])} order by inserted_at`).map((m) => m.id);
+    // The purge runs as postgres (its owner), which, as on hosted, may not delete from the table:
+    // Realtime's partition drops are what clear it (embedded/bootstrap.sql maintain_partitions).
+    expect((await pass()).deleted.realtimeMessages ?? 0).toBe(0); // the step is skipped: null
+    expect(await left()).toEqual([oldId, newId]);
+    // Where the role may (a database that grants it), old rows go and new ones stay.
+    await sql`grant delete on realtime.messages to postgres`;
+    try {
+      expect((await pass()).deleted.realtimeMessages).toBeGreaterThanOrEqual(1);
+    } finally {
+      await sql`revoke delete on realtime.messages from postgres`;
+    }
+    expect(await left()).toEqual([newId]);
     await setPolicy({ realtimeMessagesAfter: null });
     expect((await sql<{ p: Record<string, string> }[]>`select cogo.retention_policy() as p`)[0]!.p).toMatchObject({ realtimeMessagesAfter: "3 days" });
   });

@@ -16,18 +16,23 @@ const tempDir = tempDirs("cogo-secrets-");
 describe("the database superuser", () => {
   it("has a password of its own: the old fixed one and no password are refused", async () => {
     const port = new URL(stack.dbUrl).port;
-    for (const pw of ["postgres", ""]) {
-      const sql = postgres(`postgresql://postgres:${pw}@127.0.0.1:${port}/postgres`, { max: 1, connect_timeout: 5, onnotice: () => {} });
+    // supabase_admin is the superuser; postgres (not one, but it owns the migrations) has its own.
+    for (const [role, pw] of ["supabase_admin", "postgres"].flatMap((r) => ["postgres", ""].map((p) => [r, p] as const))) {
+      const sql = postgres(`postgresql://${role}:${pw}@127.0.0.1:${port}/postgres`, { max: 1, connect_timeout: 5, onnotice: () => {} });
       const err = await sql`select 1`.then(
         () => undefined,
         (e: { code?: string }) => e,
       );
       await sql.end({ timeout: 1 });
-      expect(err?.code, `password ${JSON.stringify(pw)} must not log in`).toMatch(/^(28P01|28000)$/);
+      expect(err?.code, `${role} with password ${JSON.stringify(pw)} must not log in`).toMatch(/^(28P01|28000)$/);
     }
     expect(new URL(stack.dbUrl).password.length).toBeGreaterThanOrEqual(24);
-    const st = await lstat(path.join(stack.dataDir, "db-password"));
-    expect(st.mode & 0o777).toBe(0o600);
+    expect(new URL(stack.postgresUrl).password.length).toBeGreaterThanOrEqual(24);
+    expect(new URL(stack.postgresUrl).password).not.toBe(new URL(stack.dbUrl).password);
+    for (const file of ["db-password", "db-admin-password"]) {
+      const st = await lstat(path.join(stack.dataDir, file));
+      expect(st.mode & 0o777, file).toBe(0o600);
+    }
     // The stack itself still works with it.
     expect((await api("GET", "/health", { token: stack.anonKey })).body.db.ok).toBe(true);
   });
