@@ -6,10 +6,12 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { renderUsage } from "../functions/_shared/quotas/usage.ts";
+import { dashboardTaskUrl, FLAG_RANGES, FlagError, forwardStdin, parseIntFlag } from "./cli-args.ts";
+import { COMMAND_HELP, wantsHelp } from "./cli-help.ts";
 import { SandboxError } from "./errors.ts";
 import type { TaskResult } from "./handle.ts";
 import { PLAN_USAGE, planCommand, watchCommand } from "./plan-cli.ts";
-import { SANDBOX_USAGE, SHELL_HELP, execCommand, filesCommand, sandboxCommand, shellCommand } from "./sandbox-cli.ts";
+import { SANDBOX_USAGE, execCommand, filesCommand, sandboxCommand, shellCommand } from "./sandbox-cli.ts";
 
 const USAGE = `Usage: cogo [--url URL] [--anon-key KEY] <command> [options]
        (in the checkout: npm run cogo -- <command> [options])
@@ -31,6 +33,9 @@ Commands:
                                   against your quotas, as a table (or JSON)
 ${PLAN_USAGE}
 ${SANDBOX_USAGE}
+
+Every command has its own help: cogo <command> --help. \`run\` prints the task's id and its
+dashboard page on stderr at start (COGO_DASHBOARD_URL, default <SUPABASE_URL>/dashboard/).
 
 Connection: --url and --anon-key (before the command), else the environment, else ./.env.local
 (the one npm start writes; read when SUPABASE_URL is not set otherwise):
@@ -108,7 +113,7 @@ async function connect() {
   const [{ createClient }, { default: WebSocket }, { createSandboxClient }] = await Promise.all([importSupabase(), import("ws"), import("./client.ts")]);
   // Node 20 has no global WebSocket; ws serves Realtime there (and on later Nodes alike).
   const supabase = createClient(url, anonKey, { accessToken: async () => token, realtime: { transport: WebSocket as never } });
-  return { supabase, sandbox: createSandboxClient(supabase) };
+  return { url, supabase, sandbox: createSandboxClient(supabase) };
 }
 
 function exitCodeOf(r: TaskResult): number {
@@ -131,7 +136,9 @@ async function run(argv: string[]): Promise<number> {
       file: { type: "string", multiple: true },
     },
   });
-  if (positionals.length === 0) fail("run needs a command: cogo run -- 'echo hi'");
+  if (positionals.length === 0) fail("run needs a command: cogo run -- 'echo hi' (cogo run --help)");
+  const timeoutMs = parseIntFlag("--timeout", values.timeout, FLAG_RANGES.timeout);
+  const priority = parseIntFlag("--priority", values.priority, FLAG_RANGES.priority);
   const { readFile } = await import("node:fs/promises");
   const files = await Promise.all(
     (values.file ?? []).map(async (f) => {
@@ -140,14 +147,14 @@ async function run(argv: string[]): Promise<number> {
       return { path: f.slice(0, eq), content: (await readFile(f.slice(eq + 1))).toString("base64"), encoding: "base64" as const };
     }),
   );
-  const { sandbox } = await connect();
+  const { url, sandbox } = await connect();
   const handle = await sandbox.execute(
     {
       ...(positionals.length === 1 ? { command: positionals[0]! } : { argv: positionals }),
       files,
       stdin: values.stdin ? "pipe" : "closed",
-      ...(values.timeout ? { timeoutMs: Number(values.timeout) } : {}),
-      ...(values.priority ? { priority: Number(values.priority) } : {}),
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      ...(priority !== undefined ? { priority } : {}),
       ...(values.kind ? { requirements: { kind: values.kind } } : {}),
     },
     {
@@ -157,6 +164,8 @@ async function run(argv: string[]): Promise<number> {
     },
     { collectOutput: false },
   );
+  // stderr, so stdout stays exactly the task's output.
+  process.stderr.write(`task ${handle.taskId}  ${dashboardTaskUrl(url, handle.taskId, process.env.COGO_DASHBOARD_URL)}\n`);
   let interrupted = false;
   process.on("SIGINT", () => {
     if (interrupted) process.exit(130);
@@ -164,11 +173,8 @@ async function run(argv: string[]): Promise<number> {
     process.stderr.write(`\n[cogo] cancelling task ${handle.taskId}… (Ctrl-C again to leave it running)\n`);
     void handle.cancel();
   });
-  if (values.stdin) {
-    let chain = Promise.resolve();
-    process.stdin.on("data", (d: Buffer) => (chain = chain.then(() => handle.write(d.toString()))));
-    process.stdin.on("end", () => (chain = chain.then(() => handle.closeStdin())));
-  }
+  // Input the task ended before reading is no error; any other failure to send it ends the CLI.
+  if (values.stdin) forwardStdin(handle, process.stdin).catch((err) => fail(`stdin not sent: ${err instanceof Error ? err.message : String(err)}`, 1));
   const result = await handle.result();
   if (result.status !== "succeeded") process.stderr.write(`[cogo] task ${result.taskId} ${result.status}: ${result.reason}\n`);
   return exitCodeOf(result);
@@ -193,9 +199,15 @@ async function logs(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** The command being run, for the pointer to its help in a usage error. */
+let command: string | undefined;
+
 async function main(): Promise<number> {
   const [cmd, ...rest] = takeConnectionOptions(process.argv.slice(2));
+  command = cmd;
   const json = (v: unknown) => (console.log(JSON.stringify(v, null, 2)), 0);
+  const help = cmd === undefined ? undefined : COMMAND_HELP[cmd];
+  if (help && wantsHelp(rest)) return (console.log(help), 0);
   switch (cmd) {
     case "run":
       return await run(rest);
@@ -224,12 +236,10 @@ async function main(): Promise<number> {
     case "exec":
       return await execCommand((await connect()).sandbox, rest, fail);
     case "shell":
-      if (rest.includes("--help") || rest.includes("-h")) return (console.log(SHELL_HELP), 0);
       return await shellCommand((await connect()).sandbox, rest, fail);
     case "files":
       return await filesCommand(async () => (await connect()).sandbox, rest, fail);
     case "watch":
-      if (rest.includes("--help") || rest.includes("-h")) return (console.log(USAGE), 0);
       return await watchCommand((await connect()).sandbox, rest, fail);
     case undefined:
     case "-h":
@@ -242,7 +252,19 @@ async function main(): Promise<number> {
   }
 }
 
+/** A usage mistake (a bad flag value, an option parseArgs does not know): exit 2 with a pointer to the help. */
+function usageMistake(err: unknown): string | undefined {
+  if (err instanceof FlagError) return err.message;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_")) return (err as Error).message;
+  return undefined;
+}
+
 main().then(
   (code) => process.exit(code),
-  (err) => fail(err instanceof SandboxError ? `${err.message} (${err.code})` : err instanceof Error ? err.message : String(err), 1),
+  (err) => {
+    const mistake = usageMistake(err);
+    if (mistake) fail(`${mistake}\nSee cogo ${command && COMMAND_HELP[command] ? `${command} ` : ""}--help.`);
+    fail(err instanceof SandboxError ? `${err.message} (${err.code})` : err instanceof Error ? err.message : String(err), 1);
+  },
 );

@@ -1,6 +1,7 @@
 // `cogo plan`, `cogo plan-status`, `cogo plan-cancel` and `cogo watch`: the CLI's plan commands.
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { FLAG_RANGES, parseIntFlag } from "./cli-args.ts";
 import type { SandboxClient } from "./client.ts";
 import type { PlanEventMessage } from "./plans.ts";
 import { watchDirectory, WATCH_DEFAULTS } from "./watch.ts";
@@ -77,8 +78,7 @@ export async function watchCommand(sandbox: SandboxClient, argv: string[], fail:
   });
   const dir = positionals[0] ?? fail("watch needs a directory: cogo watch ./src --plan <planId>");
   if (!values.plan === !values.workspace) fail("watch needs exactly one of --plan <planId> or --workspace <workspaceId>");
-  const debounceMs = values.debounce === undefined ? undefined : Number(values.debounce);
-  if (debounceMs !== undefined && !(Number.isInteger(debounceMs) && debounceMs >= 0)) fail(`--debounce ${values.debounce}: expected milliseconds`);
+  const debounceMs = parseIntFlag("--debounce", values.debounce, FLAG_RANGES.debounce);
   const workspaceId = values.workspace ?? (await sandbox.getPlan(values.plan!)).workspaceId;
   const follow = values.plan ? await sandbox.attachPlan(values.plan, (e) => e.type !== "progress_update" && console.error(`[plan] ${describePlanEvent(e)}`)) : undefined;
   const watcher = await watchDirectory(sandbox, dir, {

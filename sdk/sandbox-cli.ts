@@ -2,6 +2,7 @@
 // `cogo files ls|get|put|rm`: persistent sandboxes from a terminal.
 import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { FLAG_RANGES, parseIntFlag } from "./cli-args.ts";
 import type { SandboxClient } from "./client.ts";
 
 export const SANDBOX_USAGE = `  sandbox create [--kind KIND] [--idle-timeout MS] [--lifetime MS]
@@ -51,10 +52,12 @@ export async function sandboxCommand(client: SandboxClient, argv: string[], fail
         args: rest,
         options: { kind: { type: "string" }, "idle-timeout": { type: "string" }, lifetime: { type: "string" } },
       });
+      const idleTimeoutMs = parseIntFlag("--idle-timeout", values["idle-timeout"], FLAG_RANGES.sandboxClock);
+      const maxLifetimeMs = parseIntFlag("--lifetime", values.lifetime, FLAG_RANGES.sandboxClock);
       const sbx = await client.sandboxes.create({
         ...(values.kind ? { requirements: { kind: values.kind } } : {}),
-        ...(values["idle-timeout"] ? { idleTimeoutMs: Number(values["idle-timeout"]) } : {}),
-        ...(values.lifetime ? { maxLifetimeMs: Number(values.lifetime) } : {}),
+        ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
+        ...(maxLifetimeMs !== undefined ? { maxLifetimeMs } : {}),
       });
       return json(sbx.info);
     }

@@ -89,6 +89,12 @@ afterAll(async () => {
 });
 
 const connection = () => ({ SUPABASE_URL: stack.apiUrl, SUPABASE_ANON_KEY: stack.anonKey, COGO_TOKEN: user.token });
+/**
+ * All `cogo run` writes on stderr for a task that succeeds: the task's id and its page in the
+ * dashboard the stack serves (no deprecation notice, no warning, nothing else).
+ */
+const literally = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const TASK_LINE = new RegExp(`^task ([0-9a-f-]{36})  ${literally(`${stack.apiUrl}/dashboard/#/tasks/`)}\\1\n$`);
 
 describe("the SDK package", () => {
   it("installs from its tarball outside the checkout: an exports map with types, bundled ESM, a cogo bin", async () => {
@@ -208,14 +214,14 @@ export const wrong: ExecuteRequest = { command: 42 };
       project,
       userEnv({ COGO_TOKEN }),
     );
-    expect(withFile.stderr).toBe(""); // supabase-js's Node 20 deprecation line is dropped
+    expect(withFile.stderr).toMatch(TASK_LINE); // supabase-js's Node 20 deprecation line is dropped
     expect(withFile.stdout).toBe("from the user's directory\n");
     expect(withFile.code).toBe(0);
 
     // Nothing in the environment: .env.local of the directory it runs in, the exit code the task's.
     await writeFile(path.join(project, ".env.local"), `SUPABASE_URL=${SUPABASE_URL}\nSUPABASE_ANON_KEY=${SUPABASE_ANON_KEY}\nCOGO_TOKEN=${COGO_TOKEN}\n`);
     const ok = await run([cogo, "run", "--kind", kind, "--", "true"], project);
-    expect(ok.stderr).toBe("");
+    expect(ok.stderr).toMatch(TASK_LINE);
     expect(ok.code).toBe(0);
     const exit3 = await run([cogo, "run", "--kind", kind, "--", "exit 3"], project);
     expect(exit3.code).toBe(3);
@@ -229,7 +235,7 @@ export const wrong: ExecuteRequest = { command: 42 };
       project,
       userEnv(connection()),
     );
-    expect(r.stderr).toBe("");
+    expect(r.stderr).toMatch(TASK_LINE);
     expect(r.stdout).toBe("typed here\n");
     expect(r.code).toBe(0);
     figures.push(`npm run cogo (tsx, checkout) run ${r.ms} ms`);
