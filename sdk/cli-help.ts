@@ -26,7 +26,8 @@ Options:
   --file PATH=LOCAL    put the local file LOCAL into the workspace at PATH (repeatable)
   -h, --help           this text
 
-Ctrl-C cancels the task; a second Ctrl-C leaves it running. COGO_DASHBOARD_URL sets the
+Ctrl-C cancels the task; a second Ctrl-C leaves it running; SIGTERM cancels it and exits. When
+no live worker serves the kind, a line on stderr says so at once. COGO_DASHBOARD_URL sets the
 dashboard's address (default: <SUPABASE_URL>/dashboard/, where npm start serves it).
 
 Example:

@@ -166,12 +166,29 @@ async function run(argv: string[]): Promise<number> {
   );
   // stderr, so stdout stays exactly the task's output.
   process.stderr.write(`task ${handle.taskId}  ${dashboardTaskUrl(url, handle.taskId, process.env.COGO_DASHBOARD_URL)}\n`);
+  // A kind no live worker serves would otherwise wait in silence: say so at once (the task stays
+  // queued until such a worker starts; Ctrl-C cancels it).
+  const kind = values.kind ?? "basic";
+  void sandbox
+    .health()
+    .then((h) => {
+      if (!((h.workerKinds?.[kind] ?? 0) > 0))
+        process.stderr.write(`[cogo] no live worker serves kind "${kind}": the task waits in the queue until one starts (Ctrl-C cancels it)\n`);
+    })
+    .catch(() => {}); // health is advice here: the task runs either way
   let interrupted = false;
   process.on("SIGINT", () => {
     if (interrupted) process.exit(130);
     interrupted = true;
     process.stderr.write(`\n[cogo] cancelling task ${handle.taskId}… (Ctrl-C again to leave it running)\n`);
     void handle.cancel();
+  });
+  // Killed (a supervisor, a timeout in a script): the task goes with the CLI rather than running,
+  // or waiting queued, with nobody to read it. Bounded, so the CLI always ends.
+  process.on("SIGTERM", () => {
+    process.stderr.write(`[cogo] terminated: cancelling task ${handle.taskId}\n`);
+    const bound = new Promise((resolve) => setTimeout(resolve, 5000).unref());
+    void Promise.race([handle.cancel().catch(() => {}), bound]).finally(() => process.exit(143));
   });
   // Input the task ended before reading is no error; any other failure to send it ends the CLI.
   if (values.stdin) forwardStdin(handle, process.stdin).catch((err) => fail(`stdin not sent: ${err instanceof Error ? err.message : String(err)}`, 1));

@@ -145,6 +145,28 @@ describe("cogo run", () => {
     expect(own.stderr.split("\n")[0] + "\n").toMatch(taskLine("https://dash.example.com/cogo/"));
   });
 
+  it("says at once when no live worker serves the kind; SIGTERM cancels the waiting task and exits 143", async () => {
+    const u = await newUser();
+    const nobody = uniqueKind("cli-unserved");
+    const child = spawn(process.execPath, [cliJs, "run", "--kind", nobody, "--", "true"], {
+      cwd: userDir,
+      env: { PATH: process.env.PATH!, SUPABASE_URL: stack.apiUrl, SUPABASE_ANON_KEY: stack.anonKey, COGO_TOKEN: u.token },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    const warning = `[cogo] no live worker serves kind "${nobody}": the task waits in the queue until one starts (Ctrl-C cancels it)\n`;
+    await expect.poll(() => stderr, { timeout: 10_000, interval: 20 }).toContain(warning);
+    const taskId = new RegExp(`^task (${UUID}) `).exec(stderr)![1]!;
+    expect((await u.sandbox.getTask(taskId)).status).toBe("queued");
+    child.kill("SIGTERM");
+    expect(await closed).toBe(143);
+    expect(stderr).toContain(`[cogo] terminated: cancelling task ${taskId}\n`);
+    expect((await u.sandbox.getTask(taskId)).status).toBe("cancelled");
+    // With a live worker of the kind, no such line (the other cases here see only the task line).
+  });
+
   it("--stdin racing a task that ends at once: exit 0 every time, nothing but the task line on stderr", async () => {
     const runs: Ran[] = [];
     // Ten of them through the CLI itself, a few at a time (each is a node process and a task).
