@@ -93,11 +93,23 @@ export function runTask(
   // start_task (claimed → running) runs while the sandbox starts, off the path to the first byte:
   // output waits for it (it says where this attempt's output goes on), and a start that fails
   // (a cancel or a lost lease in between) stops the process before anything of it is written.
-  const started = attempt.start().then((seq) => void (nextSeq = seq + 1));
-  started.catch(() => {});
+  // A plan step starts once its workspace is restored, not before: "running" then means the files
+  // it started from are taken, so an edit made from then on is never overwritten by its save.
+  let started: Promise<void> | undefined;
+  let opened!: (start: Promise<void>) => void;
+  const gate = new Promise<Promise<void>>((resolve) => (opened = resolve));
+  const start = (): Promise<void> => {
+    if (!started) {
+      started = attempt.start().then((seq) => void (nextSeq = seq + 1));
+      started.catch(() => {});
+      opened(started);
+    }
+    return started;
+  };
+  if (!task.planId) void start();
   const batcher = new OutputBatcher(async (chunks) => {
     try {
-      await started;
+      await await gate;
       await queue.appendOutput(lease, nextSeq, chunks);
       nextSeq += chunks.length;
     } catch (err) {
@@ -150,6 +162,7 @@ export function runTask(
         restored = await restorePlanWorkspace(queue.sql, lease);
         batcher.system(`workspace restored: ${restored.files.length} file(s), ${restored.bytes} bytes`);
       }
+      const startedNow = start();
       const { onOutputLimit, ...limits } = task.limits;
       sandbox = await launch({
         command: task.command ?? task.argv!,
@@ -160,7 +173,7 @@ export function runTask(
         network: task.network,
         onOutputLimit,
       });
-      await started;
+      await startedNow;
       kill(); // a stop that arrived while the sandbox was starting
       // (set by a resize that arrived while the process started; TS cannot see the closure write)
       const asked = size as { cols: number; rows: number } | null;
@@ -209,6 +222,12 @@ export function runTask(
       await attempt.end(ending);
       if (!decided && outcome.status === "succeeded") await blocks.recordSuccess();
     } catch (err) {
+      if (!started) {
+        // Never started (a plan step whose restore failed): what output waits for never comes.
+        const never = Promise.reject(err);
+        never.catch(() => {});
+        opened(never);
+      }
       if (err instanceof LeaseLostError) {
         attempt.lost();
         stopReason = "lease_lost";

@@ -17,7 +17,7 @@ const dataDir = `/var/tmp/cogo-start-test-${process.pid}`;
 const analysisHome = `${dataDir}-home`;
 afterAll(async () => {
   const aside = (await readdir("/var/tmp")).filter((n) => n.startsWith(`${path.basename(dataDir)}.pre-squash-`)).map((n) => `/var/tmp/${n}`);
-  await Promise.all([dataDir, `${dataDir}-deno`, analysisHome, ...aside].map((d) => rm(d, { recursive: true, force: true })));
+  await Promise.all([dataDir, `${dataDir}-deno`, analysisHome, ...aside].map((d) => rm(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })));
 });
 
 /** Running, not a zombie (an exited child its new parent has not reaped yet holds nothing). */
