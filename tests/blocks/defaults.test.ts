@@ -173,7 +173,9 @@ describe.concurrent("loops and stalls of a command with history: the learned win
       const history = await historyOf(user.id, c.command.replace(/\s+/g, " "));
       expect(history).toMatchObject({ runs: 1 });
       const stretch = c.window === "infiniteLoopMs" ? history!.maxBusyMs : history!.maxQuietMs;
-      expect(stretch).toBeGreaterThanOrEqual(500);
+      // Counted between samples 500 ms apart, so a 1 s stretch reads about 500–1000 ms; timers
+      // jitter a few ms either way (499 once, in a full run).
+      expect(stretch).toBeGreaterThanOrEqual(400);
       expect(stretch).toBeLessThan(5000);
       const learned = learnedWindows(BLOCK_DETECTION_DEFAULTS, undefined, history)[c.window];
       expect(learned).toBeLessThan(BLOCK_DETECTION_DEFAULTS[c.window] / 2);
