@@ -170,7 +170,10 @@ describe.concurrent("loops and stalls of a command with history: the learned win
       const first = await runTask({ ...base, command: c.command, files: [{ path: c.path, content: c.healthy }] }, user);
       expect(first.result.status).toBe("succeeded");
       expect(story(first.events)).toEqual([]);
-      const history = await historyOf(user.id, c.command.replace(/\s+/g, " "));
+      // Written by the worker once the attempt has ended: the client may see the result first.
+      const key = c.command.replace(/\s+/g, " ");
+      for (let t = Date.now(); (await historyOf(user.id, key)) === null && Date.now() - t < 5000; ) await new Promise((r) => setTimeout(r, 50));
+      const history = await historyOf(user.id, key);
       expect(history).toMatchObject({ runs: 1 });
       const stretch = c.window === "infiniteLoopMs" ? history!.maxBusyMs : history!.maxQuietMs;
       // Counted between samples 500 ms apart, so a 1 s stretch reads about 500–1000 ms; timers
